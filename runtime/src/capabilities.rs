@@ -1,0 +1,54 @@
+//! Process capabilities: the bounding set is dropped while still root, the other four sets are
+//! set after the uid change (which keeps permitted caps thanks to PR_SET_KEEPCAPS).
+
+use anyhow::{Context, Result};
+use caps::{CapSet, Capability, CapsHashSet};
+use oci_spec::runtime::LinuxCapabilities;
+use std::str::FromStr;
+
+/// Converts an OCI capability set into the caps crate's.
+fn convert(set: &Option<oci_spec::runtime::Capabilities>) -> Result<CapsHashSet> {
+    let mut out = CapsHashSet::new();
+    for cap in set.iter().flatten() {
+        let name = serde_json::to_value(cap).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+        let parsed = Capability::from_str(&name).map_err(|_| anyhow::anyhow!("unknown capability {name}"))?;
+        out.insert(parsed);
+    }
+    Ok(out)
+}
+
+/// Drops every capability not in `bounding` from the bounding set.
+pub fn drop_bounding(spec: &LinuxCapabilities) -> Result<()> {
+    let keep = convert(spec.bounding())?;
+    let supported = caps::runtime::thread_all_supported();
+    for cap in supported {
+        if !keep.contains(&cap) {
+            caps::drop(None, CapSet::Bounding, cap).with_context(|| format!("dropping {cap} from the bounding set"))?;
+        }
+    }
+    Ok(())
+}
+
+/// Sets the effective, permitted, inheritable and ambient sets exactly.
+pub fn apply(spec: &LinuxCapabilities) -> Result<()> {
+    let permitted = convert(spec.permitted())?;
+    let effective = convert(spec.effective())?;
+    let inheritable = convert(spec.inheritable())?;
+    let ambient = convert(spec.ambient())?;
+    // Effective must stay a subset of permitted at every step: lower effective first.
+    caps::set(
+        None,
+        CapSet::Effective,
+        &effective.intersection(&caps::read(None, CapSet::Permitted)?).copied().collect(),
+    )
+    .context("setting effective capabilities")?;
+    caps::set(None, CapSet::Permitted, &permitted).context("setting permitted capabilities")?;
+    caps::set(None, CapSet::Effective, &effective).context("setting effective capabilities (not all in permitted?)")?;
+    caps::set(None, CapSet::Inheritable, &inheritable).context("setting inheritable capabilities")?;
+    caps::clear(None, CapSet::Ambient).context("clearing ambient capabilities")?;
+    for cap in ambient {
+        caps::raise(None, CapSet::Ambient, cap)
+            .with_context(|| format!("raising ambient {cap} (needs it permitted and inheritable)"))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,412 @@
+//! Cgroup placement: create the container's cgroup, put init in it, find its processes, and
+//! remove it. Two layouts behind one type: unified v2 (one tree) and v1 (one tree per mounted
+//! controller; hybrid hosts keep their controllers there). Detected from /proc/self/mountinfo.
+//!
+//! Resource limits belong to the resources work (issue 3); until then any non-empty
+//! `linux.resources` other than device rules is refused by name, never ignored.
+
+use anyhow::{bail, Context, Result};
+use oci_spec::runtime::{LinuxDeviceCgroup, LinuxResources};
+use serde::{Deserialize, Serialize};
+use std::path::{Component, Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Which cgroup layout a container was placed in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// cgroup v1 controllers (also hybrid hosts).
+    V1,
+    /// The unified cgroup v2 hierarchy.
+    V2,
+}
+
+/// The cgroup directories of one container.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CgroupPaths {
+    /// Layout.
+    pub mode: Mode,
+    /// The container's cgroup dir in each hierarchy (one for v2).
+    pub dirs: Vec<PathBuf>,
+    /// Directories this runtime created, parents first, to remove in reverse on delete.
+    pub created: Vec<PathBuf>,
+}
+
+/// One mounted cgroup hierarchy.
+#[derive(Debug, Clone)]
+struct Hierarchy {
+    mountpoint: PathBuf,
+    /// Root of the mount inside the hierarchy (not `/` inside a cgroup namespace).
+    root: PathBuf,
+    /// v1 controllers (and `name=` entries) of this hierarchy; empty for v2.
+    controllers: Vec<String>,
+    v2: bool,
+}
+
+fn unescape_mountinfo(s: &str) -> String {
+    s.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
+}
+
+fn hierarchies() -> Result<Vec<Hierarchy>> {
+    let text = std::fs::read_to_string("/proc/self/mountinfo").context("reading /proc/self/mountinfo")?;
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let Some((pre, post)) = line.split_once(" - ") else { continue };
+        let pre: Vec<&str> = pre.split(' ').collect();
+        let post: Vec<&str> = post.split(' ').collect();
+        if pre.len() < 5 || post.len() < 3 {
+            continue;
+        }
+        let (fstype, super_opts) = (post[0], post[2]);
+        let v2 = fstype == "cgroup2";
+        if fstype != "cgroup" && !v2 {
+            continue;
+        }
+        let controllers = if v2 {
+            Vec::new()
+        } else {
+            super_opts
+                .split(',')
+                .filter(|o| {
+                    !matches!(*o, "rw" | "ro" | "relatime" | "noatime" | "nosuid" | "nodev" | "noexec")
+                        && !o.starts_with("release_agent=")
+                        && *o != "clone_children"
+                        && *o != "xattr"
+                })
+                .map(str::to_string)
+                .collect()
+        };
+        out.push(Hierarchy {
+            mountpoint: PathBuf::from(unescape_mountinfo(pre[4])),
+            root: PathBuf::from(unescape_mountinfo(pre[3])),
+            controllers,
+            v2,
+        });
+    }
+    Ok(out)
+}
+
+/// The layout this host uses for containers: v2 when `/sys/fs/cgroup` itself is cgroup2, v1 when
+/// v1 controllers are mounted (a hybrid host's side cgroup2 tree does not make it a v2 host).
+pub fn host_mode() -> Result<Mode> {
+    let hs = hierarchies()?;
+    if hs.iter().any(|h| h.v2 && h.mountpoint == Path::new("/sys/fs/cgroup")) {
+        return Ok(Mode::V2);
+    }
+    if hs.iter().any(|h| !h.v2) {
+        return Ok(Mode::V1);
+    }
+    if hs.iter().any(|h| h.v2) {
+        return Ok(Mode::V2);
+    }
+    bail!("no cgroup filesystem is mounted")
+}
+
+/// This process's cgroup in each hierarchy, from /proc/self/cgroup: (controllers, path).
+fn own_cgroups() -> Result<Vec<(String, PathBuf)>> {
+    let text = std::fs::read_to_string("/proc/self/cgroup").context("reading /proc/self/cgroup")?;
+    Ok(text
+        .lines()
+        .filter_map(|l| {
+            let mut parts = l.splitn(3, ':');
+            let _id = parts.next()?;
+            let ctrls = parts.next()?.to_string();
+            let path = PathBuf::from(parts.next()?);
+            Some((ctrls, path))
+        })
+        .collect())
+}
+
+/// Checks a `cgroupsPath` and turns it into (absolute?, clean relative path).
+fn clean_cgroups_path(path: &Path) -> Result<(bool, PathBuf)> {
+    let mut clean = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::Normal(n) => clean.push(n),
+            Component::RootDir | Component::CurDir => {}
+            Component::ParentDir | Component::Prefix(_) => {
+                bail!("cgroupsPath {} must not contain '..'", path.display())
+            }
+        }
+    }
+    if clean.as_os_str().is_empty() {
+        bail!("cgroupsPath {:?} names no cgroup", path);
+    }
+    Ok((path.is_absolute(), clean))
+}
+
+impl CgroupPaths {
+    /// Works out (without creating anything) where a container goes. `cgroups_path` absolute
+    /// is relative to each hierarchy's root, relative is relative to this runtime's own cgroup;
+    /// absent means `<id>` relative to it (as runc does).
+    pub fn plan(cgroups_path: Option<&Path>, id: &str) -> Result<CgroupPaths> {
+        if cgroups_path.is_some_and(|p| p.to_string_lossy().contains(':')) {
+            bail!("cgroupsPath {:?} looks like a systemd slice:prefix:name path; the systemd cgroup driver is not supported", cgroups_path.unwrap_or(Path::new("")));
+        }
+        let (absolute, rel) = clean_cgroups_path(cgroups_path.unwrap_or(Path::new(id)))?;
+        let mode = host_mode()?;
+        let own = own_cgroups()?;
+        let mut dirs = Vec::new();
+        for h in hierarchies()? {
+            if (mode == Mode::V2) != h.v2 {
+                continue;
+            }
+            let base = if absolute {
+                PathBuf::new()
+            } else {
+                let mine = own.iter().find(|(ctrls, _)| {
+                    if h.v2 {
+                        ctrls.is_empty()
+                    } else {
+                        let set: Vec<&str> = ctrls.split(',').collect();
+                        h.controllers.iter().all(|c| set.contains(&c.as_str()))
+                    }
+                });
+                match mine {
+                    Some((_, p)) => p.strip_prefix(&h.root).map(Path::to_path_buf).unwrap_or_default(),
+                    None => PathBuf::new(),
+                }
+            };
+            let base = base.strip_prefix("/").map(Path::to_path_buf).unwrap_or(base);
+            dirs.push(h.mountpoint.join(base).join(&rel));
+        }
+        if dirs.is_empty() {
+            bail!("no usable cgroup hierarchy found");
+        }
+        Ok(CgroupPaths { mode, dirs, created: Vec::new() })
+    }
+
+    /// Creates the directories (remembering which ones were new).
+    pub fn create(&mut self) -> Result<()> {
+        for dir in self.dirs.clone() {
+            let mut missing = Vec::new();
+            let mut cur = dir.as_path();
+            while !cur.exists() {
+                missing.push(cur.to_path_buf());
+                cur = match cur.parent() {
+                    Some(p) => p,
+                    None => break,
+                };
+            }
+            for d in missing.into_iter().rev() {
+                std::fs::create_dir(&d).with_context(|| format!("creating cgroup {}", d.display()))?;
+                self.created.push(d.clone());
+                if self.mode == Mode::V1 && d.file_name().is_some() {
+                    inherit_cpuset(&d)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Moves `pid` into the container's cgroup in every hierarchy.
+    pub fn join(&self, pid: i32) -> Result<()> {
+        for dir in &self.dirs {
+            let procs = dir.join("cgroup.procs");
+            std::fs::write(&procs, pid.to_string())
+                .with_context(|| format!("adding pid {pid} to {}", procs.display()))?;
+        }
+        Ok(())
+    }
+
+    /// Pids in the container's cgroup.
+    pub fn pids(&self) -> Result<Vec<i32>> {
+        let Some(dir) = self.dirs.first() else { return Ok(Vec::new()) };
+        let procs = dir.join("cgroup.procs");
+        match std::fs::read_to_string(&procs) {
+            Ok(text) => Ok(text.lines().filter_map(|l| l.trim().parse().ok()).collect()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(e).with_context(|| format!("reading {}", procs.display())),
+        }
+    }
+
+    /// True when the cgroup is frozen (paused).
+    pub fn is_frozen(&self) -> bool {
+        self.dirs.iter().any(|d| match self.mode {
+            Mode::V1 => std::fs::read_to_string(d.join("freezer.state")).is_ok_and(|s| s.trim() == "FROZEN"),
+            Mode::V2 => std::fs::read_to_string(d.join("cgroup.freeze")).is_ok_and(|s| s.trim() == "1"),
+        })
+    }
+
+    /// Applies device rules (v1 `devices.allow/deny`); v2 needs a BPF program, not built yet,
+    /// so a v2 container with device rules is refused at create.
+    pub fn apply_devices(&self, rules: &[LinuxDeviceCgroup]) -> Result<()> {
+        if rules.is_empty() {
+            return Ok(());
+        }
+        match self.mode {
+            Mode::V2 => bail!("linux.resources.devices on cgroup v2 needs a BPF device filter, which berth-runtime does not build yet"),
+            Mode::V1 => {
+                let Some(dir) = self.dirs.iter().find(|d| d.join("devices.allow").exists()) else {
+                    bail!("linux.resources.devices is set but the v1 devices controller is not mounted");
+                };
+                for rule in rules.iter().chain(default_allowed_devices().iter()) {
+                    let file = if rule.allow() { "devices.allow" } else { "devices.deny" };
+                    let line = device_rule_line(rule);
+                    std::fs::write(dir.join(file), &line)
+                        .with_context(|| format!("writing {line:?} to {}", dir.join(file).display()))?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Removes the container's cgroups (waiting briefly for exiting processes to leave) and the
+    /// parents this runtime created.
+    pub fn remove(&self) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        for dir in self.created.iter().rev() {
+            loop {
+                match std::fs::remove_dir(dir) {
+                    Ok(()) => break,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
+                    // A shared parent with other children: not ours to remove any more.
+                    Err(e) if !self.dirs.contains(dir) && e.raw_os_error() == Some(libc::EBUSY) => break,
+                    Err(e) if !self.dirs.contains(dir) && e.raw_os_error() == Some(libc::ENOTEMPTY) => break,
+                    Err(e) if e.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline => {
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                    Err(e) => return Err(e).with_context(|| format!("removing cgroup {}", dir.display())),
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// v1 cpuset refuses tasks until cpus and mems are set: copy them from the parent.
+fn inherit_cpuset(dir: &Path) -> Result<()> {
+    let cpus = dir.join("cpuset.cpus");
+    if !cpus.exists() {
+        return Ok(());
+    }
+    let parent = dir.parent().context("cpuset cgroup without parent")?;
+    for file in ["cpuset.cpus", "cpuset.mems"] {
+        let current = std::fs::read_to_string(dir.join(file)).unwrap_or_default();
+        if current.trim().is_empty() {
+            let value = std::fs::read_to_string(parent.join(file))
+                .with_context(|| format!("reading {}", parent.join(file).display()))?;
+            std::fs::write(dir.join(file), value.trim())
+                .with_context(|| format!("writing {}", dir.join(file).display()))?;
+        }
+    }
+    Ok(())
+}
+
+fn device_rule_line(rule: &LinuxDeviceCgroup) -> String {
+    let typ = match rule.typ() {
+        Some(t) => t.as_str().to_string(),
+        None => "a".to_string(),
+    };
+    let num = |n: Option<i64>| n.map(|n| n.to_string()).unwrap_or_else(|| "*".to_string());
+    let access = rule.access().clone().unwrap_or_else(|| "rwm".to_string());
+    format!("{typ} {}:{} {access}", num(rule.major()), num(rule.minor()))
+}
+
+/// Devices every container gets even under a deny-all rule (the default device nodes, the
+/// pty pair and the console), as runc allows them.
+fn default_allowed_devices() -> Vec<LinuxDeviceCgroup> {
+    let rule = |major: i64, minor: Option<i64>| {
+        let mut r = LinuxDeviceCgroup::default();
+        r.set_allow(true);
+        r.set_typ(Some(oci_spec::runtime::LinuxDeviceType::C));
+        r.set_major(Some(major));
+        r.set_minor(minor);
+        r.set_access(Some("rwm".to_string()));
+        r
+    };
+    vec![
+        rule(1, Some(3)),
+        rule(1, Some(5)),
+        rule(1, Some(7)),
+        rule(1, Some(8)),
+        rule(1, Some(9)),
+        rule(5, Some(0)),
+        rule(5, Some(1)),
+        rule(5, Some(2)),
+        rule(136, None),
+    ]
+}
+
+/// Refuses resource settings this build cannot apply yet, naming them; zero/false/empty values
+/// count as absent (engines send `"shares": 0` and the like).
+pub fn check_resources(resources: Option<&LinuxResources>) -> Result<()> {
+    let Some(resources) = resources else { return Ok(()) };
+    let mut value = serde_json::to_value(resources).context("serialising linux.resources")?;
+    if let Some(obj) = value.as_object_mut() {
+        obj.remove("devices");
+    }
+    let mut set = Vec::new();
+    collect_set_fields(&value, "linux.resources", &mut set);
+    if !set.is_empty() {
+        bail!(
+            "{} not supported by this build of berth-runtime yet (cgroup resource limits)",
+            set.join(", ") + if set.len() == 1 { " is" } else { " are" }
+        );
+    }
+    Ok(())
+}
+
+fn collect_set_fields(value: &serde_json::Value, path: &str, out: &mut Vec<String>) {
+    use serde_json::Value;
+    match value {
+        Value::Null => {}
+        Value::Bool(b) => {
+            if *b {
+                out.push(path.to_string())
+            }
+        }
+        Value::Number(n) => {
+            if n.as_f64() != Some(0.0) {
+                out.push(path.to_string())
+            }
+        }
+        Value::String(s) => {
+            if !s.is_empty() {
+                out.push(path.to_string())
+            }
+        }
+        Value::Array(a) => {
+            if !a.is_empty() {
+                out.push(path.to_string())
+            }
+        }
+        Value::Object(o) => {
+            for (k, v) in o {
+                collect_set_fields(v, &format!("{path}.{k}"), out);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dotdot_in_cgroups_path_is_refused() {
+        assert!(clean_cgroups_path(Path::new("/a/../../etc")).is_err());
+        assert_eq!(clean_cgroups_path(Path::new("/a/b")).unwrap(), (true, PathBuf::from("a/b")));
+        assert_eq!(clean_cgroups_path(Path::new("a/./b")).unwrap(), (false, PathBuf::from("a/b")));
+    }
+
+    #[test]
+    fn zero_resources_count_as_absent_and_limits_are_named() {
+        let zero: LinuxResources =
+            serde_json::from_str(r#"{"devices":[{"allow":false,"access":"rwm"}],"cpu":{"shares":0},"memory":{}}"#)
+                .unwrap();
+        check_resources(Some(&zero)).unwrap();
+        let limited: LinuxResources = serde_json::from_str(r#"{"memory":{"limit":1048576}}"#).unwrap();
+        let err = check_resources(Some(&limited)).unwrap_err().to_string();
+        assert!(err.contains("linux.resources.memory.limit"), "{err}");
+    }
+
+    #[test]
+    fn device_rules_format_like_the_v1_files() {
+        let rule: LinuxDeviceCgroup = serde_json::from_str(r#"{"allow":false,"access":"rwm"}"#).unwrap();
+        assert_eq!(device_rule_line(&rule), "a *:* rwm");
+        let rule: LinuxDeviceCgroup =
+            serde_json::from_str(r#"{"allow":true,"type":"c","major":1,"minor":3,"access":"rw"}"#).unwrap();
+        assert_eq!(device_rule_line(&rule), "c 1:3 rw");
+    }
+}

@@ -1,0 +1,53 @@
+//! Protection against the CVE-2019-5736 class: a container process that gets the runtime
+//! re-executed (`#!/proc/self/exe`) must not be able to open the host binary for writing. Before
+//! any container is set up, the runtime re-executes itself from a sealed memfd copy; what a
+//! container can reach through /proc/<pid>/exe is then that immutable copy.
+
+use anyhow::{Context, Result};
+use nix::fcntl::{fcntl, FcntlArg, SealFlag};
+use nix::sys::memfd::{memfd_create, MFdFlags};
+use std::ffi::CString;
+use std::fs::File;
+use std::os::fd::AsFd;
+
+const SEALS: SealFlag =
+    SealFlag::F_SEAL_SEAL.union(SealFlag::F_SEAL_SHRINK).union(SealFlag::F_SEAL_GROW).union(SealFlag::F_SEAL_WRITE);
+
+/// True when this process already runs from a sealed memfd.
+pub fn is_cloned() -> bool {
+    let Ok(exe) = File::open("/proc/self/exe") else { return false };
+    match fcntl(exe.as_fd(), FcntlArg::F_GET_SEALS) {
+        Ok(bits) => SealFlag::from_bits_truncate(bits).contains(SEALS),
+        Err(_) => false,
+    }
+}
+
+/// Re-executes the current command line from a sealed memfd copy of the binary, unless this
+/// process already runs from one. Returns only on failure.
+pub fn ensure_cloned() -> Result<()> {
+    if is_cloned() {
+        return Ok(());
+    }
+    let mut exe = File::open("/proc/self/exe").context("opening /proc/self/exe")?;
+    let memfd =
+        memfd_create(c"berth-runtime", MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING).context("memfd_create")?;
+    let mut copy = File::from(memfd);
+    std::io::copy(&mut exe, &mut copy).context("copying the runtime binary into a memfd")?;
+    fcntl(copy.as_fd(), FcntlArg::F_ADD_SEALS(SEALS)).context("sealing the runtime memfd")?;
+    let args: Vec<CString> = std::env::args_os()
+        .map(|a| CString::new(a.into_encoded_bytes()))
+        .collect::<Result<_, _>>()
+        .context("argument with a NUL byte")?;
+    let env: Vec<CString> = std::env::vars_os()
+        .map(|(k, v)| {
+            let mut kv = k.into_encoded_bytes();
+            kv.push(b'=');
+            kv.extend(v.into_encoded_bytes());
+            CString::new(kv)
+        })
+        .collect::<Result<_, _>>()
+        .context("environment with a NUL byte")?;
+    let never =
+        nix::unistd::fexecve(copy.as_fd(), &args, &env).context("re-executing the runtime from its memfd copy")?;
+    match never {}
+}

@@ -1,0 +1,270 @@
+//! `create`: set the container up completely and leave init blocked on the exec fifo.
+//!
+//! The runtime clones init directly into its new namespaces (pid and time are entered or
+//! created by this process first, since they apply to children), puts it in its cgroup, writes
+//! its id maps, then answers init's requests over the sync socket until init is ready. Init is
+//! this process's child only until `create` exits; then the caller's subreaper adopts it.
+
+use crate::cgroups::CgroupPaths;
+use crate::init::InitArgs;
+use crate::namespaces::Plan;
+use crate::state::{LockedDir, State, Status, EXEC_FIFO};
+use crate::sync::{Message, SyncSocket};
+use anyhow::{bail, Context, Result};
+use nix::fcntl::OFlag;
+use nix::sched::CloneFlags;
+use nix::sys::signal::{kill, Signal};
+use nix::sys::stat::Mode;
+use nix::unistd::Pid;
+use oci_spec::runtime::{LinuxIdMapping, Spec};
+use std::path::{Path, PathBuf};
+
+/// What `create` (and `run`) take from the command line.
+#[derive(Debug, Clone, Default)]
+pub struct CreateOptions {
+    /// Container id.
+    pub id: String,
+    /// Bundle directory.
+    pub bundle: PathBuf,
+    /// Where to write init's pid.
+    pub pid_file: Option<PathBuf>,
+    /// Where to send the pty master.
+    pub console_socket: Option<PathBuf>,
+    /// Use MS_MOVE + chroot instead of pivot_root.
+    pub no_pivot: bool,
+    /// Keep the caller's session keyring.
+    pub no_new_keyring: bool,
+    /// Pass fds 3..3+N to the process.
+    pub preserve_fds: i32,
+}
+
+/// A created container whose init is this process's child (until this process exits).
+pub struct Created {
+    /// Host pid of init.
+    pub pid: i32,
+}
+
+/// Creates container `opts.id` under `root`. On any failure nothing is left behind: no state
+/// dir, cgroup, process or fifo.
+pub fn create(root: &Path, opts: &CreateOptions) -> Result<Created> {
+    crate::state::validate_id(&opts.id)?;
+    let bundle = std::fs::canonicalize(&opts.bundle).with_context(|| format!("bundle {}", opts.bundle.display()))?;
+    let spec = crate::spec::load(&bundle)?;
+    crate::spec::validate(&spec)?;
+    let rootfs = crate::spec::rootfs_path(&bundle, &spec)?;
+    let process = spec.process().as_ref().context("config.json has no process")?;
+    let terminal = process.terminal().unwrap_or(false);
+    match (terminal, &opts.console_socket) {
+        (true, None) => bail!("process.terminal is set: --console-socket is required"),
+        (false, Some(_)) => bail!("--console-socket was given but process.terminal is false"),
+        _ => {}
+    }
+    for fd in 3..3 + opts.preserve_fds {
+        if nix::fcntl::fcntl(borrow_fd(fd), nix::fcntl::FcntlArg::F_GETFD).is_err() {
+            bail!("--preserve-fds {}: fd {fd} is not open", opts.preserve_fds);
+        }
+    }
+    let dir = LockedDir::create(root, &opts.id)?;
+    let mut cgroup = None;
+    let mut child = None;
+    let result = setup(&dir, &bundle, &rootfs, &spec, opts, &mut cgroup, &mut child);
+    if result.is_err() {
+        if let Some(pid) = child {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            let _ = nix::sys::wait::waitpid(Pid::from_raw(pid), None);
+        }
+        if let Some(cg) = cgroup {
+            let _ = cg.remove();
+        }
+        let _ = std::fs::remove_dir_all(&dir.path);
+    }
+    result
+}
+
+fn borrow_fd(fd: i32) -> std::os::fd::BorrowedFd<'static> {
+    // SAFETY: only used for F_GETFD probing of fd numbers the caller handed over; fcntl on a
+    // closed fd number fails with EBADF and touches nothing.
+    unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }
+}
+
+fn setup(
+    dir: &LockedDir,
+    bundle: &Path,
+    rootfs: &Path,
+    spec: &Spec,
+    opts: &CreateOptions,
+    cgroup_out: &mut Option<CgroupPaths>,
+    child_out: &mut Option<i32>,
+) -> Result<Created> {
+    let linux = spec.linux().as_ref().context("config.json has no linux section")?;
+    let mut cgroup = CgroupPaths::plan(linux.cgroups_path().as_deref(), &opts.id)?;
+    let created = cgroup.create();
+    *cgroup_out = Some(cgroup.clone());
+    created?;
+    if let Some(devices) = linux.resources().as_ref().and_then(|r| r.devices().as_ref()) {
+        cgroup.apply_devices(devices)?;
+    }
+
+    let mut state = State {
+        oci_version: crate::spec::OCI_VERSION.to_string(),
+        id: opts.id.clone(),
+        status: Status::Creating,
+        pid: 0,
+        init_start_time: 0,
+        bundle: bundle.to_path_buf(),
+        rootfs: rootfs.to_path_buf(),
+        annotations: spec.annotations().clone().unwrap_or_default(),
+        created: crate::logging::now_rfc3339(),
+        owner: nix::unistd::geteuid().as_raw(),
+        cgroup: cgroup.clone(),
+        config: serde_json::to_value(spec).context("serialising config")?,
+    };
+    state.save(&dir.path)?;
+
+    let fifo_path = dir.path.join(EXEC_FIFO);
+    nix::unistd::mkfifo(&fifo_path, Mode::from_bits_truncate(0o600))
+        .with_context(|| format!("mkfifo {}", fifo_path.display()))?;
+    // Writable by the container's user, whoever it is (its init reopens it after setuid).
+    std::fs::set_permissions(&fifo_path, std::os::unix::fs::PermissionsExt::from_mode(0o622))?;
+    let exec_fifo = nix::fcntl::open(&fifo_path, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
+        .context("opening the exec fifo")?;
+    let console_socket = opts.console_socket.as_deref().map(crate::console::connect_socket).transpose()?;
+
+    let plan = Plan::from_spec(linux.namespaces().as_deref().unwrap_or_default());
+    enter_child_namespaces(&plan, linux.time_offsets().as_ref())?;
+    let (parent_sock, child_sock) = crate::sync::pair()?;
+
+    // SAFETY: berth-runtime is single-threaded, so the child is a complete copy of a consistent
+    // process (no lock can be held by another thread). clone without CLONE_VM and with a null
+    // stack behaves like fork(2): the child continues on a copy of this stack.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            (plan.clone_flags.bits() | libc::SIGCHLD) as libc::c_ulong,
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        )
+    };
+    if ret < 0 {
+        return Err(std::io::Error::last_os_error()).with_context(|| format!("clone with {:?}", plan.clone_flags));
+    }
+    if ret == 0 {
+        drop(parent_sock);
+        child_main(
+            InitArgs {
+                spec,
+                rootfs,
+                plan: &plan,
+                cgroup: &cgroup,
+                exec_fifo: &exec_fifo,
+                console_socket,
+                no_pivot: opts.no_pivot,
+                no_new_keyring: opts.no_new_keyring,
+                preserve_fds: opts.preserve_fds,
+            },
+            &child_sock,
+        );
+    }
+    let pid = ret as i32;
+    *child_out = Some(pid);
+    drop(child_sock);
+    drop(console_socket);
+
+    cgroup.join(pid)?;
+    if plan.new_user {
+        write_id_map(pid, "uid_map", linux.uid_mappings().as_deref().unwrap_or_default())?;
+        write_id_map(pid, "gid_map", linux.gid_mappings().as_deref().unwrap_or_default())?;
+    }
+    if let Some(adj) = spec.process().as_ref().and_then(|p| p.oom_score_adj()) {
+        std::fs::write(format!("/proc/{pid}/oom_score_adj"), adj.to_string())
+            .with_context(|| format!("setting oomScoreAdj {adj} (lowering it needs CAP_SYS_RESOURCE)"))?;
+    }
+    state.pid = pid;
+    state.init_start_time = crate::state::proc_stat(pid).map(|(_, t)| t).context("reading init's start time")?;
+    parent_sock.send(&Message::Go(state.oci_json(Status::Creating).to_string()))?;
+
+    loop {
+        match parent_sock.recv()? {
+            Some(Message::RunCreateRuntimeHooks) => {
+                if let Some(hooks) = spec.hooks() {
+                    let st = state.oci_json(Status::Creating);
+                    crate::hooks::run_all(hooks.prestart().as_deref().unwrap_or_default(), &st, "prestart")?;
+                    crate::hooks::run_all(hooks.create_runtime().as_deref().unwrap_or_default(), &st, "createRuntime")?;
+                }
+                parent_sock.send(&Message::HooksDone)?;
+            }
+            Some(Message::Ready) => break,
+            Some(Message::Error(e)) => bail!("container init: {e}"),
+            Some(other) => bail!("unexpected message from init: {other:?}"),
+            None => bail!("container init exited during setup"),
+        }
+    }
+    state.status = Status::Created;
+    state.save(&dir.path)?;
+    if let Some(pid_file) = &opts.pid_file {
+        write_pid_file(pid_file, pid)?;
+    }
+    Ok(Created { pid })
+}
+
+/// In the child: run init; report a failure to the parent and exit without unwinding into the
+/// parent's code.
+fn child_main(args: InitArgs, sync: &SyncSocket) -> ! {
+    // SAFETY: prctl(PR_SET_DUMPABLE, 0) takes no pointers. A non-dumpable init cannot be ptraced
+    // or have its /proc entries (exe, fds) opened by container processes before execve.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    let err = match crate::init::run(args, sync) {
+        Ok(never) => match never {},
+        Err(e) => e,
+    };
+    let _ = sync.send(&Message::Error(format!("{err:#}")));
+    // SAFETY: _exit ends the child at once, without running the parent's atexit handlers or
+    // flushing its copied stdio buffers.
+    unsafe { libc::_exit(1) }
+}
+
+/// pid and time namespaces apply to children: enter or create them here, before the clone.
+fn enter_child_namespaces(
+    plan: &Plan,
+    offsets: Option<&std::collections::HashMap<String, oci_spec::runtime::LinuxTimeOffset>>,
+) -> Result<()> {
+    if let Some(path) = &plan.join_pid {
+        crate::namespaces::join(oci_spec::runtime::LinuxNamespaceType::Pid, path)?;
+    }
+    if let Some(path) = &plan.join_time {
+        crate::namespaces::join(oci_spec::runtime::LinuxNamespaceType::Time, path)?;
+    }
+    if plan.new_time {
+        nix::sched::unshare(CloneFlags::from_bits_retain(libc::CLONE_NEWTIME))
+            .context("unsharing the time namespace")?;
+        let mut text = String::new();
+        for (clock, off) in offsets.into_iter().flatten() {
+            if clock != "monotonic" && clock != "boottime" {
+                bail!("linux.timeOffsets: unknown clock {clock:?} (monotonic or boottime)");
+            }
+            text.push_str(&format!("{clock} {} {}\n", off.secs().unwrap_or(0), off.nanosecs().unwrap_or(0)));
+        }
+        if !text.is_empty() {
+            std::fs::write("/proc/self/timens_offsets", text).context("writing time namespace offsets")?;
+        }
+    } else if offsets.is_some_and(|o| !o.is_empty()) {
+        bail!("linux.timeOffsets needs a new time namespace");
+    }
+    Ok(())
+}
+
+fn write_id_map(pid: i32, file: &str, mappings: &[LinuxIdMapping]) -> Result<()> {
+    let text: String =
+        mappings.iter().map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size())).collect();
+    let path = format!("/proc/{pid}/{file}");
+    std::fs::write(&path, &text).with_context(|| format!("writing {path}: {text:?}"))
+}
+
+/// Writes the pid file atomically (engines poll for it).
+pub fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
+    let tmp = path.with_extension("berth-tmp");
+    std::fs::write(&tmp, pid.to_string()).with_context(|| format!("writing pid file {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("writing pid file {}", path.display()))
+}

@@ -1,0 +1,61 @@
+//! `delete`: kill what is left, remove the cgroup, run poststop hooks, remove the state dir.
+
+use super::Container;
+use crate::state::{Status, STATE_FILE};
+use anyhow::{bail, Context, Result};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use std::path::Path;
+use std::time::Duration;
+
+/// Deletes container `id`; `force` also deletes a running one (SIGKILL first).
+pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
+    crate::state::validate_id(id)?;
+    let dir = root.join(id);
+    if !dir.join(STATE_FILE).exists() {
+        // An aborted create can leave a dir without state; --force clears it as runc does.
+        if dir.is_dir() && force {
+            std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+            return Ok(());
+        }
+        if force {
+            return Ok(());
+        }
+        bail!("container {id} does not exist");
+    }
+    let c = Container::open(root, id)?;
+    let status = c.status();
+    match status {
+        Status::Created | Status::Stopped => {}
+        _ if force => {}
+        _ => bail!("cannot delete container {id} that is not stopped: {status}"),
+    }
+    destroy(&c)?;
+    if let Some(hooks) = c.state.hooks()? {
+        let state = c.state.oci_json(Status::Stopped);
+        if let Err(e) = crate::hooks::run_all(hooks.poststop().as_deref().unwrap_or_default(), &state, "poststop") {
+            crate::logging::warn(&format!("{e:#}"));
+        }
+    }
+    std::fs::remove_dir_all(&c.dir.path).with_context(|| format!("removing {}", c.dir.path.display()))?;
+    Ok(())
+}
+
+/// Kills init and every process of the cgroup, waits for them, removes the cgroup.
+pub fn destroy(c: &Container) -> Result<()> {
+    let st = &c.state;
+    if c.state.cgroup.is_frozen() {
+        bail!("container {} is paused; resume it before deleting", st.id);
+    }
+    if crate::state::init_alive(st.pid, st.init_start_time) {
+        let _ = kill(Pid::from_raw(st.pid), Signal::SIGKILL);
+    }
+    // Without a pid namespace, init's death does not take the rest with it.
+    for pid in st.cgroup.pids().unwrap_or_default() {
+        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+    }
+    if !super::wait_gone(st.pid, st.init_start_time, Duration::from_secs(10)) {
+        bail!("container {} init (pid {}) did not exit after SIGKILL", st.id, st.pid);
+    }
+    st.cgroup.remove()
+}

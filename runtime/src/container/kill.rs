@@ -1,0 +1,30 @@
+//! `kill`: signal init, or with `all` every process in the container's cgroup.
+
+use super::Container;
+use crate::state::Status;
+use anyhow::{bail, Context, Result};
+use nix::sys::signal::{kill as send, Signal};
+use nix::unistd::Pid;
+use std::path::Path;
+
+/// Sends `signal` to container `id`.
+pub fn kill(root: &Path, id: &str, signal: Signal, all: bool) -> Result<()> {
+    let c = Container::open(root, id)?;
+    let status = c.status();
+    if all {
+        for pid in c.state.cgroup.pids()? {
+            match send(Pid::from_raw(pid), signal) {
+                Ok(()) | Err(nix::errno::Errno::ESRCH) => {}
+                Err(e) => return Err(e).with_context(|| format!("sending {signal} to pid {pid}")),
+            }
+        }
+        return Ok(());
+    }
+    match status {
+        Status::Stopped => bail!("container {id} is not running (stopped); use --all to signal leftover processes"),
+        Status::Creating => bail!("container {id} is still being created"),
+        Status::Created | Status::Running | Status::Paused => {}
+    }
+    send(Pid::from_raw(c.state.pid), signal)
+        .with_context(|| format!("sending {signal} to container {id} (pid {})", c.state.pid))
+}

@@ -1,0 +1,51 @@
+//! `start`: release init from the exec fifo so it execs the user process, then poststart hooks.
+
+use super::Container;
+use crate::state::{Status, EXEC_FIFO};
+use anyhow::{bail, Context, Result};
+use nix::fcntl::OFlag;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::stat::Mode;
+use std::os::fd::AsFd;
+use std::path::Path;
+
+/// Starts container `id`.
+pub fn start(root: &Path, id: &str) -> Result<()> {
+    let c = Container::open(root, id)?;
+    match c.status() {
+        Status::Created => {}
+        Status::Stopped => bail!("cannot start a container that has stopped"),
+        Status::Running | Status::Paused => bail!("cannot start an already running container"),
+        Status::Creating => bail!("cannot start a container that is still being created"),
+    }
+    let fifo_path = c.dir.path.join(EXEC_FIFO);
+    // Non-blocking open for reading releases init's blocking open for writing at once.
+    let fifo = nix::fcntl::open(&fifo_path, OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC, Mode::empty())
+        .with_context(|| format!("opening {}", fifo_path.display()))?;
+    loop {
+        let mut fds = [PollFd::new(fifo.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, PollTimeout::from(100u16)) {
+            Ok(0) | Err(nix::errno::Errno::EINTR) => {
+                if !crate::state::init_alive(c.state.pid, c.state.init_start_time) {
+                    bail!("container init exited before it could be started");
+                }
+            }
+            Ok(_) => break,
+            Err(e) => return Err(e).context("waiting on the exec fifo"),
+        }
+    }
+    let mut buf = [0u8; 1];
+    match nix::unistd::read(&fifo, &mut buf) {
+        Ok(1) => {}
+        _ => bail!("container init exited before it could be started"),
+    }
+    std::fs::remove_file(&fifo_path).with_context(|| format!("removing {}", fifo_path.display()))?;
+    if let Some(hooks) = c.state.hooks()? {
+        let state = c.state.oci_json(Status::Running);
+        // The spec: a failing poststart hook is logged; the container keeps running.
+        if let Err(e) = crate::hooks::run_all(hooks.poststart().as_deref().unwrap_or_default(), &state, "poststart") {
+            crate::logging::warn(&format!("{e:#}"));
+        }
+    }
+    Ok(())
+}

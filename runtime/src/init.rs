@@ -1,0 +1,317 @@
+//! The container's init, from clone to execve, as one ordered sequence (the order is the
+//! contract engines rely on and the security argument): join namespaces → rootfs → devices →
+//! createRuntime/createContainer hooks → pivot_root → masked/readonly paths → hostname, sysctls
+//! → console → rlimits → user/groups → capabilities → no_new_privs → cwd → ready → wait on the
+//! exec fifo → startContainer hooks → execve.
+
+use crate::cgroups::CgroupPaths;
+use crate::namespaces::Plan;
+use crate::rootfs;
+use crate::sync::{Message, SyncSocket};
+use anyhow::{bail, Context, Result};
+use nix::fcntl::OFlag;
+use nix::sched::CloneFlags;
+use nix::sys::stat::Mode;
+use nix::unistd::{Gid, Uid};
+use oci_spec::runtime::{LinuxNamespaceType, Process, Spec};
+use std::convert::Infallible;
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+/// Everything init needs; built by the parent before the clone and inherited by the child.
+pub struct InitArgs<'a> {
+    /// The container's config.
+    pub spec: &'a Spec,
+    /// Host path of the rootfs.
+    pub rootfs: &'a Path,
+    /// Namespace plan.
+    pub plan: &'a Plan,
+    /// Where init was placed (for cgroup mounts).
+    pub cgroup: &'a CgroupPaths,
+    /// `O_PATH` fd of the exec fifo (reopened for writing through /proc after pivot_root).
+    pub exec_fifo: &'a OwnedFd,
+    /// Connected console socket when `process.terminal` is set.
+    pub console_socket: Option<OwnedFd>,
+    /// `--no-pivot`.
+    pub no_pivot: bool,
+    /// `--no-new-keyring`.
+    pub no_new_keyring: bool,
+    /// `--preserve-fds`: fds 3..3+N pass to the process.
+    pub preserve_fds: i32,
+}
+
+/// Runs init in the child; only returns on failure (the caller reports it and exits).
+pub fn run(args: InitArgs, sync: &SyncSocket) -> Result<Infallible> {
+    let hook_state = sync.expect_go()?;
+    let spec = args.spec;
+    let linux = spec.linux().as_ref().context("no linux section")?;
+    let process = spec.process().as_ref().context("no process")?;
+
+    // 1. namespaces joined by path (user first), then in a new user namespace become its root.
+    for (typ, path) in &args.plan.join {
+        crate::namespaces::join(*typ, path)?;
+    }
+    if args.plan.new_user {
+        nix::unistd::setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0))
+            .context("setresgid 0 in the user namespace")?;
+        nix::unistd::setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0))
+            .context("setresuid 0 in the user namespace")?;
+    }
+    if args.plan.new_cgroup {
+        nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP).context("unsharing the cgroup namespace")?;
+    }
+    if !args.no_new_keyring {
+        join_new_session_keyring()?;
+    }
+
+    // 2. rootfs, mounts, devices.
+    let propagation = linux.rootfs_propagation().as_deref();
+    rootfs::prepare(args.rootfs, propagation)?;
+    let has_userns = args.plan.new_user || args.plan.join.iter().any(|(t, _)| *t == LinuxNamespaceType::User);
+    let ctx = rootfs::MountContext {
+        rootfs: args.rootfs,
+        user_ns: has_userns,
+        cgroup_ns: args.plan.new_cgroup,
+        cgroup: args.cgroup,
+    };
+    rootfs::mount_all(&ctx, spec.mounts().as_deref().unwrap_or_default())?;
+    rootfs::create_devices(&ctx, linux.devices().as_deref().unwrap_or_default())?;
+
+    // 3. hooks around the rootfs: prestart/createRuntime in the runtime's namespaces (the
+    //    parent), createContainer here, before pivot_root.
+    if let Some(hooks) = spec.hooks() {
+        sync.send(&Message::RunCreateRuntimeHooks)?;
+        sync.expect(Message::HooksDone)?;
+        crate::hooks::run_all(hooks.create_container().as_deref().unwrap_or_default(), &hook_state, "createContainer")?;
+    }
+
+    // 4. the switch.
+    if args.no_pivot {
+        rootfs::move_root(args.rootfs)?;
+    } else {
+        rootfs::pivot_root(args.rootfs)?;
+    }
+    rootfs::finish_propagation(propagation)?;
+    rootfs::mask_paths(linux.masked_paths().as_deref().unwrap_or_default())?;
+    rootfs::readonly_paths(linux.readonly_paths().as_deref().unwrap_or_default())?;
+    if spec.root().as_ref().and_then(|r| r.readonly()).unwrap_or(false) {
+        rootfs::readonly_root()?;
+    }
+
+    // 5. identity of the host inside.
+    if let Some(name) = spec.hostname().as_deref().filter(|h| !h.is_empty()) {
+        nix::unistd::sethostname(name).with_context(|| format!("setting hostname {name}"))?;
+    }
+    if let Some(name) = spec.domainname().as_deref().filter(|h| !h.is_empty()) {
+        set_domainname(name)?;
+    }
+    if let Some(sysctls) = linux.sysctl() {
+        crate::sysctl::apply(sysctls)?;
+    }
+
+    // 6. session and terminal.
+    nix::unistd::setsid().context("setsid")?;
+    if process.terminal().unwrap_or(false) {
+        let socket = args.console_socket.context("process.terminal is set but no --console-socket was given")?;
+        let size = process.console_size().as_ref().map(|b| (b.height() as u16, b.width() as u16));
+        crate::console::setup(socket, size)?;
+    }
+
+    // 7. limits, user, capabilities.
+    for rl in process.rlimits().iter().flatten() {
+        set_rlimit(rl)?;
+    }
+    let caps = process.capabilities().clone().unwrap_or_default();
+    crate::capabilities::drop_bounding(&caps)?;
+    set_user(process)?;
+    crate::capabilities::apply(&caps)?;
+    if let Some(umask) = process.user().umask() {
+        nix::sys::stat::umask(Mode::from_bits_truncate(umask));
+    }
+    if process.no_new_privileges().unwrap_or(false) {
+        // SAFETY: prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) takes no pointers.
+        if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+            return Err(std::io::Error::last_os_error()).context("setting no_new_privs");
+        }
+    }
+
+    // 8. cwd inside the new root (never a leaked host directory), then the program to run.
+    enter_cwd(process.cwd())?;
+    let env: Vec<String> = process.env().clone().unwrap_or_default();
+    let argv = process.args().clone().unwrap_or_default();
+    let program = find_executable(&argv[0], &env)?;
+    let argv_c = to_cstrings(&argv)?;
+    let env_c = to_cstrings(&env)?;
+
+    // 9. no host fd goes past execve: everything above the preserved fds is close-on-exec.
+    mark_cloexec_from(3 + args.preserve_fds)?;
+    for fd in 3..3 + args.preserve_fds {
+        let _ = nix::fcntl::fcntl(unsafe_borrow(fd), nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()));
+    }
+
+    // 10. ready; block until `start` opens the fifo.
+    let fifo_path = format!("/proc/self/fd/{}", args.exec_fifo.as_raw_fd());
+    sync.send(&Message::Ready)?;
+    let fifo = nix::fcntl::open(fifo_path.as_str(), OFlag::O_WRONLY | OFlag::O_CLOEXEC, Mode::empty())
+        .context("opening the exec fifo (is /proc mounted in the container?)")?;
+    nix::unistd::write(&fifo, b"0").context("writing to the exec fifo")?;
+    drop(fifo);
+
+    if let Some(hooks) = spec.hooks() {
+        let mut state = hook_state.clone();
+        state["status"] = serde_json::json!("running");
+        crate::hooks::run_all(hooks.start_container().as_deref().unwrap_or_default(), &state, "startContainer")?;
+    }
+    let never = nix::unistd::execve(&program, &argv_c, &env_c)
+        .with_context(|| format!("exec {}", program.to_string_lossy()))?;
+    match never {}
+}
+
+fn unsafe_borrow(fd: i32) -> std::os::fd::BorrowedFd<'static> {
+    // SAFETY: used only for fds 3..3+preserve_fds that the caller of the runtime handed over and
+    // that stay open for the life of this process (until execve).
+    unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }
+}
+
+fn to_cstrings(items: &[String]) -> Result<Vec<CString>> {
+    items.iter().map(|s| CString::new(s.as_bytes()).with_context(|| format!("{s:?} contains a NUL byte"))).collect()
+}
+
+/// Resolves argv[0] against PATH from the process env, like execvp, in the container's root.
+fn find_executable(name: &str, env: &[String]) -> Result<CString> {
+    let is_exec = |p: &Path| {
+        let c = CString::new(p.as_os_str().as_encoded_bytes()).ok();
+        // SAFETY: access(2) on a valid NUL-terminated path.
+        c.is_some_and(|c| unsafe { libc::access(c.as_ptr(), libc::X_OK) } == 0) && p.is_file()
+    };
+    if name.contains('/') {
+        if is_exec(Path::new(name)) {
+            return Ok(CString::new(name)?);
+        }
+        bail!("exec: {name:?}: no such executable file in the container");
+    }
+    let path_var = env
+        .iter()
+        .find_map(|kv| kv.strip_prefix("PATH="))
+        .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    for dir in path_var.split(':').filter(|d| !d.is_empty()) {
+        let candidate = PathBuf::from(dir).join(name);
+        if is_exec(&candidate) {
+            return Ok(CString::new(candidate.into_os_string().into_encoded_bytes())?);
+        }
+    }
+    bail!("exec: {name:?}: executable file not found in $PATH")
+}
+
+fn enter_cwd(cwd: &Path) -> Result<()> {
+    let root = std::fs::File::open("/").context("opening /")?;
+    let dir = crate::safe_path::open_in_root(&root, cwd, OFlag::O_PATH | OFlag::O_DIRECTORY)
+        .with_context(|| format!("process.cwd {}", cwd.display()))?;
+    nix::unistd::fchdir(&dir).with_context(|| format!("chdir {}", cwd.display()))?;
+    // getcwd fails (ENOENT, "(unreachable)") when the cwd is outside our root.
+    let now = nix::unistd::getcwd().context("cwd is not reachable inside the container")?;
+    if !now.is_absolute() {
+        bail!("cwd {} is outside the container", now.display());
+    }
+    Ok(())
+}
+
+fn set_user(process: &Process) -> Result<()> {
+    let user = process.user();
+    let gids: Vec<Gid> = user.additional_gids().iter().flatten().map(|g| Gid::from_raw(*g)).collect();
+    // SAFETY: prctl(PR_SET_KEEPCAPS, 1) takes no pointers; it keeps permitted caps across setuid.
+    if unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("PR_SET_KEEPCAPS");
+    }
+    nix::unistd::setgroups(&gids).context("setgroups")?;
+    let gid = Gid::from_raw(user.gid());
+    nix::unistd::setresgid(gid, gid, gid).with_context(|| format!("setting gid {}", user.gid()))?;
+    let uid = Uid::from_raw(user.uid());
+    nix::unistd::setresuid(uid, uid, uid).with_context(|| format!("setting uid {}", user.uid()))?;
+    // SAFETY: as above.
+    if unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("PR_SET_KEEPCAPS");
+    }
+    Ok(())
+}
+
+fn set_rlimit(rl: &oci_spec::runtime::PosixRlimit) -> Result<()> {
+    let name = serde_json::to_value(rl.typ()).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+    let resource = rlimit_number(&name).with_context(|| format!("unknown rlimit {name}"))?;
+    let lim = libc::rlimit { rlim_cur: rl.soft(), rlim_max: rl.hard() };
+    // SAFETY: setrlimit reads a valid rlimit struct.
+    if unsafe { libc::setrlimit(resource, &lim) } != 0 {
+        return Err(std::io::Error::last_os_error())
+            .with_context(|| format!("setrlimit {name} soft={} hard={}", rl.soft(), rl.hard()));
+    }
+    Ok(())
+}
+
+fn rlimit_number(name: &str) -> Option<libc::__rlimit_resource_t> {
+    Some(match name {
+        "RLIMIT_CPU" => libc::RLIMIT_CPU,
+        "RLIMIT_FSIZE" => libc::RLIMIT_FSIZE,
+        "RLIMIT_DATA" => libc::RLIMIT_DATA,
+        "RLIMIT_STACK" => libc::RLIMIT_STACK,
+        "RLIMIT_CORE" => libc::RLIMIT_CORE,
+        "RLIMIT_RSS" => libc::RLIMIT_RSS,
+        "RLIMIT_NPROC" => libc::RLIMIT_NPROC,
+        "RLIMIT_NOFILE" => libc::RLIMIT_NOFILE,
+        "RLIMIT_MEMLOCK" => libc::RLIMIT_MEMLOCK,
+        "RLIMIT_AS" => libc::RLIMIT_AS,
+        "RLIMIT_LOCKS" => libc::RLIMIT_LOCKS,
+        "RLIMIT_SIGPENDING" => libc::RLIMIT_SIGPENDING,
+        "RLIMIT_MSGQUEUE" => libc::RLIMIT_MSGQUEUE,
+        "RLIMIT_NICE" => libc::RLIMIT_NICE,
+        "RLIMIT_RTPRIO" => libc::RLIMIT_RTPRIO,
+        "RLIMIT_RTTIME" => libc::RLIMIT_RTTIME,
+        _ => return None,
+    })
+}
+
+fn set_domainname(name: &str) -> Result<()> {
+    // SAFETY: setdomainname reads `len` bytes from a valid buffer.
+    if unsafe { libc::setdomainname(name.as_ptr().cast(), name.len()) } != 0 {
+        return Err(std::io::Error::last_os_error()).with_context(|| format!("setting domainname {name}"));
+    }
+    Ok(())
+}
+
+/// A fresh session keyring, so the container does not share the host's keys.
+fn join_new_session_keyring() -> Result<()> {
+    // SAFETY: KEYCTL_JOIN_SESSION_KEYRING with a NULL name creates an anonymous keyring.
+    let r = unsafe {
+        libc::syscall(libc::SYS_keyctl, 1 /* KEYCTL_JOIN_SESSION_KEYRING */, std::ptr::null::<libc::c_char>())
+    };
+    if r < 0 {
+        let err = std::io::Error::last_os_error();
+        // Kernels without keyrings (or with keyring quotas exhausted in a user ns) are fine.
+        if !matches!(err.raw_os_error(), Some(libc::ENOSYS) | Some(libc::EDQUOT) | Some(libc::EACCES)) {
+            return Err(err).context("joining a new session keyring");
+        }
+    }
+    Ok(())
+}
+
+/// Marks every fd >= `from` close-on-exec.
+fn mark_cloexec_from(from: i32) -> Result<()> {
+    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only changes fd flags.
+    let r = unsafe {
+        libc::syscall(libc::SYS_close_range, from as libc::c_uint, libc::c_uint::MAX, libc::CLOSE_RANGE_CLOEXEC)
+    };
+    if r == 0 {
+        return Ok(());
+    }
+    // Older kernels: walk /proc/self/fd.
+    let fds: Vec<i32> = std::fs::read_dir("/proc/self/fd")
+        .context("listing /proc/self/fd")?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|fd| *fd >= from)
+        .collect();
+    for fd in fds {
+        // SAFETY: F_SETFD on an fd number only changes its flags; a closed fd gives EBADF.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    }
+    Ok(())
+}

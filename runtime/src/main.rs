@@ -1,0 +1,242 @@
+//! berth-runtime: the runc-compatible command line. It parses, logs and maps errors to exit
+//! codes; the library does the work.
+
+use anyhow::{bail, Context, Result};
+use berth_runtime::container::{self, create::CreateOptions};
+use berth_runtime::logging;
+use clap::{Parser, Subcommand};
+use std::io::Write;
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "berth-runtime", version, about = "berth's OCI runtime (runc-compatible command line)")]
+struct Cli {
+    /// Directory for container state.
+    #[arg(long, global = true, default_value = "/run/berth")]
+    root: PathBuf,
+    /// Write log lines to this file instead of stderr.
+    #[arg(long, global = true)]
+    log: Option<PathBuf>,
+    /// Log line format.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    log_format: logging::Format,
+    /// Log debug messages too.
+    #[arg(long, global = true)]
+    debug: bool,
+    /// Use the systemd cgroup driver (not supported: fails with a clear error).
+    #[arg(long, global = true)]
+    systemd_cgroup: bool,
+    /// Path to criu (accepted for runc compatibility; checkpoint/restore are not supported).
+    #[arg(long, global = true, hide = true)]
+    criu: Option<PathBuf>,
+    /// Rootless mode (runc compatibility; only `false`/`auto` are accepted).
+    #[arg(long, global = true, hide = true)]
+    rootless: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args, Clone)]
+struct CreateArgs {
+    /// Bundle directory (containing config.json).
+    #[arg(short, long, default_value = ".")]
+    bundle: PathBuf,
+    /// Write init's pid to this file.
+    #[arg(long)]
+    pid_file: Option<PathBuf>,
+    /// Unix socket to send the pty master to (with process.terminal).
+    #[arg(long)]
+    console_socket: Option<PathBuf>,
+    /// Do not use pivot_root (for a rootfs on a ramdisk).
+    #[arg(long)]
+    no_pivot: bool,
+    /// Do not create a new session keyring.
+    #[arg(long)]
+    no_new_keyring: bool,
+    /// Pass this many extra fds (from 3 up) to the process.
+    #[arg(long, default_value_t = 0)]
+    preserve_fds: i32,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a container: set it up and leave it waiting for `start`.
+    Create {
+        /// Container id.
+        id: String,
+        #[command(flatten)]
+        args: CreateArgs,
+    },
+    /// Start a created container.
+    Start {
+        /// Container id.
+        id: String,
+    },
+    /// Print the OCI state of a container.
+    State {
+        /// Container id.
+        id: String,
+    },
+    /// Send a signal to a container's init (or all its processes).
+    Kill {
+        /// Container id.
+        id: String,
+        /// Signal name or number.
+        #[arg(default_value = "SIGTERM")]
+        signal: String,
+        /// Signal every process in the container's cgroup.
+        #[arg(short, long)]
+        all: bool,
+    },
+    /// Delete a container and everything it holds.
+    Delete {
+        /// Container id.
+        id: String,
+        /// Kill a running container first.
+        #[arg(short, long)]
+        force: bool,
+    },
+    /// Create and start a container; without --detach, wait for it and delete it.
+    Run {
+        /// Container id.
+        id: String,
+        #[command(flatten)]
+        args: CreateArgs,
+        /// Return after starting.
+        #[arg(short, long)]
+        detach: bool,
+    },
+    /// List containers.
+    List {
+        /// Output format.
+        #[arg(short, long, default_value = "table", value_parser = ["table", "json"])]
+        format: String,
+        /// Only ids.
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Write a default config.json.
+    Spec {
+        /// Bundle directory to write it in.
+        #[arg(short, long, default_value = ".")]
+        bundle: PathBuf,
+        /// Rootless spec (not supported).
+        #[arg(long)]
+        rootless: bool,
+    },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    if let Err(e) = logging::init(cli.log.as_deref(), cli.log_format, cli.debug) {
+        eprintln!(
+            "berth-runtime: opening log {}: {e}",
+            cli.log.as_deref().unwrap_or(std::path::Path::new("")).display()
+        );
+        std::process::exit(1);
+    }
+    match dispatch(cli) {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            let msg = format!("{e:#}");
+            logging::error(&msg);
+            if logging::has_file() {
+                eprintln!("berth-runtime: {msg}");
+            }
+            std::process::exit(1);
+        }
+    }
+}
+
+fn create_options(id: String, a: CreateArgs) -> CreateOptions {
+    CreateOptions {
+        id,
+        bundle: a.bundle,
+        pid_file: a.pid_file,
+        console_socket: a.console_socket,
+        no_pivot: a.no_pivot,
+        no_new_keyring: a.no_new_keyring,
+        preserve_fds: a.preserve_fds,
+    }
+}
+
+fn dispatch(cli: Cli) -> Result<i32> {
+    if cli.systemd_cgroup {
+        bail!("--systemd-cgroup: the systemd cgroup driver is not supported by berth-runtime; use the cgroupfs driver");
+    }
+    if cli.rootless.as_deref().is_some_and(|r| r != "false" && r != "auto") {
+        bail!(
+            "--rootless {}: rootless containers are not supported by berth-runtime yet",
+            cli.rootless.unwrap_or_default()
+        );
+    }
+    let root = cli.root;
+    match cli.command {
+        Command::Create { id, args } => {
+            berth_runtime::clone_binary::ensure_cloned()?;
+            container::create::create(&root, &create_options(id, args))?;
+            Ok(0)
+        }
+        Command::Run { id, args, detach } => {
+            berth_runtime::clone_binary::ensure_cloned()?;
+            container::run::run(&root, &create_options(id, args), detach)
+        }
+        Command::Start { id } => container::start::start(&root, &id).map(|_| 0),
+        Command::State { id } => {
+            let state = container::state::state(&root, &id)?;
+            println!("{}", serde_json::to_string_pretty(&state)?);
+            Ok(0)
+        }
+        Command::Kill { id, signal, all } => {
+            let sig = berth_runtime::signal::parse(&signal)?;
+            container::kill::kill(&root, &id, sig, all).map(|_| 0)
+        }
+        Command::Delete { id, force } => container::delete::delete(&root, &id, force).map(|_| 0),
+        Command::List { format, quiet } => {
+            let all = container::list::list(&root)?;
+            print_list(&all, &format, quiet)?;
+            Ok(0)
+        }
+        Command::Spec { bundle, rootless } => {
+            if rootless {
+                bail!("spec --rootless: rootless containers are not supported by berth-runtime yet");
+            }
+            let path = bundle.join("config.json");
+            if path.exists() {
+                bail!("{} already exists; remove it first", path.display());
+            }
+            let spec = berth_runtime::spec::default_spec();
+            std::fs::write(&path, serde_json::to_string_pretty(&spec)? + "\n")
+                .with_context(|| format!("writing {}", path.display()))?;
+            Ok(0)
+        }
+    }
+}
+
+fn print_list(all: &[serde_json::Value], format: &str, quiet: bool) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    if quiet {
+        for c in all {
+            writeln!(out, "{}", c["id"].as_str().unwrap_or_default())?;
+        }
+        return Ok(());
+    }
+    if format == "json" {
+        writeln!(out, "{}", serde_json::to_string(all)?)?;
+        return Ok(());
+    }
+    writeln!(out, "{:<20} {:<8} {:<10} {:<40} {:<32} OWNER", "ID", "PID", "STATUS", "BUNDLE", "CREATED")?;
+    for c in all {
+        writeln!(
+            out,
+            "{:<20} {:<8} {:<10} {:<40} {:<32} {}",
+            c["id"].as_str().unwrap_or_default(),
+            c["pid"].as_i64().unwrap_or_default(),
+            c["status"].as_str().unwrap_or_default(),
+            c["bundle"].as_str().unwrap_or_default(),
+            c["created"].as_str().unwrap_or_default(),
+            c["owner"].as_str().unwrap_or_default()
+        )?;
+    }
+    Ok(())
+}

@@ -1,0 +1,96 @@
+//! Which namespaces a container gets: new ones are created by the clone of init, existing ones
+//! (`path`) are joined. pid and time are special: they apply to children, so the parent enters
+//! or creates them just before cloning init.
+
+use anyhow::{Context, Result};
+use nix::sched::CloneFlags;
+use oci_spec::runtime::{LinuxNamespace, LinuxNamespaceType};
+use std::fs::File;
+use std::path::PathBuf;
+
+/// The clone flag of a namespace type.
+pub fn flag(typ: LinuxNamespaceType) -> CloneFlags {
+    match typ {
+        LinuxNamespaceType::Mount => CloneFlags::CLONE_NEWNS,
+        LinuxNamespaceType::Cgroup => CloneFlags::CLONE_NEWCGROUP,
+        LinuxNamespaceType::Uts => CloneFlags::CLONE_NEWUTS,
+        LinuxNamespaceType::Ipc => CloneFlags::CLONE_NEWIPC,
+        LinuxNamespaceType::User => CloneFlags::CLONE_NEWUSER,
+        LinuxNamespaceType::Pid => CloneFlags::CLONE_NEWPID,
+        LinuxNamespaceType::Network => CloneFlags::CLONE_NEWNET,
+        // CLONE_NEWTIME (0x80) collides with CSIGNAL in clone(2): it is only used with unshare.
+        LinuxNamespaceType::Time => CloneFlags::from_bits_retain(libc::CLONE_NEWTIME),
+    }
+}
+
+/// The namespace plan of a container.
+#[derive(Debug)]
+pub struct Plan {
+    /// Flags for the clone of init (new namespaces except cgroup and time).
+    pub clone_flags: CloneFlags,
+    /// A new cgroup namespace, unshared by init once the parent has put it in its cgroup, so
+    /// that the container's cgroup is the namespace root.
+    pub new_cgroup: bool,
+    /// A new time namespace, unshared by the parent before the clone.
+    pub new_time: bool,
+    /// A new user namespace (the parent writes its id maps).
+    pub new_user: bool,
+    /// A new network namespace.
+    pub new_net: bool,
+    /// Namespaces to join by path, in the order init joins them (user first).
+    pub join: Vec<(LinuxNamespaceType, PathBuf)>,
+    /// The pid namespace to join by path (entered by the parent before the clone).
+    pub join_pid: Option<PathBuf>,
+    /// The time namespace to join by path (entered by the parent before the clone).
+    pub join_time: Option<PathBuf>,
+}
+
+impl Plan {
+    /// Builds the plan from `linux.namespaces`.
+    pub fn from_spec(namespaces: &[LinuxNamespace]) -> Plan {
+        let mut plan = Plan {
+            clone_flags: CloneFlags::empty(),
+            new_cgroup: false,
+            new_time: false,
+            new_user: false,
+            new_net: false,
+            join: Vec::new(),
+            join_pid: None,
+            join_time: None,
+        };
+        for ns in namespaces {
+            let typ = ns.typ();
+            match ns.path() {
+                Some(path) if !path.as_os_str().is_empty() => match typ {
+                    LinuxNamespaceType::Pid => plan.join_pid = Some(path.clone()),
+                    LinuxNamespaceType::Time => plan.join_time = Some(path.clone()),
+                    _ => plan.join.push((typ, path.clone())),
+                },
+                _ => match typ {
+                    LinuxNamespaceType::Cgroup => plan.new_cgroup = true,
+                    LinuxNamespaceType::Time => plan.new_time = true,
+                    _ => {
+                        plan.new_user |= typ == LinuxNamespaceType::User;
+                        plan.new_net |= typ == LinuxNamespaceType::Network;
+                        plan.clone_flags |= flag(typ);
+                    }
+                },
+            }
+        }
+        // Joining a user namespace first gives the capabilities needed to join the others.
+        plan.join.sort_by_key(|(t, _)| *t != LinuxNamespaceType::User);
+        plan
+    }
+}
+
+/// Opens a namespace file for joining, checking it is one.
+pub fn open(typ: LinuxNamespaceType, path: &std::path::Path) -> Result<File> {
+    let file = File::open(path).with_context(|| format!("opening {typ:?} namespace {}", path.display()))?;
+    Ok(file)
+}
+
+/// Joins the namespace at `path`.
+pub fn join(typ: LinuxNamespaceType, path: &std::path::Path) -> Result<()> {
+    let file = open(typ, path)?;
+    nix::sched::setns(&file, flag(typ)).with_context(|| format!("joining {typ:?} namespace {}", path.display()))
+}

@@ -1,0 +1,45 @@
+//! `linux.sysctl`: only namespaced sysctls, and only when the container owns that namespace.
+
+use anyhow::{bail, Context, Result};
+use oci_spec::runtime::{LinuxNamespace, LinuxNamespaceType};
+
+/// Refuses a sysctl that would change the host (runc's rule): ipc ones need a new ipc
+/// namespace, `net.*` a new network namespace, hostname/domainname a new uts namespace.
+pub fn check_allowed(key: &str, namespaces: &[LinuxNamespace]) -> Result<()> {
+    if key.is_empty() || key.contains("..") || key.contains('/') || key.contains('\0') {
+        bail!("sysctl {key:?} is not a valid sysctl name");
+    }
+    let owns = |t: LinuxNamespaceType| namespaces.iter().any(|n| n.typ() == t && n.path().is_none());
+    let ipc = [
+        "kernel.msgmax",
+        "kernel.msgmnb",
+        "kernel.msgmni",
+        "kernel.sem",
+        "kernel.shmall",
+        "kernel.shmmax",
+        "kernel.shmmni",
+        "kernel.shm_rmid_forced",
+    ];
+    let needed = if ipc.contains(&key) || key.starts_with("fs.mqueue.") {
+        LinuxNamespaceType::Ipc
+    } else if key.starts_with("net.") {
+        LinuxNamespaceType::Network
+    } else if key == "kernel.hostname" || key == "kernel.domainname" {
+        LinuxNamespaceType::Uts
+    } else {
+        bail!("sysctl {key:?} is not namespaced and would change the host: refused");
+    };
+    if !owns(needed) {
+        bail!("sysctl {key:?} needs a new {needed:?} namespace");
+    }
+    Ok(())
+}
+
+/// Writes each sysctl through `/proc/sys` (call after pivot_root, with the container's /proc).
+pub fn apply(sysctls: &std::collections::HashMap<String, String>) -> Result<()> {
+    for (key, value) in sysctls {
+        let path = format!("/proc/sys/{}", key.replace('.', "/"));
+        std::fs::write(&path, value).with_context(|| format!("setting sysctl {key}={value}"))?;
+    }
+    Ok(())
+}

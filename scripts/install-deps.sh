@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Install the Debian packages berth's tests and benchmarks use, then check
+# for a Rust toolchain. Idempotent: installs only what is missing and runs
+# `apt-get update` only when something has to be installed.
+#
+#   busybox-static  static busybox for the offline test bundle
+#   runc, crun      peer runtimes (conformance comparisons, bench/lifecycle.sh)
+#   hyperfine       benchmarks
+#   strace          debugging syscalls of the runtime
+#   iproute2        `ip` to inspect network namespaces in tests
+#   util-linux      unshare, nsenter, findmnt, mount
+#   python3         JSON checks and bench/lifecycle.sh's ratio table
+set -euo pipefail
+
+PACKAGES=(busybox-static runc crun hyperfine strace iproute2 util-linux python3)
+MIN_RUST=1.80
+
+die() {
+	echo "${0##*/}: $*" >&2
+	exit 1
+}
+
+installed() {
+	[[ $(dpkg-query -W -f='${Status}' "$1" 2>/dev/null || true) == "install ok installed" ]]
+}
+
+command -v dpkg-query >/dev/null 2>&1 || die "not a Debian/Ubuntu system (no dpkg); install by hand: ${PACKAGES[*]}"
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+	installed "$p" || missing+=("$p")
+done
+
+if ((${#missing[@]})); then
+	[[ $(id -u) == 0 ]] || die "missing packages (${missing[*]}); run as root to install them"
+	echo "installing: ${missing[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update
+	apt-get install -y --no-install-recommends "${missing[@]}"
+else
+	echo "all packages present: ${PACKAGES[*]}"
+fi
+
+# The toolchain is not a Debian package here: bookworm's rustc is too old.
+if ! command -v cargo >/dev/null 2>&1; then
+	cat >&2 <<EOF
+${0##*/}: cargo not found.
+berth needs a Rust toolchain, stable >= $MIN_RUST. Install it with rustup:
+  curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --default-toolchain stable
+  . "\$HOME/.cargo/env"
+EOF
+	exit 1
+fi
+
+# Compare "major.minor" numerically; sort -V gets 1.9 < 1.80 right.
+have=$(cargo --version | awk '{print $2}')
+if [[ $(printf '%s\n' "$MIN_RUST" "${have%-*}" | sort -V | head -n1) != "$MIN_RUST" ]]; then
+	die "cargo $have is too old; berth needs Rust stable >= $MIN_RUST (rustup update stable)"
+fi
+echo "cargo $have OK"
