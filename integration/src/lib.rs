@@ -1,1 +1,224 @@
-//! fixtures
+//! Fixtures for berth's end-to-end tests: an OCI bundle made from Debian's `busybox-static` (by
+//! `fixtures/make-busybox-bundle.sh`), a private runtime root per test, and checks that a test
+//! left nothing behind. The tests run as root and create real containers.
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// The `berth-runtime` binary of this build (`target/<profile>/berth-runtime`), or
+/// `$BERTH_RUNTIME`.
+pub fn runtime_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("BERTH_RUNTIME") {
+        return PathBuf::from(p);
+    }
+    // Test binaries live in target/<profile>/deps/.
+    let exe = std::env::current_exe().expect("current_exe");
+    let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>");
+    let bin = profile_dir.join("berth-runtime");
+    assert!(bin.exists(), "{} is missing: run the tests with `cargo test --workspace`", bin.display());
+    bin
+}
+
+/// Panics unless running as root: these tests create namespaces, mounts and cgroups.
+pub fn require_root() {
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    assert_eq!(euid, 0, "the integration tests need root (run scripts/test.sh as root)");
+}
+
+/// A unique container id for this test process.
+pub fn unique_id(prefix: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!("{prefix}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst))
+}
+
+/// An OCI bundle with a busybox rootfs in a temporary directory.
+pub struct Bundle {
+    dir: tempfile::TempDir,
+}
+
+impl Bundle {
+    /// Makes a bundle whose process runs `args` (no terminal).
+    pub fn new(args: &[&str]) -> Bundle {
+        require_root();
+        let dir = tempfile::Builder::new().prefix("berth-it-bundle-").tempdir().expect("tempdir");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/make-busybox-bundle.sh");
+        let out = Command::new("bash")
+            .arg(&script)
+            .arg(dir.path())
+            .env("ARGS", serde_json::to_string(args).expect("args json"))
+            .output()
+            .expect("running make-busybox-bundle.sh");
+        assert!(out.status.success(), "make-busybox-bundle.sh failed: {}", String::from_utf8_lossy(&out.stderr));
+        Bundle { dir }
+    }
+
+    /// The bundle directory.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The rootfs directory.
+    pub fn rootfs(&self) -> PathBuf {
+        self.dir.path().join("rootfs")
+    }
+
+    /// config.json as JSON.
+    pub fn config(&self) -> Value {
+        let text = std::fs::read(self.path().join("config.json")).expect("reading config.json");
+        serde_json::from_slice(&text).expect("parsing config.json")
+    }
+
+    /// Changes config.json.
+    pub fn edit(&self, f: impl FnOnce(&mut Value)) -> &Self {
+        let mut config = self.config();
+        f(&mut config);
+        std::fs::write(self.path().join("config.json"), serde_json::to_vec_pretty(&config).expect("json"))
+            .expect("writing config.json");
+        self
+    }
+}
+
+/// A private `--root` for one test; on drop, force-deletes whatever the test left and removes it.
+pub struct Runtime {
+    root: tempfile::TempDir,
+}
+
+impl Default for Runtime {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Runtime {
+    /// A new empty state root.
+    pub fn new() -> Runtime {
+        require_root();
+        Runtime { root: tempfile::Builder::new().prefix("berth-it-root-").tempdir().expect("tempdir") }
+    }
+
+    /// The state root.
+    pub fn root(&self) -> &Path {
+        self.root.path()
+    }
+
+    /// A command `berth-runtime --root <root> ARGS...` with null stdin.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(runtime_bin());
+        cmd.arg("--root").arg(self.root()).args(args).stdin(Stdio::null());
+        cmd
+    }
+
+    /// Runs `berth-runtime --root <root> ARGS...` and returns its output. Output goes through
+    /// files, not pipes: a container's init inherits the runtime's stdio (the runc contract), so
+    /// a pipe would stay open for as long as the container lives.
+    pub fn run(&self, args: &[&str]) -> Output {
+        let stdout = tempfile::tempfile().expect("stdout file");
+        let stderr = tempfile::tempfile().expect("stderr file");
+        let status = self
+            .command(args)
+            .stdout(stdout.try_clone().expect("dup"))
+            .stderr(stderr.try_clone().expect("dup"))
+            .status()
+            .expect("running berth-runtime");
+        Output { status, stdout: read_all(stdout), stderr: read_all(stderr) }
+    }
+
+    /// Runs and asserts success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "berth-runtime {args:?} failed ({}):\nstdout: {}\nstderr: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// `run --bundle B ID` in the foreground: (exit code, stdout, stderr).
+    pub fn run_container(&self, bundle: &Bundle, id: &str) -> (i32, String, String) {
+        let b = bundle.path().to_str().expect("utf-8 bundle path");
+        let out = self.run(&["run", "--bundle", b, id]);
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// The `status` field of `state ID`.
+    pub fn status(&self, id: &str) -> String {
+        let out = self.ok(&["state", id]);
+        let v: Value = serde_json::from_str(&out).expect("state json");
+        v["status"].as_str().unwrap_or_default().to_string()
+    }
+
+    /// Asserts that nothing of container `id` remains: no state dir, no cgroup in any
+    /// hierarchy, no process whose cgroup names it.
+    pub fn assert_gone(&self, id: &str) {
+        assert!(!self.root().join(id).exists(), "state dir of {id} left behind");
+        assert_no_cgroup(id);
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        if let Ok(entries) = std::fs::read_dir(self.root()) {
+            for e in entries.flatten() {
+                let id = e.file_name().to_string_lossy().into_owned();
+                let _ = self.run(&["delete", "--force", &id]);
+            }
+        }
+    }
+}
+
+fn read_all(mut file: std::fs::File) -> Vec<u8> {
+    use std::io::{Read, Seek};
+    let mut buf = Vec::new();
+    file.seek(std::io::SeekFrom::Start(0)).expect("seek");
+    file.read_to_end(&mut buf).expect("read");
+    buf
+}
+
+/// Asserts no cgroup directory named `id` exists in any mounted hierarchy (searched two levels
+/// deep, where the runtime's default placement puts it).
+pub fn assert_no_cgroup(id: &str) {
+    for dir in cgroup_dirs_named(id) {
+        panic!("cgroup {} left behind", dir.display());
+    }
+}
+
+/// Cgroup directories named `id` (at most two levels under each hierarchy root).
+pub fn cgroup_dirs_named(id: &str) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut roots = Vec::new();
+    if let Ok(entries) = std::fs::read_dir("/sys/fs/cgroup") {
+        for e in entries.flatten() {
+            roots.push(e.path());
+        }
+    }
+    roots.push(PathBuf::from("/sys/fs/cgroup"));
+    for root in roots {
+        if root.join(id).exists() {
+            found.push(root.join(id));
+        }
+        if let Ok(entries) = std::fs::read_dir(&root) {
+            for e in entries.flatten() {
+                if e.path().is_dir() && e.path().join(id).exists() {
+                    found.push(e.path().join(id));
+                }
+            }
+        }
+    }
+    found
+}
+
+/// Mount points on the host whose path contains `needle`.
+pub fn host_mounts_containing(needle: &str) -> Vec<String> {
+    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    text.lines().filter_map(|l| l.split(' ').nth(4)).filter(|m| m.contains(needle)).map(str::to_string).collect()
+}
