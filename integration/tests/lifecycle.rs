@@ -66,7 +66,7 @@ fn foreground_run_forwards_signals_and_reports_death_as_128_plus_the_signal() {
         .spawn()
         .unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while rt.run(&["state", &id]).status.success() == false || rt.status(&id) != "running" {
+    while !rt.run(&["state", &id]).status.success() || rt.status(&id) != "running" {
         assert!(std::time::Instant::now() < deadline, "container never ran");
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
@@ -81,7 +81,7 @@ fn foreground_run_forwards_signals_and_reports_death_as_128_plus_the_signal() {
     let bundle = Bundle::new(&["sleep", "60"]);
     let id = berth_integration::unique_id("sig");
     let mut run = rt.command(&["run", "--bundle", bundle.path().to_str().unwrap(), &id]).spawn().unwrap();
-    while rt.run(&["state", &id]).status.success() == false || rt.status(&id) != "running" {
+    while !rt.run(&["state", &id]).status.success() || rt.status(&id) != "running" {
         assert!(std::time::Instant::now() < deadline, "container never ran");
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
