@@ -59,3 +59,35 @@ pub fn setup(socket: OwnedFd, size: Option<(u16, u16)>) -> Result<()> {
     // The slave's own fd number (> 2, opened after stdio) is closed when `slave` drops.
     Ok(())
 }
+
+/// Receives a pty master sent with SCM_RIGHTS over `socket` (the other end of what init was
+/// given as its console socket).
+pub fn receive_master(socket: &OwnedFd) -> Result<OwnedFd> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned};
+    use std::os::fd::FromRawFd;
+    let mut buf = [0u8; 256];
+    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+    let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+    let msg = recvmsg::<()>(socket.as_raw_fd(), &mut iov, Some(&mut cmsg), MsgFlags::MSG_CMSG_CLOEXEC)
+        .context("receiving the pty master")?;
+    for c in msg.cmsgs().context("reading control messages")? {
+        if let ControlMessageOwned::ScmRights(fds) = c {
+            if let Some(fd) = fds.first() {
+                // SAFETY: the kernel just installed this fd in our table for us; we own it.
+                return Ok(unsafe { OwnedFd::from_raw_fd(*fd) });
+            }
+        }
+    }
+    anyhow::bail!("container init sent no pty master")
+}
+
+/// Copies the window size of `from` (our terminal) to `to` (the container's pty).
+pub fn copy_winsize(from: i32, to: i32) {
+    let mut ws = libc::winsize { ws_row: 0, ws_col: 0, ws_xpixel: 0, ws_ypixel: 0 };
+    // SAFETY: TIOCGWINSZ/TIOCSWINSZ read and write a winsize struct that outlives the calls.
+    unsafe {
+        if libc::ioctl(from, libc::TIOCGWINSZ, &mut ws) == 0 {
+            libc::ioctl(to, libc::TIOCSWINSZ, &ws);
+        }
+    }
+}

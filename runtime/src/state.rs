@@ -122,9 +122,10 @@ impl State {
     pub fn save(&self, dir: &Path) -> Result<()> {
         let tmp = dir.join(".state.json.tmp");
         let path = dir.join(STATE_FILE);
+        // One write: serialising straight into the file would issue a syscall per token.
+        let bytes = serde_json::to_vec(self).context("serialising state")?;
         let mut file = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-        serde_json::to_writer(&mut file, self).context("serialising state")?;
-        file.flush()?;
+        file.write_all(&bytes).with_context(|| format!("writing {}", tmp.display()))?;
         std::fs::rename(&tmp, &path).with_context(|| format!("renaming state to {}", path.display()))?;
         Ok(())
     }

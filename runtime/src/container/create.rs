@@ -17,6 +17,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::sys::stat::Mode;
 use nix::unistd::Pid;
 use oci_spec::runtime::{LinuxIdMapping, Spec};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 /// What `create` (and `run`) take from the command line.
@@ -47,6 +48,12 @@ pub struct Created {
 /// Creates container `opts.id` under `root`. On any failure nothing is left behind: no state
 /// dir, cgroup, process or fifo.
 pub fn create(root: &Path, opts: &CreateOptions) -> Result<Created> {
+    create_with_console(root, opts, None)
+}
+
+/// [`create`], with the console socket given as an already connected socket (foreground `run`
+/// keeps the other end to receive the pty master itself) instead of `--console-socket`.
+pub fn create_with_console(root: &Path, opts: &CreateOptions, console: Option<OwnedFd>) -> Result<Created> {
     crate::state::validate_id(&opts.id)?;
     let bundle = std::fs::canonicalize(&opts.bundle).with_context(|| format!("bundle {}", opts.bundle.display()))?;
     let spec = crate::spec::load(&bundle)?;
@@ -54,9 +61,9 @@ pub fn create(root: &Path, opts: &CreateOptions) -> Result<Created> {
     let rootfs = crate::spec::rootfs_path(&bundle, &spec)?;
     let process = spec.process().as_ref().context("config.json has no process")?;
     let terminal = process.terminal().unwrap_or(false);
-    match (terminal, &opts.console_socket) {
-        (true, None) => bail!("process.terminal is set: --console-socket is required"),
-        (false, Some(_)) => bail!("--console-socket was given but process.terminal is false"),
+    match (terminal, opts.console_socket.is_some() || console.is_some()) {
+        (true, false) => bail!("process.terminal is set: --console-socket is required"),
+        (false, true) => bail!("--console-socket was given but process.terminal is false"),
         _ => {}
     }
     for fd in 3..3 + opts.preserve_fds {
@@ -67,7 +74,7 @@ pub fn create(root: &Path, opts: &CreateOptions) -> Result<Created> {
     let dir = LockedDir::create(root, &opts.id)?;
     let mut cgroup = None;
     let mut child = None;
-    let result = setup(&dir, &bundle, &rootfs, &spec, opts, &mut cgroup, &mut child);
+    let result = setup(&dir, &bundle, &rootfs, &spec, opts, console, &mut cgroup, &mut child);
     if result.is_err() {
         if let Some(pid) = child {
             let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
@@ -93,6 +100,7 @@ fn setup(
     rootfs: &Path,
     spec: &Spec,
     opts: &CreateOptions,
+    console: Option<OwnedFd>,
     cgroup_out: &mut Option<CgroupPaths>,
     child_out: &mut Option<i32>,
 ) -> Result<Created> {
@@ -128,7 +136,10 @@ fn setup(
     std::fs::set_permissions(&fifo_path, std::os::unix::fs::PermissionsExt::from_mode(0o622))?;
     let exec_fifo = nix::fcntl::open(&fifo_path, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
         .context("opening the exec fifo")?;
-    let console_socket = opts.console_socket.as_deref().map(crate::console::connect_socket).transpose()?;
+    let console_socket = match console {
+        Some(sock) => Some(sock),
+        None => opts.console_socket.as_deref().map(crate::console::connect_socket).transpose()?,
+    };
 
     let plan = Plan::from_spec(linux.namespaces().as_deref().unwrap_or_default());
     enter_child_namespaces(&plan, linux.time_offsets().as_ref())?;
