@@ -19,10 +19,29 @@ pub fn load(bundle: &Path) -> Result<Spec> {
 /// Unknown fields are ignored, as the spec requires.
 pub fn parse(text: &[u8]) -> Result<Spec> {
     let value: serde_json::Value = serde_json::from_slice(text).context("config.json is not valid JSON")?;
-    let version = value.get("ociVersion").and_then(|v| v.as_str()).context("ociVersion is missing")?;
+    let version = value.get("ociVersion").and_then(|v| v.as_str()).context("ociVersion is missing or not a string")?;
     check_version(version)?;
-    let spec: Spec = serde_json::from_value(value).context("config.json does not match the OCI runtime spec")?;
-    Ok(spec)
+    match serde_json::from_value::<Spec>(value.clone()) {
+        Ok(spec) => Ok(spec),
+        Err(e) => match failing_field(&value) {
+            Some(field) => {
+                Err(e).with_context(|| format!("config.json field {field:?} does not match the OCI runtime spec"))
+            }
+            None => Err(e).context("config.json does not match the OCI runtime spec"),
+        },
+    }
+}
+
+/// The top-level field of a config that fails to parse on its own (serde's message names the
+/// type it wanted, not where).
+fn failing_field(value: &serde_json::Value) -> Option<String> {
+    let obj = value.as_object()?;
+    obj.keys()
+        .find(|k| {
+            let one = serde_json::json!({ "ociVersion": obj["ociVersion"], k.as_str(): obj[k.as_str()] });
+            serde_json::from_value::<Spec>(one).is_err()
+        })
+        .cloned()
 }
 
 /// Accepts any 1.x.y (with optional pre-release suffix such as `1.0.2-dev`).
@@ -47,13 +66,22 @@ pub fn rootfs_path(bundle: &Path, spec: &Spec) -> Result<PathBuf> {
         bail!("root.path is empty");
     }
     let resolved = if path.is_absolute() {
-        std::fs::canonicalize(path).with_context(|| format!("rootfs {}", path.display()))?
+        std::fs::canonicalize(path).with_context(|| format!("root.path {}", path.display()))?
     } else {
         let bundle_dir = std::fs::File::open(bundle).with_context(|| format!("bundle {}", bundle.display()))?;
         let fd = crate::safe_path::open_in_root(&bundle_dir, path, nix::fcntl::OFlag::O_PATH)
-            .with_context(|| format!("rootfs {} in bundle {}", path.display(), bundle.display()))?;
-        crate::safe_path::fd_path(&fd)?
+            .with_context(|| format!("root.path {} in bundle {}", path.display(), bundle.display()))?;
+        let confined = crate::safe_path::fd_path(&fd)?;
+        // The lookup above keeps a symlink (`rootfs -> /`, `-> ../..`) inside the bundle; refuse
+        // it rather than silently using another directory of the bundle as the root.
+        if std::fs::canonicalize(bundle.join(path)).ok().as_deref() != Some(confined.as_path()) {
+            bail!("root.path {} leads out of the bundle {} (symlink or '..')", path.display(), bundle.display());
+        }
+        confined
     };
+    if resolved == Path::new("/") {
+        bail!("root.path {} is the host's root directory /", path.display());
+    }
     if !resolved.is_dir() {
         bail!("rootfs {} is not a directory", resolved.display());
     }
@@ -150,15 +178,14 @@ pub fn validate(spec: &Spec) -> Result<()> {
     Ok(())
 }
 
-/// The config.json `spec` writes: runc's default (busybox-friendly `sh`, the three default
-/// capabilities, the usual mounts, masked and read-only paths), except that `terminal` is off
-/// because `run` in the foreground does not allocate a terminal itself.
+/// The config.json `spec` writes: runc's default (an interactive `sh` on a terminal, the three
+/// default capabilities, the usual mounts, masked and read-only paths).
 pub fn default_spec() -> serde_json::Value {
     let caps = serde_json::json!(["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]);
     serde_json::json!({
         "ociVersion": OCI_VERSION,
         "process": {
-            "terminal": false,
+            "terminal": true,
             "user": {"uid": 0, "gid": 0},
             "args": ["sh"],
             "env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "TERM=xterm"],
