@@ -328,10 +328,15 @@ fn dev_links(root: &File) -> Result<()> {
 
 /// Makes the rootfs `/`: pivot_root, then detaches the old root.
 pub fn pivot_root(rootfs: &Path) -> Result<()> {
+    let old_root = File::open("/").context("opening the old root")?;
     let new_root = File::open(rootfs).with_context(|| format!("opening {}", rootfs.display()))?;
     nix::unistd::fchdir(&new_root).context("chdir to rootfs")?;
     // pivot_root(".", ".") stacks the old root on top of the new one; unmount it from there.
     nix::unistd::pivot_root(".", ".").context("pivot_root")?;
+    // "." must name the old root, not the new one under it: mount(2) does not cross onto the
+    // mount stacked on the cwd, so MS_SLAVE|MS_REC would otherwise reset the propagation of
+    // every container mount (an `rshared` bind would become private).
+    nix::unistd::fchdir(&old_root).context("chdir to the old root")?;
     mount(NONE, ".", NONE, MsFlags::MS_SLAVE | MsFlags::MS_REC, NONE).context("making the old root a slave")?;
     umount2(".", MntFlags::MNT_DETACH).context("detaching the old root")?;
     nix::unistd::chdir("/").context("chdir /")?;
