@@ -184,35 +184,30 @@ fn read_all(mut file: std::fs::File) -> Vec<u8> {
     buf
 }
 
-/// Asserts no cgroup directory named `id` exists in any mounted hierarchy (searched two levels
-/// deep, where the runtime's default placement puts it).
+/// Asserts no cgroup directory named `id` exists in any mounted hierarchy.
 pub fn assert_no_cgroup(id: &str) {
     let left = cgroup_dirs_named(id);
     assert!(left.is_empty(), "cgroups left behind: {left:?}");
 }
 
-/// Cgroup directories named `id` (at most two levels under each hierarchy root).
+/// Cgroup directories named `id` under /sys/fs/cgroup, six levels deep: the runtime nests a
+/// container under its own cgroup, which can itself be deep (e.g. `memory:/process_api/<hash>`).
 pub fn cgroup_dirs_named(id: &str) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    let mut roots = Vec::new();
-    if let Ok(entries) = std::fs::read_dir("/sys/fs/cgroup") {
-        for e in entries.flatten() {
-            roots.push(e.path());
+    fn walk(dir: &Path, name: &str, depth: u32, out: &mut Vec<PathBuf>) {
+        if depth == 0 {
+            return;
         }
-    }
-    roots.push(PathBuf::from("/sys/fs/cgroup"));
-    for root in roots {
-        if root.join(id).exists() {
-            found.push(root.join(id));
-        }
-        if let Ok(entries) = std::fs::read_dir(&root) {
-            for e in entries.flatten() {
-                if e.path().is_dir() && e.path().join(id).exists() {
-                    found.push(e.path().join(id));
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                if e.file_name() == name {
+                    out.push(e.path());
                 }
+                walk(&e.path(), name, depth - 1, out);
             }
         }
     }
+    let mut found = Vec::new();
+    walk(Path::new("/sys/fs/cgroup"), id, 6, &mut found);
     found
 }
 

@@ -35,6 +35,9 @@ pub fn apply(spec: &LinuxCapabilities) -> Result<()> {
     let effective = convert(spec.effective())?;
     let inheritable = convert(spec.inheritable())?;
     let ambient = convert(spec.ambient())?;
+    // Inheritable first, while permitted is still wide: capset refuses inheritable caps outside
+    // the old permitted set, and the spec allows inheritable to be wider than permitted.
+    caps::set(None, CapSet::Inheritable, &inheritable).context("setting inheritable capabilities")?;
     // Effective must stay a subset of permitted at every step: lower effective first.
     caps::set(
         None,
@@ -44,7 +47,6 @@ pub fn apply(spec: &LinuxCapabilities) -> Result<()> {
     .context("setting effective capabilities")?;
     caps::set(None, CapSet::Permitted, &permitted).context("setting permitted capabilities")?;
     caps::set(None, CapSet::Effective, &effective).context("setting effective capabilities (not all in permitted?)")?;
-    caps::set(None, CapSet::Inheritable, &inheritable).context("setting inheritable capabilities")?;
     caps::clear(None, CapSet::Ambient).context("clearing ambient capabilities")?;
     for cap in ambient {
         caps::raise(None, CapSet::Ambient, cap)

@@ -10,6 +10,9 @@ use std::ffi::CString;
 use std::fs::File;
 use std::os::fd::AsFd;
 
+/// `MFD_EXEC` from linux/memfd.h (not in every libc yet).
+const MFD_EXEC: libc::c_uint = 0x0010;
+
 const SEALS: SealFlag =
     SealFlag::F_SEAL_SEAL.union(SealFlag::F_SEAL_SHRINK).union(SealFlag::F_SEAL_GROW).union(SealFlag::F_SEAL_WRITE);
 
@@ -29,8 +32,14 @@ pub fn ensure_cloned() -> Result<()> {
         return Ok(());
     }
     let mut exe = File::open("/proc/self/exe").context("opening /proc/self/exe")?;
-    let memfd =
-        memfd_create(c"berth-runtime", MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING).context("memfd_create")?;
+    // MFD_EXEC (Linux 6.3+) keeps the copy executable under vm.memfd_noexec=1; older kernels
+    // reject the flag and make every memfd executable anyway.
+    let flags = MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING;
+    let memfd = match memfd_create(c"berth-runtime", flags | MFdFlags::from_bits_retain(MFD_EXEC)) {
+        Err(nix::errno::Errno::EINVAL) => memfd_create(c"berth-runtime", flags),
+        other => other,
+    }
+    .context("memfd_create for the sealed runtime copy (vm.memfd_noexec=2 forbids executable memfds)")?;
     let mut copy = File::from(memfd);
     std::io::copy(&mut exe, &mut copy).context("copying the runtime binary into a memfd")?;
     fcntl(copy.as_fd(), FcntlArg::F_ADD_SEALS(SEALS)).context("sealing the runtime memfd")?;

@@ -3,7 +3,9 @@
 
 use anyhow::{bail, Context, Result};
 use oci_spec::runtime::Hook;
+use std::ffi::CString;
 use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -17,19 +19,62 @@ pub fn run_all(hooks: &[Hook], state: &serde_json::Value, phase: &str) -> Result
     Ok(())
 }
 
-fn run(hook: &Hook, state: &str) -> Result<()> {
-    let args = hook.args().clone().unwrap_or_default();
-    let mut cmd = Command::new(hook.path());
-    if let Some((arg0, rest)) = args.split_first() {
-        cmd.arg0(arg0).args(rest);
-    }
-    cmd.env_clear();
-    for kv in hook.env().iter().flatten() {
-        if let Some((k, v)) = kv.split_once('=') {
-            cmd.env(k, v);
+/// Runs every hook, logging a warning for each failure (poststart, poststop: the spec has the
+/// remaining hooks and the lifecycle continue as if it had succeeded).
+pub fn run_all_warn(hooks: &[Hook], state: &serde_json::Value, phase: &str) {
+    let input = state.to_string();
+    for hook in hooks {
+        if let Err(e) = run(hook, &input) {
+            crate::logging::warn(&format!("{phase} hook {}: {e:#}", hook.path().display()));
         }
     }
-    cmd.stdin(Stdio::piped());
+}
+
+/// A hook's execve arguments, exactly as config.json has them (`Command` would sort the env and
+/// drop entries without `=`). The pointer arrays point into the CStrings owned alongside them.
+struct ExecArgs {
+    path: CString,
+    _strings: Vec<CString>,
+    argv: Vec<*const libc::c_char>,
+    envp: Vec<*const libc::c_char>,
+}
+
+// SAFETY: the raw pointers point into heap buffers owned by the same struct (they do not move
+// with it) and are only read, by execve in the forked child.
+unsafe impl Send for ExecArgs {}
+// SAFETY: as above; nothing is ever written through them.
+unsafe impl Sync for ExecArgs {}
+
+impl ExecArgs {
+    fn new(hook: &Hook) -> Result<ExecArgs> {
+        let cstr =
+            |s: &[u8]| CString::new(s).with_context(|| format!("{:?} contains a NUL byte", String::from_utf8_lossy(s)));
+        let path = cstr(hook.path().as_os_str().as_bytes())?;
+        let mut args: Vec<CString> = hook.args().iter().flatten().map(|a| cstr(a.as_bytes())).collect::<Result<_>>()?;
+        if args.is_empty() {
+            args.push(path.clone());
+        }
+        let env: Vec<CString> = hook.env().iter().flatten().map(|e| cstr(e.as_bytes())).collect::<Result<_>>()?;
+        let ptrs = |v: &[CString]| v.iter().map(|c| c.as_ptr()).chain([std::ptr::null()]).collect::<Vec<_>>();
+        let (argv, envp) = (ptrs(&args), ptrs(&env));
+        Ok(ExecArgs { path, _strings: args.into_iter().chain(env).collect(), argv, envp })
+    }
+}
+
+fn run(hook: &Hook, state: &str) -> Result<()> {
+    let exec = ExecArgs::new(hook)?;
+    let mut cmd = Command::new(hook.path());
+    cmd.env_clear().stdin(Stdio::piped());
+    // SAFETY: the closure runs in the forked child once stdio is set up and only calls execve,
+    // which is async-signal-safe, on buffers built before the fork. On success the hook runs with
+    // exactly its argv and envp; on failure the errno goes back to the parent through spawn.
+    unsafe {
+        cmd.pre_exec(move || {
+            let e = &exec; // the whole struct moves in, not its (non-Send) fields one by one
+            libc::execve(e.path.as_ptr(), e.argv.as_ptr(), e.envp.as_ptr());
+            Err(std::io::Error::last_os_error())
+        });
+    }
     let mut child = cmd.spawn().context("starting hook")?;
     if let Some(mut stdin) = child.stdin.take() {
         // A hook that does not read its stdin is fine: ignore EPIPE.

@@ -1,6 +1,6 @@
 //! The container's init, from clone to execve, as one ordered sequence (the order is the
 //! contract engines rely on and the security argument): join namespaces → rootfs → devices →
-//! createRuntime/createContainer hooks → pivot_root → masked/readonly paths → hostname, sysctls
+//! createRuntime/createContainer hooks → pivot_root → sysctls → masked/readonly paths → hostname
 //! → console → rlimits → user/groups → capabilities → no_new_privs → cwd → ready → wait on the
 //! exec fifo → startContainer hooks → execve.
 
@@ -93,21 +93,26 @@ pub fn run(args: InitArgs, sync: &SyncSocket) -> Result<Infallible> {
         rootfs::pivot_root(args.rootfs)?;
     }
     rootfs::finish_propagation(propagation)?;
-    rootfs::mask_paths(linux.masked_paths().as_deref().unwrap_or_default())?;
-    rootfs::readonly_paths(linux.readonly_paths().as_deref().unwrap_or_default())?;
-    if spec.root().as_ref().and_then(|r| r.readonly()).unwrap_or(false) {
-        rootfs::readonly_root()?;
-    }
-
-    // 5. identity of the host inside.
+    // As runc: a missing cwd is created (root-owned, 0755) before the root can become read-only.
+    let new_root = std::fs::File::open("/").context("opening /")?;
+    crate::safe_path::mkdir_all_in_root(&new_root, process.cwd(), crate::safe_path::Kind::Dir)
+        .with_context(|| format!("creating process.cwd {}", process.cwd().display()))?;
+    drop(new_root);
+    // Hostname and domainname first, so a kernel.hostname sysctl wins as in runc.
     if let Some(name) = spec.hostname().as_deref().filter(|h| !h.is_empty()) {
         nix::unistd::sethostname(name).with_context(|| format!("setting hostname {name}"))?;
     }
     if let Some(name) = spec.domainname().as_deref().filter(|h| !h.is_empty()) {
         set_domainname(name)?;
     }
+    // sysctls go through the container's /proc/sys, before readonlyPaths makes it read-only.
     if let Some(sysctls) = linux.sysctl() {
         crate::sysctl::apply(sysctls)?;
+    }
+    rootfs::mask_paths(linux.masked_paths().as_deref().unwrap_or_default())?;
+    rootfs::readonly_paths(linux.readonly_paths().as_deref().unwrap_or_default())?;
+    if spec.root().as_ref().and_then(|r| r.readonly()).unwrap_or(false) {
+        rootfs::readonly_root()?;
     }
 
     // 6. session and terminal.
@@ -126,9 +131,8 @@ pub fn run(args: InitArgs, sync: &SyncSocket) -> Result<Infallible> {
     crate::capabilities::drop_bounding(&caps)?;
     set_user(process)?;
     crate::capabilities::apply(&caps)?;
-    if let Some(umask) = process.user().umask() {
-        nix::sys::stat::umask(Mode::from_bits_truncate(umask));
-    }
+    // As runc: 0022 unless set, never the umask of whoever ran the runtime.
+    nix::sys::stat::umask(Mode::from_bits_truncate(process.user().umask().unwrap_or(0o022)));
     if process.no_new_privileges().unwrap_or(false) {
         // SAFETY: prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) takes no pointers.
         if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
@@ -138,7 +142,11 @@ pub fn run(args: InitArgs, sync: &SyncSocket) -> Result<Infallible> {
 
     // 8. cwd inside the new root (never a leaked host directory), then the program to run.
     enter_cwd(process.cwd())?;
-    let env: Vec<String> = process.env().clone().unwrap_or_default();
+    let mut env: Vec<String> = process.env().clone().unwrap_or_default();
+    if !env.iter().any(|kv| kv.starts_with("HOME=")) {
+        // As runc and crun: HOME from the container's /etc/passwd, "/" without an entry.
+        env.push(format!("HOME={}", home_of(process.user().uid())));
+    }
     let argv = process.args().clone().unwrap_or_default();
     let program = find_executable(&argv[0], &env)?;
     let argv_c = to_cstrings(&argv)?;
@@ -155,14 +163,22 @@ pub fn run(args: InitArgs, sync: &SyncSocket) -> Result<Infallible> {
     sync.send(&Message::Ready)?;
     let fifo = nix::fcntl::open(fifo_path.as_str(), OFlag::O_WRONLY | OFlag::O_CLOEXEC, Mode::empty())
         .context("opening the exec fifo (is /proc mounted in the container?)")?;
-    nix::unistd::write(&fifo, b"0").context("writing to the exec fifo")?;
-    drop(fifo);
-
+    // startContainer hooks run once `start` has opened the fifo and before the write that lets
+    // it go on; the fifo (close-on-exec) then stays open until execve, whose EOF tells `start`
+    // the program runs, so its poststart hooks come after both.
     if let Some(hooks) = spec.hooks() {
         let mut state = hook_state.clone();
-        state["status"] = serde_json::json!("running");
-        crate::hooks::run_all(hooks.start_container().as_deref().unwrap_or_default(), &state, "startContainer")?;
+        state["status"] = serde_json::json!("created");
+        if let Err(e) =
+            crate::hooks::run_all(hooks.start_container().as_deref().unwrap_or_default(), &state, "startContainer")
+        {
+            // `start` reports it (nobody reads the sync socket any more).
+            let msg: String = format!("E{e:#}").chars().take(4000).collect();
+            let _ = nix::unistd::write(&fifo, msg.as_bytes());
+            return Err(e);
+        }
     }
+    nix::unistd::write(&fifo, b"0").context("writing to the exec fifo")?;
     let never = nix::unistd::execve(&program, &argv_c, &env_c)
         .with_context(|| format!("exec {}", program.to_string_lossy()))?;
     match never {}
@@ -172,6 +188,18 @@ fn unsafe_borrow(fd: i32) -> std::os::fd::BorrowedFd<'static> {
     // SAFETY: used only for fds 3..3+preserve_fds that the caller of the runtime handed over and
     // that stay open for the life of this process (until execve).
     unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }
+}
+
+/// The home directory of `uid` in the container's /etc/passwd, or "/".
+fn home_of(uid: u32) -> String {
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    passwd
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.len() >= 6 && f[2].parse() == Ok(uid))
+        .map(|f| f[5].to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "/".to_string())
 }
 
 fn to_cstrings(items: &[String]) -> Result<Vec<CString>> {
@@ -295,7 +323,7 @@ fn join_new_session_keyring() -> Result<()> {
 }
 
 /// Marks every fd >= `from` close-on-exec.
-fn mark_cloexec_from(from: i32) -> Result<()> {
+pub fn mark_cloexec_from(from: i32) -> Result<()> {
     // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only changes fd flags.
     let r = unsafe {
         libc::syscall(libc::SYS_close_range, from as libc::c_uint, libc::c_uint::MAX, libc::CLOSE_RANGE_CLOEXEC)

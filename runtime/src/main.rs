@@ -30,7 +30,7 @@ struct Cli {
     #[arg(long, global = true, hide = true)]
     criu: Option<PathBuf>,
     /// Rootless mode (runc compatibility; only `false`/`auto` are accepted).
-    #[arg(long, global = true, hide = true)]
+    #[arg(long, global = true, hide = true, num_args = 0..=1, default_missing_value = "true")]
     rootless: Option<String>,
     #[command(subcommand)]
     command: Command,
@@ -120,9 +120,6 @@ enum Command {
         /// Bundle directory to write it in.
         #[arg(short, long, default_value = ".")]
         bundle: PathBuf,
-        /// Rootless spec (not supported).
-        #[arg(long)]
-        rootless: bool,
     },
 }
 
@@ -174,11 +171,15 @@ fn dispatch(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Create { id, args } => {
             berth_runtime::clone_binary::ensure_cloned()?;
+            // Fds the caller leaked to us reach neither hooks nor the container (init re-opens
+            // the --preserve-fds range for the container process only).
+            berth_runtime::init::mark_cloexec_from(3)?;
             container::create::create(&root, &create_options(id, args))?;
             Ok(0)
         }
         Command::Run { id, args, detach } => {
             berth_runtime::clone_binary::ensure_cloned()?;
+            berth_runtime::init::mark_cloexec_from(3)?;
             container::run::run(&root, &create_options(id, args), detach)
         }
         Command::Start { id } => container::start::start(&root, &id).map(|_| 0),
@@ -197,10 +198,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
             print_list(&all, &format, quiet)?;
             Ok(0)
         }
-        Command::Spec { bundle, rootless } => {
-            if rootless {
-                bail!("spec --rootless: rootless containers are not supported by berth-runtime yet");
-            }
+        Command::Spec { bundle } => {
             let path = bundle.join("config.json");
             if path.exists() {
                 bail!("{} already exists; remove it first", path.display());

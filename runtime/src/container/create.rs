@@ -72,20 +72,26 @@ pub fn create_with_console(root: &Path, opts: &CreateOptions, console: Option<Ow
         }
     }
     let dir = LockedDir::create(root, &opts.id)?;
-    let mut cgroup = None;
-    let mut child = None;
-    let result = setup(&dir, &bundle, &rootfs, &spec, opts, console, &mut cgroup, &mut child);
+    let mut undo = Undo::default();
+    let result = setup(&dir, &bundle, &rootfs, &spec, opts, console, &mut undo);
     if result.is_err() {
-        if let Some(pid) = child {
+        if let Some(pid) = undo.child {
             let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
             let _ = nix::sys::wait::waitpid(Pid::from_raw(pid), None);
         }
-        if let Some(cg) = cgroup {
+        if let Some(cg) = undo.cgroup {
             let _ = cg.remove();
         }
         let _ = std::fs::remove_dir_all(&dir.path);
     }
     result
+}
+
+/// What a failed create has to take down again.
+#[derive(Default)]
+struct Undo {
+    cgroup: Option<CgroupPaths>,
+    child: Option<i32>,
 }
 
 fn borrow_fd(fd: i32) -> std::os::fd::BorrowedFd<'static> {
@@ -101,13 +107,12 @@ fn setup(
     spec: &Spec,
     opts: &CreateOptions,
     console: Option<OwnedFd>,
-    cgroup_out: &mut Option<CgroupPaths>,
-    child_out: &mut Option<i32>,
+    undo: &mut Undo,
 ) -> Result<Created> {
     let linux = spec.linux().as_ref().context("config.json has no linux section")?;
     let mut cgroup = CgroupPaths::plan(linux.cgroups_path().as_deref(), &opts.id)?;
     let created = cgroup.create();
-    *cgroup_out = Some(cgroup.clone());
+    undo.cgroup = Some(cgroup.clone());
     created?;
     if let Some(devices) = linux.resources().as_ref().and_then(|r| r.devices().as_ref()) {
         cgroup.apply_devices(devices)?;
@@ -179,7 +184,7 @@ fn setup(
         );
     }
     let pid = ret as i32;
-    *child_out = Some(pid);
+    undo.child = Some(pid);
     drop(child_sock);
     drop(console_socket);
 

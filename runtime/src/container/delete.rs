@@ -33,9 +33,7 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
     destroy(&c)?;
     if let Some(hooks) = c.state.hooks()? {
         let state = c.state.oci_json(Status::Stopped);
-        if let Err(e) = crate::hooks::run_all(hooks.poststop().as_deref().unwrap_or_default(), &state, "poststop") {
-            crate::logging::warn(&format!("{e:#}"));
-        }
+        crate::hooks::run_all_warn(hooks.poststop().as_deref().unwrap_or_default(), &state, "poststop");
     }
     std::fs::remove_dir_all(&c.dir.path).with_context(|| format!("removing {}", c.dir.path.display()))?;
     Ok(())

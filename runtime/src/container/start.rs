@@ -34,18 +34,34 @@ pub fn start(root: &Path, id: &str) -> Result<()> {
             Err(e) => return Err(e).context("waiting on the exec fifo"),
         }
     }
-    let mut buf = [0u8; 1];
-    match nix::unistd::read(&fifo, &mut buf) {
+    let mut first = [0u8; 1];
+    match nix::unistd::read(&fifo, &mut first) {
         Ok(1) => {}
         _ => bail!("container init exited before it could be started"),
+    }
+    // Init's end of the fifo is close-on-exec: EOF means the program has been exec'd (or init
+    // died), so poststart hooks see the user's program, as the spec orders them. Instead of "0",
+    // init sends "E<error>" when a startContainer hook failed.
+    let (mut rest, mut buf) = (Vec::new(), [0u8; 512]);
+    loop {
+        match nix::unistd::read(&fifo, &mut buf) {
+            Ok(0) => break,
+            Ok(n) => rest.extend_from_slice(&buf[..n]),
+            Err(nix::errno::Errno::EAGAIN) | Err(nix::errno::Errno::EINTR) => {
+                let mut fds = [PollFd::new(fifo.as_fd(), PollFlags::POLLIN)];
+                let _ = poll(&mut fds, PollTimeout::from(100u16));
+            }
+            Err(e) => return Err(e).context("waiting for the program to be exec'd"),
+        }
+    }
+    if first[0] == b'E' {
+        bail!("{}", String::from_utf8_lossy(&rest));
     }
     std::fs::remove_file(&fifo_path).with_context(|| format!("removing {}", fifo_path.display()))?;
     if let Some(hooks) = c.state.hooks()? {
         let state = c.state.oci_json(Status::Running);
         // The spec: a failing poststart hook is logged; the container keeps running.
-        if let Err(e) = crate::hooks::run_all(hooks.poststart().as_deref().unwrap_or_default(), &state, "poststart") {
-            crate::logging::warn(&format!("{e:#}"));
-        }
+        crate::hooks::run_all_warn(hooks.poststart().as_deref().unwrap_or_default(), &state, "poststart");
     }
     Ok(())
 }

@@ -1,0 +1,103 @@
+//! The command-line contract engines rely on beyond the lifecycle: JSON log lines, `kill --all`,
+//! `spec`, serialised concurrent operations on one id.
+
+use berth_integration::{Bundle, Runtime};
+
+#[test]
+fn errors_are_logged_as_runc_json_lines_when_asked() {
+    let rt = Runtime::new();
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let out = rt.run(&["--log", log.path().to_str().unwrap(), "--log-format", "json", "state", "no-such-container"]);
+    assert!(!out.status.success());
+    let text = std::fs::read_to_string(log.path()).unwrap();
+    let line = text.lines().last().expect("a log line");
+    let v: serde_json::Value = serde_json::from_str(line).expect("log line is JSON");
+    assert_eq!(v["level"], "error");
+    assert!(v["msg"].as_str().unwrap().contains("does not exist"), "{line}");
+    assert!(v["time"].as_str().unwrap().ends_with('Z'), "{line}");
+    // The error also reaches stderr for a human.
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does not exist"));
+}
+
+#[test]
+fn kill_all_signals_every_process_of_the_container() {
+    let rt = Runtime::new();
+    // Without a pid namespace, init's death would not take its children along: --all must.
+    let bundle = Bundle::new(&["sh", "-c", "sleep 60 & sleep 61 & wait"]);
+    bundle.edit(|c| {
+        let ns = c["linux"]["namespaces"].as_array_mut().unwrap();
+        ns.retain(|n| n["type"] != "pid");
+    });
+    let id = berth_integration::unique_id("killall");
+    rt.ok(&["run", "--detach", "--bundle", bundle.path().to_str().unwrap(), &id]);
+    let cgroup_procs = || -> Vec<i32> {
+        let dir = berth_integration::cgroup_dirs_named(&id)
+            .into_iter()
+            .find(|d| d.starts_with("/sys/fs/cgroup/pids") || d.starts_with("/sys/fs/cgroup"))
+            .expect("container cgroup");
+        std::fs::read_to_string(dir.join("cgroup.procs")).unwrap().lines().filter_map(|l| l.parse().ok()).collect()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while cgroup_procs().len() < 3 {
+        assert!(std::time::Instant::now() < deadline, "children never started");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let pids = cgroup_procs();
+    rt.ok(&["kill", "--all", &id, "KILL"]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    for pid in pids {
+        while std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z ")) {
+            assert!(std::time::Instant::now() < deadline, "pid {pid} survived kill --all");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+    assert_eq!(rt.status(&id), "stopped");
+    rt.ok(&["delete", &id]);
+    rt.assert_gone(&id);
+}
+
+#[test]
+fn spec_writes_a_runc_like_default_config_and_refuses_to_overwrite() {
+    let rt = Runtime::new();
+    let dir = tempfile::tempdir().unwrap();
+    rt.ok(&["spec", "--bundle", dir.path().to_str().unwrap()]);
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.path().join("config.json")).unwrap()).unwrap();
+    assert_eq!(v["process"]["args"], serde_json::json!(["sh"]));
+    assert_eq!(v["process"]["terminal"], true);
+    assert_eq!(v["root"]["path"], "rootfs");
+    assert!(v["linux"]["namespaces"].as_array().unwrap().iter().any(|n| n["type"] == "mount"));
+    let out = rt.run(&["spec", "--bundle", dir.path().to_str().unwrap()]);
+    assert!(!out.status.success(), "spec must not overwrite config.json");
+}
+
+#[test]
+fn concurrent_creates_of_one_id_yield_exactly_one_container() {
+    let rt = Runtime::new();
+    let bundle = Bundle::new(&["sleep", "60"]);
+    let id = berth_integration::unique_id("race");
+    // stderr to files: the winner's init inherits it and keeps it open.
+    let children: Vec<_> = (0..4)
+        .map(|_| {
+            let err = tempfile::NamedTempFile::new().unwrap();
+            let child = rt
+                .command(&["create", "--bundle", bundle.path().to_str().unwrap(), &id])
+                .stdout(std::process::Stdio::null())
+                .stderr(err.reopen().unwrap())
+                .spawn()
+                .unwrap();
+            (child, err)
+        })
+        .collect();
+    let results: Vec<_> = children
+        .into_iter()
+        .map(|(mut c, err)| (c.wait().unwrap(), std::fs::read_to_string(err.path()).unwrap()))
+        .collect();
+    let ok = results.iter().filter(|(status, _)| status.success()).count();
+    assert_eq!(ok, 1, "exactly one create must win");
+    for (_, stderr) in results.iter().filter(|(status, _)| !status.success()) {
+        assert!(stderr.contains("already exists"), "{stderr}");
+    }
+    assert_eq!(rt.status(&id), "created");
+    rt.ok(&["delete", &id]);
+    rt.assert_gone(&id);
+}
