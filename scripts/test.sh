@@ -11,4 +11,6 @@ fi
 if cargo clippy --version >/dev/null 2>&1; then
 	cargo clippy --workspace --all-targets --locked -- -D warnings
 fi
+# The integration tests run the real binaries: cargo test alone does not build them.
+cargo build --workspace --locked
 cargo test --workspace --locked
