@@ -340,8 +340,8 @@ fn unsupported_features_are_named() {
     assert_create_refused(&bundle, "seccomp", &["linux.seccomp", "not supported"]);
 
     let bundle = Bundle::new(&["true"]);
-    bundle.edit(|c| c["linux"]["resources"] = serde_json::json!({"memory": {"limit": 104857600}}));
-    assert_create_refused(&bundle, "memory limit", &["linux.resources.memory.limit", "not supported"]);
+    bundle.edit(|c| c["linux"]["resources"] = serde_json::json!({"network": {"classID": 1048577}}));
+    assert_create_refused(&bundle, "net_cls class id", &["linux.resources.network", "not supported"]);
 
     let rt = Runtime::new();
     let bundle = Bundle::new(&["true"]);

@@ -174,7 +174,7 @@ pub fn validate(spec: &Spec) -> Result<()> {
         crate::mount_options::MountOptions::parse(mount.options().as_deref().unwrap_or_default())
             .with_context(|| format!("mount {}", mount.destination().display()))?;
     }
-    crate::cgroups::check_resources(linux.resources().as_ref())?;
+    crate::cgroups::resources::check(linux.resources().as_ref())?;
     Ok(())
 }
 

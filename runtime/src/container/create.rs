@@ -114,8 +114,9 @@ fn setup(
     let created = cgroup.create();
     undo.cgroup = Some(cgroup.clone());
     created?;
-    if let Some(devices) = linux.resources().as_ref().and_then(|r| r.devices().as_ref()) {
-        cgroup.apply_devices(devices)?;
+    if let Some(resources) = linux.resources() {
+        cgroup.apply_resources(resources)?;
+        cgroup.apply_devices(resources.devices().as_deref().unwrap_or_default())?;
     }
 
     let mut state = State {

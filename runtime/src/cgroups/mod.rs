@@ -2,11 +2,13 @@
 //! remove it. Two layouts behind one type: unified v2 (one tree) and v1 (one tree per mounted
 //! controller; hybrid hosts keep their controllers there). Detected from /proc/self/mountinfo.
 //!
-//! Resource limits belong to the resources work (issue 3); until then any non-empty
-//! `linux.resources` other than device rules is refused by name, never ignored.
+//! `resources` applies `linux.resources`; what it cannot apply is refused by name, never
+//! ignored.
+
+pub mod resources;
 
 use anyhow::{bail, Context, Result};
-use oci_spec::runtime::{LinuxDeviceCgroup, LinuxResources};
+use oci_spec::runtime::LinuxDeviceCgroup;
 use serde::{Deserialize, Serialize};
 use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -189,6 +191,11 @@ impl CgroupPaths {
                 };
             }
             for d in missing.into_iter().rev() {
+                if self.mode == Mode::V2 {
+                    if let Some(parent) = d.parent() {
+                        enable_controllers(parent);
+                    }
+                }
                 std::fs::create_dir(&d).with_context(|| format!("creating cgroup {}", d.display()))?;
                 self.created.push(d.clone());
                 if self.mode == Mode::V1 && d.file_name().is_some() {
@@ -274,6 +281,19 @@ impl CgroupPaths {
     }
 }
 
+/// v2: makes every controller the parent has available to its children, so the child gets its
+/// interface files. Best effort per controller: one the parent cannot delegate (a threaded
+/// subtree, processes in a non-root cgroup) is reported later, by the resource that needs it.
+fn enable_controllers(parent: &Path) {
+    let Ok(available) = std::fs::read_to_string(parent.join("cgroup.controllers")) else { return };
+    let enabled = std::fs::read_to_string(parent.join("cgroup.subtree_control")).unwrap_or_default();
+    for c in available.split_whitespace() {
+        if !enabled.split_whitespace().any(|e| e == c) {
+            let _ = std::fs::write(parent.join("cgroup.subtree_control"), format!("+{c}"));
+        }
+    }
+}
+
 /// v1 cpuset refuses tasks until cpus and mems are set: copy them from the parent.
 fn inherit_cpuset(dir: &Path) -> Result<()> {
     let cpus = dir.join("cpuset.cpus");
@@ -328,57 +348,6 @@ fn default_allowed_devices() -> Vec<LinuxDeviceCgroup> {
     ]
 }
 
-/// Refuses resource settings this build cannot apply yet, naming them; zero/false/empty values
-/// count as absent (engines send `"shares": 0` and the like).
-pub fn check_resources(resources: Option<&LinuxResources>) -> Result<()> {
-    let Some(resources) = resources else { return Ok(()) };
-    let mut value = serde_json::to_value(resources).context("serialising linux.resources")?;
-    if let Some(obj) = value.as_object_mut() {
-        obj.remove("devices");
-    }
-    let mut set = Vec::new();
-    collect_set_fields(&value, "linux.resources", &mut set);
-    if !set.is_empty() {
-        bail!(
-            "{} not supported by this build of berth-runtime yet (cgroup resource limits)",
-            set.join(", ") + if set.len() == 1 { " is" } else { " are" }
-        );
-    }
-    Ok(())
-}
-
-fn collect_set_fields(value: &serde_json::Value, path: &str, out: &mut Vec<String>) {
-    use serde_json::Value;
-    match value {
-        Value::Null => {}
-        Value::Bool(b) => {
-            if *b {
-                out.push(path.to_string())
-            }
-        }
-        Value::Number(n) => {
-            if n.as_f64() != Some(0.0) {
-                out.push(path.to_string())
-            }
-        }
-        Value::String(s) => {
-            if !s.is_empty() {
-                out.push(path.to_string())
-            }
-        }
-        Value::Array(a) => {
-            if !a.is_empty() {
-                out.push(path.to_string())
-            }
-        }
-        Value::Object(o) => {
-            for (k, v) in o {
-                collect_set_fields(v, &format!("{path}.{k}"), out);
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -388,17 +357,6 @@ mod tests {
         assert!(clean_cgroups_path(Path::new("/a/../../etc")).is_err());
         assert_eq!(clean_cgroups_path(Path::new("/a/b")).unwrap(), (true, PathBuf::from("a/b")));
         assert_eq!(clean_cgroups_path(Path::new("a/./b")).unwrap(), (false, PathBuf::from("a/b")));
-    }
-
-    #[test]
-    fn zero_resources_count_as_absent_and_limits_are_named() {
-        let zero: LinuxResources =
-            serde_json::from_str(r#"{"devices":[{"allow":false,"access":"rwm"}],"cpu":{"shares":0},"memory":{}}"#)
-                .unwrap();
-        check_resources(Some(&zero)).unwrap();
-        let limited: LinuxResources = serde_json::from_str(r#"{"memory":{"limit":1048576}}"#).unwrap();
-        let err = check_resources(Some(&limited)).unwrap_err().to_string();
-        assert!(err.contains("linux.resources.memory.limit"), "{err}");
     }
 
     #[test]

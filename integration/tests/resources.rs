@@ -1,0 +1,86 @@
+//! `linux.resources` on the cgroup layout of the machine running the tests, observed from inside
+//! the container (its cgroup namespace shows its own cgroup as the root) and enforced by the
+//! kernel. On a v1 or hybrid host the v1 files are checked; the v2 lane runs in a VM.
+
+use berth_integration::{Bundle, Runtime};
+use serde_json::json;
+
+fn host_is_v2() -> bool {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .any(|l| l.split(' ').nth(4) == Some("/sys/fs/cgroup") && l.contains(" - cgroup2 "))
+}
+
+#[test]
+fn limits_are_visible_in_the_containers_own_cgroup_files() {
+    let rt = Runtime::new();
+    let script = if host_is_v2() {
+        "cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/pids.max /sys/fs/cgroup/cpu.max /sys/fs/cgroup/cpu.weight"
+    } else {
+        "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max \
+         /sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/cpu/cpu.cfs_period_us /sys/fs/cgroup/cpu/cpu.shares"
+    };
+    let bundle = Bundle::new(&["sh", "-c", script]);
+    bundle.edit(|c| {
+        c["linux"]["resources"] = json!({
+            "devices": [{"allow": false, "access": "rwm"}],
+            "memory": {"limit": 67108864},
+            "pids": {"limit": 16},
+            "cpu": {"shares": 512, "quota": 50000, "period": 100000}
+        });
+    });
+    let id = berth_integration::unique_id("limits");
+    let (code, out, err) = rt.run_container(&bundle, &id);
+    assert_eq!(code, 0, "{err}");
+    let expected = if host_is_v2() { "67108864\n16\n50000 100000\n20\n" } else { "67108864\n16\n50000\n100000\n512\n" };
+    assert_eq!(out, expected);
+    rt.assert_gone(&id);
+}
+
+#[test]
+fn memory_limit_is_enforced_by_an_oom_kill() {
+    let rt = Runtime::new();
+    // The shell grows a 64 MiB variable; with a 16 MiB limit the kernel kills it.
+    let bundle = Bundle::new(&["sh", "-c", "x=$(head -c 67108864 /dev/zero | tr '\\0' a); echo survived ${#x}"]);
+    let id = berth_integration::unique_id("oom");
+    let (code, out, _) = rt.run_container(&bundle, &id);
+    assert_eq!((code, out.as_str()), (0, "survived 67108864\n"), "the workload must fit without a limit");
+    bundle.edit(|c| c["linux"]["resources"] = json!({"memory": {"limit": 16777216, "swap": 16777216}}));
+    let (code, out, _) = rt.run_container(&bundle, &id);
+    assert_eq!(code, 128 + 9, "expected an OOM kill (SIGKILL), got {code}: {out}");
+    assert!(out.is_empty());
+    rt.assert_gone(&id);
+}
+
+#[test]
+fn pids_limit_stops_forks() {
+    let rt = Runtime::new();
+    let bundle = Bundle::new(&["sh", "-c", "for i in 1 2 3 4 5 6 7 8; do sleep 2 & done; echo forked all"]);
+    let id = berth_integration::unique_id("pids");
+    let (code, out, err) = rt.run_container(&bundle, &id);
+    assert_eq!((code, out.as_str()), (0, "forked all\n"), "without a limit: {err}");
+    bundle.edit(|c| c["linux"]["resources"] = json!({"pids": {"limit": 4}}));
+    let (code, out, err) = rt.run_container(&bundle, &id);
+    assert_ne!(code, 0);
+    assert!(out.is_empty(), "{out}");
+    assert!(err.contains("can't fork"), "{err}");
+    rt.assert_gone(&id);
+}
+
+#[test]
+fn a_resource_the_layout_cannot_apply_fails_by_name_and_leaves_nothing() {
+    let rt = Runtime::new();
+    let bundle = Bundle::new(&["true"]);
+    let (resources, name) = if host_is_v2() {
+        (json!({"memory": {"disableOOMKiller": true}}), "disableOOMKiller")
+    } else {
+        (json!({"unified": {"memory.high": "1000000"}}), "unified")
+    };
+    bundle.edit(|c| c["linux"]["resources"] = resources);
+    let id = berth_integration::unique_id("badres");
+    let (code, _, err) = rt.run_container(&bundle, &id);
+    assert_ne!(code, 0);
+    assert!(err.contains(name), "{err}");
+    rt.assert_gone(&id);
+}
