@@ -101,3 +101,44 @@ fn concurrent_creates_of_one_id_yield_exactly_one_container() {
     rt.ok(&["delete", &id]);
     rt.assert_gone(&id);
 }
+
+#[test]
+fn pause_freezes_the_container_and_resume_thaws_it() {
+    let rt = Runtime::new();
+    // The container counts up in a file; while paused the count must not move.
+    let bundle = Bundle::new(&["sh", "-c", "i=0; while :; do i=$((i+1)); echo $i > /tmp/count; sleep 0.01; done"]);
+    bundle.edit(|c| {
+        c["root"]["readonly"] = serde_json::json!(false);
+    });
+    let id = berth_integration::unique_id("pause");
+    rt.ok(&["run", "--detach", "--bundle", bundle.path().to_str().unwrap(), &id]);
+    let count = || std::fs::read_to_string(bundle.rootfs().join("tmp/count")).unwrap_or_default();
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    rt.ok(&["pause", &id]);
+    assert_eq!(rt.status(&id), "paused");
+    let frozen_at = count();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert_eq!(count(), frozen_at, "the container ran while paused");
+    let out = rt.run(&["delete", "--force", &id]);
+    assert!(!out.status.success(), "deleting a paused container must fail clearly");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("paused"));
+    rt.ok(&["resume", &id]);
+    assert_eq!(rt.status(&id), "running");
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert_ne!(count(), frozen_at, "the container did not run again after resume");
+    let out = rt.run(&["resume", &id]);
+    assert!(!out.status.success(), "resume of a running container must fail");
+    rt.ok(&["delete", "--force", &id]);
+    rt.assert_gone(&id);
+}
+
+#[test]
+fn runc_commands_not_built_yet_fail_naming_themselves() {
+    let rt = Runtime::new();
+    for cmd in ["exec", "ps", "update", "events", "features", "checkpoint", "restore"] {
+        let out = rt.run(&[cmd, "some-id"]);
+        assert_eq!(out.status.code(), Some(1), "{cmd}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(&format!("`{cmd}` is not supported")), "{cmd}: {err}");
+    }
+}

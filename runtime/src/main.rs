@@ -115,6 +115,19 @@ enum Command {
         #[arg(short, long)]
         quiet: bool,
     },
+    /// Freeze every process of a container.
+    Pause {
+        /// Container id.
+        id: String,
+    },
+    /// Thaw a paused container.
+    Resume {
+        /// Container id.
+        id: String,
+    },
+    /// runc commands this build does not have yet: they fail with an error naming them.
+    #[command(external_subcommand)]
+    Unsupported(Vec<String>),
     /// Write a default config.json.
     Spec {
         /// Bundle directory to write it in.
@@ -197,6 +210,17 @@ fn dispatch(cli: Cli) -> Result<i32> {
             let all = container::list::list(&root)?;
             print_list(&all, &format, quiet)?;
             Ok(0)
+        }
+        Command::Pause { id } => container::pause::pause(&root, &id).map(|_| 0),
+        Command::Resume { id } => container::pause::resume(&root, &id).map(|_| 0),
+        Command::Unsupported(args) => {
+            let name = args.first().map(String::as_str).unwrap_or_default();
+            match name {
+                "exec" | "ps" | "update" | "events" | "features" | "checkpoint" | "restore" => {
+                    bail!("`{name}` is not supported by this build of berth-runtime yet")
+                }
+                _ => bail!("unknown command {name:?} (see berth-runtime --help)"),
+            }
         }
         Command::Spec { bundle } => {
             let path = bundle.join("config.json");

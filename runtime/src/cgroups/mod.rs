@@ -235,6 +235,32 @@ impl CgroupPaths {
         })
     }
 
+    /// Freezes (`true`) or thaws the container's processes and waits until the kernel reports
+    /// the new state (v1 `freezer.state`, v2 `cgroup.freeze` / `cgroup.events`).
+    pub fn freeze(&self, frozen: bool) -> Result<()> {
+        let (file, value, done): (&str, &str, fn(&Path) -> bool) = match (self.mode, frozen) {
+            (Mode::V1, true) => ("freezer.state", "FROZEN", |d| read_trim(&d.join("freezer.state")) == "FROZEN"),
+            (Mode::V1, false) => ("freezer.state", "THAWED", |d| read_trim(&d.join("freezer.state")) == "THAWED"),
+            (Mode::V2, true) => ("cgroup.freeze", "1", |d| events_frozen(d) == Some(true)),
+            (Mode::V2, false) => ("cgroup.freeze", "0", |d| events_frozen(d) == Some(false)),
+        };
+        let dir = self.dirs.iter().find(|d| d.join(file).exists()).with_context(|| {
+            format!("cannot {}: no freezer for this container's cgroup", if frozen { "pause" } else { "resume" })
+        })?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            std::fs::write(dir.join(file), value)
+                .with_context(|| format!("writing {value} to {}", dir.join(file).display()))?;
+            if done(dir) {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                bail!("cgroup {} did not reach {value} within 10s", dir.display());
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
     /// Applies device rules (v1 `devices.allow/deny`); v2 needs a BPF program, not built yet,
     /// so a v2 container with device rules is refused at create.
     pub fn apply_devices(&self, rules: &[LinuxDeviceCgroup]) -> Result<()> {
@@ -279,6 +305,15 @@ impl CgroupPaths {
         }
         Ok(())
     }
+}
+
+fn read_trim(path: &Path) -> String {
+    std::fs::read_to_string(path).map(|s| s.trim().to_string()).unwrap_or_default()
+}
+
+fn events_frozen(dir: &Path) -> Option<bool> {
+    let text = std::fs::read_to_string(dir.join("cgroup.events")).ok()?;
+    text.lines().find_map(|l| l.strip_prefix("frozen ")).map(|v| v.trim() == "1")
 }
 
 /// v2: makes every controller the parent has available to its children, so the child gets its

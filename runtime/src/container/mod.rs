@@ -4,6 +4,7 @@ pub mod create;
 pub mod delete;
 pub mod kill;
 pub mod list;
+pub mod pause;
 pub mod run;
 pub mod start;
 pub mod state;
