@@ -110,6 +110,8 @@ fn setup(
     undo: &mut Undo,
 ) -> Result<Created> {
     let linux = spec.linux().as_ref().context("config.json has no linux section")?;
+    let t0 = std::time::Instant::now();
+    let phase = |name: &str| crate::logging::debug(&format!("create {}: {name} at {:?}", opts.id, t0.elapsed()));
     let mut cgroup = CgroupPaths::plan(linux.cgroups_path().as_deref(), &opts.id)?;
     let created = cgroup.create();
     undo.cgroup = Some(cgroup.clone());
@@ -134,6 +136,7 @@ fn setup(
         config: serde_json::to_value(spec).context("serialising config")?,
     };
     state.save(&dir.path)?;
+    phase("cgroup created and resources applied");
 
     let fifo_path = dir.path.join(EXEC_FIFO);
     nix::unistd::mkfifo(&fifo_path, Mode::from_bits_truncate(0o600))
@@ -185,6 +188,7 @@ fn setup(
         );
     }
     let pid = ret as i32;
+    phase("init cloned");
     undo.child = Some(pid);
     drop(child_sock);
     drop(console_socket);
@@ -201,6 +205,7 @@ fn setup(
     state.pid = pid;
     state.init_start_time = crate::state::proc_stat(pid).map(|(_, t)| t).context("reading init's start time")?;
     parent_sock.send(&Message::Go(state.oci_json(Status::Creating).to_string()))?;
+    phase("init in its cgroup with its id maps");
 
     loop {
         match parent_sock.recv()? {
@@ -212,7 +217,10 @@ fn setup(
                 }
                 parent_sock.send(&Message::HooksDone)?;
             }
-            Some(Message::Ready) => break,
+            Some(Message::Ready) => {
+                phase("init ready (rootfs, process set up)");
+                break;
+            }
             Some(Message::Error(e)) => bail!("container init: {e}"),
             Some(other) => bail!("unexpected message from init: {other:?}"),
             None => bail!("container init exited during setup"),
