@@ -24,7 +24,6 @@ fn limits_are_visible_in_the_containers_own_cgroup_files() {
     let bundle = Bundle::new(&["sh", "-c", script]);
     bundle.edit(|c| {
         c["linux"]["resources"] = json!({
-            "devices": [{"allow": false, "access": "rwm"}],
             "memory": {"limit": 67108864},
             "pids": {"limit": 16},
             "cpu": {"shares": 512, "quota": 50000, "period": 100000}
