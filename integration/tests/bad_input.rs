@@ -336,8 +336,8 @@ fn failing_bind_mount_is_reported_and_unwound() {
 #[test]
 fn unsupported_features_are_named() {
     let bundle = Bundle::new(&["true"]);
-    bundle.edit(|c| c["linux"]["seccomp"] = serde_json::json!({"defaultAction": "SCMP_ACT_ALLOW"}));
-    assert_create_refused(&bundle, "seccomp", &["linux.seccomp", "not supported"]);
+    bundle.edit(|c| c["linux"]["seccomp"] = serde_json::json!({"defaultAction": "SCMP_ACT_NOTIFY"}));
+    assert_create_refused(&bundle, "seccomp notify", &["SCMP_ACT_NOTIFY", "not supported"]);
 
     let bundle = Bundle::new(&["true"]);
     bundle.edit(|c| c["linux"]["resources"] = serde_json::json!({"network": {"classID": 1048577}}));

@@ -1,8 +1,9 @@
 //! The container's init, from clone to execve, as one ordered sequence (the order is the
 //! contract engines rely on and the security argument): join namespaces → rootfs → devices →
-//! createRuntime/createContainer hooks → pivot_root → sysctls → masked/readonly paths → hostname
+//! createRuntime/createContainer hooks → pivot_root → hostname → sysctls → masked/readonly paths
 //! → console → rlimits → user/groups → capabilities → no_new_privs → cwd → ready → wait on the
-//! exec fifo → startContainer hooks → execve.
+//! exec fifo → startContainer hooks → seccomp → execve. (Without no_new_privs, seccomp goes in
+//! before the capabilities are dropped, as installing it then needs CAP_SYS_ADMIN.)
 
 use crate::cgroups::CgroupPaths;
 use crate::namespaces::Plan;
@@ -47,6 +48,9 @@ pub fn run(args: InitArgs, sync: &SyncSocket) -> Result<Infallible> {
     let spec = args.spec;
     let linux = spec.linux().as_ref().context("no linux section")?;
     let process = spec.process().as_ref().context("no process")?;
+    // Compiled now so a bad profile fails `create`; installed as late as possible (below).
+    let seccomp = linux.seccomp().as_ref().map(crate::seccomp::compile).transpose()?;
+    let no_new_privs = process.no_new_privileges().unwrap_or(false);
 
     // 1. namespaces joined by path (user first), then in a new user namespace become its root.
     for (typ, path) in &args.plan.join {
@@ -128,12 +132,19 @@ pub fn run(args: InitArgs, sync: &SyncSocket) -> Result<Infallible> {
         set_rlimit(rl)?;
     }
     let caps = process.capabilities().clone().unwrap_or_default();
+    // Without no_new_privs, installing a filter needs CAP_SYS_ADMIN: do it while init still has
+    // it (the filter then also covers init's remaining setup, as with runc).
+    if !no_new_privs {
+        if let Some(filter) = &seccomp {
+            filter.apply()?;
+        }
+    }
     crate::capabilities::drop_bounding(&caps)?;
     set_user(process)?;
     crate::capabilities::apply(&caps)?;
     // As runc: 0022 unless set, never the umask of whoever ran the runtime.
     nix::sys::stat::umask(Mode::from_bits_truncate(process.user().umask().unwrap_or(0o022)));
-    if process.no_new_privileges().unwrap_or(false) {
+    if no_new_privs {
         // SAFETY: prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) takes no pointers.
         if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
             return Err(std::io::Error::last_os_error()).context("setting no_new_privs");
@@ -176,6 +187,15 @@ pub fn run(args: InitArgs, sync: &SyncSocket) -> Result<Infallible> {
             let msg: String = format!("E{e:#}").chars().take(4000).collect();
             let _ = nix::unistd::write(&fifo, msg.as_bytes());
             return Err(e);
+        }
+    }
+    // With no_new_privs the filter goes on last, so it never constrains init's own setup.
+    if no_new_privs {
+        if let Some(filter) = &seccomp {
+            if let Err(e) = filter.apply() {
+                let _ = nix::unistd::write(&fifo, format!("E{e:#}").as_bytes());
+                return Err(e);
+            }
         }
     }
     nix::unistd::write(&fifo, b"0").context("writing to the exec fifo")?;

@@ -16,6 +16,7 @@ pub mod mount_options;
 pub mod namespaces;
 pub mod rootfs;
 pub mod safe_path;
+pub mod seccomp;
 pub mod signal;
 pub mod spec;
 pub mod state;

@@ -135,9 +135,6 @@ pub fn validate(spec: &Spec) -> Result<()> {
             crate::sysctl::check_allowed(key, &namespaces)?;
         }
     }
-    if linux.seccomp().is_some() {
-        bail!("linux.seccomp is not supported by this build of berth-runtime yet");
-    }
     if linux.intel_rdt().is_some() {
         bail!("linux.intelRdt is not supported by berth-runtime");
     }
