@@ -135,10 +135,48 @@ fn pause_freezes_the_container_and_resume_thaws_it() {
 #[test]
 fn runc_commands_not_built_yet_fail_naming_themselves() {
     let rt = Runtime::new();
-    for cmd in ["exec", "ps", "update", "events", "features", "checkpoint", "restore"] {
+    for cmd in ["exec", "update", "events", "checkpoint", "restore"] {
         let out = rt.run(&[cmd, "some-id"]);
         assert_eq!(out.status.code(), Some(1), "{cmd}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(&format!("`{cmd}` is not supported")), "{cmd}: {err}");
     }
+}
+
+#[test]
+fn ps_lists_exactly_the_containers_processes() {
+    let rt = Runtime::new();
+    let bundle = Bundle::new(&["sh", "-c", "sleep 61 & sleep 62 & wait"]);
+    let id = berth_integration::unique_id("ps");
+    rt.ok(&["run", "--detach", "--bundle", bundle.path().to_str().unwrap(), &id]);
+    let pids = || -> Vec<i64> { serde_json::from_str(&rt.ok(&["ps", "--format", "json", &id])).unwrap() };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while pids().len() < 3 {
+        assert!(std::time::Instant::now() < deadline, "container processes never started: {:?}", pids());
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let pids = pids();
+    assert_eq!(pids.len(), 3, "{pids:?}");
+    let table = rt.ok(&["ps", &id, "-o", "pid,args"]);
+    let mut lines = table.lines();
+    assert!(lines.next().unwrap().contains("PID"), "{table}");
+    let rows: Vec<&str> = lines.collect();
+    assert_eq!(rows.len(), 3, "{table}");
+    assert!(rows.iter().any(|r| r.contains("sleep 61")) && rows.iter().any(|r| r.contains("sleep 62")), "{table}");
+    rt.ok(&["delete", "--force", &id]);
+    rt.assert_gone(&id);
+}
+
+#[test]
+fn features_describes_this_build() {
+    let rt = Runtime::new();
+    let v: serde_json::Value = serde_json::from_str(&rt.ok(&["features"])).unwrap();
+    assert_eq!(v["ociVersionMin"], "1.0.0");
+    assert_eq!(v["ociVersionMax"], "1.3.0");
+    assert_eq!(v["linux"]["cgroup"]["systemd"], false);
+    assert_eq!(v["linux"]["seccomp"]["enabled"], true);
+    let actions = v["linux"]["seccomp"]["actions"].as_array().unwrap();
+    assert!(!actions.iter().any(|a| a == "SCMP_ACT_NOTIFY"), "notify is not supported");
+    assert!(v["mountOptions"].as_array().unwrap().iter().any(|o| o == "rbind"));
+    assert!(v["linux"]["capabilities"].as_array().unwrap().iter().any(|c| c == "CAP_SYS_ADMIN"));
 }

@@ -125,6 +125,19 @@ enum Command {
         /// Container id.
         id: String,
     },
+    /// List the processes of a container.
+    Ps {
+        /// Container id.
+        id: String,
+        /// `table` (host ps output filtered to the container) or `json` (pids).
+        #[arg(short, long, default_value = "table", value_parser = ["table", "json"])]
+        format: String,
+        /// Options passed to ps in table mode (default -ef).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        ps_args: Vec<String>,
+    },
+    /// Print the OCI features document of this build.
+    Features,
     /// runc commands this build does not have yet: they fail with an error naming them.
     #[command(external_subcommand)]
     Unsupported(Vec<String>),
@@ -211,12 +224,24 @@ fn dispatch(cli: Cli) -> Result<i32> {
             print_list(&all, &format, quiet)?;
             Ok(0)
         }
+        Command::Ps { id, format, ps_args } => {
+            if format == "json" {
+                println!("{}", serde_json::to_string(&container::ps::pids(&root, &id)?)?);
+            } else {
+                print!("{}", container::ps::table(&root, &id, &ps_args)?);
+            }
+            Ok(0)
+        }
+        Command::Features => {
+            println!("{}", serde_json::to_string_pretty(&berth_runtime::features::document())?);
+            Ok(0)
+        }
         Command::Pause { id } => container::pause::pause(&root, &id).map(|_| 0),
         Command::Resume { id } => container::pause::resume(&root, &id).map(|_| 0),
         Command::Unsupported(args) => {
             let name = args.first().map(String::as_str).unwrap_or_default();
             match name {
-                "exec" | "ps" | "update" | "events" | "features" | "checkpoint" | "restore" => {
+                "exec" | "update" | "events" | "checkpoint" | "restore" => {
                     bail!("`{name}` is not supported by this build of berth-runtime yet")
                 }
                 _ => bail!("unknown command {name:?} (see berth-runtime --help)"),

@@ -3,6 +3,47 @@
 use anyhow::{bail, Result};
 use nix::mount::MsFlags;
 
+/// Every option keyword `parse` understands (anything else is filesystem data).
+pub const SUPPORTED: &[&str] = &[
+    "defaults",
+    "ro",
+    "rw",
+    "nosuid",
+    "suid",
+    "nodev",
+    "dev",
+    "noexec",
+    "exec",
+    "sync",
+    "async",
+    "dirsync",
+    "remount",
+    "mand",
+    "nomand",
+    "atime",
+    "noatime",
+    "diratime",
+    "nodiratime",
+    "relatime",
+    "norelatime",
+    "strictatime",
+    "nostrictatime",
+    "lazytime",
+    "nolazytime",
+    "silent",
+    "loud",
+    "bind",
+    "rbind",
+    "private",
+    "rprivate",
+    "shared",
+    "rshared",
+    "slave",
+    "rslave",
+    "unbindable",
+    "runbindable",
+];
+
 /// A mount entry's options, split the way mount(2) wants them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MountOptions {
@@ -150,6 +191,14 @@ mod tests {
         assert!(!o.flags.contains(MsFlags::MS_RDONLY));
         assert!(o.cleared.contains(MsFlags::MS_RDONLY));
         assert!(o.bind && o.recursive);
+    }
+
+    #[test]
+    fn every_supported_keyword_is_a_flag_not_data() {
+        for opt in SUPPORTED {
+            let o = opts(&[opt]);
+            assert!(o.data.is_empty(), "{opt} was taken as filesystem data");
+        }
     }
 
     #[test]

@@ -5,6 +5,7 @@ pub mod delete;
 pub mod kill;
 pub mod list;
 pub mod pause;
+pub mod ps;
 pub mod run;
 pub mod start;
 pub mod state;

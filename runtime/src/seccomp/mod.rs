@@ -26,6 +26,18 @@ const SECCOMP_FILTER_FLAG_TSYNC: libc::c_uint = 1;
 const SECCOMP_FILTER_FLAG_LOG: libc::c_uint = 2;
 const SECCOMP_FILTER_FLAG_SPEC_ALLOW: libc::c_uint = 4;
 
+/// The OCI seccomp actions this build can apply (`features` reports them).
+pub const SUPPORTED_ACTIONS: &[&str] = &[
+    "SCMP_ACT_ALLOW",
+    "SCMP_ACT_ERRNO",
+    "SCMP_ACT_KILL",
+    "SCMP_ACT_KILL_THREAD",
+    "SCMP_ACT_KILL_PROCESS",
+    "SCMP_ACT_TRAP",
+    "SCMP_ACT_TRACE",
+    "SCMP_ACT_LOG",
+];
+
 /// A compiled profile, ready to install.
 pub struct Compiled {
     filters: Vec<BpfProgram>,
