@@ -6,6 +6,7 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
 
 /// The `berth-runtime` binary of this build (`target/<profile>/berth-runtime`), or
 /// `$BERTH_RUNTIME`.
@@ -150,11 +151,44 @@ impl Runtime {
         )
     }
 
+    /// `create --bundle B ID` with the container's stdout and stderr going to temporary files
+    /// (its init inherits the runtime's stdio); asserts that create succeeded. The returned files
+    /// keep collecting what the container writes after `start`.
+    pub fn create_with_output(&self, bundle: &Bundle, id: &str) -> ContainerOutput {
+        let output = ContainerOutput {
+            stdout: tempfile::NamedTempFile::new().expect("stdout file"),
+            stderr: tempfile::NamedTempFile::new().expect("stderr file"),
+        };
+        let status = self
+            .command(&["create", "--bundle", bundle.path().to_str().expect("utf-8 bundle path"), id])
+            .stdout(output.stdout.reopen().expect("reopening the stdout file"))
+            .stderr(output.stderr.reopen().expect("reopening the stderr file"))
+            .status()
+            .expect("running berth-runtime");
+        assert!(status.success(), "create of {id} failed: {}", output.stderr());
+        output
+    }
+
     /// The `status` field of `state ID`.
     pub fn status(&self, id: &str) -> String {
-        let out = self.ok(&["state", id]);
-        let v: Value = serde_json::from_str(&out).expect("state json");
-        v["status"].as_str().unwrap_or_default().to_string()
+        status_field(&self.ok(&["state", id]))
+    }
+
+    /// Waits until `state ID` succeeds and reports status `want`; panics after `timeout`. A
+    /// failing `state` counts as not yet there (a foreground `run` creates the container only
+    /// after a while).
+    pub fn wait_status(&self, id: &str, want: &str, timeout: Duration) {
+        let mut last = String::from("no state yet");
+        let reached = poll_until(timeout, || {
+            let out = self.run(&["state", id]);
+            last = if out.status.success() {
+                status_field(&String::from_utf8_lossy(&out.stdout))
+            } else {
+                format!("state failed: {}", String::from_utf8_lossy(&out.stderr).trim_end())
+            };
+            last == want
+        });
+        assert!(reached, "container {id} did not become {want} within {timeout:?} (last seen: {last})");
     }
 
     /// Asserts that nothing of container `id` remains: no state dir, no cgroup in any
@@ -174,6 +208,49 @@ impl Drop for Runtime {
             }
         }
     }
+}
+
+/// Where a container made by [`Runtime::create_with_output`] writes its stdout and stderr.
+pub struct ContainerOutput {
+    stdout: tempfile::NamedTempFile,
+    stderr: tempfile::NamedTempFile,
+}
+
+impl ContainerOutput {
+    /// Everything the container has written to its stdout so far.
+    pub fn stdout(&self) -> String {
+        std::fs::read_to_string(self.stdout.path()).expect("reading the container's stdout")
+    }
+
+    /// Everything the container (and `create`) has written to its stderr so far.
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(self.stderr.path()).expect("reading the container's stderr")
+    }
+}
+
+/// Calls `done` every 10 ms until it returns true; panics naming `what` if that takes longer
+/// than `timeout`.
+pub fn wait_until(what: &str, timeout: Duration, done: impl FnMut() -> bool) {
+    assert!(poll_until(timeout, done), "timed out after {timeout:?} waiting for {what}");
+}
+
+/// Calls `done` every 10 ms until it returns true (then true) or `timeout` has passed (then
+/// false).
+fn poll_until(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while !done() {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    true
+}
+
+/// The `status` field of `state` output.
+fn status_field(state_json: &str) -> String {
+    let v: Value = serde_json::from_str(state_json).expect("state json");
+    v["status"].as_str().unwrap_or_default().to_string()
 }
 
 fn read_all(mut file: std::fs::File) -> Vec<u8> {

@@ -5,7 +5,7 @@
 use berth_integration::{assert_no_cgroup, cgroup_dirs_named, host_mounts_containing, unique_id, Bundle, Runtime};
 use std::path::Path;
 use std::process::Output;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// stderr with the text log format's `\"` escapes undone, so messages can be matched as written.
 fn stderr_of(out: &Output) -> String {
@@ -97,14 +97,6 @@ fn assert_create_refused(bundle: &Bundle, what: &str, wants: &[&str]) {
         let out = rt.run(&[cmd, "--bundle", bundle.path().to_str().unwrap(), &id]);
         assert_fails(&out, &format!("{what} ({cmd})"), wants);
         assert_nothing_left(&rt, bundle.path(), Some(&id), &[]);
-    }
-}
-
-fn wait_status(rt: &Runtime, id: &str, want: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while rt.status(id) != want {
-        assert!(Instant::now() < deadline, "{id} never became {want}");
-        std::thread::sleep(Duration::from_millis(10));
     }
 }
 
@@ -289,7 +281,7 @@ fn start_of_stopped_or_missing_and_delete_of_missing() {
     let id = unique_id("stopped");
     rt.ok(&["create", "--bundle", bundle.path().to_str().unwrap(), &id]);
     rt.ok(&["start", &id]);
-    wait_status(&rt, &id, "stopped");
+    rt.wait_status(&id, "stopped", Duration::from_secs(10));
     let out = rt.run(&["start", &id]);
     assert_fails(&out, "start of a stopped container", &["stopped"]);
     assert_eq!(rt.status(&id), "stopped");

@@ -1,7 +1,8 @@
 //! The command-line contract engines rely on beyond the lifecycle: JSON log lines, `kill --all`,
 //! `spec`, serialised concurrent operations on one id.
 
-use berth_integration::{Bundle, Runtime};
+use berth_integration::{wait_until, Bundle, Runtime};
+use std::time::Duration;
 
 #[test]
 fn errors_are_logged_as_runc_json_lines_when_asked() {
@@ -37,20 +38,13 @@ fn kill_all_signals_every_process_of_the_container() {
             .expect("container cgroup");
         std::fs::read_to_string(dir.join("cgroup.procs")).unwrap().lines().filter_map(|l| l.parse().ok()).collect()
     };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    while cgroup_procs().len() < 3 {
-        assert!(std::time::Instant::now() < deadline, "children never started");
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    wait_until("the children to start", Duration::from_secs(5), || cgroup_procs().len() >= 3);
     let pids = cgroup_procs();
     rt.ok(&["kill", "--all", &id, "KILL"]);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    for pid in pids {
-        while std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z ")) {
-            assert!(std::time::Instant::now() < deadline, "pid {pid} survived kill --all");
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
-    }
+    let alive = |pid: &i32| std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z "));
+    wait_until(&format!("every one of {pids:?} to die after kill --all"), Duration::from_secs(5), || {
+        !pids.iter().any(alive)
+    });
     assert_eq!(rt.status(&id), "stopped");
     rt.ok(&["delete", &id]);
     rt.assert_gone(&id);
@@ -113,18 +107,18 @@ fn pause_freezes_the_container_and_resume_thaws_it() {
     let id = berth_integration::unique_id("pause");
     rt.ok(&["run", "--detach", "--bundle", bundle.path().to_str().unwrap(), &id]);
     let count = || std::fs::read_to_string(bundle.rootfs().join("tmp/count")).unwrap_or_default();
-    std::thread::sleep(std::time::Duration::from_millis(100));
+    std::thread::sleep(Duration::from_millis(100));
     rt.ok(&["pause", &id]);
     assert_eq!(rt.status(&id), "paused");
     let frozen_at = count();
-    std::thread::sleep(std::time::Duration::from_millis(200));
+    std::thread::sleep(Duration::from_millis(200));
     assert_eq!(count(), frozen_at, "the container ran while paused");
     let out = rt.run(&["delete", "--force", &id]);
     assert!(!out.status.success(), "deleting a paused container must fail clearly");
     assert!(String::from_utf8_lossy(&out.stderr).contains("paused"));
     rt.ok(&["resume", &id]);
     assert_eq!(rt.status(&id), "running");
-    std::thread::sleep(std::time::Duration::from_millis(200));
+    std::thread::sleep(Duration::from_millis(200));
     assert_ne!(count(), frozen_at, "the container did not run again after resume");
     let out = rt.run(&["resume", &id]);
     assert!(!out.status.success(), "resume of a running container must fail");
@@ -150,11 +144,7 @@ fn ps_lists_exactly_the_containers_processes() {
     let id = berth_integration::unique_id("ps");
     rt.ok(&["run", "--detach", "--bundle", bundle.path().to_str().unwrap(), &id]);
     let pids = || -> Vec<i64> { serde_json::from_str(&rt.ok(&["ps", "--format", "json", &id])).unwrap() };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    while pids().len() < 3 {
-        assert!(std::time::Instant::now() < deadline, "container processes never started: {:?}", pids());
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    wait_until("the container's processes to start", Duration::from_secs(5), || pids().len() >= 3);
     let pids = pids();
     assert_eq!(pids.len(), 3, "{pids:?}");
     let table = rt.ok(&["ps", &id, "-o", "pid,args"]);

@@ -5,7 +5,7 @@
 use berth_integration::{host_mounts_containing, unique_id, Bundle, Runtime};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Prints `ns_<type>=<readlink /proc/self/ns/<type>>` for every namespace type.
 const NS_FACTS: &str =
@@ -156,25 +156,13 @@ impl Drop for HostTmpfs {
 /// deletes it and returns its stdout. `between` runs on the host after create, before start.
 fn create_start_collect(rt: &Runtime, bundle: &Bundle, prefix: &str, between: impl FnOnce()) -> String {
     let id = unique_id(prefix);
-    let out = tempfile::NamedTempFile::new().unwrap();
-    let err = tempfile::NamedTempFile::new().unwrap();
-    let status = rt
-        .command(&["create", "--bundle", bundle.path().to_str().unwrap(), &id])
-        .stdout(out.reopen().unwrap())
-        .stderr(err.reopen().unwrap())
-        .status()
-        .unwrap();
-    assert!(status.success(), "create failed: {}", std::fs::read_to_string(err.path()).unwrap());
+    let output = rt.create_with_output(bundle, &id);
     between();
     rt.ok(&["start", &id]);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while rt.status(&id) != "stopped" {
-        assert!(Instant::now() < deadline, "container {id} did not stop");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    rt.wait_status(&id, "stopped", Duration::from_secs(10));
     rt.ok(&["delete", &id]);
     rt.assert_gone(&id);
-    std::fs::read_to_string(out.path()).unwrap()
+    output.stdout()
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -90,14 +90,6 @@ fn ns(pid: &str, which: &str) -> String {
     std::fs::read_link(format!("/proc/{pid}/ns/{which}")).unwrap().to_string_lossy().into_owned()
 }
 
-fn wait_stopped(rt: &Runtime, id: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while rt.status(id) != "stopped" {
-        assert!(Instant::now() < deadline, "{id} did not stop");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
 /// Each string followed by a NUL, as in /proc/<pid>/cmdline.
 fn nul_joined(items: &[&str]) -> String {
     items.iter().map(|a| format!("{a}\0")).collect()
@@ -144,7 +136,7 @@ fn every_hook_runs_at_its_moment_with_state_args_env_and_namespaces() {
     assert_eq!(log.read("target", "poststart"), "sleep 60 ");
 
     rt.ok(&["kill", &id, "KILL"]);
-    wait_stopped(&rt, &id);
+    rt.wait_status(&id, "stopped", Duration::from_secs(10));
     rt.ok(&["delete", &id]);
     assert_eq!(log.log(), [&all[..], &["poststop"]].concat());
     rt.assert_gone(&id);
@@ -283,7 +275,7 @@ fn a_failing_start_container_hook_fails_start_before_the_program_runs() {
     assert!(!out.status.success(), "start succeeded with a failing startContainer hook");
     let err = stderr_of(&out);
     assert!(err.contains("startContainer hook /bin/sh") && err.contains("exit status: 3"), "{err}");
-    wait_stopped(&rt, &id);
+    rt.wait_status(&id, "stopped", Duration::from_secs(10));
     assert!(!log.path().join("program-ran").exists(), "the program ran");
     assert!(log.log().is_empty(), "poststart ran after a failed start");
     rt.ok(&["delete", &id]);
@@ -314,7 +306,7 @@ fn poststart_and_poststop_failures_only_warn_and_later_hooks_still_run() {
     assert_eq!(log.log(), ["poststart"]);
 
     rt.ok(&["kill", &id, "KILL"]);
-    wait_stopped(&rt, &id);
+    rt.wait_status(&id, "stopped", Duration::from_secs(10));
     let out = rt.run(&["delete", &id]);
     let err = stderr_of(&out);
     assert!(out.status.success(), "delete failed on a poststop hook: {err}");

@@ -2,6 +2,7 @@
 //! at every step, delete removes everything.
 
 use berth_integration::{Bundle, Runtime};
+use std::time::Duration;
 
 #[test]
 fn create_start_state_kill_delete_report_each_status() {
@@ -30,11 +31,7 @@ fn create_start_state_kill_delete_report_each_status() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("not stopped"));
 
     rt.ok(&["kill", &id, "KILL"]);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    while rt.status(&id) != "stopped" {
-        assert!(std::time::Instant::now() < deadline, "container did not stop after SIGKILL");
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    rt.wait_status(&id, "stopped", Duration::from_secs(5));
     let out = rt.run(&["kill", &id, "TERM"]);
     assert!(!out.status.success(), "kill of a stopped container must fail without --all");
     rt.ok(&["delete", &id]);
@@ -65,11 +62,7 @@ fn foreground_run_forwards_signals_and_reports_death_as_128_plus_the_signal() {
         .stdout(out.reopen().unwrap())
         .spawn()
         .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !rt.run(&["state", &id]).status.success() || rt.status(&id) != "running" {
-        assert!(std::time::Instant::now() < deadline, "container never ran");
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    rt.wait_status(&id, "running", Duration::from_secs(10));
     // SAFETY: kill(2) on the pid of our own child process.
     unsafe { libc::kill(run.id() as i32, libc::SIGTERM) };
     let status = run.wait().unwrap();
@@ -81,10 +74,7 @@ fn foreground_run_forwards_signals_and_reports_death_as_128_plus_the_signal() {
     let bundle = Bundle::new(&["sleep", "60"]);
     let id = berth_integration::unique_id("sig");
     let mut run = rt.command(&["run", "--bundle", bundle.path().to_str().unwrap(), &id]).spawn().unwrap();
-    while !rt.run(&["state", &id]).status.success() || rt.status(&id) != "running" {
-        assert!(std::time::Instant::now() < deadline, "container never ran");
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    rt.wait_status(&id, "running", Duration::from_secs(10));
     rt.ok(&["kill", &id, "9"]);
     assert_eq!(run.wait().unwrap().code(), Some(128 + 9));
     rt.assert_gone(&id);

@@ -8,7 +8,7 @@ use std::io::Read;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixListener;
 use std::os::unix::process::CommandExt;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Runs the bundle in the foreground; asserts exit 0 and that nothing is left; returns stdout.
 fn run_ok(rt: &Runtime, bundle: &Bundle, prefix: &str) -> String {
@@ -335,7 +335,7 @@ fn terminal_over_console_socket_with_console_size() {
     let out = rx.recv_timeout(Duration::from_secs(20)).expect("no output from the pty");
     let text = String::from_utf8_lossy(&out);
     assert_eq!(text, "/dev/pts/0\r\n30 100\r\nhi\r\n");
-    wait_stopped(&rt, &id);
+    rt.wait_status(&id, "stopped", Duration::from_secs(10));
     rt.ok(&["delete", &id]);
     rt.assert_gone(&id);
 
@@ -345,14 +345,6 @@ fn terminal_over_console_socket_with_console_size() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--console-socket"));
     rt.assert_gone(&id);
-}
-
-fn wait_stopped(rt: &Runtime, id: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while rt.status(id) != "stopped" {
-        assert!(Instant::now() < deadline, "{id} did not stop");
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }
 
 /// `pipe2(O_CLOEXEC)`: (read end, write end).

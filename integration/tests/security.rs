@@ -5,7 +5,7 @@
 //! - CVE-2024-21626: a host fd leaked into the container, used as the process cwd.
 //! - Symlinks in the rootfs (or in the bundle) that would send a mount or the root outside.
 
-use berth_integration::{host_mounts_containing, runtime_bin, unique_id, Bundle, Runtime};
+use berth_integration::{host_mounts_containing, runtime_bin, unique_id, wait_until, Bundle, Runtime};
 use std::ffi::CString;
 use std::fs::File;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -13,18 +13,10 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// What `readlink /proc/<pid>/exe` shows for a process running the runtime's sealed copy.
 const MEMFD_EXE: &str = "/memfd:berth-runtime";
-
-fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
 
 fn init_pid(rt: &Runtime, id: &str) -> i32 {
     let state: serde_json::Value = serde_json::from_str(&rt.ok(&["state", id])).expect("state json");
@@ -399,15 +391,7 @@ fn mount_destinations_through_symlinks_stay_inside_the_rootfs() {
     });
 
     let id = unique_id("mntlink");
-    let out = tempfile::NamedTempFile::new().unwrap();
-    let err = tempfile::NamedTempFile::new().unwrap();
-    let status = rt
-        .command(&["create", "--bundle", bundle.path().to_str().unwrap(), &id])
-        .stdout(out.reopen().unwrap())
-        .stderr(err.reopen().unwrap())
-        .status()
-        .unwrap();
-    assert!(status.success(), "create failed: {}", std::fs::read_to_string(err.path()).unwrap());
+    let output = rt.create_with_output(&bundle, &id);
     // While the container exists with its mounts in place: nothing on the host.
     for u in [&u1, &u2] {
         assert!(!Path::new("/tmp").join(u).exists(), "/tmp/{u} was created on the host");
@@ -416,8 +400,8 @@ fn mount_destinations_through_symlinks_stay_inside_the_rootfs() {
     }
     assert!(host_mounts_containing(bundle.path().to_str().unwrap()).is_empty());
     rt.ok(&["start", &id]);
-    wait_until("the container to stop", Duration::from_secs(10), || rt.status(&id) == "stopped");
-    let stdout = std::fs::read_to_string(out.path()).unwrap();
+    rt.wait_status(&id, "stopped", Duration::from_secs(10));
+    let stdout = output.stdout();
     let mount_points: Vec<&str> = stdout.lines().filter_map(|l| l.split(' ').nth(4)).collect();
     assert!(mount_points.contains(&format!("/tmp/{u1}").as_str()), "tmpfs not at /tmp/{u1} inside: {stdout}");
     assert!(mount_points.contains(&format!("/tmp/{u2}").as_str()), "bind not at /tmp/{u2} inside: {stdout}");
