@@ -469,3 +469,96 @@ fn root_path_leading_to_the_host_root_is_refused() {
     }
     assert!(host_mounts_containing(bundle.path().to_str().unwrap()).is_empty());
 }
+
+#[test]
+fn a_dev_bound_in_from_the_host_is_left_untouched() {
+    let rt = Runtime::new();
+    // A stand-in for the host's /dev: a null node with the host's usual mode and a ptmx node.
+    let fake_dev = tempfile::tempdir().unwrap();
+    let mknod = |name: &str, mode: u32, minor_major: (u32, u32)| {
+        let path = CString::new(fake_dev.path().join(name).as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: mknod(2) with a valid NUL-terminated path.
+        let r =
+            unsafe { libc::mknod(path.as_ptr(), libc::S_IFCHR | mode, libc::makedev(minor_major.0, minor_major.1)) };
+        assert_eq!(r, 0, "mknod {name}");
+    };
+    mknod("null", 0o600, (1, 3));
+    mknod("ptmx", 0o666, (5, 2));
+    let before: Vec<String> = list(fake_dev.path());
+    let bundle = Bundle::new(&["sh", "-c", "ls /dev >/dev/null"]);
+    bundle.edit(|c| {
+        let mounts = c["mounts"].as_array_mut().unwrap();
+        mounts.retain(|m| !m["destination"].as_str().unwrap().starts_with("/dev"));
+        mounts.push(serde_json::json!({"destination": "/dev", "type": "bind",
+            "source": fake_dev.path(), "options": ["rbind", "rw"]}));
+    });
+    let id = unique_id("devbind");
+    let (code, _, err) = rt.run_container(&bundle, &id);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(list(fake_dev.path()), before, "the runtime added or removed entries in a bound /dev");
+    let ptmx = std::fs::symlink_metadata(fake_dev.path().join("ptmx")).unwrap();
+    assert!(!ptmx.file_type().is_symlink(), "ptmx was replaced by a symlink");
+    let null = std::fs::metadata(fake_dev.path().join("null")).unwrap();
+    assert_eq!(null.permissions().mode() & 0o777, 0o600, "the mode of null changed");
+    rt.assert_gone(&id);
+}
+
+fn list(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> =
+        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn container_state_is_private_to_root() {
+    let rt = Runtime::new();
+    let root = rt.root().join("nested-root");
+    let bundle = Bundle::new(&["sleep", "60"]);
+    bundle.edit(|c| c["process"]["env"] = serde_json::json!(["PATH=/bin", "SECRET=hunter2"]));
+    let id = unique_id("private");
+    let out = Command::new(runtime_bin())
+        .arg("--root")
+        .arg(&root)
+        .args(["create", "--bundle", bundle.path().to_str().unwrap(), &id])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(out.success());
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&root), 0o700, "state root");
+    assert_eq!(mode(&root.join(&id)), 0o700, "container dir");
+    assert_eq!(mode(&root.join(&id).join("state.json")), 0o600, "state.json holds the env");
+    let status =
+        Command::new(runtime_bin()).arg("--root").arg(&root).args(["delete", "--force", &id]).status().unwrap();
+    assert!(status.success());
+}
+
+#[test]
+fn hooks_run_in_the_runtimes_pid_namespace_even_when_the_container_joins_another() {
+    let rt = Runtime::new();
+    let sandbox = Bundle::new(&["sleep", "60"]);
+    let sandbox_id = unique_id("pidsandbox");
+    rt.ok(&["run", "--detach", "--bundle", sandbox.path().to_str().unwrap(), &sandbox_id]);
+    let sandbox_pid = init_pid(&rt, &sandbox_id);
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let bundle = Bundle::new(&["true"]);
+    let script = format!("grep NSpid /proc/self/status > {}", log.path().display());
+    bundle.edit(|c| {
+        let ns = c["linux"]["namespaces"].as_array_mut().unwrap();
+        ns.retain(|n| n["type"] != "pid");
+        ns.push(serde_json::json!({"type": "pid", "path": format!("/proc/{sandbox_pid}/ns/pid")}));
+        c["hooks"] = serde_json::json!({"prestart": [{"path": "/bin/sh", "args": ["sh", "-c", script]}]});
+    });
+    let id = unique_id("pidjoin");
+    let (code, _, err) = rt.run_container(&bundle, &id);
+    assert_eq!(code, 0, "{err}");
+    let nspid = std::fs::read_to_string(log.path()).unwrap();
+    // One pid: the hook lives only in the host's pid namespace, not also in the sandbox's.
+    assert_eq!(nspid.split_whitespace().count(), 2, "hook ran inside the container's pid namespace: {nspid}");
+    rt.ok(&["delete", "--force", &sandbox_id]);
+    rt.assert_gone(&id);
+    rt.assert_gone(&sandbox_id);
+}

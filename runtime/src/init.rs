@@ -80,7 +80,14 @@ pub fn run(args: InitArgs, sync: &SyncSocket) -> Result<Infallible> {
         cgroup: args.cgroup,
     };
     rootfs::mount_all(&ctx, spec.mounts().as_deref().unwrap_or_default())?;
-    rootfs::create_devices(&ctx, linux.devices().as_deref().unwrap_or_default())?;
+    // A /dev bound in from the host is the host's: creating nodes or links there would change it.
+    let dev_is_bind = spec.mounts().iter().flatten().any(|m| {
+        m.destination() == std::path::Path::new("/dev")
+            && (m.typ().as_deref() == Some("bind") || m.options().iter().flatten().any(|o| o == "bind" || o == "rbind"))
+    });
+    if !dev_is_bind {
+        rootfs::create_devices(&ctx, linux.devices().as_deref().unwrap_or_default())?;
+    }
 
     // 3. hooks around the rootfs: prestart/createRuntime in the runtime's namespaces (the
     //    parent), createContainer here, before pivot_root.

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 /// File name of the state inside a container directory.
@@ -124,7 +125,14 @@ impl State {
         let path = dir.join(STATE_FILE);
         // One write: serialising straight into the file would issue a syscall per token.
         let bytes = serde_json::to_vec(self).context("serialising state")?;
-        let mut file = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+        // 0600: the config holds the process env, which often carries secrets.
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .with_context(|| format!("creating {}", tmp.display()))?;
         file.write_all(&bytes).with_context(|| format!("writing {}", tmp.display()))?;
         std::fs::rename(&tmp, &path).with_context(|| format!("renaming state to {}", path.display()))?;
         Ok(())
@@ -189,7 +197,14 @@ impl LockedDir {
     /// Creates `<root>/<id>` (failing if it exists) and locks it.
     pub fn create(root: &Path, id: &str) -> Result<LockedDir> {
         validate_id(id)?;
-        std::fs::create_dir_all(root).with_context(|| format!("creating root {}", root.display()))?;
+        if !root.exists() {
+            // 0700 like runc: other users must not list containers or reach their fifos.
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(root)
+                .with_context(|| format!("creating root {}", root.display()))?;
+        }
         let path = root.join(id);
         match std::fs::create_dir(&path) {
             Ok(()) => {}
@@ -197,7 +212,7 @@ impl LockedDir {
             Err(e) => return Err(e).with_context(|| format!("creating {}", path.display())),
         }
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o711))?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700))?;
         Self::lock(path)
     }
 

@@ -151,6 +151,10 @@ fn setup(
     };
 
     let plan = Plan::from_spec(linux.namespaces().as_deref().unwrap_or_default());
+    // Entering pid/time namespaces changes what our *children* get: keep handles on our own so
+    // that hooks this process starts after the clone run in the runtime's namespaces.
+    let own_pid_ns = std::fs::File::open("/proc/self/ns/pid").context("opening /proc/self/ns/pid")?;
+    let own_time_ns = std::fs::File::open("/proc/self/ns/time").ok();
     enter_child_namespaces(&plan, linux.time_offsets().as_ref())?;
     let (parent_sock, child_sock) = crate::sync::pair()?;
 
@@ -188,6 +192,14 @@ fn setup(
         );
     }
     let pid = ret as i32;
+    if plan.join_pid.is_some() {
+        nix::sched::setns(&own_pid_ns, CloneFlags::CLONE_NEWPID).context("returning to the runtime's pid namespace")?;
+    }
+    if plan.new_time || plan.join_time.is_some() {
+        let ns = own_time_ns.as_ref().context("no /proc/self/ns/time to return to")?;
+        nix::sched::setns(ns, CloneFlags::from_bits_retain(libc::CLONE_NEWTIME))
+            .context("returning to the runtime's time namespace")?;
+    }
     phase("init cloned");
     undo.child = Some(pid);
     drop(child_sock);
