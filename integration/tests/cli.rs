@@ -113,8 +113,8 @@ fn pause_freezes_the_container_and_resume_thaws_it() {
     let frozen_at = count();
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(count(), frozen_at, "the container ran while paused");
-    let out = rt.run(&["delete", "--force", &id]);
-    assert!(!out.status.success(), "deleting a paused container must fail clearly");
+    let out = rt.run(&["delete", &id]);
+    assert!(!out.status.success(), "deleting a paused container without --force must fail clearly");
     assert!(String::from_utf8_lossy(&out.stderr).contains("paused"));
     rt.ok(&["resume", &id]);
     assert_eq!(rt.status(&id), "running");
@@ -122,8 +122,56 @@ fn pause_freezes_the_container_and_resume_thaws_it() {
     assert_ne!(count(), frozen_at, "the container did not run again after resume");
     let out = rt.run(&["resume", &id]);
     assert!(!out.status.success(), "resume of a running container must fail");
+    // A frozen container can still be force-deleted: killed, thawed, removed.
+    rt.ok(&["pause", &id]);
     rt.ok(&["delete", "--force", &id]);
     rt.assert_gone(&id);
+}
+
+#[test]
+fn a_created_container_can_be_paused_resumed_and_started() {
+    let rt = Runtime::new();
+    let bundle = Bundle::new(&["sh", "-c", "echo started"]);
+    let id = berth_integration::unique_id("pausecreated");
+    let output = rt.create_with_output(&bundle, &id);
+    rt.ok(&["pause", &id]);
+    assert_eq!(rt.status(&id), "paused");
+    rt.ok(&["resume", &id]);
+    assert_eq!(rt.status(&id), "created");
+    rt.ok(&["start", &id]);
+    rt.wait_status(&id, "stopped", Duration::from_secs(10));
+    assert_eq!(output.stdout(), "started\n");
+    rt.ok(&["delete", &id]);
+    rt.assert_gone(&id);
+}
+
+#[test]
+fn state_reports_creating_while_create_runs_and_stopped_once_it_died() {
+    let rt = Runtime::new();
+    let bundle = Bundle::new(&["true"]);
+    let marker = tempfile::NamedTempFile::new().unwrap();
+    let script = format!("echo > {}; sleep 30", marker.path().display());
+    std::fs::remove_file(marker.path()).unwrap();
+    bundle.edit(|c| {
+        c["hooks"] = serde_json::json!({"createRuntime": [{"path": "/bin/sh", "args": ["sh", "-c", script]}]})
+    });
+    let id = berth_integration::unique_id("creating");
+    let mut create = rt
+        .command(&["create", "--bundle", bundle.path().to_str().unwrap(), &id])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    berth_integration::wait_until("the createRuntime hook", Duration::from_secs(10), || marker.path().exists());
+    assert_eq!(rt.status(&id), "creating");
+    // create dies mid-way (its hook and init go with it or stay orphaned): the state says so.
+    create.kill().unwrap();
+    create.wait().unwrap();
+    assert_eq!(rt.status(&id), "stopped");
+    let out = rt.run(&["delete", &id]);
+    assert!(out.status.success(), "a dead create is deletable: {}", String::from_utf8_lossy(&out.stderr));
+    rt.assert_gone(&id);
+    let _ = std::process::Command::new("pkill").args(["-f", &format!("echo > {}", marker.path().display())]).status();
 }
 
 #[test]

@@ -421,3 +421,37 @@ fn preserve_fds_passes_exactly_those_fds_and_nothing_else() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--preserve-fds"), "{out:?}");
     rt.assert_gone(&id);
 }
+
+#[test]
+fn the_program_starts_with_default_signal_dispositions() {
+    let rt = Runtime::new();
+    // The program itself (no shell in between: busybox sh as pid 1 ignores SIGQUIT on its own).
+    let bundle = Bundle::new(&["grep", "-E", "^Sig(Ign|Blk)", "/proc/self/status"]);
+    let id = berth_integration::unique_id("sigdfl");
+    let (code, out, err) = rt.run_container(&bundle, &id);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n");
+    // With SIGPIPE ignored (the Rust runtime's own setting), `yes` would see EPIPE and complain.
+    let bundle = Bundle::new(&["sh", "-c", "yes | head -n 1"]);
+    let (code, out, err) = rt.run_container(&bundle, &id);
+    assert_eq!((code, out.as_str()), (0, "y\n"), "{err}");
+    assert!(!err.contains("Broken pipe"), "{err}");
+    rt.assert_gone(&id);
+}
+
+#[test]
+fn an_exec_that_fails_after_start_says_why_on_the_containers_stderr() {
+    let rt = Runtime::new();
+    let bundle = Bundle::new(&["/bad-interpreter"]);
+    std::fs::write(bundle.rootfs().join("bad-interpreter"), "#!/no/such/interpreter\n").unwrap();
+    std::fs::set_permissions(
+        bundle.rootfs().join("bad-interpreter"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let id = berth_integration::unique_id("execfail");
+    let (code, _, err) = rt.run_container(&bundle, &id);
+    assert_ne!(code, 0);
+    assert!(err.contains("exec /bad-interpreter") && err.contains("No such file"), "{err}");
+    rt.assert_gone(&id);
+}

@@ -24,6 +24,8 @@ use std::path::{Path, PathBuf};
 pub struct InitArgs<'a> {
     /// The container's config.
     pub spec: &'a Spec,
+    /// The container's state directory (read once, before pivot_root).
+    pub state_dir: &'a Path,
     /// Host path of the rootfs.
     pub rootfs: &'a Path,
     /// Namespace plan.
@@ -44,7 +46,10 @@ pub struct InitArgs<'a> {
 
 /// Runs init in the child; only returns on failure (the caller reports it and exits).
 pub fn run(args: InitArgs, sync: &SyncSocket) -> Result<Infallible> {
-    let hook_state = sync.expect_go()?;
+    sync.expect(Message::Go)?;
+    // The parent saved the state with init's pid before Go: read it while the host's view of
+    // the state dir is still reachable (hooks get it on stdin).
+    let hook_state = crate::state::State::load(args.state_dir)?.oci_json(crate::state::Status::Creating);
     let spec = args.spec;
     let linux = spec.linux().as_ref().context("no linux section")?;
     let process = spec.process().as_ref().context("no process")?;
@@ -205,10 +210,38 @@ pub fn run(args: InitArgs, sync: &SyncSocket) -> Result<Infallible> {
             }
         }
     }
+    reset_signals();
     nix::unistd::write(&fifo, b"0").context("writing to the exec fifo")?;
-    let never = nix::unistd::execve(&program, &argv_c, &env_c)
-        .with_context(|| format!("exec {}", program.to_string_lossy()))?;
-    match never {}
+    let err = match nix::unistd::execve(&program, &argv_c, &env_c) {
+        Ok(never) => match never {},
+        Err(e) => e,
+    };
+    // `start` has already returned: the container's stderr is the only place left to say why.
+    let msg = format!("berth-runtime: exec {}: {err}\n", program.to_string_lossy());
+    // SAFETY: fd 2 is the container's stderr; write(2) reads `msg` for its length.
+    unsafe { libc::write(2, msg.as_ptr().cast(), msg.len()) };
+    Err(err).with_context(|| format!("exec {}", program.to_string_lossy()))
+}
+
+/// The program starts with default signal dispositions and an empty mask, whatever the runtime
+/// had (Rust ignores SIGPIPE, and execve keeps ignored signals ignored).
+fn reset_signals() {
+    // The raw syscall: glibc's signal() refuses 32 and 33, which it reserves for itself.
+    // SAFETY: a zeroed sigaction is SIG_DFL with no flags and an empty mask.
+    let default: libc::sigaction = unsafe { std::mem::zeroed() };
+    for sig in 1..=64 {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: rt_sigaction reads `default` (8 is the kernel's sigset size); SIG_DFL installs
+        // no handler code.
+        unsafe { libc::syscall(libc::SYS_rt_sigaction, sig, &default, std::ptr::null_mut::<libc::sigaction>(), 8) };
+    }
+    let _ = nix::sys::signal::sigprocmask(
+        nix::sys::signal::SigmaskHow::SIG_SETMASK,
+        Some(&nix::sys::signal::SigSet::empty()),
+        None,
+    );
 }
 
 fn unsafe_borrow(fd: i32) -> std::os::fd::BorrowedFd<'static> {

@@ -78,19 +78,34 @@ pub struct State {
 }
 
 impl State {
-    /// The status right now, derived from the recorded one and the init process.
+    /// The status right now, for a reader that does not hold the container's lock: derived from
+    /// the recorded status, the create that may still hold the lock, and the init process.
     pub fn status(&self, dir: &Path) -> Status {
         if self.status == Status::Creating {
-            return Status::Creating;
+            return if lock_held(dir) { Status::Creating } else { Status::Stopped };
         }
+        self.live_status(dir)
+    }
+
+    /// The status for a holder of the container's lock: a recorded `creating` then means the
+    /// create that wrote it died.
+    pub fn status_locked(&self, dir: &Path) -> Status {
+        if self.status == Status::Creating {
+            return Status::Stopped;
+        }
+        self.live_status(dir)
+    }
+
+    fn live_status(&self, dir: &Path) -> Status {
         if !init_alive(self.pid, self.init_start_time) {
             return Status::Stopped;
         }
-        if dir.join(EXEC_FIFO).exists() {
-            return Status::Created;
-        }
+        // Frozen first: a created container can be paused too.
         if self.cgroup.is_frozen() {
             return Status::Paused;
+        }
+        if dir.join(EXEC_FIFO).exists() {
+            return Status::Created;
         }
         Status::Running
     }
@@ -184,6 +199,15 @@ pub fn validate_id(id: &str) -> Result<()> {
         bail!("invalid container id {id:?}: character {c:?} is not allowed (use [A-Za-z0-9_+.-])");
     }
     Ok(())
+}
+
+/// True when some command holds the container's lock (a create in progress holds it throughout).
+fn lock_held(dir: &Path) -> bool {
+    let Ok(file) = File::open(dir) else { return false };
+    match Flock::lock(file, FlockArg::LockSharedNonblock) {
+        Ok(_) => false,
+        Err((_, e)) => e == nix::errno::Errno::EWOULDBLOCK,
+    }
 }
 
 /// A container directory held under an exclusive flock for the life of this value.

@@ -8,9 +8,8 @@ use std::os::fd::OwnedFd;
 /// A message between the runtime and the container's init.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Message {
-    /// parent → init: cgroup joined, id maps written; go on. Carries the OCI state (JSON)
-    /// that init gives its createContainer and startContainer hooks.
-    Go(String),
+    /// parent → init: cgroup joined, id maps written, state (with init's pid) saved; go on.
+    Go,
     /// init → parent: mounts are done; run prestart and createRuntime hooks now.
     RunCreateRuntimeHooks,
     /// parent → init: those hooks ran.
@@ -24,7 +23,7 @@ pub enum Message {
 impl Message {
     fn encode(&self) -> Vec<u8> {
         match self {
-            Message::Go(state) => [b"G".as_slice(), state.as_bytes()].concat(),
+            Message::Go => b"G".to_vec(),
             Message::RunCreateRuntimeHooks => b"H".to_vec(),
             Message::HooksDone => b"D".to_vec(),
             Message::Ready => b"R".to_vec(),
@@ -34,7 +33,7 @@ impl Message {
 
     fn decode(buf: &[u8]) -> Result<Message> {
         Ok(match buf.first() {
-            Some(b'G') => Message::Go(String::from_utf8_lossy(&buf[1..]).into_owned()),
+            Some(b'G') => Message::Go,
             Some(b'H') => Message::RunCreateRuntimeHooks,
             Some(b'D') => Message::HooksDone,
             Some(b'R') => Message::Ready,
@@ -72,15 +71,6 @@ impl SyncSocket {
                 Err(nix::errno::Errno::EINTR) => continue,
                 Err(e) => return Err(e).context("reading from sync socket"),
             }
-        }
-    }
-
-    /// Receives the parent's `Go` and returns the hook state it carries.
-    pub fn expect_go(&self) -> Result<serde_json::Value> {
-        match self.recv()? {
-            Some(Message::Go(state)) => serde_json::from_str(&state).context("hook state from the parent"),
-            Some(other) => bail!("sync: expected Go, got {other:?}"),
-            None => bail!("sync: the runtime exited before init could start"),
         }
     }
 

@@ -180,6 +180,7 @@ fn setup(
             InitArgs {
                 spec,
                 rootfs,
+                state_dir: &dir.path,
                 plan: &plan,
                 cgroup: &cgroup,
                 exec_fifo: &exec_fifo,
@@ -216,7 +217,10 @@ fn setup(
     }
     state.pid = pid;
     state.init_start_time = crate::state::proc_stat(pid).map(|(_, t)| t).context("reading init's start time")?;
-    parent_sock.send(&Message::Go(state.oci_json(Status::Creating).to_string()))?;
+    // Saved before Go: init reads it for its hooks, and a create that dies from here on leaves a
+    // pid that `delete --force` can kill.
+    state.save(&dir.path)?;
+    parent_sock.send(&Message::Go)?;
     phase("init in its cgroup with its id maps");
 
     loop {

@@ -42,15 +42,16 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
 /// Kills init and every process of the cgroup, waits for them, removes the cgroup.
 pub fn destroy(c: &Container) -> Result<()> {
     let st = &c.state;
-    if c.state.cgroup.is_frozen() {
-        bail!("container {} is paused; resume it before deleting", st.id);
-    }
     if crate::state::init_alive(st.pid, st.init_start_time) {
         let _ = kill(Pid::from_raw(st.pid), Signal::SIGKILL);
     }
     // Without a pid namespace, init's death does not take the rest with it.
     for pid in st.cgroup.pids().unwrap_or_default() {
         let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+    }
+    // A frozen process only dies once thawed (SIGKILL is already pending).
+    if st.cgroup.is_frozen() {
+        st.cgroup.freeze(false)?;
     }
     if !super::wait_gone(st.pid, st.init_start_time, Duration::from_secs(10)) {
         bail!("container {} init (pid {}) did not exit after SIGKILL", st.id, st.pid);

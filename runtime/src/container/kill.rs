@@ -21,7 +21,8 @@ pub fn kill(root: &Path, id: &str, signal: Signal, all: bool) -> Result<()> {
         return Ok(());
     }
     match status {
-        Status::Stopped => bail!("container {id} is not running (stopped); use --all to signal leftover processes"),
+        // runc's words: containerd matches "container not running".
+        Status::Stopped => bail!("container not running: {id} has stopped (use --all for leftover processes)"),
         Status::Creating => bail!("container {id} is still being created"),
         Status::Created | Status::Running | Status::Paused => {}
     }

@@ -32,7 +32,7 @@ impl Container {
 
     /// The current status.
     pub fn status(&self) -> Status {
-        self.state.status(&self.dir.path)
+        self.state.status_locked(&self.dir.path)
     }
 }
 

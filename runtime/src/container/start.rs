@@ -39,6 +39,9 @@ pub fn start(root: &Path, id: &str) -> Result<()> {
         Ok(1) => {}
         _ => bail!("container init exited before it could be started"),
     }
+    // Released: from now on the container is running, even if this command dies.
+    std::fs::remove_file(&fifo_path).with_context(|| format!("removing {}", fifo_path.display()))?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     // Init's end of the fifo is close-on-exec: EOF means the program has been exec'd (or init
     // died), so poststart hooks see the user's program, as the spec orders them. Instead of "0",
     // init sends "E<error>" when a startContainer hook failed.
@@ -48,6 +51,12 @@ pub fn start(root: &Path, id: &str) -> Result<()> {
             Ok(0) => break,
             Ok(n) => rest.extend_from_slice(&buf[..n]),
             Err(nix::errno::Errno::EAGAIN) | Err(nix::errno::Errno::EINTR) => {
+                if std::time::Instant::now() >= deadline {
+                    crate::logging::warn(&format!(
+                        "container {id}: no exec seen within 10s; running poststart hooks anyway"
+                    ));
+                    break;
+                }
                 let mut fds = [PollFd::new(fifo.as_fd(), PollFlags::POLLIN)];
                 let _ = poll(&mut fds, PollTimeout::from(100u16));
             }
@@ -57,7 +66,6 @@ pub fn start(root: &Path, id: &str) -> Result<()> {
     if first[0] == b'E' {
         bail!("{}", String::from_utf8_lossy(&rest));
     }
-    std::fs::remove_file(&fifo_path).with_context(|| format!("removing {}", fifo_path.display()))?;
     if let Some(hooks) = c.state.hooks()? {
         let state = c.state.oci_json(Status::Running);
         // The spec: a failing poststart hook is logged; the container keeps running.
