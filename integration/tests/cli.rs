@@ -218,3 +218,31 @@ fn features_describes_this_build() {
     assert!(v["mountOptions"].as_array().unwrap().iter().any(|o| o == "rbind"));
     assert!(v["linux"]["capabilities"].as_array().unwrap().iter().any(|c| c == "CAP_SYS_ADMIN"));
 }
+
+#[test]
+fn preserve_fds_must_name_fds_the_caller_passed_not_the_runtimes_log() {
+    let rt = Runtime::new();
+    let bundle = Bundle::new(&["true"]);
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let id = berth_integration::unique_id("pfds");
+    // fd 3 is not open in the caller; the runtime's own log file must not be taken for it.
+    let out = rt.run(&[
+        "--log",
+        log.path().to_str().unwrap(),
+        "run",
+        "--preserve-fds",
+        "1",
+        "--bundle",
+        bundle.path().to_str().unwrap(),
+        &id,
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("fd 3 is not open"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = rt.run(&["run", "--preserve-fds", "-1", "--bundle", bundle.path().to_str().unwrap(), &id]);
+    assert!(!out.status.success(), "a negative --preserve-fds must be refused");
+    rt.assert_gone(&id);
+}

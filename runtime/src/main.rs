@@ -54,7 +54,7 @@ struct CreateArgs {
     #[arg(long)]
     no_new_keyring: bool,
     /// Pass this many extra fds (from 3 up) to the process.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(i32).range(0..=65536))]
     preserve_fds: i32,
 }
 
@@ -151,6 +151,14 @@ enum Command {
 
 fn main() {
     let cli = Cli::parse();
+    // Before the log file takes the next free fd: a --preserve-fds range must name fds the
+    // caller really passed, never one the runtime opened itself.
+    if let Command::Create { args, .. } | Command::Run { args, .. } = &cli.command {
+        if let Err(e) = berth_runtime::container::create::check_preserved_fds(args.preserve_fds) {
+            eprintln!("berth-runtime: {e:#}");
+            std::process::exit(1);
+        }
+    }
     if let Err(e) = logging::init(cli.log.as_deref(), cli.log_format, cli.debug) {
         eprintln!(
             "berth-runtime: opening log {}: {e}",

@@ -66,11 +66,7 @@ pub fn create_with_console(root: &Path, opts: &CreateOptions, console: Option<Ow
         (false, true) => bail!("--console-socket was given but process.terminal is false"),
         _ => {}
     }
-    for fd in 3..3 + opts.preserve_fds {
-        if nix::fcntl::fcntl(borrow_fd(fd), nix::fcntl::FcntlArg::F_GETFD).is_err() {
-            bail!("--preserve-fds {}: fd {fd} is not open", opts.preserve_fds);
-        }
-    }
+    check_preserved_fds(opts.preserve_fds)?;
     let dir = LockedDir::create(root, &opts.id)?;
     let mut undo = Undo::default();
     let result = setup(&dir, &bundle, &rootfs, &spec, opts, console, &mut undo);
@@ -85,6 +81,19 @@ pub fn create_with_console(root: &Path, opts: &CreateOptions, console: Option<Ow
         let _ = std::fs::remove_dir_all(&dir.path);
     }
     result
+}
+
+/// Checks that fds 3..3+n are open (the caller's, to pass to the container).
+pub fn check_preserved_fds(n: i32) -> Result<()> {
+    if n < 0 {
+        bail!("--preserve-fds {n}: must not be negative");
+    }
+    for fd in 3..3i32.saturating_add(n) {
+        if nix::fcntl::fcntl(borrow_fd(fd), nix::fcntl::FcntlArg::F_GETFD).is_err() {
+            bail!("--preserve-fds {n}: fd {fd} is not open");
+        }
+    }
+    Ok(())
 }
 
 /// What a failed create has to take down again.

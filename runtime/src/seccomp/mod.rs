@@ -10,7 +10,9 @@
 //!
 //! A syscall matched by an ERRNO rule thus gets ALLOW from the main filter and ERRNO from its own:
 //! ERRNO wins. Unknown syscall names are skipped, as runc does. Only the native x86_64 ABI is
-//! filtered; a process using another ABI is killed by the architecture check.
+//! filtered: another architecture is killed by seccompiler's check, and x32 syscalls (which
+//! share x86_64's audit arch, with bit 30 set in the number) by a check of our own in front of
+//! every filter, so a deny rule cannot be bypassed through the x32 numbers.
 
 mod syscalls_x86_64;
 
@@ -131,11 +133,12 @@ pub fn compile(seccomp: &LinuxSeccomp) -> Result<Compiled> {
     }
 
     let mut filters = Vec::new();
-    if default != SeccompAction::Allow {
-        filters.push(build(allowed, default, SeccompAction::Allow)?);
-    }
     for (act, rules) in by_action {
         filters.push(build(rules, SeccompAction::Allow, act)?);
+    }
+    // The main filter last: once it is in, seccomp(2) itself may be denied.
+    if default != SeccompAction::Allow {
+        filters.push(build(allowed, default, SeccompAction::Allow)?);
     }
     Ok(Compiled { filters, flags })
 }
@@ -192,7 +195,25 @@ fn rules_for(args: &[oci_spec::runtime::LinuxSeccompArg]) -> Result<Vec<SeccompR
 fn build(matches: BTreeMap<i64, Match>, mismatch: SeccompAction, matched: SeccompAction) -> Result<BpfProgram> {
     let rules = matches.into_iter().map(|(nr, m)| (nr, m.into_rules())).collect();
     let filter = SeccompFilter::new(rules, mismatch, matched, TargetArch::x86_64).context("building seccomp filter")?;
-    filter.try_into().context("compiling seccomp filter to BPF")
+    let program: BpfProgram = filter.try_into().context("compiling seccomp filter to BPF")?;
+    Ok(refuse_x32(program))
+}
+
+/// Prefixes `program` with: load the syscall number; if it has the x32 bit (0x40000000), kill
+/// the process. Jumps in `program` are relative, so prefixing keeps them valid.
+fn refuse_x32(program: BpfProgram) -> BpfProgram {
+    use seccompiler::sock_filter;
+    const BPF_LD_W_ABS: u16 = 0x20; // BPF_LD | BPF_W | BPF_ABS
+    const BPF_JMP_JSET_K: u16 = 0x05 | 0x40; // BPF_JMP | BPF_JSET | BPF_K
+    const BPF_RET_K: u16 = 0x06; // BPF_RET | BPF_K
+    const SECCOMP_RET_KILL_PROCESS: u32 = 0x8000_0000;
+    let mut out = vec![
+        sock_filter { code: BPF_LD_W_ABS, jt: 0, jf: 0, k: 0 }, // seccomp_data.nr
+        sock_filter { code: BPF_JMP_JSET_K, jt: 0, jf: 1, k: 0x4000_0000 },
+        sock_filter { code: BPF_RET_K, jt: 0, jf: 0, k: SECCOMP_RET_KILL_PROCESS },
+    ];
+    out.extend(program);
+    out
 }
 
 impl Compiled {
@@ -239,6 +260,17 @@ mod tests {
         let c = compile(&p).unwrap();
         // main + ERRNO(38) + KILL_THREAD
         assert_eq!(c.filters.len(), 3);
+    }
+
+    #[test]
+    fn every_filter_kills_x32_syscall_numbers_first() {
+        let p =
+            profile(r#"{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[{"names":["mkdir"],"action":"SCMP_ACT_KILL"}]}"#);
+        for program in compile(&p).unwrap().filters {
+            assert_eq!((program[0].code, program[0].k), (0x20, 0), "load nr");
+            assert_eq!((program[1].code, program[1].k), (0x45, 0x4000_0000), "test the x32 bit");
+            assert_eq!((program[2].code, program[2].k), (0x06, 0x8000_0000), "kill the process");
+        }
     }
 
     #[test]
