@@ -83,3 +83,58 @@ fn a_resource_the_layout_cannot_apply_fails_by_name_and_leaves_nothing() {
     assert!(err.contains(name), "{err}");
     rt.assert_gone(&id);
 }
+
+#[test]
+fn sub_cgroups_made_inside_the_container_are_killed_and_removed_with_it() {
+    let rt = Runtime::new();
+    let sub = if host_is_v2() { "/sys/fs/cgroup/sub" } else { "/sys/fs/cgroup/pids/sub" };
+    let script = format!("mkdir {sub} && sh -c 'echo $$ > {sub}/cgroup.procs; exec sleep 60' & sleep 60");
+    let bundle = Bundle::new(&["sh", "-c", &script]);
+    bundle.edit(|c| {
+        for m in c["mounts"].as_array_mut().unwrap() {
+            if m["destination"] == "/sys/fs/cgroup" {
+                m["options"] = json!(["nosuid", "noexec", "nodev", "rw"]);
+            }
+        }
+        // Without a pid namespace only the cgroup walk can find the process in the sub-cgroup.
+        c["linux"]["namespaces"].as_array_mut().unwrap().retain(|n| n["type"] != "pid");
+    });
+    let id = berth_integration::unique_id("subcg");
+    rt.ok(&["run", "--detach", "--bundle", bundle.path().to_str().unwrap(), &id]);
+    let pids = || -> Vec<i64> { serde_json::from_str(&rt.ok(&["ps", "--format", "json", &id])).unwrap() };
+    let sub_procs = || {
+        berth_integration::cgroup_dirs_named(&id)
+            .iter()
+            .filter_map(|d| std::fs::read_to_string(d.join("sub/cgroup.procs")).ok())
+            .any(|p| !p.trim().is_empty())
+    };
+    berth_integration::wait_until("a process in the sub-cgroup", std::time::Duration::from_secs(10), sub_procs);
+    let all = pids();
+    assert!(all.len() >= 2, "ps must include the process in the sub-cgroup: {all:?}");
+    rt.ok(&["delete", "--force", &id]);
+    rt.assert_gone(&id);
+    for pid in all {
+        let alive = std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z "));
+        assert!(!alive, "pid {pid} survived delete --force");
+    }
+}
+
+#[test]
+fn a_cgroup_that_already_has_processes_is_not_adopted() {
+    let rt = Runtime::new();
+    let first = Bundle::new(&["sleep", "60"]);
+    let path = format!("/berth-it-shared-{}", std::process::id());
+    first.edit(|c| c["linux"]["cgroupsPath"] = json!(path));
+    let id = berth_integration::unique_id("owner");
+    rt.ok(&["run", "--detach", "--bundle", first.path().to_str().unwrap(), &id]);
+    let second = Bundle::new(&["true"]);
+    second.edit(|c| c["linux"]["cgroupsPath"] = json!(path));
+    let intruder = berth_integration::unique_id("intruder");
+    let (code, _, err) = rt.run_container(&second, &intruder);
+    assert_ne!(code, 0);
+    assert!(err.contains("already has processes"), "{err}");
+    rt.assert_gone(&intruder);
+    assert_eq!(rt.status(&id), "running", "the first container was disturbed");
+    rt.ok(&["delete", "--force", &id]);
+    assert!(berth_integration::cgroup_dirs_named(path.trim_start_matches('/')).is_empty());
+}

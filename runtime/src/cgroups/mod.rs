@@ -181,6 +181,11 @@ impl CgroupPaths {
     /// Creates the directories (remembering which ones were new).
     pub fn create(&mut self) -> Result<()> {
         for dir in self.dirs.clone() {
+            // Joining another container's (or anyone's) populated cgroup would make this
+            // container's kill and delete hit their processes.
+            if std::fs::read_to_string(dir.join("cgroup.procs")).is_ok_and(|p| !p.trim().is_empty()) {
+                bail!("cgroup {} already has processes; refusing to share it", dir.display());
+            }
             let mut missing = Vec::new();
             let mut cur = dir.as_path();
             while !cur.exists() {
@@ -216,15 +221,21 @@ impl CgroupPaths {
         Ok(())
     }
 
-    /// Pids in the container's cgroup.
+    /// Pids in the container's cgroup, including the sub-cgroups its processes made (in any v1
+    /// hierarchy: a process may have moved to a sub-cgroup of one controller only).
     pub fn pids(&self) -> Result<Vec<i32>> {
-        let Some(dir) = self.dirs.first() else { return Ok(Vec::new()) };
-        let procs = dir.join("cgroup.procs");
-        match std::fs::read_to_string(&procs) {
-            Ok(text) => Ok(text.lines().filter_map(|l| l.trim().parse().ok()).collect()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-            Err(e) => Err(e).with_context(|| format!("reading {}", procs.display())),
+        let mut pids = Vec::new();
+        for d in self.dirs.iter().flat_map(|dir| std::iter::once(dir.clone()).chain(subtree_post_order(dir))) {
+            let procs = d.join("cgroup.procs");
+            match std::fs::read_to_string(&procs) {
+                Ok(text) => pids.extend(text.lines().filter_map(|l| l.trim().parse::<i32>().ok())),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e).with_context(|| format!("reading {}", procs.display())),
+            }
         }
+        pids.sort_unstable();
+        pids.dedup();
+        Ok(pids)
     }
 
     /// True when the cgroup is frozen (paused).
@@ -288,16 +299,21 @@ impl CgroupPaths {
     /// parents this runtime created.
     pub fn remove(&self) -> Result<()> {
         let deadline = Instant::now() + Duration::from_secs(2);
-        for dir in self.created.iter().rev() {
+        // Sub-cgroups the container made inside its own go first, deepest first.
+        let nested: Vec<PathBuf> =
+            self.dirs.iter().filter(|d| self.created.contains(d)).flat_map(|d| subtree_post_order(d)).collect();
+        for dir in nested.iter().chain(self.created.iter().rev()) {
+            let ours = self.dirs.contains(dir) || nested.contains(dir);
             loop {
                 match std::fs::remove_dir(dir) {
                     Ok(()) => break,
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
                     // A shared parent with other children: not ours to remove any more.
-                    Err(e) if !self.dirs.contains(dir) && e.raw_os_error() == Some(libc::EBUSY) => break,
-                    Err(e) if !self.dirs.contains(dir) && e.raw_os_error() == Some(libc::ENOTEMPTY) => break,
+                    Err(e) if !ours && e.raw_os_error() == Some(libc::EBUSY) => break,
+                    Err(e) if !ours && e.raw_os_error() == Some(libc::ENOTEMPTY) => break,
+                    // Exiting processes leave their cgroup shortly after they are reaped.
                     Err(e) if e.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline => {
-                        std::thread::sleep(Duration::from_millis(5));
+                        std::thread::sleep(Duration::from_millis(1));
                     }
                     Err(e) => return Err(e).with_context(|| format!("removing cgroup {}", dir.display())),
                 }
@@ -305,6 +321,18 @@ impl CgroupPaths {
         }
         Ok(())
     }
+}
+
+/// Every cgroup below `dir`, children before their parents (the order rmdir needs).
+fn subtree_post_order(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            out.extend(subtree_post_order(&entry.path()));
+            out.push(entry.path());
+        }
+    }
+    out
 }
 
 fn read_trim(path: &Path) -> String {
