@@ -317,3 +317,54 @@ fn poststart_and_poststop_failures_only_warn_and_later_hooks_still_run() {
     assert_eq!(log.log(), ["poststart", "poststop"]);
     rt.assert_gone(&id);
 }
+
+#[test]
+fn a_create_that_fails_after_its_hooks_ran_runs_poststop_hooks() {
+    let rt = Runtime::new();
+    let bundle = Bundle::new(&["true"]);
+    let marker = tempfile::NamedTempFile::new().unwrap();
+    let record = format!("cat > {}", marker.path().display());
+    bundle.edit(|c| {
+        c["hooks"] = json!({
+            "createRuntime": [{"path": "/bin/true"}],
+            "createContainer": [{"path": "/bin/false"}],
+            "poststop": [{"path": "/bin/sh", "args": ["sh", "-c", record]}]
+        });
+    });
+    let id = unique_id("poststopundo");
+    let (code, _, err) = rt.run_container(&bundle, &id);
+    assert_ne!(code, 0);
+    assert!(err.contains("createContainer"), "{err}");
+    let state: Value = serde_json::from_str(&std::fs::read_to_string(marker.path()).unwrap())
+        .expect("poststop hook got the state on stdin");
+    assert_eq!(state["id"], id.as_str());
+    assert_eq!(state["status"], "stopped");
+    rt.assert_gone(&id);
+}
+
+#[test]
+fn a_hook_that_never_reads_a_large_state_still_times_out() {
+    let rt = Runtime::new();
+    let bundle = Bundle::new(&["true"]);
+    // 200 KiB of annotations (Kubernetes allows 256 KiB): more than a pipe holds, and more than
+    // one 64 KiB message between the runtime and init.
+    let big = "x".repeat(200 * 1024);
+    bundle.edit(|c| {
+        c["annotations"] = json!({"example.com/big": big});
+        c["hooks"] = json!({"createRuntime": [{"path": "/bin/sleep", "args": ["sleep", "30"], "timeout": 1}]});
+    });
+    let id = unique_id("bigstate");
+    let started = Instant::now();
+    let (code, _, err) = rt.run_container(&bundle, &id);
+    assert_ne!(code, 0);
+    assert!(err.contains("timed out"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(15), "the timeout did not fire: {:?}", started.elapsed());
+    rt.assert_gone(&id);
+    // Without the blocking hook the same large state goes through create and the hooks.
+    bundle.edit(|c| {
+        c["hooks"] = json!({"createContainer": [{"path": "/bin/sh", "args": ["sh", "-c", "cat >/dev/null"]}]})
+    });
+    let (code, _, err) = rt.run_container(&bundle, &id);
+    assert_eq!(code, 0, "{err}");
+    rt.assert_gone(&id);
+}

@@ -76,11 +76,23 @@ fn run(hook: &Hook, state: &str) -> Result<()> {
         });
     }
     let mut child = cmd.spawn().context("starting hook")?;
-    if let Some(mut stdin) = child.stdin.take() {
-        // A hook that does not read its stdin is fine: ignore EPIPE.
-        let _ = stdin.write_all(state.as_bytes());
-    }
     let deadline = hook.timeout().map(|t| Instant::now() + Duration::from_secs(t.max(1) as u64));
+    let stdin = child.stdin.take();
+    // The state goes in from a second thread, so a hook that never reads a state larger than the
+    // pipe cannot hold us past its timeout (killing it ends the write with EPIPE). The thread is
+    // joined before this returns: the runtime is single-threaded again before any later clone.
+    std::thread::scope(|scope| {
+        if let Some(mut stdin) = stdin {
+            scope.spawn(move || {
+                // A hook that does not read its stdin is fine: ignore EPIPE.
+                let _ = stdin.write_all(state.as_bytes());
+            });
+        }
+        wait(&mut child, deadline, hook)
+    })
+}
+
+fn wait(child: &mut std::process::Child, deadline: Option<Instant>, hook: &Hook) -> Result<()> {
     let mut pause = Duration::from_micros(200);
     loop {
         if let Some(status) = child.try_wait().context("waiting for hook")? {

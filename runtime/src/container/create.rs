@@ -78,6 +78,11 @@ pub fn create_with_console(root: &Path, opts: &CreateOptions, console: Option<Ow
         if let Some(cg) = undo.cgroup {
             let _ = cg.remove();
         }
+        // What prestart/createRuntime hooks set up (a network, say) is theirs to take down.
+        if let Some(state) = undo.poststop {
+            let hooks = spec.hooks().as_ref().and_then(|h| h.poststop().clone()).unwrap_or_default();
+            crate::hooks::run_all_warn(&hooks, &state, "poststop");
+        }
         let _ = std::fs::remove_dir_all(&dir.path);
     }
     result
@@ -101,6 +106,8 @@ pub fn check_preserved_fds(n: i32) -> Result<()> {
 struct Undo {
     cgroup: Option<CgroupPaths>,
     child: Option<i32>,
+    /// Set once create-time hooks ran: the state poststop hooks get if create then fails.
+    poststop: Option<serde_json::Value>,
 }
 
 fn borrow_fd(fd: i32) -> std::os::fd::BorrowedFd<'static> {
@@ -237,6 +244,7 @@ fn setup(
             Some(Message::RunCreateRuntimeHooks) => {
                 if let Some(hooks) = spec.hooks() {
                     let st = state.oci_json(Status::Creating);
+                    undo.poststop = Some(state.oci_json(Status::Stopped));
                     crate::hooks::run_all(hooks.prestart().as_deref().unwrap_or_default(), &st, "prestart")?;
                     crate::hooks::run_all(hooks.create_runtime().as_deref().unwrap_or_default(), &st, "createRuntime")?;
                 }
