@@ -562,3 +562,23 @@ fn hooks_run_in_the_runtimes_pid_namespace_even_when_the_container_joins_another
     rt.assert_gone(&id);
     rt.assert_gone(&sandbox_id);
 }
+
+#[test]
+fn masking_refuses_a_dev_null_that_is_not_the_null_device() {
+    let rt = Runtime::new();
+    // A /dev shared with another container that swapped null for a symlink to something writable.
+    let shared_dev = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink("/etc/hostname", shared_dev.path().join("null")).unwrap();
+    let bundle = Bundle::new(&["true"]);
+    bundle.edit(|c| {
+        let mounts = c["mounts"].as_array_mut().unwrap();
+        mounts.retain(|m| !m["destination"].as_str().unwrap().starts_with("/dev"));
+        mounts.push(serde_json::json!({"destination": "/dev", "type": "bind",
+            "source": shared_dev.path(), "options": ["rbind", "rw"]}));
+    });
+    let id = unique_id("fakenull");
+    let (code, _, err) = rt.run_container(&bundle, &id);
+    assert_ne!(code, 0, "masked paths were bound from a fake /dev/null");
+    assert!(err.contains("not the null device"), "{err}");
+    rt.assert_gone(&id);
+}

@@ -364,6 +364,19 @@ pub fn finish_propagation(propagation: Option<&str>) -> Result<()> {
 
 /// `maskedPaths`: /dev/null over files, an empty read-only tmpfs over directories.
 pub fn mask_paths(paths: &[String]) -> Result<()> {
+    if paths.is_empty() {
+        return Ok(());
+    }
+    // /dev/null is the container's: with a /dev shared with others it could have been swapped
+    // for a symlink to something writable. Bind only the real null device, through its fd.
+    let null = nix::fcntl::open("/dev/null", OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::empty())
+        .context("opening /dev/null to mask paths")?;
+    let st = nix::sys::stat::fstat(&null).context("fstat /dev/null")?;
+    let is_char = SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) == SFlag::S_IFCHR;
+    if !is_char || st.st_rdev != nix::sys::stat::makedev(1, 3) {
+        bail!("/dev/null in the container is not the null device (1:3); refusing to mask paths with it");
+    }
+    let null_path = proc_fd(&null);
     for p in paths {
         let meta = match std::fs::metadata(p) {
             Ok(m) => m,
@@ -374,7 +387,7 @@ pub fn mask_paths(paths: &[String]) -> Result<()> {
             mount(Some("tmpfs"), p.as_str(), Some("tmpfs"), MsFlags::MS_RDONLY, Some("size=0,mode=755"))
                 .with_context(|| format!("masking {p}"))?;
         } else {
-            mount(Some("/dev/null"), p.as_str(), NONE, MsFlags::MS_BIND, NONE)
+            mount(Some(null_path.as_path()), p.as_str(), NONE, MsFlags::MS_BIND, NONE)
                 .with_context(|| format!("masking {p}"))?;
         }
     }

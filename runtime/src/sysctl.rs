@@ -37,6 +37,15 @@ pub fn check_allowed(key: &str, namespaces: &[LinuxNamespace]) -> Result<()> {
 
 /// Writes each sysctl through `/proc/sys` (call after pivot_root, with the container's /proc).
 pub fn apply(sysctls: &std::collections::HashMap<String, String>) -> Result<()> {
+    if sysctls.is_empty() {
+        return Ok(());
+    }
+    // Only ever through a real procfs: a /proc that is something else (a bind of a volume, say)
+    // would turn these writes into writes anywhere.
+    let fs = nix::sys::statfs::statfs("/proc/sys").context("statfs /proc/sys (is /proc mounted?)")?;
+    if fs.filesystem_type() != nix::sys::statfs::PROC_SUPER_MAGIC {
+        bail!("/proc/sys in the container is not procfs; refusing to write sysctls");
+    }
     for (key, value) in sysctls {
         let path = format!("/proc/sys/{}", key.replace('.', "/"));
         std::fs::write(&path, value).with_context(|| format!("setting sysctl {key}={value}"))?;
