@@ -55,7 +55,6 @@ pub fn run(args: InitArgs, sync: &SyncSocket) -> Result<Infallible> {
     let process = spec.process().as_ref().context("no process")?;
     // Compiled now so a bad profile fails `create`; installed as late as possible (below).
     let seccomp = linux.seccomp().as_ref().map(crate::seccomp::compile).transpose()?;
-    let no_new_privs = process.no_new_privileges().unwrap_or(false);
 
     // 1. namespaces joined by path (user first), then in a new user namespace become its root.
     for (typ, path) in &args.plan.join {
@@ -131,55 +130,8 @@ pub fn run(args: InitArgs, sync: &SyncSocket) -> Result<Infallible> {
         rootfs::readonly_root()?;
     }
 
-    // 6. session and terminal.
-    nix::unistd::setsid().context("setsid")?;
-    if process.terminal().unwrap_or(false) {
-        let socket = args.console_socket.context("process.terminal is set but no --console-socket was given")?;
-        let size = process.console_size().as_ref().map(|b| (b.height() as u16, b.width() as u16));
-        crate::console::setup(socket, size)?;
-    }
-
-    // 7. limits, user, capabilities.
-    for rl in process.rlimits().iter().flatten() {
-        set_rlimit(rl)?;
-    }
-    let caps = process.capabilities().clone().unwrap_or_default();
-    // Without no_new_privs, installing a filter needs CAP_SYS_ADMIN: do it while init still has
-    // it (the filter then also covers init's remaining setup, as with runc).
-    if !no_new_privs {
-        if let Some(filter) = &seccomp {
-            filter.apply()?;
-        }
-    }
-    crate::capabilities::drop_bounding(&caps)?;
-    set_user(process)?;
-    crate::capabilities::apply(&caps)?;
-    // As runc: 0022 unless set, never the umask of whoever ran the runtime.
-    nix::sys::stat::umask(Mode::from_bits_truncate(process.user().umask().unwrap_or(0o022)));
-    if no_new_privs {
-        // SAFETY: prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) takes no pointers.
-        if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
-            return Err(std::io::Error::last_os_error()).context("setting no_new_privs");
-        }
-    }
-
-    // 8. cwd inside the new root (never a leaked host directory), then the program to run.
-    enter_cwd(process.cwd())?;
-    let mut env: Vec<String> = process.env().clone().unwrap_or_default();
-    if !env.iter().any(|kv| kv.starts_with("HOME=")) {
-        // As runc and crun: HOME from the container's /etc/passwd, "/" without an entry.
-        env.push(format!("HOME={}", home_of(process.user().uid())));
-    }
-    let argv = process.args().clone().unwrap_or_default();
-    let program = find_executable(&argv[0], &env)?;
-    let argv_c = to_cstrings(&argv)?;
-    let env_c = to_cstrings(&env)?;
-
-    // 9. no host fd goes past execve: everything above the preserved fds is close-on-exec.
-    mark_cloexec_from(3 + args.preserve_fds)?;
-    for fd in 3..3 + args.preserve_fds {
-        let _ = nix::fcntl::fcntl(unsafe_borrow(fd), nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()));
-    }
+    // 6-9. session, terminal, limits, user, capabilities, cwd, program, fds.
+    let prepared = prepare_process(process, args.console_socket, seccomp, args.preserve_fds)?;
 
     // 10. ready; block until `start` opens the fifo.
     let fifo_path = format!("/proc/self/fd/{}", args.exec_fifo.as_raw_fd());
@@ -201,26 +153,101 @@ pub fn run(args: InitArgs, sync: &SyncSocket) -> Result<Infallible> {
             return Err(e);
         }
     }
-    // With no_new_privs the filter goes on last, so it never constrains init's own setup.
-    if no_new_privs {
-        if let Some(filter) = &seccomp {
-            if let Err(e) = filter.apply() {
-                let _ = nix::unistd::write(&fifo, format!("E{e:#}").as_bytes());
-                return Err(e);
-            }
+    if let Err(e) = prepared.install_pending_seccomp() {
+        let _ = nix::unistd::write(&fifo, format!("E{e:#}").as_bytes());
+        return Err(e);
+    }
+    nix::unistd::write(&fifo, b"0").context("writing to the exec fifo")?;
+    prepared.exec()
+}
+
+/// A process fully set up except for what must come last: a seccomp filter still to install
+/// (with no_new_privs it goes on right before execve) and the execve itself.
+pub struct PreparedProcess {
+    program: CString,
+    argv: Vec<CString>,
+    env: Vec<CString>,
+    pending_seccomp: Option<crate::seccomp::Compiled>,
+}
+
+/// Turns the calling process (already in the container's namespaces and root) into `process`:
+/// session and terminal, rlimits, user and groups, capabilities, umask, no_new_privs, cwd, the
+/// program to exec, and close-on-exec for every fd above the preserved ones. Shared by init and
+/// `exec`. Without no_new_privs, seccomp is installed here, while CAP_SYS_ADMIN is still held.
+pub fn prepare_process(
+    process: &Process,
+    console_socket: Option<std::os::fd::OwnedFd>,
+    seccomp: Option<crate::seccomp::Compiled>,
+    preserve_fds: i32,
+) -> Result<PreparedProcess> {
+    let no_new_privs = process.no_new_privileges().unwrap_or(false);
+    nix::unistd::setsid().context("setsid")?;
+    if process.terminal().unwrap_or(false) {
+        let socket = console_socket.context("process.terminal is set but no --console-socket was given")?;
+        let size = process.console_size().as_ref().map(|b| (b.height() as u16, b.width() as u16));
+        crate::console::setup(socket, size)?;
+    }
+    for rl in process.rlimits().iter().flatten() {
+        set_rlimit(rl)?;
+    }
+    let caps = process.capabilities().clone().unwrap_or_default();
+    let mut pending_seccomp = seccomp;
+    if !no_new_privs {
+        if let Some(filter) = pending_seccomp.take() {
+            filter.apply()?;
         }
     }
-    reset_signals();
-    nix::unistd::write(&fifo, b"0").context("writing to the exec fifo")?;
-    let err = match nix::unistd::execve(&program, &argv_c, &env_c) {
-        Ok(never) => match never {},
-        Err(e) => e,
-    };
-    // `start` has already returned: the container's stderr is the only place left to say why.
-    let msg = format!("berth-runtime: exec {}: {err}\n", program.to_string_lossy());
-    // SAFETY: fd 2 is the container's stderr; write(2) reads `msg` for its length.
-    unsafe { libc::write(2, msg.as_ptr().cast(), msg.len()) };
-    Err(err).with_context(|| format!("exec {}", program.to_string_lossy()))
+    crate::capabilities::drop_bounding(&caps)?;
+    set_user(process)?;
+    crate::capabilities::apply(&caps)?;
+    // As runc: 0022 unless set, never the umask of whoever ran the runtime.
+    nix::sys::stat::umask(Mode::from_bits_truncate(process.user().umask().unwrap_or(0o022)));
+    if no_new_privs {
+        // SAFETY: prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) takes no pointers.
+        if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+            return Err(std::io::Error::last_os_error()).context("setting no_new_privs");
+        }
+    }
+    // cwd inside the root (never a leaked host directory), then the program to run.
+    enter_cwd(process.cwd())?;
+    let mut env: Vec<String> = process.env().clone().unwrap_or_default();
+    if !env.iter().any(|kv| kv.starts_with("HOME=")) {
+        // As runc and crun: HOME from the container's /etc/passwd, "/" without an entry.
+        env.push(format!("HOME={}", home_of(process.user().uid())));
+    }
+    let argv = process.args().clone().unwrap_or_default();
+    let first = argv.first().context("process.args is empty")?;
+    let program = find_executable(first, &env)?;
+    // No host fd goes past execve: everything above the preserved fds is close-on-exec.
+    mark_cloexec_from(3 + preserve_fds)?;
+    for fd in 3..3 + preserve_fds {
+        let _ = nix::fcntl::fcntl(unsafe_borrow(fd), nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()));
+    }
+    Ok(PreparedProcess { program, argv: to_cstrings(&argv)?, env: to_cstrings(&env)?, pending_seccomp })
+}
+
+impl PreparedProcess {
+    /// Installs the seccomp filter that was kept for last (no_new_privs set), if any.
+    pub fn install_pending_seccomp(&self) -> Result<()> {
+        match &self.pending_seccomp {
+            Some(filter) => filter.apply(),
+            None => Ok(()),
+        }
+    }
+
+    /// Resets signals and execs the program; returns only on failure, which it also reports on
+    /// the process's stderr (the caller may already have been told that all went well).
+    pub fn exec(self) -> Result<Infallible> {
+        reset_signals();
+        let err = match nix::unistd::execve(&self.program, &self.argv, &self.env) {
+            Ok(never) => match never {},
+            Err(e) => e,
+        };
+        let msg = format!("berth-runtime: exec {}: {err}\n", self.program.to_string_lossy());
+        // SAFETY: fd 2 is the process's stderr; write(2) reads `msg` for its length.
+        unsafe { libc::write(2, msg.as_ptr().cast(), msg.len()) };
+        Err(err).with_context(|| format!("exec {}", self.program.to_string_lossy()))
+    }
 }
 
 /// The program starts with default signal dispositions and an empty mask, whatever the runtime
