@@ -125,6 +125,47 @@ enum Command {
         /// Container id.
         id: String,
     },
+    /// Run a new process in a running container.
+    Exec {
+        /// Container id.
+        id: String,
+        /// The command and its arguments (unless --process).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<String>,
+        /// A process.json replacing the container's process.
+        #[arg(short, long)]
+        process: Option<PathBuf>,
+        /// Allocate a terminal.
+        #[arg(short, long)]
+        tty: bool,
+        /// Unix socket to send the pty master to.
+        #[arg(long)]
+        console_socket: Option<PathBuf>,
+        /// Return once the process runs.
+        #[arg(short, long)]
+        detach: bool,
+        /// Write the process's pid to this file.
+        #[arg(long)]
+        pid_file: Option<PathBuf>,
+        /// Extra environment, KEY=VALUE.
+        #[arg(short, long)]
+        env: Vec<String>,
+        /// Working directory in the container.
+        #[arg(long)]
+        cwd: Option<PathBuf>,
+        /// uid[:gid] to run as.
+        #[arg(short, long)]
+        user: Option<String>,
+        /// Add a capability (e.g. CAP_NET_ADMIN).
+        #[arg(short, long)]
+        cap: Vec<String>,
+        /// Set no_new_privs.
+        #[arg(long)]
+        no_new_privs: bool,
+        /// Pass this many extra fds (from 3 up) to the process.
+        #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(i32).range(0..=65536))]
+        preserve_fds: i32,
+    },
     /// List the processes of a container.
     Ps {
         /// Container id.
@@ -153,8 +194,13 @@ fn main() {
     let cli = Cli::parse();
     // Before the log file takes the next free fd: a --preserve-fds range must name fds the
     // caller really passed, never one the runtime opened itself.
-    if let Command::Create { args, .. } | Command::Run { args, .. } = &cli.command {
-        if let Err(e) = berth_runtime::container::create::check_preserved_fds(args.preserve_fds) {
+    let preserve_fds = match &cli.command {
+        Command::Create { args, .. } | Command::Run { args, .. } => Some(args.preserve_fds),
+        Command::Exec { preserve_fds, .. } => Some(*preserve_fds),
+        _ => None,
+    };
+    if let Some(n) = preserve_fds {
+        if let Err(e) = berth_runtime::container::create::check_preserved_fds(n) {
             eprintln!("berth-runtime: {e:#}");
             std::process::exit(1);
         }
@@ -232,6 +278,40 @@ fn dispatch(cli: Cli) -> Result<i32> {
             print_list(&all, &format, quiet)?;
             Ok(0)
         }
+        Command::Exec {
+            id,
+            command,
+            process,
+            tty,
+            console_socket,
+            detach,
+            pid_file,
+            env,
+            cwd,
+            user,
+            cap,
+            no_new_privs,
+            preserve_fds,
+        } => {
+            berth_runtime::clone_binary::ensure_cloned()?;
+            berth_runtime::init::mark_cloexec_from(3)?;
+            let opts = container::exec::ExecOptions {
+                id,
+                process_file: process,
+                args: command,
+                tty,
+                console_socket,
+                detach,
+                pid_file,
+                env,
+                cwd,
+                user,
+                caps: cap,
+                no_new_privs,
+                preserve_fds,
+            };
+            container::exec::exec(&root, &opts)
+        }
         Command::Ps { id, format, ps_args } => {
             if format == "json" {
                 println!("{}", serde_json::to_string(&container::ps::pids(&root, &id)?)?);
@@ -249,7 +329,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Command::Unsupported(args) => {
             let name = args.first().map(String::as_str).unwrap_or_default();
             match name {
-                "exec" | "update" | "events" | "checkpoint" | "restore" => {
+                "update" | "events" | "checkpoint" | "restore" => {
                     bail!("`{name}` is not supported by this build of berth-runtime yet")
                 }
                 _ => bail!("unknown command {name:?} (see berth-runtime --help)"),

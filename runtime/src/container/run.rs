@@ -77,7 +77,7 @@ impl Drop for RawMode {
 
 /// Forwards every catchable signal to `pid` (and copies the pty, if any) until it exits;
 /// returns its exit code.
-fn wait_forwarding(pid: i32, master: Option<&OwnedFd>) -> Result<i32> {
+pub(crate) fn wait_forwarding(pid: i32, master: Option<&OwnedFd>) -> Result<i32> {
     let mut set = SigSet::all();
     set.remove(Signal::SIGKILL);
     set.remove(Signal::SIGSTOP);

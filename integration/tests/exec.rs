@@ -1,0 +1,125 @@
+//! `exec`: a second process in a running container, seen from inside it and from the host.
+
+use berth_integration::{unique_id, Bundle, Runtime};
+use serde_json::json;
+use std::time::Duration;
+
+fn running(rt: &Runtime, bundle: &Bundle, prefix: &str) -> (String, i64) {
+    let id = unique_id(prefix);
+    rt.ok(&["run", "--detach", "--bundle", bundle.path().to_str().unwrap(), &id]);
+    let state: serde_json::Value = serde_json::from_str(&rt.ok(&["state", &id])).unwrap();
+    (id, state["pid"].as_i64().unwrap())
+}
+
+#[test]
+fn exec_joins_every_namespace_and_the_cgroup_of_the_container() {
+    let rt = Runtime::new();
+    let bundle = Bundle::new(&["sleep", "60"]);
+    let (id, init) = running(&rt, &bundle, "execns");
+    let names = ["mnt", "pid", "net", "ipc", "uts", "cgroup"];
+    let script = names.iter().map(|n| format!("readlink /proc/self/ns/{n}")).collect::<Vec<_>>().join("; ")
+        + "; echo pid=$$; cat /proc/self/cgroup | grep -c ':/$'; exit 5";
+    let out = rt.run(&["exec", &id, "sh", "-c", &script]);
+    assert_eq!(out.status.code(), Some(5), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let lines: Vec<&str> = text.lines().collect();
+    for (i, n) in names.iter().enumerate() {
+        let theirs = std::fs::read_link(format!("/proc/{init}/ns/{n}")).unwrap();
+        assert_eq!(lines[i], theirs.to_str().unwrap(), "{n} namespace differs from init's");
+    }
+    assert!(lines[names.len()].starts_with("pid=") && lines[names.len()] != "pid=1", "{text}");
+    // In the container's cgroup namespace every hierarchy shows its root: it is in init's cgroup.
+    assert_ne!(lines[names.len() + 1], "0", "{text}");
+    rt.ok(&["delete", "--force", &id]);
+    rt.assert_gone(&id);
+}
+
+#[test]
+fn exec_applies_user_env_cwd_and_capabilities() {
+    let rt = Runtime::new();
+    let bundle = Bundle::new(&["sleep", "60"]);
+    bundle.edit(|c| c["process"]["env"] = json!(["PATH=/bin", "KEEP=1", "FOO=old"]));
+    let (id, _) = running(&rt, &bundle, "execuser");
+    let out = rt.ok(&[
+        "exec",
+        "-u",
+        "1000:1001",
+        "-e",
+        "FOO=new",
+        "--cwd",
+        "/tmp",
+        &id,
+        "sh",
+        "-c",
+        "id; grep Groups: /proc/self/status; pwd; echo $KEEP $FOO",
+    ]);
+    // busybox id prints no groups when there are no supplementary ones; the kernel says so too.
+    assert_eq!(out, "uid=1000 gid=1001\nGroups:\t \n/tmp\n1 new\n");
+    // CAP_NET_ADMIN is bit 12, on top of the container's three.
+    let out = rt.ok(&["exec", "--cap", "CAP_NET_ADMIN", &id, "grep", "CapEff", "/proc/self/status"]);
+    assert_eq!(out, "CapEff:\t0000000020001420\n");
+    rt.ok(&["delete", "--force", &id]);
+    rt.assert_gone(&id);
+}
+
+#[test]
+fn exec_with_a_process_json_and_detached_with_a_pid_file() {
+    let rt = Runtime::new();
+    let bundle = Bundle::new(&["sleep", "60"]);
+    let (id, _) = running(&rt, &bundle, "execjson");
+    let dir = tempfile::tempdir().unwrap();
+    let process = json!({"args": ["sh", "-c", "echo from-json $X"], "env": ["PATH=/bin", "X=42"], "cwd": "/",
+                         "user": {"uid": 0, "gid": 0}});
+    std::fs::write(dir.path().join("p.json"), process.to_string()).unwrap();
+    let out = rt.ok(&["exec", "--process", dir.path().join("p.json").to_str().unwrap(), &id]);
+    assert_eq!(out, "from-json 42\n");
+    let pid_file = dir.path().join("exec.pid");
+    rt.ok(&["exec", "--detach", "--pid-file", pid_file.to_str().unwrap(), &id, "sleep", "30"]);
+    let pid: i64 = std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
+    let pids: Vec<i64> = serde_json::from_str(&rt.ok(&["ps", "--format", "json", &id])).unwrap();
+    assert!(pids.contains(&pid), "the detached exec {pid} is not in the container's cgroup: {pids:?}");
+    rt.ok(&["delete", "--force", &id]);
+    rt.assert_gone(&id);
+    assert!(
+        !std::path::Path::new(&format!("/proc/{pid}")).exists()
+            || std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap().contains(") Z ")
+    );
+}
+
+#[test]
+fn exec_is_confined_by_the_containers_seccomp_profile_and_gets_no_host_fds() {
+    let rt = Runtime::new();
+    let bundle = Bundle::new(&["sleep", "60"]);
+    bundle.edit(|c| {
+        c["linux"]["seccomp"] = json!({"defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38}]});
+        c["root"]["readonly"] = json!(false);
+    });
+    let (id, _) = running(&rt, &bundle, "execsec");
+    let out = rt.run(&["exec", &id, "sh", "-c", "mkdir /x; ls /proc/$$/fd; :"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Function not implemented"));
+    assert_eq!(stdout, "0\n1\n2\n");
+    rt.ok(&["delete", "--force", &id]);
+    rt.assert_gone(&id);
+}
+
+#[test]
+fn exec_fails_clearly_and_leaves_nothing_when_it_cannot_run() {
+    let rt = Runtime::new();
+    let bundle = Bundle::new(&["sleep", "60"]);
+    let (id, _) = running(&rt, &bundle, "execbad");
+    let before: Vec<i64> = serde_json::from_str(&rt.ok(&["ps", "--format", "json", &id])).unwrap();
+    let out = rt.run(&["exec", &id, "no-such-program"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("executable file not found"));
+    let after: Vec<i64> = serde_json::from_str(&rt.ok(&["ps", "--format", "json", &id])).unwrap();
+    assert_eq!(before, after, "a failed exec left a process in the container");
+    rt.ok(&["kill", &id, "KILL"]);
+    rt.wait_status(&id, "stopped", Duration::from_secs(10));
+    let out = rt.run(&["exec", &id, "true"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("stopped"));
+    rt.ok(&["delete", &id]);
+    rt.assert_gone(&id);
+}

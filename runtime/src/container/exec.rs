@@ -1,0 +1,258 @@
+//! `exec`: run another process in a running container. It joins every namespace of the
+//! container's init (through `/proc/<init>/ns/*`; pid and time by this process before the fork,
+//! since those apply to children), is put in the container's cgroup, and becomes its process
+//! through the same steps as init (`prepare_process`: user, capabilities, seccomp, cwd, fds).
+
+use super::Container;
+use crate::state::Status;
+use crate::sync::{Message, SyncSocket};
+use anyhow::{bail, Context, Result};
+use oci_spec::runtime::{LinuxNamespaceType, Process, Spec};
+use serde_json::{json, Value};
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+
+/// What `exec` takes from the command line.
+#[derive(Debug, Clone, Default)]
+pub struct ExecOptions {
+    /// Container id.
+    pub id: String,
+    /// A process.json that replaces the container's process entirely.
+    pub process_file: Option<PathBuf>,
+    /// The command (when no process.json).
+    pub args: Vec<String>,
+    /// Allocate a terminal.
+    pub tty: bool,
+    /// Where to send the pty master.
+    pub console_socket: Option<PathBuf>,
+    /// Return once the process runs.
+    pub detach: bool,
+    /// Where to write the process's pid.
+    pub pid_file: Option<PathBuf>,
+    /// Extra `KEY=VALUE` environment (overriding the container's).
+    pub env: Vec<String>,
+    /// Working directory.
+    pub cwd: Option<PathBuf>,
+    /// `uid[:gid]`.
+    pub user: Option<String>,
+    /// Extra capabilities (`CAP_NET_ADMIN`).
+    pub caps: Vec<String>,
+    /// Set no_new_privs.
+    pub no_new_privs: bool,
+    /// Pass fds 3..3+N to the process.
+    pub preserve_fds: i32,
+}
+
+/// The process to run, from process.json or the container's process with the flags applied.
+fn build_process(spec: &Spec, opts: &ExecOptions) -> Result<Process> {
+    let mut process: Value = match &opts.process_file {
+        Some(path) => {
+            let text = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+            serde_json::from_slice(&text).with_context(|| format!("parsing {}", path.display()))?
+        }
+        None => {
+            if opts.args.is_empty() {
+                bail!("exec needs a command (or --process process.json)");
+            }
+            let mut p = serde_json::to_value(spec.process().as_ref().context("config has no process")?)?;
+            p["args"] = json!(opts.args);
+            p["terminal"] = json!(opts.tty);
+            p
+        }
+    };
+    if opts.tty {
+        process["terminal"] = json!(true);
+    }
+    if !opts.env.is_empty() {
+        let mut env: Vec<String> = process["env"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
+            .unwrap_or_default();
+        for kv in &opts.env {
+            let key = kv.split('=').next().unwrap_or_default();
+            env.retain(|e| e.split('=').next() != Some(key));
+            env.push(kv.clone());
+        }
+        process["env"] = json!(env);
+    }
+    if let Some(cwd) = &opts.cwd {
+        process["cwd"] = json!(cwd);
+    }
+    if let Some(user) = &opts.user {
+        let (uid, gid) = match user.split_once(':') {
+            Some((u, g)) => (u, Some(g)),
+            None => (user.as_str(), None),
+        };
+        let uid: u32 = uid.parse().with_context(|| format!("--user {user}: uid must be a number"))?;
+        process["user"]["uid"] = json!(uid);
+        if let Some(g) = gid {
+            let gid: u32 = g.parse().with_context(|| format!("--user {user}: gid must be a number"))?;
+            process["user"]["gid"] = json!(gid);
+        }
+    }
+    for cap in &opts.caps {
+        for set in ["bounding", "effective", "permitted"] {
+            let list = &mut process["capabilities"][set];
+            if !list.is_array() {
+                *list = json!([]);
+            }
+            if let Some(a) = list.as_array_mut() {
+                if !a.iter().any(|c| c == cap) {
+                    a.push(json!(cap));
+                }
+            }
+        }
+    }
+    if opts.no_new_privs {
+        process["noNewPrivileges"] = json!(true);
+    }
+    let process: Process = serde_json::from_value(process).context("the process to exec is not a valid OCI process")?;
+    if process.args().as_ref().is_none_or(|a| a.is_empty()) {
+        bail!("the process to exec has no args");
+    }
+    if process.apparmor_profile().as_ref().is_some_and(|p| !p.is_empty()) {
+        bail!("an AppArmor profile for exec is not supported by berth-runtime yet");
+    }
+    Ok(process)
+}
+
+/// The `/proc/<pid>/ns/<name>` file name of a namespace type.
+fn ns_file(typ: LinuxNamespaceType) -> &'static str {
+    match typ {
+        LinuxNamespaceType::Mount => "mnt",
+        LinuxNamespaceType::Cgroup => "cgroup",
+        LinuxNamespaceType::Uts => "uts",
+        LinuxNamespaceType::Ipc => "ipc",
+        LinuxNamespaceType::User => "user",
+        LinuxNamespaceType::Pid => "pid",
+        LinuxNamespaceType::Network => "net",
+        LinuxNamespaceType::Time => "time",
+    }
+}
+
+/// The namespaces of init that differ from ours, user first (it grants the rights to join the
+/// rest), as open files.
+fn init_namespaces(spec: &Spec, pid: i32) -> Result<Vec<(LinuxNamespaceType, std::fs::File)>> {
+    let listed = spec.linux().as_ref().and_then(|l| l.namespaces().clone()).unwrap_or_default();
+    let mut out = Vec::new();
+    for ns in listed {
+        let name = ns_file(ns.typ());
+        let theirs = PathBuf::from(format!("/proc/{pid}/ns/{name}"));
+        let same = match (std::fs::metadata(&theirs), std::fs::metadata(format!("/proc/self/ns/{name}"))) {
+            (Ok(a), Ok(b)) => std::os::unix::fs::MetadataExt::ino(&a) == std::os::unix::fs::MetadataExt::ino(&b),
+            (Err(e), _) => return Err(e).with_context(|| format!("reading {}", theirs.display())),
+            _ => false,
+        };
+        if !same {
+            out.push((ns.typ(), crate::namespaces::open(ns.typ(), &theirs)?));
+        }
+    }
+    out.sort_by_key(|(t, _)| *t != LinuxNamespaceType::User);
+    Ok(out)
+}
+
+/// Runs the exec; returns the exit code to exit with (0 when detached).
+pub fn exec(root: &Path, opts: &ExecOptions) -> Result<i32> {
+    let c = Container::open(root, &opts.id)?;
+    match c.status() {
+        Status::Running | Status::Created => {}
+        Status::Paused => bail!("cannot exec in a paused container {}", opts.id),
+        status => bail!("cannot exec in container {}: it is {status}", opts.id),
+    }
+    let spec: Spec = serde_json::from_value(c.state.config.clone()).context("reading the saved config")?;
+    let process = build_process(&spec, opts)?;
+    let terminal = process.terminal().unwrap_or(false);
+    let own_pty = terminal && opts.console_socket.is_none();
+    if own_pty && opts.detach {
+        bail!("exec --detach with a terminal needs --console-socket (someone must hold the pty)");
+    }
+    if !terminal && opts.console_socket.is_some() {
+        bail!("--console-socket was given but no terminal was asked for (-t)");
+    }
+    let seccomp = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()).map(crate::seccomp::compile).transpose()?;
+    let namespaces = init_namespaces(&spec, c.state.pid)?;
+    let (ours, theirs): (Option<OwnedFd>, Option<OwnedFd>) = if own_pty {
+        let (a, b) = nix::sys::socket::socketpair(
+            nix::sys::socket::AddressFamily::Unix,
+            nix::sys::socket::SockType::Stream,
+            None,
+            nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+        )
+        .context("socketpair for the console")?;
+        (Some(a), Some(b))
+    } else {
+        (None, opts.console_socket.as_deref().map(crate::console::connect_socket).transpose()?)
+    };
+    // pid and time namespaces apply to children: enter them here, then fork.
+    for (typ, file) in &namespaces {
+        if matches!(typ, LinuxNamespaceType::Pid | LinuxNamespaceType::Time) {
+            nix::sched::setns(file, crate::namespaces::flag(*typ))
+                .with_context(|| format!("joining the container's {typ:?} namespace"))?;
+        }
+    }
+    let (parent_sock, child_sock) = crate::sync::pair()?;
+    // SAFETY: berth-runtime is single-threaded here, so the child is a consistent copy.
+    let pid = match unsafe { nix::unistd::fork() }.context("fork")? {
+        nix::unistd::ForkResult::Child => {
+            drop(parent_sock);
+            let err = match child(&namespaces, process, theirs, seccomp, opts.preserve_fds, &child_sock) {
+                Ok(never) => match never {},
+                Err(e) => e,
+            };
+            let _ = child_sock.send(&Message::Error(format!("{err:#}")));
+            // SAFETY: end the child without running the parent's exit handlers.
+            unsafe { libc::_exit(127) }
+        }
+        nix::unistd::ForkResult::Parent { child } => child.as_raw(),
+    };
+    drop(child_sock);
+    let setup = (|| -> Result<()> {
+        c.state.cgroup.join(pid)?;
+        parent_sock.send(&Message::Go)?;
+        parent_sock.expect(Message::Ready)?;
+        if let Some(pid_file) = &opts.pid_file {
+            super::create::write_pid_file(pid_file, pid)?;
+        }
+        Ok(())
+    })();
+    if let Err(e) = setup {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+        let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+        return Err(e);
+    }
+    // The process runs: let other commands (kill, state) at the container while we wait.
+    drop(c);
+    if opts.detach {
+        return Ok(0);
+    }
+    let master = ours.as_ref().map(crate::console::receive_master).transpose()?;
+    super::run::wait_forwarding(pid, master.as_ref())
+}
+
+fn child(
+    namespaces: &[(LinuxNamespaceType, std::fs::File)],
+    process: Process,
+    console: Option<OwnedFd>,
+    seccomp: Option<crate::seccomp::Compiled>,
+    preserve_fds: i32,
+    sync: &SyncSocket,
+) -> Result<std::convert::Infallible> {
+    // SAFETY: prctl(PR_SET_DUMPABLE, 0) takes no pointers: container processes must not reach
+    // our memory or /proc entries before the execve.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    sync.expect(Message::Go)?;
+    for (typ, file) in namespaces {
+        if !matches!(typ, LinuxNamespaceType::Pid | LinuxNamespaceType::Time) {
+            nix::sched::setns(file, crate::namespaces::flag(*typ))
+                .with_context(|| format!("joining the container's {typ:?} namespace"))?;
+        }
+    }
+    if namespaces.iter().any(|(t, _)| *t == LinuxNamespaceType::User) {
+        let zero = nix::unistd::Uid::from_raw(0);
+        nix::unistd::setresuid(zero, zero, zero).context("setresuid 0 in the user namespace")?;
+    }
+    let prepared = crate::init::prepare_process(&process, console, seccomp, preserve_fds)?;
+    prepared.install_pending_seccomp()?;
+    sync.send(&Message::Ready)?;
+    prepared.exec()
+}
