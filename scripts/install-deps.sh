@@ -10,9 +10,14 @@
 #   iproute2        `ip` to inspect network namespaces in tests
 #   util-linux      unshare, nsenter, findmnt, mount
 #   python3         JSON checks and bench/lifecycle.sh's ratio table
+#   containerd, docker.io, podman
+#                   real engines the interop tests drive berth-runtime with
+#   skopeo, umoci   build the offline busybox OCI image those engines run
+#   qemu-system-x86 the cgroup v2 VM lane (scripts/vm-test.sh)
 set -euo pipefail
 
-PACKAGES=(busybox-static runc crun hyperfine strace iproute2 util-linux python3)
+PACKAGES=(busybox-static runc crun hyperfine strace iproute2 util-linux python3
+	containerd docker.io podman skopeo umoci qemu-system-x86)
 MIN_RUST=1.80
 
 die() {
