@@ -58,6 +58,90 @@ struct CreateArgs {
     preserve_fds: i32,
 }
 
+/// runc's `update` flags (sizes take k/m/g suffixes).
+#[derive(clap::Args, Clone, Default)]
+struct UpdateArgs {
+    /// Block IO weight (10-1000).
+    #[arg(long)]
+    blkio_weight: Option<u16>,
+    /// CPU CFS period in microseconds.
+    #[arg(long)]
+    cpu_period: Option<u64>,
+    /// CPU CFS quota in microseconds (-1: unlimited).
+    #[arg(long, allow_hyphen_values = true)]
+    cpu_quota: Option<i64>,
+    /// CPU burst in microseconds.
+    #[arg(long)]
+    cpu_burst: Option<u64>,
+    /// CPU shares (relative weight).
+    #[arg(long)]
+    cpu_share: Option<u64>,
+    /// SCHED_IDLE for the cgroup (v2: 1 or 0).
+    #[arg(long)]
+    cpu_idle: Option<i64>,
+    /// Realtime period in microseconds (v1).
+    #[arg(long)]
+    cpu_rt_period: Option<u64>,
+    /// Realtime runtime in microseconds (v1).
+    #[arg(long, allow_hyphen_values = true)]
+    cpu_rt_runtime: Option<i64>,
+    /// CPUs allowed (e.g. 0-1).
+    #[arg(long)]
+    cpuset_cpus: Option<String>,
+    /// Memory nodes allowed.
+    #[arg(long)]
+    cpuset_mems: Option<String>,
+    /// Memory limit (e.g. 64m; -1: unlimited).
+    #[arg(long, allow_hyphen_values = true)]
+    memory: Option<String>,
+    /// Memory soft limit.
+    #[arg(long, allow_hyphen_values = true)]
+    memory_reservation: Option<String>,
+    /// Memory plus swap limit (-1: unlimited swap).
+    #[arg(long, allow_hyphen_values = true)]
+    memory_swap: Option<String>,
+    /// Kernel memory limit (deprecated by the kernel: ignored with a warning).
+    #[arg(long)]
+    kernel_memory: Option<String>,
+    /// Kernel TCP memory limit (not supported).
+    #[arg(long)]
+    kernel_memory_tcp: Option<String>,
+    /// Maximum number of processes (-1: unlimited).
+    #[arg(long, allow_hyphen_values = true)]
+    pids_limit: Option<i64>,
+    /// Intel RDT L3 cache schema (not supported).
+    #[arg(long)]
+    l3_cache_schema: Option<String>,
+    /// Intel RDT memory bandwidth schema (not supported).
+    #[arg(long)]
+    mem_bw_schema: Option<String>,
+}
+
+impl From<UpdateArgs> for container::update::UpdateFlags {
+    fn from(a: UpdateArgs) -> Self {
+        container::update::UpdateFlags {
+            blkio_weight: a.blkio_weight,
+            cpu_period: a.cpu_period,
+            cpu_quota: a.cpu_quota,
+            cpu_burst: a.cpu_burst,
+            cpu_share: a.cpu_share,
+            cpu_idle: a.cpu_idle,
+            cpu_rt_period: a.cpu_rt_period,
+            cpu_rt_runtime: a.cpu_rt_runtime,
+            cpuset_cpus: a.cpuset_cpus,
+            cpuset_mems: a.cpuset_mems,
+            memory: a.memory,
+            memory_reservation: a.memory_reservation,
+            memory_swap: a.memory_swap,
+            kernel_memory: a.kernel_memory,
+            kernel_memory_tcp: a.kernel_memory_tcp,
+            pids_limit: a.pids_limit,
+            l3_cache_schema: a.l3_cache_schema,
+            mem_bw_schema: a.mem_bw_schema,
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Create a container: set it up and leave it waiting for `start`.
@@ -177,6 +261,27 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         ps_args: Vec<String>,
     },
+    /// Change the cgroup resources of a running container.
+    Update {
+        /// Container id.
+        id: String,
+        /// A linux.resources JSON file, or - for stdin (the flags are then not allowed).
+        #[arg(short, long)]
+        resources: Option<PathBuf>,
+        #[command(flatten)]
+        flags: UpdateArgs,
+    },
+    /// Print the container's resource usage and OOM events as JSON lines.
+    Events {
+        /// Container id.
+        id: String,
+        /// Print the stats once and exit.
+        #[arg(long)]
+        stats: bool,
+        /// Stats interval (e.g. 5s, 500ms).
+        #[arg(long, default_value = "5s")]
+        interval: String,
+    },
     /// Print the OCI features document of this build.
     Features,
     /// runc commands this build does not have yet: they fail with an error naming them.
@@ -192,6 +297,13 @@ enum Command {
 
 fn main() {
     let cli = Cli::parse();
+    // Commands that only print (state, list, ps, events, ...) end quietly when their reader goes
+    // away, like runc; the ones that supervise a container keep Rust's ignored SIGPIPE so a
+    // closed stdout cannot kill them halfway.
+    if !matches!(cli.command, Command::Create { .. } | Command::Run { .. } | Command::Exec { .. }) {
+        // SAFETY: restoring the default disposition of SIGPIPE before any thread exists.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
     // Before the log file takes the next free fd: a --preserve-fds range must name fds the
     // caller really passed, never one the runtime opened itself.
     let preserve_fds = match &cli.command {
@@ -320,6 +432,23 @@ fn dispatch(cli: Cli) -> Result<i32> {
             }
             Ok(0)
         }
+        Command::Update { id, resources, flags } => {
+            let flags: container::update::UpdateFlags = flags.into();
+            let source = match resources {
+                Some(file) => {
+                    if flags.to_json()?.as_object().is_some_and(|o| !o.is_empty()) {
+                        bail!("update: --resources cannot be combined with resource flags");
+                    }
+                    container::update::Source::File(file)
+                }
+                None => container::update::Source::Flags(Box::new(flags)),
+            };
+            container::update::update(&root, &id, &source).map(|_| 0)
+        }
+        Command::Events { id, stats, interval } => {
+            let interval = container::events::parse_interval(&interval)?;
+            container::events::events(&root, &id, stats, interval).map(|_| 0)
+        }
         Command::Features => {
             println!("{}", serde_json::to_string_pretty(&berth_runtime::features::document())?);
             Ok(0)
@@ -329,7 +458,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Command::Unsupported(args) => {
             let name = args.first().map(String::as_str).unwrap_or_default();
             match name {
-                "update" | "events" | "checkpoint" | "restore" => {
+                "checkpoint" | "restore" => {
                     bail!("`{name}` is not supported by this build of berth-runtime yet")
                 }
                 _ => bail!("unknown command {name:?} (see berth-runtime --help)"),

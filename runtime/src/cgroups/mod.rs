@@ -5,7 +5,10 @@
 //! `resources` applies `linux.resources`; what it cannot apply is refused by name, never
 //! ignored.
 
+pub mod devices;
+pub mod oom;
 pub mod resources;
+pub mod stats;
 
 use anyhow::{bail, Context, Result};
 use oci_spec::runtime::LinuxDeviceCgroup;
@@ -238,6 +241,19 @@ impl CgroupPaths {
         Ok(pids)
     }
 
+    /// v2 `cgroup.kill`: SIGKILLs every process in the cgroup and its sub-cgroups atomically (no
+    /// fork can escape). Returns false where the kernel has no `cgroup.kill` (v1, or before 5.14).
+    pub fn kill_all(&self) -> Result<bool> {
+        if self.mode != Mode::V2 {
+            return Ok(false);
+        }
+        let Some(file) = self.dirs.first().map(|d| d.join("cgroup.kill")).filter(|f| f.exists()) else {
+            return Ok(false);
+        };
+        std::fs::write(&file, "1").with_context(|| format!("writing 1 to {}", file.display()))?;
+        Ok(true)
+    }
+
     /// True when the cgroup is frozen (paused).
     pub fn is_frozen(&self) -> bool {
         self.dirs.iter().any(|d| match self.mode {
@@ -272,21 +288,25 @@ impl CgroupPaths {
         }
     }
 
-    /// Applies device rules (v1 `devices.allow/deny`); v2 needs a BPF program, not built yet,
-    /// so a v2 container with device rules is refused at create.
+    /// Applies device rules, with the devices every container needs appended: v1 through
+    /// `devices.allow/deny`, v2 through a BPF device filter attached to the cgroup.
     pub fn apply_devices(&self, rules: &[LinuxDeviceCgroup]) -> Result<()> {
         if rules.is_empty() {
             return Ok(());
         }
+        let all: Vec<LinuxDeviceCgroup> = rules.iter().cloned().chain(devices::default_allowed()).collect();
         match self.mode {
-            Mode::V2 => bail!("linux.resources.devices on cgroup v2 needs a BPF device filter, which berth-runtime does not build yet"),
+            Mode::V2 => {
+                let dir = self.dirs.first().context("container has no cgroup v2 directory")?;
+                devices::attach_v2(dir, &all)
+            }
             Mode::V1 => {
                 let Some(dir) = self.dirs.iter().find(|d| d.join("devices.allow").exists()) else {
                     bail!("linux.resources.devices is set but the v1 devices controller is not mounted");
                 };
-                for rule in rules.iter().chain(default_allowed_devices().iter()) {
+                for rule in &all {
                     let file = if rule.allow() { "devices.allow" } else { "devices.deny" };
-                    let line = device_rule_line(rule);
+                    let line = devices::v1_line(rule);
                     std::fs::write(dir.join(file), &line)
                         .with_context(|| format!("writing {line:?} to {}", dir.join(file).display()))?;
                 }
@@ -376,41 +396,6 @@ fn inherit_cpuset(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-fn device_rule_line(rule: &LinuxDeviceCgroup) -> String {
-    let typ = match rule.typ() {
-        Some(t) => t.as_str().to_string(),
-        None => "a".to_string(),
-    };
-    let num = |n: Option<i64>| n.map(|n| n.to_string()).unwrap_or_else(|| "*".to_string());
-    let access = rule.access().clone().unwrap_or_else(|| "rwm".to_string());
-    format!("{typ} {}:{} {access}", num(rule.major()), num(rule.minor()))
-}
-
-/// Devices every container gets even under a deny-all rule (the default device nodes, the
-/// pty pair and the console), as runc allows them.
-fn default_allowed_devices() -> Vec<LinuxDeviceCgroup> {
-    let rule = |major: i64, minor: Option<i64>| {
-        let mut r = LinuxDeviceCgroup::default();
-        r.set_allow(true);
-        r.set_typ(Some(oci_spec::runtime::LinuxDeviceType::C));
-        r.set_major(Some(major));
-        r.set_minor(minor);
-        r.set_access(Some("rwm".to_string()));
-        r
-    };
-    vec![
-        rule(1, Some(3)),
-        rule(1, Some(5)),
-        rule(1, Some(7)),
-        rule(1, Some(8)),
-        rule(1, Some(9)),
-        rule(5, Some(0)),
-        rule(5, Some(1)),
-        rule(5, Some(2)),
-        rule(136, None),
-    ]
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -420,14 +405,5 @@ mod tests {
         assert!(clean_cgroups_path(Path::new("/a/../../etc")).is_err());
         assert_eq!(clean_cgroups_path(Path::new("/a/b")).unwrap(), (true, PathBuf::from("a/b")));
         assert_eq!(clean_cgroups_path(Path::new("a/./b")).unwrap(), (false, PathBuf::from("a/b")));
-    }
-
-    #[test]
-    fn device_rules_format_like_the_v1_files() {
-        let rule: LinuxDeviceCgroup = serde_json::from_str(r#"{"allow":false,"access":"rwm"}"#).unwrap();
-        assert_eq!(device_rule_line(&rule), "a *:* rwm");
-        let rule: LinuxDeviceCgroup =
-            serde_json::from_str(r#"{"allow":true,"type":"c","major":1,"minor":3,"access":"rw"}"#).unwrap();
-        assert_eq!(device_rule_line(&rule), "c 1:3 rw");
     }
 }

@@ -253,15 +253,36 @@ pub fn blkio_to_io_weight(weight: u16) -> u64 {
 impl CgroupPaths {
     /// Applies `linux.resources` (except device rules, see [`CgroupPaths::apply_devices`]).
     pub fn apply_resources(&self, r: &LinuxResources) -> Result<()> {
-        for (file, value) in plan(self.mode, r)? {
-            let dir = self.dirs.iter().find(|d| d.join(&file).exists()).with_context(|| {
-                let controller = file.split('.').next().unwrap_or_default();
-                format!("cannot set {file}: the {controller} controller is not available to this container's cgroup")
-            })?;
-            let path = dir.join(&file);
-            std::fs::write(&path, &value).with_context(|| format!("writing {value:?} to {}", path.display()))?;
+        let writes = plan(self.mode, r)?;
+        let mut done = vec![false; writes.len()];
+        for i in 0..writes.len() {
+            if done[i] {
+                continue;
+            }
+            let result = self.write_one(&writes[i]);
+            // v1 refuses a memory limit above the current memory+swap limit: raising both (an
+            // update) needs memsw first.
+            let memsw = writes.iter().position(|(f, _)| f == "memory.memsw.limit_in_bytes");
+            match (result, memsw) {
+                (Err(e), Some(j)) if writes[i].0 == "memory.limit_in_bytes" && !done[j] => {
+                    self.write_one(&writes[j]).map_err(|_| e)?;
+                    done[j] = true;
+                    self.write_one(&writes[i])?;
+                }
+                (result, _) => result?,
+            }
+            done[i] = true;
         }
         Ok(())
+    }
+
+    fn write_one(&self, (file, value): &Write) -> Result<()> {
+        let dir = self.dirs.iter().find(|d| d.join(file).exists()).with_context(|| {
+            let controller = file.split('.').next().unwrap_or_default();
+            format!("cannot set {file}: the {controller} controller is not available to this container's cgroup")
+        })?;
+        let path = dir.join(file);
+        std::fs::write(&path, value).with_context(|| format!("writing {value:?} to {}", path.display()))
     }
 }
 

@@ -1,4 +1,5 @@
-//! `kill`: signal init, or with `all` every process in the container's cgroup.
+//! `kill`: signal init, or with `all` every process in the container's cgroup (SIGKILL through
+//! v2's `cgroup.kill` where the kernel has it).
 
 use super::Container;
 use crate::state::Status;
@@ -12,6 +13,9 @@ pub fn kill(root: &Path, id: &str, signal: Signal, all: bool) -> Result<()> {
     let c = Container::open(root, id)?;
     let status = c.status();
     if all {
+        if signal == Signal::SIGKILL && c.state.cgroup.kill_all()? {
+            return Ok(());
+        }
         for pid in c.state.cgroup.pids()? {
             match send(Pid::from_raw(pid), signal) {
                 Ok(()) | Err(nix::errno::Errno::ESRCH) => {}
