@@ -246,3 +246,17 @@ fn preserve_fds_must_name_fds_the_caller_passed_not_the_runtimes_log() {
     assert!(!out.status.success(), "a negative --preserve-fds must be refused");
     rt.assert_gone(&id);
 }
+
+#[test]
+fn printing_commands_end_quietly_when_the_reader_goes_away() {
+    let rt = Runtime::new();
+    let bin = berth_integration::runtime_bin();
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("'{}' --root '{}' features | head -c 1", bin.display(), rt.root().display()))
+        .output()
+        .unwrap();
+    assert_eq!(out.stdout, b"{");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked") && !err.contains("Broken pipe"), "{err}");
+}

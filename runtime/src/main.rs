@@ -297,10 +297,13 @@ enum Command {
 
 fn main() {
     let cli = Cli::parse();
-    // Commands that only print (state, list, ps, events, ...) end quietly when their reader goes
-    // away, like runc; the ones that supervise a container keep Rust's ignored SIGPIPE so a
-    // closed stdout cannot kill them halfway.
-    if !matches!(cli.command, Command::Create { .. } | Command::Run { .. } | Command::Exec { .. }) {
+    // Commands that only print end quietly when their reader goes away, like runc; every other
+    // one keeps Rust's ignored SIGPIPE, so a closed stdout or a hook that does not read its
+    // stdin cannot kill it halfway.
+    if matches!(
+        cli.command,
+        Command::State { .. } | Command::List { .. } | Command::Ps { .. } | Command::Events { .. } | Command::Features
+    ) {
         // SAFETY: restoring the default disposition of SIGPIPE before any thread exists.
         unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     }
