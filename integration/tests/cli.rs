@@ -167,7 +167,8 @@ fn state_reports_creating_while_create_runs_and_stopped_once_it_died() {
     // create dies mid-way (its hook and init go with it or stay orphaned): the state says so.
     create.kill().unwrap();
     create.wait().unwrap();
-    assert_eq!(rt.status(&id), "stopped");
+    // init shares create's lock until its parent-death signal lands: milliseconds, more under load.
+    rt.wait_status(&id, "stopped", Duration::from_secs(5));
     let out = rt.run(&["delete", &id]);
     assert!(out.status.success(), "a dead create is deletable: {}", String::from_utf8_lossy(&out.stderr));
     rt.assert_gone(&id);
