@@ -179,3 +179,39 @@ fn kill_all_reaches_every_process_of_the_container() {
     rt.ok(&["delete", &id]);
     rt.assert_gone(&id);
 }
+
+#[test]
+fn sigkill_stops_a_paused_container() {
+    let rt = Runtime::new();
+    for all in [false, true] {
+        let bundle = Bundle::new(&["sh", "-c", "sleep 61 & sleep 62"]);
+        let id = berth_integration::unique_id("pausekill");
+        rt.ok(&["run", "--detach", "--bundle", bundle.path().to_str().unwrap(), &id]);
+        rt.ok(&["pause", &id]);
+        let mut args = vec!["kill", &id, "KILL"];
+        if all {
+            args.insert(1, "--all");
+        }
+        rt.ok(&args);
+        rt.wait_status(&id, "stopped", Duration::from_secs(5));
+        rt.ok(&["delete", &id]);
+        rt.assert_gone(&id);
+    }
+}
+
+#[test]
+fn concurrent_force_deletes_both_succeed() {
+    let rt = Runtime::new();
+    for _ in 0..5 {
+        let bundle = Bundle::new(&["sleep", "60"]);
+        let id = berth_integration::unique_id("racedel");
+        rt.ok(&["run", "--detach", "--bundle", bundle.path().to_str().unwrap(), &id]);
+        let a = rt.command(&["delete", "--force", &id]).stderr(Stdio::piped()).spawn().unwrap();
+        let b = rt.command(&["delete", "--force", &id]).stderr(Stdio::piped()).spawn().unwrap();
+        for child in [a, b] {
+            let out = child.wait_with_output().unwrap();
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        }
+        rt.assert_gone(&id);
+    }
+}

@@ -247,7 +247,15 @@ impl LockedDir {
         if !path.join(STATE_FILE).exists() {
             bail!("container {id} does not exist");
         }
-        Self::lock(path)
+        let locked = match Self::lock(path) {
+            Err(_) if !root.join(id).exists() => bail!("container {id} does not exist"),
+            other => other?,
+        };
+        // A delete that held the lock while we waited has removed the container.
+        if !locked.path.join(STATE_FILE).exists() {
+            bail!("container {id} does not exist");
+        }
+        Ok(locked)
     }
 
     fn lock(path: PathBuf) -> Result<LockedDir> {

@@ -23,7 +23,11 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
         }
         bail!("container {id} does not exist");
     }
-    let c = Container::open(root, id)?;
+    let c = match Container::open(root, id) {
+        // Deleted by a concurrent delete while this one waited for the lock.
+        Err(_) if force && !dir.join(STATE_FILE).exists() => return Ok(()),
+        other => other?,
+    };
     let status = c.status();
     match status {
         Status::Created | Status::Stopped => {}
