@@ -1,6 +1,9 @@
 //! Fixtures for berth's end-to-end tests: an OCI bundle made from Debian's `busybox-static` (by
 //! `fixtures/make-busybox-bundle.sh`), a private runtime root per test, and checks that a test
-//! left nothing behind. The tests run as root and create real containers.
+//! left nothing behind. The tests run as root and create real containers. [`engines`] has what
+//! the interop tests need to drive berth-runtime with real containerd, podman and dockerd.
+
+pub mod engines;
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};

@@ -1,0 +1,41 @@
+//! The busybox image the engines run, built offline by `fixtures/make-busybox-image.sh` from the
+//! same busybox-static rootfs as the integration tests' bundles.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The name the image gets in every engine. A localhost name: no engine may ever look for it on
+/// Docker Hub.
+pub const IMAGE_REF: &str = "localhost/busybox:latest";
+
+/// The outputs of `make-busybox-image.sh` in one directory.
+pub struct BusyboxImage {
+    dir: PathBuf,
+}
+
+impl BusyboxImage {
+    /// Builds the image into `dir` (umoci and skopeo; a second or so).
+    pub fn build(dir: &Path) -> BusyboxImage {
+        super::engine_binary("/usr/bin/umoci");
+        super::engine_binary("/usr/bin/skopeo");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/make-busybox-image.sh");
+        let out = super::process::run(Command::new("bash").arg(&script).arg(dir).env("IMAGE_REF", IMAGE_REF));
+        assert_eq!(out.code, 0, "make-busybox-image.sh failed: {out}");
+        BusyboxImage { dir: dir.to_path_buf() }
+    }
+
+    /// The OCI image layout (tags `latest` and `pause`).
+    pub fn layout(&self) -> PathBuf {
+        self.dir.join("oci")
+    }
+
+    /// The oci-archive of `latest`, named [`IMAGE_REF`].
+    pub fn oci_archive(&self) -> PathBuf {
+        self.dir.join("busybox-oci.tar")
+    }
+
+    /// The docker-archive of `latest`, tagged [`IMAGE_REF`].
+    pub fn docker_archive(&self) -> PathBuf {
+        self.dir.join("busybox-docker.tar")
+    }
+}
