@@ -1,1 +1,1 @@
-//! Benchmarks live in bench/*.sh.
+//! Benchmarks live in bench/*.sh; `src/bin/default-seccomp-profile.rs` is a helper they run.

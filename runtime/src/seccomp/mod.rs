@@ -14,6 +14,7 @@
 //! share x86_64's audit arch, with bit 30 set in the number) by a check of our own in front of
 //! every filter, so a deny rule cannot be bypassed through the x32 numbers.
 
+pub mod default_profile;
 mod syscalls_x86_64;
 
 use anyhow::{bail, Context, Result};
