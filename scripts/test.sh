@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Sets up a fresh Debian 12 machine (as root) and runs every berth test: unit tests and the
-# integration tests that run real containers. Idempotent.
+# Sets up a fresh Debian 12 machine (as root) and runs every berth test: unit tests, the
+# integration tests that run real containers, and the cgroup-dependent ones again on cgroup v2 in
+# a VM. Idempotent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [[ $(id -u) == 0 ]] || { echo "${0##*/}: run as root (the integration tests create real containers)" >&2; exit 1; }
@@ -14,3 +15,10 @@ fi
 # The integration tests run the real binaries: cargo test alone does not build them.
 cargo build --workspace --locked
 cargo test --workspace --locked
+# The cgroup v2 lane: the suites that depend on the cgroup layout, plus cgroup_v2, inside a qemu VM
+# booted in the unified hierarchy (the host's cgroups may well be v1). BERTH_VM_LANE=0 skips it.
+if [[ ${BERTH_VM_LANE:-1} != 0 ]]; then
+	bash scripts/vm-test.sh
+else
+	echo "${0##*/}: BERTH_VM_LANE=0: cgroup v2 lane skipped" >&2
+fi

@@ -25,6 +25,12 @@ pub fn runtime_bin() -> PathBuf {
     bin
 }
 
+/// The cargo target directory of this build (test binaries live in target/<profile>/deps/).
+fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    exe.ancestors().nth(3).expect("target/<profile>/deps/<test>").to_path_buf()
+}
+
 /// Panics unless running as root: these tests create namespaces, mounts and cgroups.
 pub fn require_root() {
     // SAFETY: geteuid has no preconditions.
@@ -53,6 +59,8 @@ impl Bundle {
             .arg(&script)
             .arg(dir.path())
             .env("ARGS", serde_json::to_string(args).expect("args json"))
+            // Built once, copied for every bundle (cargo clean removes it).
+            .env("ROOTFS_TEMPLATE", target_dir().join("tmp/busybox-rootfs"))
             .output()
             .expect("running make-busybox-bundle.sh");
         assert!(out.status.success(), "make-busybox-bundle.sh failed: {}", String::from_utf8_lossy(&out.stderr));
