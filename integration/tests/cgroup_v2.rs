@@ -298,3 +298,26 @@ fn v2_device_rules_deny_and_allow() {
     assert!(err.contains("/dev/berth-kmsg: Operation not permitted"), "{err}");
     rt.assert_gone(&id);
 }
+
+#[test]
+fn v2_exec_joins_inits_cgroup_when_the_container_delegated_its_own() {
+    if !pure_v2_host("v2_exec_joins_inits_cgroup_when_the_container_delegated_its_own") {
+        return;
+    }
+    let rt = Runtime::new();
+    let bundle = Bundle::new(&["sleep", "60"]);
+    let id = unique_id("v2execleaf");
+    rt.ok(&["run", "--detach", "--bundle", bundle.path().to_str().unwrap(), &id]);
+    let dir = cgroup_dir(&id);
+    // What systemd or docker-in-docker do inside a container: init moves to a leaf and the top
+    // cgroup hands controllers down, so it may hold no process any more.
+    let leaf = dir.join("init");
+    std::fs::create_dir(&leaf).unwrap();
+    let init = procs(&dir)[0];
+    std::fs::write(leaf.join("cgroup.procs"), init.to_string()).unwrap();
+    std::fs::write(dir.join("cgroup.subtree_control"), "+pids").unwrap();
+    let out = rt.ok(&["exec", &id, "cat", "/proc/self/cgroup"]);
+    assert_eq!(out, "0::/init\n");
+    rt.ok(&["delete", "--force", &id]);
+    rt.assert_gone(&id);
+}

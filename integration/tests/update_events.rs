@@ -215,3 +215,26 @@ fn concurrent_force_deletes_both_succeed() {
         rt.assert_gone(&id);
     }
 }
+
+#[test]
+fn real_time_signals_reach_the_container_by_number_and_name() {
+    let rt = Runtime::new();
+    let bundle = Bundle::new(&[
+        "sh",
+        "-c",
+        "trap 'echo got $n; n=$((n+1))' 37; n=1; echo ready; while [ $n -le 2 ]; do sleep 0.05; done",
+    ]);
+    let id = berth_integration::unique_id("rtsig");
+    let out = rt.create_with_output(&bundle, &id);
+    rt.ok(&["start", &id]);
+    wait_until("the trap to be set", Duration::from_secs(5), || out.stdout().contains("ready"));
+    rt.ok(&["kill", &id, "SIGRTMIN+3"]);
+    wait_until("the first signal", Duration::from_secs(5), || out.stdout().contains("got 1"));
+    rt.ok(&["kill", &id, "37"]);
+    rt.wait_status(&id, "stopped", Duration::from_secs(5));
+    assert_eq!(out.stdout(), "ready\ngot 1\ngot 2\n");
+    let bad = rt.run(&["kill", &id, "RTMAX+1"]);
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("invalid signal"), "{bad:?}");
+    rt.ok(&["delete", &id]);
+    rt.assert_gone(&id);
+}

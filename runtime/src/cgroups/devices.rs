@@ -240,28 +240,44 @@ fn bpf<T>(cmd: libc::c_long, attr: &mut T) -> std::io::Result<libc::c_long> {
 }
 
 fn load(prog: &[Insn]) -> Result<OwnedFd> {
+    // Without a log first: a verbose verifier log of a long rule list could overflow the buffer
+    // (ENOSPC) for a valid program. Only a failure is loaded again, with the log, to explain it.
+    match load_with_log(prog, None) {
+        Ok(fd) => Ok(fd),
+        Err(first) => {
+            let mut log = vec![0u8; 64 * 1024];
+            match load_with_log(prog, Some(&mut log)) {
+                Ok(fd) => Ok(fd),
+                Err(_) => {
+                    let end = log.iter().position(|b| *b == 0).unwrap_or(log.len());
+                    let verifier = String::from_utf8_lossy(&log[..end]);
+                    bail!("loading the cgroup v2 device filter (BPF_PROG_LOAD): {first}; verifier: {}", verifier.trim())
+                }
+            }
+        }
+    }
+}
+
+fn load_with_log(prog: &[Insn], log: Option<&mut [u8]>) -> std::io::Result<OwnedFd> {
     let license = c"Apache-2.0";
-    let mut log = vec![0u8; 64 * 1024];
+    let (log_level, log_size, log_buf) = match log {
+        Some(buf) => (1, buf.len() as u32, buf.as_mut_ptr() as u64),
+        None => (0, 0, 0),
+    };
     let mut attr = ProgLoadAttr {
         prog_type: BPF_PROG_TYPE_CGROUP_DEVICE,
-        insn_cnt: u32::try_from(prog.len()).context("device filter too long")?,
+        insn_cnt: u32::try_from(prog.len()).map_err(|_| std::io::Error::from_raw_os_error(libc::E2BIG))?,
         insns: prog.as_ptr() as u64,
         license: license.as_ptr() as u64,
-        log_level: 1,
-        log_size: log.len() as u32,
-        log_buf: log.as_mut_ptr() as u64,
+        log_level,
+        log_size,
+        log_buf,
         ..Default::default()
     };
     attr.prog_name[..12].copy_from_slice(b"berth_device");
-    match bpf(BPF_PROG_LOAD, &mut attr) {
-        // SAFETY: BPF_PROG_LOAD returned a new fd that nothing else owns.
-        Ok(fd) => Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) }),
-        Err(e) => {
-            let end = log.iter().position(|b| *b == 0).unwrap_or(log.len());
-            let verifier = String::from_utf8_lossy(&log[..end]);
-            bail!("loading the cgroup v2 device filter (BPF_PROG_LOAD): {e}; verifier: {}", verifier.trim())
-        }
-    }
+    let fd = bpf(BPF_PROG_LOAD, &mut attr)?;
+    // SAFETY: BPF_PROG_LOAD returned a new fd that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
 
 /// Ids of the device programs attached to the cgroup `fd`.

@@ -224,6 +224,31 @@ impl CgroupPaths {
         Ok(())
     }
 
+    /// Moves an exec'd process into the container's cgroup. Where v2 refuses that (the container
+    /// enabled controllers for sub-cgroups of its own, so its top cgroup may hold no process),
+    /// into init's cgroup instead, as runc does; never anywhere outside the container's cgroup.
+    pub fn join_exec(&self, pid: i32, init_pid: i32) -> Result<()> {
+        let err = match self.join(pid) {
+            Ok(()) => return Ok(()),
+            Err(e) if self.mode == Mode::V2 => e,
+            Err(e) => return Err(e),
+        };
+        let text = std::fs::read_to_string(format!("/proc/{init_pid}/cgroup")).unwrap_or_default();
+        let Some(rel) = text.lines().find_map(|l| l.strip_prefix("0::")) else { return Err(err) };
+        let Some(h) = hierarchies()?.into_iter().find(|h| h.v2) else { return Err(err) };
+        let Ok(inside) = Path::new(rel).strip_prefix(&h.root) else { return Err(err) };
+        let dir = h.mountpoint.join(inside);
+        let ours = self
+            .dirs
+            .first()
+            .is_some_and(|top| dir.starts_with(top) && !dir.components().any(|c| c == Component::ParentDir));
+        if !ours || dir == self.dirs[0] {
+            return Err(err);
+        }
+        let procs = dir.join("cgroup.procs");
+        std::fs::write(&procs, pid.to_string()).with_context(|| format!("adding pid {pid} to {}", procs.display()))
+    }
+
     /// Pids in the container's cgroup, including the sub-cgroups its processes made (in any v1
     /// hierarchy: a process may have moved to a sub-cgroup of one controller only).
     pub fn pids(&self) -> Result<Vec<i32>> {

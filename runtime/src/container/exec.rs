@@ -207,7 +207,7 @@ pub fn exec(root: &Path, opts: &ExecOptions) -> Result<i32> {
     };
     drop(child_sock);
     let setup = (|| -> Result<()> {
-        c.state.cgroup.join(pid)?;
+        c.state.cgroup.join_exec(pid, c.state.pid)?;
         parent_sock.send(&Message::Go)?;
         parent_sock.expect(Message::Ready)?;
         if let Some(pid_file) = &opts.pid_file {
