@@ -15,8 +15,9 @@ use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-/// Attempts per event before it is dropped (containerd down for longer than the backoff).
-const ATTEMPTS: u32 = 6;
+/// How long an event is retried before it is dropped: a containerd restart (the case this
+/// covers) takes seconds; the runc shim keeps trying about as long.
+const RETRY_WINDOW: Duration = Duration::from_secs(15);
 const RPC_TIMEOUT: Duration = Duration::from_secs(5);
 
 enum Msg {
@@ -133,18 +134,19 @@ fn run(rx: Receiver<Msg>, sink: Sink, reaper: Option<Arc<Reaper>>) {
 }
 
 fn deliver(sink: &Sink, client: &mut Option<EventsClient>, env: &Envelope, reaper: Option<&Reaper>) {
+    let deadline = std::time::Instant::now() + RETRY_WINDOW;
     let mut delay = Duration::from_millis(50);
-    for attempt in 1..=ATTEMPTS {
+    loop {
         match send(sink, client, env, reaper) {
             Ok(()) => return,
             Err(e) => {
                 *client = None;
-                if attempt == ATTEMPTS {
-                    crate::log::error(&format!("dropping event {}: {e:#}", env.topic));
-                } else {
-                    std::thread::sleep(delay);
-                    delay *= 2;
+                if std::time::Instant::now() + delay > deadline {
+                    crate::log::error(&format!("dropping event {} after {RETRY_WINDOW:?}: {e:#}", env.topic));
+                    return;
                 }
+                std::thread::sleep(delay);
+                delay = (delay * 2).min(Duration::from_secs(1));
             }
         }
     }

@@ -394,8 +394,11 @@ fn open_dest(dest: &Dest) -> Result<File> {
                 .open(path)
                 .with_context(|| format!("opening log file {}", path.display()))
         }
-        // Blocks until the client opens its end (it does so before Create).
+        // Read-write, as the runc shim keeps a read end too: the open never blocks on a client
+        // that has not opened its end yet, and a reader that goes away (containerd restarting,
+        // a detached ctr) does not turn every later write into EPIPE; a new reader reattaches.
         Dest::Fifo(path) => OpenOptions::new()
+            .read(true)
             .write(true)
             .custom_flags(libc::O_CLOEXEC)
             .open(path)

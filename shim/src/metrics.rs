@@ -204,8 +204,14 @@ pub fn v2(s: &Stats) -> Vec<u8> {
     }
     put_u64(&mut mem, 32, s.memory.usage.usage);
     put_u64(&mut mem, 33, s.memory.usage.limit);
-    put_u64(&mut mem, 34, s.memory.swap.usage);
-    put_u64(&mut mem, 35, s.memory.swap.limit);
+    // containerd's v2 swap figures are swap alone (memory.swap.current/max); the runc-shaped
+    // stats carry memory+swap, as v1's memsw did.
+    put_u64(&mut mem, 34, s.memory.swap.usage.saturating_sub(s.memory.usage.usage));
+    let swap_limit = match s.memory.swap.limit {
+        u64::MAX => u64::MAX,
+        both => both.saturating_sub(s.memory.usage.limit),
+    };
+    put_u64(&mut mem, 35, swap_limit);
     put_u64(&mut mem, 36, s.memory.usage.max);
     put_u64(&mut mem, 37, s.memory.swap.max);
 

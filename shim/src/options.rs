@@ -34,6 +34,18 @@ pub fn from_any(any: Option<&Any>) -> Result<RuntimeOptions> {
         bail!("unsupported runtime options type {:?} (want containerd.runc.v1.Options)", any.type_url);
     }
     let opts = Options::parse_from_bytes(&any.value).context("decoding containerd.runc.v1.Options")?;
+    // What this shim does not do is refused by name, never ignored.
+    let unsupported = [
+        (opts.systemd_cgroup, "SystemdCgroup (the systemd cgroup driver)"),
+        (opts.no_pivot_root, "NoPivotRoot"),
+        (opts.no_new_keyring, "NoNewKeyring"),
+        (!opts.shim_cgroup.is_empty(), "ShimCgroup"),
+        (opts.io_uid != 0 || opts.io_gid != 0, "IoUid/IoGid"),
+        (!opts.criu_path.is_empty() || !opts.criu_image_path.is_empty() || !opts.criu_work_path.is_empty(), "Criu*"),
+    ];
+    if let Some((_, name)) = unsupported.iter().find(|(set, _)| *set) {
+        bail!("runtime option {name} is not supported by containerd-shim-berth-v2 yet");
+    }
     Ok(RuntimeOptions { binary_name: opts.binary_name, root: opts.root })
 }
 
@@ -97,5 +109,20 @@ mod tests {
         assert_eq!(from_any(None).expect("none"), RuntimeOptions::default());
         any.type_url = "other.Options".into();
         assert!(from_any(Some(&any)).is_err());
+    }
+
+    #[test]
+    fn options_the_shim_cannot_honour_are_refused_by_name() {
+        let mut o = Options::new();
+        o.systemd_cgroup = true;
+        let mut any = Any::new();
+        any.type_url = "containerd.runc.v1.Options".into();
+        any.value = o.write_to_bytes().expect("encode");
+        let err = from_any(Some(&any)).expect_err("systemd accepted").to_string();
+        assert!(err.contains("SystemdCgroup"), "{err}");
+        let mut o = Options::new();
+        o.io_uid = 1000;
+        any.value = o.write_to_bytes().expect("encode");
+        assert!(from_any(Some(&any)).expect_err("io uid accepted").to_string().contains("IoUid"));
     }
 }

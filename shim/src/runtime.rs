@@ -114,12 +114,22 @@ impl Runtime {
         }
         let (mut out, mut err) = (Vec::new(), Vec::new());
         if capture {
-            if let Some(mut s) = child.stdout.take() {
-                s.read_to_end(&mut out).context("reading the runtime's stdout")?;
-            }
-            if let Some(mut s) = child.stderr.take() {
-                s.read_to_end(&mut err).context("reading the runtime's stderr")?;
-            }
+            // Both at once: a runtime (or its hook) filling the stderr pipe while the shim waits
+            // for stdout's EOF would deadlock.
+            let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
+            std::thread::scope(|scope| -> Result<()> {
+                let err_reader = std::thread::Builder::new()
+                    .stack_size(64 * 1024)
+                    .spawn_scoped(scope, || stderr.map(|mut s| s.read_to_end(&mut err)).transpose())
+                    .context("starting the runtime's stderr reader")?;
+                if let Some(mut s) = stdout {
+                    s.read_to_end(&mut out).context("reading the runtime's stdout")?;
+                }
+                match err_reader.join() {
+                    Ok(r) => r.map(drop).context("reading the runtime's stderr"),
+                    Err(_) => bail!("the runtime's stderr reader panicked"),
+                }
+            })?;
         }
         let status = match &self.reaper {
             Some(reaper) => reaper.wait_for(child.id() as i32).status,

@@ -476,7 +476,14 @@ impl Task for Service {
             if process.reaped_or_exited() && !req.all {
                 return Err(not_found(format!("process {} already finished", c.id)));
             }
-            c.runtime.kill(&c.id, req.signal, req.all).map_err(internal)?;
+            // A process the runtime already sees as gone is NOT_FOUND for containerd (which then
+            // stops retrying a StopContainer), as the runc shim maps it.
+            c.runtime.kill(&c.id, req.signal, req.all).map_err(|e| match internal(e) {
+                err if err.to_string().contains("not running") => {
+                    not_found(format!("process {} already finished", c.id))
+                }
+                err => err,
+            })?;
         } else {
             if process.reaped_or_exited() {
                 return Err(not_found(format!("process {} already finished", req.exec_id)));
@@ -484,10 +491,21 @@ impl Task for Service {
             if process.status() == Status::Created {
                 return Err(precondition(format!("process {} is not started", req.exec_id)));
             }
-            let signal = nix::sys::signal::Signal::try_from(req.signal as i32)
-                .map_err(|_| invalid(format!("invalid signal {}", req.signal)))?;
-            nix::sys::signal::kill(nix::unistd::Pid::from_raw(process.pid()), signal)
-                .map_err(|e| internal(anyhow::anyhow!("kill {}: {e}", process.pid())))?;
+            if req.all {
+                return Err(invalid("kill --all applies to the container's init, not to an exec"));
+            }
+            // Any signal 1-64, real-time ones included (nix's Signal has no SIGRTMIN+n).
+            if !(1..=64).contains(&req.signal) {
+                return Err(invalid(format!("invalid signal {}", req.signal)));
+            }
+            // SAFETY: kill(2) with a pid the reaper has not reported exited and a checked signal.
+            if unsafe { libc::kill(process.pid(), req.signal as i32) } < 0 {
+                let e = std::io::Error::last_os_error();
+                if e.raw_os_error() == Some(libc::ESRCH) {
+                    return Err(not_found(format!("process {} already finished", req.exec_id)));
+                }
+                return Err(internal(anyhow::anyhow!("kill {}: {e}", process.pid())));
+            }
         }
         Ok(api::Empty::new())
     }

@@ -178,6 +178,12 @@ pub fn serve(flags: &Flags) -> Result<()> {
     if !is_socket {
         bail!("no listening socket on fd {LISTENER_FD}: run `containerd-shim-berth-v2 ... start` instead");
     }
+    // The listening socket must reach no child (runtime, hooks, loggers): one outliving a dead
+    // shim would keep accepting connections nobody serves.
+    // SAFETY: F_SETFD on a descriptor this process owns.
+    if unsafe { libc::fcntl(LISTENER_FD, libc::F_SETFD, libc::FD_CLOEXEC) } < 0 {
+        return Err(std::io::Error::last_os_error()).context("marking the listening socket close-on-exec");
+    }
     // Few threads, little memory: one malloc arena for all of them.
     // SAFETY: mallopt only tunes the allocator.
     unsafe { libc::mallopt(libc::M_ARENA_MAX, 1) };
