@@ -172,6 +172,7 @@ fn send(sink: &Sink, client: &mut Option<EventsClient>, env: &Envelope, reaper: 
             use std::process::{Command, Stdio};
             let any = env.event.as_ref().context("envelope without event")?;
             let data = any.write_to_bytes().context("encoding the event")?;
+            let since = std::time::Instant::now();
             let mut child = Command::new(binary)
                 .args(["--address", address, "publish", "--topic", &env.topic, "--namespace", &env.namespace])
                 .stdin(Stdio::piped())
@@ -186,7 +187,7 @@ fn send(sink: &Sink, client: &mut Option<EventsClient>, env: &Envelope, reaper: 
                 let _ = stdin.write_all(&data);
             }
             let status = match reaper {
-                Some(r) => r.wait_for(child.id() as i32).status,
+                Some(r) => r.wait_for(child.id() as i32, since).status,
                 None => child.wait().map(|s| s.code().unwrap_or(1) as u32).context("waiting for publish")?,
             };
             anyhow::ensure!(status == 0, "{binary} publish exited with {status}");

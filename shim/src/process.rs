@@ -86,7 +86,14 @@ impl Process {
 
     /// The runtime created `pid` with `io`: start the copies and watch for its exit. `hook`
     /// runs once with the final exit (after the output drained).
-    pub fn launched(self: &Arc<Self>, pid: i32, io: PreparedIo, reaper: &Reaper, hook: ExitHook) -> Result<()> {
+    pub fn launched(
+        self: &Arc<Self>,
+        pid: i32,
+        since: std::time::Instant,
+        io: PreparedIo,
+        reaper: &Reaper,
+        hook: ExitHook,
+    ) -> Result<()> {
         {
             let mut st = self.lock();
             st.pid = pid;
@@ -113,7 +120,7 @@ impl Process {
         }
         self.try_finish();
         let me = self.clone();
-        reaper.on_exit(pid, Box::new(move |exit| me.reaped(exit)));
+        reaper.on_exit(pid, since, Box::new(move |exit| me.reaped(exit)));
         Ok(())
     }
 

@@ -9,7 +9,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 /// How a process ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,6 +20,8 @@ pub struct Exit {
     pub status: u32,
     /// When the shim reaped it.
     pub at: SystemTime,
+    /// The same moment on the monotonic clock, to order it against spawns (wall time may jump).
+    pub reaped: Instant,
 }
 
 /// Exits nobody claimed are kept this long (in count) for a late registration; older ones are
@@ -69,10 +71,10 @@ impl Reaper {
         self.changed.notify_all();
     }
 
-    /// Blocks until `pid` (a child this thread spawned) exits.
-    pub fn wait_for(&self, pid: i32) -> Exit {
+    /// Blocks until `pid` (a child this thread spawned at or after `since`) exits.
+    pub fn wait_for(&self, pid: i32, since: Instant) -> Exit {
         let mut state = self.lock();
-        if let Some(exit) = take_unclaimed(&mut state, pid) {
+        if let Some(exit) = take_unclaimed(&mut state, pid, since) {
             return exit;
         }
         state.claims.insert(pid, Claim::Waiting(None));
@@ -86,10 +88,11 @@ impl Reaper {
         }
     }
 
-    /// Runs `handler` (on the reaper thread, or right now if `pid` already exited) when `pid` exits.
-    pub fn on_exit(&self, pid: i32, handler: Handler) {
+    /// Runs `handler` (on the reaper thread, or right now if `pid` already exited) when `pid`, a
+    /// process that came to exist at or after `since`, exits.
+    pub fn on_exit(&self, pid: i32, since: Instant, handler: Handler) {
         let mut state = self.lock();
-        if let Some(exit) = take_unclaimed(&mut state, pid) {
+        if let Some(exit) = take_unclaimed(&mut state, pid, since) {
             drop(state);
             handler(exit);
             return;
@@ -104,7 +107,7 @@ impl Reaper {
             // SAFETY: waitpid writes only to `status`, a valid local.
             let pid = unsafe { libc::waitpid(-1, &mut status, 0) };
             if pid > 0 {
-                self.dispatch(Exit { pid, status: decode(status), at: SystemTime::now() });
+                self.dispatch(Exit { pid, status: decode(status), at: SystemTime::now(), reaped: Instant::now() });
                 continue;
             }
             match std::io::Error::last_os_error().raw_os_error() {
@@ -143,7 +146,10 @@ impl Reaper {
     }
 }
 
-fn take_unclaimed(state: &mut State, pid: i32) -> Option<Exit> {
+/// The exit of `pid` that happened at or after `since`. An older one belongs to an earlier
+/// process with the same pid (pids are reused): it is dropped, never handed to the new one.
+fn take_unclaimed(state: &mut State, pid: i32, since: Instant) -> Option<Exit> {
+    state.unclaimed.retain(|e| e.pid != pid || e.reaped >= since);
     let i = state.unclaimed.iter().position(|e| e.pid == pid)?;
     state.unclaimed.remove(i)
 }
@@ -175,16 +181,30 @@ mod tests {
     #[allow(clippy::zombie_processes)]
     fn reaps_waited_and_handled_children_including_fast_exits() {
         let reaper = Reaper::start().expect("reaper");
+        let since = Instant::now();
         let child = Command::new("/bin/sh").args(["-c", "exit 7"]).spawn().expect("spawn");
         reaper.spawned();
         // The child may already be reaped (unclaimed): wait_for must still see it.
         std::thread::sleep(std::time::Duration::from_millis(50));
-        assert_eq!(reaper.wait_for(child.id() as i32).status, 7);
+        assert_eq!(reaper.wait_for(child.id() as i32, since).status, 7);
 
+        let since = Instant::now();
         let child = Command::new("/bin/sh").args(["-c", "kill -9 $$"]).spawn().expect("spawn");
         reaper.spawned();
         let (tx, rx) = std::sync::mpsc::channel();
-        reaper.on_exit(child.id() as i32, Box::new(move |e| tx.send(e.status).expect("send")));
+        reaper.on_exit(child.id() as i32, since, Box::new(move |e| tx.send(e.status).expect("send")));
         assert_eq!(rx.recv().expect("exit"), 137);
+    }
+
+    #[test]
+    fn an_exit_from_before_a_pid_was_reused_is_not_handed_to_the_new_process() {
+        let old = Exit { pid: 4242, status: 1, at: SystemTime::now(), reaped: Instant::now() };
+        let mut state = State::default();
+        state.unclaimed.push_back(old);
+        let later = old.reaped + std::time::Duration::from_millis(1);
+        assert_eq!(take_unclaimed(&mut state, 4242, later), None);
+        assert!(state.unclaimed.is_empty(), "the stale exit is dropped");
+        state.unclaimed.push_back(old);
+        assert_eq!(take_unclaimed(&mut state, 4242, old.reaped), Some(old));
     }
 }

@@ -101,6 +101,7 @@ impl Runtime {
                 cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
             }
         }
+        let since = std::time::Instant::now();
         let mut child = cmd.spawn().with_context(|| format!("running {} {name}", self.binary.display()))?;
         if let Some(reaper) = &self.reaper {
             reaper.spawned();
@@ -132,7 +133,7 @@ impl Runtime {
             })?;
         }
         let status = match &self.reaper {
-            Some(reaper) => reaper.wait_for(child.id() as i32).status,
+            Some(reaper) => reaper.wait_for(child.id() as i32, since).status,
             None => {
                 let s = child.wait().context("waiting for the runtime")?;
                 s.code().map_or_else(

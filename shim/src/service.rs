@@ -173,13 +173,15 @@ impl Service {
         let mut io = io::prepare(&process.uris, container_id, &self.namespace)?;
         let child = std::mem::take(&mut io.child);
         let console = io.console.as_ref().map(|c| c.path().to_path_buf());
+        // The process comes to exist during `run`: an exit of its pid from before is another's.
+        let since = std::time::Instant::now();
         let pid_file = run(console.as_deref(), child)?;
         let pid = runtime::read_pid_file(&pid_file)?;
         // The init's stays: `delete` after a dead shim reports its pid.
         if !process.exec_id.is_empty() {
             let _ = std::fs::remove_file(&pid_file);
         }
-        process.launched(pid, io, &self.reaper, self.exit_hook(container_id, &process.exec_id, kill_rest))?;
+        process.launched(pid, since, io, &self.reaper, self.exit_hook(container_id, &process.exec_id, kill_rest))?;
         Ok(pid)
     }
 
