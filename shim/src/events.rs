@@ -173,13 +173,16 @@ fn send(sink: &Sink, client: &mut Option<EventsClient>, env: &Envelope, reaper: 
             let any = env.event.as_ref().context("envelope without event")?;
             let data = any.write_to_bytes().context("encoding the event")?;
             let since = std::time::Instant::now();
-            let mut child = Command::new(binary)
-                .args(["--address", address, "publish", "--topic", &env.topic, "--namespace", &env.namespace])
+            let mut cmd = Command::new(binary);
+            cmd.args(["--address", address, "publish", "--topic", &env.topic, "--namespace", &env.namespace])
                 .stdin(Stdio::piped())
                 .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .with_context(|| format!("running {binary} publish"))?;
+                .stderr(Stdio::null());
+            let spawned = {
+                let _spawning = crate::reaper::spawn_guard();
+                cmd.spawn()
+            };
+            let mut child = spawned.with_context(|| format!("running {binary} publish"))?;
             if let Some(r) = reaper {
                 r.spawned();
             }

@@ -262,7 +262,9 @@ fn start_logger(logger: &LogBinary, stdout: File, stderr: File, container_id: &s
     let (ready_r, ready_w) = pipe()?;
     let fds = [stdout.as_raw_fd(), stderr.as_raw_fd(), ready_w.as_raw_fd()];
     let mut cmd = std::process::Command::new(&logger.path);
+    // Only what containerd's shim gives its loggers (not the shim's environment).
     cmd.args(&logger.args)
+        .env_clear()
         .env("CONTAINER_ID", container_id)
         .env("CONTAINER_NAMESPACE", namespace)
         .stdin(std::process::Stdio::null())
@@ -289,7 +291,11 @@ fn start_logger(logger: &LogBinary, stdout: File, stderr: File, container_id: &s
             Ok(())
         });
     }
-    cmd.spawn().with_context(|| format!("starting logging binary {}", logger.path.display()))?;
+    let spawned = {
+        let _spawning = crate::reaper::spawn_guard();
+        cmd.spawn()
+    };
+    spawned.with_context(|| format!("starting logging binary {}", logger.path.display()))?;
     // The reaper collects the logger whenever it exits.
     drop(cmd);
     drop((stdout, stderr, ready_w));

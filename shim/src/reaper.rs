@@ -5,11 +5,23 @@
 //! before anyone registered (a fast exit racing the registration) is kept in a small
 //! unclaimed list and handed over on registration.
 //!
-//! Because of this, nothing else in the shim may wait for a child (no `Child::wait`).
+//! Because of this, nothing else in the shim may wait for a child (no `Child::wait`). One
+//! exception is std's own: a `Command::spawn` whose exec fails waits for its child inside
+//! `spawn` (and panics if the child was already reaped). So every spawn holds
+//! [`spawn_guard`], and the reaper only reaps (after `waitid(WNOWAIT)` told it something
+//! exited) while no spawn is in flight.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard};
 use std::time::{Instant, SystemTime};
+
+/// Held by every thread around `Command::spawn` (see the module doc).
+static SPAWNING: RwLock<()> = RwLock::new(());
+
+/// Hold this while spawning a child.
+pub fn spawn_guard() -> RwLockReadGuard<'static, ()> {
+    SPAWNING.read().unwrap_or_else(|e| e.into_inner())
+}
 
 /// How a process ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,11 +115,21 @@ impl Reaper {
     fn run(&self) {
         loop {
             let generation = self.lock().generation;
-            let mut status = 0;
-            // SAFETY: waitpid writes only to `status`, a valid local.
-            let pid = unsafe { libc::waitpid(-1, &mut status, 0) };
-            if pid > 0 {
-                self.dispatch(Exit { pid, status: decode(status), at: SystemTime::now(), reaped: Instant::now() });
+            // Wait for an exit without reaping it yet.
+            // SAFETY: waitid writes only to `info`, a zeroed siginfo_t owned here.
+            let r = unsafe {
+                let mut info: libc::siginfo_t = std::mem::zeroed();
+                libc::waitid(libc::P_ALL, 0, &mut info, libc::WEXITED | libc::WNOWAIT)
+            };
+            if r == 0 {
+                let exits = {
+                    let _no_spawn = SPAWNING.write().unwrap_or_else(|e| e.into_inner());
+                    reap_all()
+                };
+                // Handlers run without the spawn lock: they may spawn (the runtime, events).
+                for exit in exits {
+                    self.dispatch(exit);
+                }
                 continue;
             }
             match std::io::Error::last_os_error().raw_os_error() {
@@ -143,6 +165,20 @@ impl Reaper {
                 state.unclaimed.push_back(exit);
             }
         }
+    }
+}
+
+/// Reaps every child that has exited, without blocking.
+fn reap_all() -> Vec<Exit> {
+    let mut exits = Vec::new();
+    loop {
+        let mut status = 0;
+        // SAFETY: waitpid writes only to `status`, a valid local.
+        let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+        if pid <= 0 {
+            return exits;
+        }
+        exits.push(Exit { pid, status: decode(status), at: SystemTime::now(), reaped: Instant::now() });
     }
 }
 

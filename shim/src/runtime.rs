@@ -102,7 +102,11 @@ impl Runtime {
             }
         }
         let since = std::time::Instant::now();
-        let mut child = cmd.spawn().with_context(|| format!("running {} {name}", self.binary.display()))?;
+        let spawned = {
+            let _spawning = crate::reaper::spawn_guard();
+            cmd.spawn()
+        };
+        let mut child = spawned.with_context(|| format!("running {} {name}", self.binary.display()))?;
         if let Some(reaper) = &self.reaper {
             reaper.spawned();
         }
