@@ -197,10 +197,14 @@ pub fn update(root: &Path, id: &str, source: &Source) -> Result<()> {
     let merged_r: LinuxResources = serde_json::from_value(merged.clone()).context("merged resources")?;
     resources::check(Some(&merged_r))?;
 
-    // Write what was given; v2 swap is relative to the limit, so it needs the current one.
+    // Write what was given. Swap is memory+swap in the spec but swap alone in v2's
+    // memory.swap.max, so a limit or a swap goes with the other (from the merged config) to
+    // keep the two files saying what the config says.
     let mut to_write = delta.clone();
-    if !to_write["memory"]["swap"].is_null() && to_write["memory"]["limit"].is_null() {
-        to_write["memory"]["limit"] = merged["memory"]["limit"].clone();
+    for (given, other) in [("swap", "limit"), ("limit", "swap")] {
+        if !to_write["memory"][given].is_null() && to_write["memory"][other].is_null() {
+            to_write["memory"][other] = merged["memory"][other].clone();
+        }
     }
     let to_write: LinuxResources = serde_json::from_value(to_write).context("resources to update")?;
     c.state.cgroup.apply_resources(&to_write)?;
