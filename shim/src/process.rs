@@ -104,8 +104,11 @@ impl Process {
         let started = match io.start_copies(self.exit_fd.clone(), done) {
             Ok(s) => Some(s),
             Err(e) => {
-                crate::log::error(&format!("process {pid}: setting up stdio: {e:#}"));
-                None
+                // A process whose output would go nowhere must not run: the launch fails (the
+                // caller deletes the container) and this process dies now.
+                // SAFETY: kill(2) on the pid the runtime just reported for this process.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+                return Err(e.context(format!("process {pid}: setting up stdio")));
             }
         };
         if let Some(s) = &started {
