@@ -504,8 +504,14 @@ fn copy_stdin(path: &Path, stdin: &StdinWriter, exited: BorrowedFd<'_>) {
             }
             Err(_) => break,
         };
-        let mut guard = stdin.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(w) = guard.as_mut() else { return };
+        // Write through a duplicate, without the lock: a process that does not read would
+        // otherwise block CloseIO and the exit handling (which close stdin) behind this write.
+        let writer = {
+            let guard = stdin.lock().unwrap_or_else(|e| e.into_inner());
+            let Some(w) = guard.as_ref() else { return };
+            w.try_clone()
+        };
+        let Ok(mut w) = writer else { break };
         if w.write_all(&buf[..n]).is_err() {
             break;
         }
