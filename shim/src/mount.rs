@@ -71,14 +71,18 @@ pub fn mount_rootfs(mounts: &[Mount], target: &Path) -> Result<()> {
         }
         // A read-only bind needs a remount to take effect.
         if flags.contains(MsFlags::MS_BIND) && flags.contains(MsFlags::MS_RDONLY) {
-            nix::mount::mount(
+            let remount = nix::mount::mount(
                 None::<&str>,
                 target,
                 None::<&str>,
                 MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
                 None::<&str>,
-            )
-            .with_context(|| format!("remounting {} read-only", target.display()))?;
+            );
+            if let Err(e) = remount {
+                // Never leave a writable rootfs (or any of this call's mounts) behind.
+                let _ = unmount_all(target);
+                return Err(e).with_context(|| format!("remounting {} read-only", target.display()));
+            }
         }
     }
     Ok(())
