@@ -168,6 +168,20 @@ impl Process {
         }
     }
 
+    /// For a process that was never started and is gone (its init killed by delete): runs the
+    /// exit hook (TaskExit), which for started processes waits for the start event.
+    pub fn finish_unstarted(&self) {
+        let mut st = self.lock();
+        if st.started || st.exit.is_none() {
+            return;
+        }
+        let finished = st.exit.and_then(|exit| st.hook.take().map(|hook| (hook, exit)));
+        drop(st);
+        if let Some((hook, exit)) = finished {
+            hook(exit);
+        }
+    }
+
     /// The pid (0 before the runtime created it).
     pub fn pid(&self) -> i32 {
         self.lock().pid

@@ -386,7 +386,10 @@ impl Task for Service {
                 // Never started: the runtime kills the waiting init.
                 Status::Created => {
                     c.runtime.delete(&c.id, true).map_err(internal)?;
-                    Some(process.wait())
+                    let exit = process.wait();
+                    // containerd (like its runc shim) hears of this init's end too.
+                    process.finish_unstarted();
+                    Some(exit)
                 }
                 Status::Stopped => {
                     if let Err(e) = c.runtime.delete(&c.id, true) {
