@@ -374,6 +374,15 @@ fn pause_resume_metrics_oom_and_events_through_the_berth_shim() {
     assert_eq!(berth::status(&shim_root(), &id).as_deref(), Some("paused"));
     run_ok(env.ctr().args(["task", "resume", &id]));
     assert_eq!(env.task(&id).1, "RUNNING");
+    // Paused behind the shim's back, with the runtime itself: containerd still sees it.
+    let root = shim_root();
+    let runtime = |verb: &str| {
+        run_ok(Command::new(runtime_bin()).arg("--root").arg(&root).args([verb, id.as_str()]));
+    };
+    runtime("pause");
+    assert_eq!(env.task(&id).1, "PAUSED");
+    runtime("resume");
+    assert_eq!(env.task(&id).1, "RUNNING");
 
     let metrics: Value = serde_json::from_str(&run_ok(env.ctr().args(["task", "metrics", "--format", "json", &id])))
         .expect("metrics JSON");

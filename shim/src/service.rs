@@ -597,8 +597,14 @@ impl Task for Service {
         resp.exec_id = req.exec_id.clone();
         resp.bundle = c.bundle.display().to_string();
         resp.pid = process.pid().max(0) as u32;
-        // A paused container's execs are frozen with it.
-        resp.status = task_status(&process, c.paused.load(Ordering::SeqCst)).into();
+        // A paused container's execs are frozen with it. The freezer says whether it is paused
+        // (also when someone paused it with the runtime directly); without a cgroup, the shim's
+        // own record of Pause/Resume does.
+        let paused = match &c.cgroup {
+            Some(cgroup) => cgroup.is_frozen(),
+            None => c.paused.load(Ordering::SeqCst),
+        };
+        resp.status = task_status(&process, paused).into();
         resp.stdin = process.uris.stdin.clone();
         resp.stdout = process.uris.stdout.clone();
         resp.stderr = process.uris.stderr.clone();
