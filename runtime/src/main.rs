@@ -58,90 +58,6 @@ struct CreateArgs {
     preserve_fds: i32,
 }
 
-/// runc's `update` flags (sizes take k/m/g suffixes).
-#[derive(clap::Args, Clone, Default)]
-struct UpdateArgs {
-    /// Block IO weight (10-1000).
-    #[arg(long)]
-    blkio_weight: Option<u16>,
-    /// CPU CFS period in microseconds.
-    #[arg(long)]
-    cpu_period: Option<u64>,
-    /// CPU CFS quota in microseconds (-1: unlimited).
-    #[arg(long, allow_hyphen_values = true)]
-    cpu_quota: Option<i64>,
-    /// CPU burst in microseconds.
-    #[arg(long)]
-    cpu_burst: Option<u64>,
-    /// CPU shares (relative weight).
-    #[arg(long)]
-    cpu_share: Option<u64>,
-    /// SCHED_IDLE for the cgroup (v2: 1 or 0).
-    #[arg(long)]
-    cpu_idle: Option<i64>,
-    /// Realtime period in microseconds (v1).
-    #[arg(long)]
-    cpu_rt_period: Option<u64>,
-    /// Realtime runtime in microseconds (v1).
-    #[arg(long, allow_hyphen_values = true)]
-    cpu_rt_runtime: Option<i64>,
-    /// CPUs allowed (e.g. 0-1).
-    #[arg(long)]
-    cpuset_cpus: Option<String>,
-    /// Memory nodes allowed.
-    #[arg(long)]
-    cpuset_mems: Option<String>,
-    /// Memory limit (e.g. 64m; -1: unlimited).
-    #[arg(long, allow_hyphen_values = true)]
-    memory: Option<String>,
-    /// Memory soft limit.
-    #[arg(long, allow_hyphen_values = true)]
-    memory_reservation: Option<String>,
-    /// Memory plus swap limit (-1: unlimited swap).
-    #[arg(long, allow_hyphen_values = true)]
-    memory_swap: Option<String>,
-    /// Kernel memory limit (deprecated by the kernel: ignored with a warning).
-    #[arg(long)]
-    kernel_memory: Option<String>,
-    /// Kernel TCP memory limit (not supported).
-    #[arg(long)]
-    kernel_memory_tcp: Option<String>,
-    /// Maximum number of processes (-1: unlimited).
-    #[arg(long, allow_hyphen_values = true)]
-    pids_limit: Option<i64>,
-    /// Intel RDT L3 cache schema (not supported).
-    #[arg(long)]
-    l3_cache_schema: Option<String>,
-    /// Intel RDT memory bandwidth schema (not supported).
-    #[arg(long)]
-    mem_bw_schema: Option<String>,
-}
-
-impl From<UpdateArgs> for container::update::UpdateFlags {
-    fn from(a: UpdateArgs) -> Self {
-        container::update::UpdateFlags {
-            blkio_weight: a.blkio_weight,
-            cpu_period: a.cpu_period,
-            cpu_quota: a.cpu_quota,
-            cpu_burst: a.cpu_burst,
-            cpu_share: a.cpu_share,
-            cpu_idle: a.cpu_idle,
-            cpu_rt_period: a.cpu_rt_period,
-            cpu_rt_runtime: a.cpu_rt_runtime,
-            cpuset_cpus: a.cpuset_cpus,
-            cpuset_mems: a.cpuset_mems,
-            memory: a.memory,
-            memory_reservation: a.memory_reservation,
-            memory_swap: a.memory_swap,
-            kernel_memory: a.kernel_memory,
-            kernel_memory_tcp: a.kernel_memory_tcp,
-            pids_limit: a.pids_limit,
-            l3_cache_schema: a.l3_cache_schema,
-            mem_bw_schema: a.mem_bw_schema,
-        }
-    }
-}
-
 #[derive(Subcommand)]
 enum Command {
     /// Create a container: set it up and leave it waiting for `start`.
@@ -269,7 +185,7 @@ enum Command {
         #[arg(short, long)]
         resources: Option<PathBuf>,
         #[command(flatten)]
-        flags: UpdateArgs,
+        flags: container::update::UpdateFlags,
     },
     /// Print the container's resource usage and OOM events as JSON lines.
     Events {
@@ -436,7 +352,6 @@ fn dispatch(cli: Cli) -> Result<i32> {
             Ok(0)
         }
         Command::Update { id, resources, flags } => {
-            let flags: container::update::UpdateFlags = flags.into();
             let source = match resources {
                 Some(file) => {
                     if flags.to_json()?.as_object().is_some_and(|o| !o.is_empty()) {

@@ -12,44 +12,62 @@ use serde_json::{json, Value};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-/// runc's `update` flags.
-#[derive(Debug, Default, Clone)]
+/// runc's `update` flags (sizes take k/m/g suffixes), parsed by the command line as they are.
+#[derive(Debug, Default, Clone, clap::Args)]
 pub struct UpdateFlags {
-    /// --blkio-weight.
+    /// Block IO weight (10-1000).
+    #[arg(long)]
     pub blkio_weight: Option<u16>,
-    /// --cpu-period.
+    /// CPU CFS period in microseconds.
+    #[arg(long)]
     pub cpu_period: Option<u64>,
-    /// --cpu-quota.
+    /// CPU CFS quota in microseconds (-1: unlimited).
+    #[arg(long, allow_hyphen_values = true)]
     pub cpu_quota: Option<i64>,
-    /// --cpu-burst.
+    /// CPU burst in microseconds.
+    #[arg(long)]
     pub cpu_burst: Option<u64>,
-    /// --cpu-share.
+    /// CPU shares (relative weight).
+    #[arg(long)]
     pub cpu_share: Option<u64>,
-    /// --cpu-idle.
+    /// SCHED_IDLE for the cgroup (v2: 1 or 0).
+    #[arg(long)]
     pub cpu_idle: Option<i64>,
-    /// --cpu-rt-period.
+    /// Realtime period in microseconds (v1).
+    #[arg(long)]
     pub cpu_rt_period: Option<u64>,
-    /// --cpu-rt-runtime.
+    /// Realtime runtime in microseconds (v1).
+    #[arg(long, allow_hyphen_values = true)]
     pub cpu_rt_runtime: Option<i64>,
-    /// --cpuset-cpus.
+    /// CPUs allowed (e.g. 0-1).
+    #[arg(long)]
     pub cpuset_cpus: Option<String>,
-    /// --cpuset-mems.
+    /// Memory nodes allowed.
+    #[arg(long)]
     pub cpuset_mems: Option<String>,
-    /// --memory (bytes with optional k/m/g/t suffix, or -1).
+    /// Memory limit (e.g. 64m; -1: unlimited).
+    #[arg(long, allow_hyphen_values = true)]
     pub memory: Option<String>,
-    /// --memory-reservation.
+    /// Memory soft limit.
+    #[arg(long, allow_hyphen_values = true)]
     pub memory_reservation: Option<String>,
-    /// --memory-swap.
+    /// Memory plus swap limit (-1: unlimited swap).
+    #[arg(long, allow_hyphen_values = true)]
     pub memory_swap: Option<String>,
-    /// --kernel-memory (deprecated by the kernel).
+    /// Kernel memory limit (deprecated by the kernel: ignored with a warning).
+    #[arg(long)]
     pub kernel_memory: Option<String>,
-    /// --kernel-memory-tcp (not supported).
+    /// Kernel TCP memory limit (not supported).
+    #[arg(long)]
     pub kernel_memory_tcp: Option<String>,
-    /// --pids-limit.
+    /// Maximum number of processes (-1: unlimited).
+    #[arg(long, allow_hyphen_values = true)]
     pub pids_limit: Option<i64>,
-    /// --l3-cache-schema (Intel RDT, not supported).
+    /// Intel RDT L3 cache schema (not supported).
+    #[arg(long)]
     pub l3_cache_schema: Option<String>,
-    /// --mem-bw-schema (Intel RDT, not supported).
+    /// Intel RDT memory bandwidth schema (not supported).
+    #[arg(long)]
     pub mem_bw_schema: Option<String>,
 }
 
