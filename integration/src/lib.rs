@@ -17,9 +17,7 @@ pub fn runtime_bin() -> PathBuf {
     if let Some(p) = std::env::var_os("BERTH_RUNTIME") {
         return PathBuf::from(p);
     }
-    // Test binaries live in target/<profile>/deps/.
-    let exe = std::env::current_exe().expect("current_exe");
-    let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>");
+    let profile_dir = profile_dir();
     let bin = profile_dir.join("berth-runtime");
     assert!(bin.exists(), "{} is missing: run the tests with `cargo test --workspace`", bin.display());
     bin
@@ -27,8 +25,22 @@ pub fn runtime_bin() -> PathBuf {
 
 /// The cargo target directory of this build (test binaries live in target/<profile>/deps/).
 fn target_dir() -> PathBuf {
+    profile_dir().parent().expect("target/").to_path_buf()
+}
+
+/// `target/<profile>`: test binaries live in its deps/.
+fn profile_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("current_exe");
-    exe.ancestors().nth(3).expect("target/<profile>/deps/<test>").to_path_buf()
+    exe.ancestors().nth(2).expect("target/<profile>/deps/<test>").to_path_buf()
+}
+
+/// True when `/sys/fs/cgroup` is the unified cgroup v2 hierarchy (a v1 or hybrid host has v1
+/// controllers there).
+pub fn host_is_v2() -> bool {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .expect("reading /proc/self/mountinfo")
+        .lines()
+        .any(|l| l.split(' ').nth(4) == Some("/sys/fs/cgroup") && l.contains(" - cgroup2 "))
 }
 
 /// Panics unless running as root: these tests create namespaces, mounts and cgroups.

@@ -2,15 +2,8 @@
 //! the container (its cgroup namespace shows its own cgroup as the root) and enforced by the
 //! kernel. On a v1 or hybrid host the v1 files are checked; the v2 lane runs in a VM.
 
-use berth_integration::{Bundle, Runtime};
+use berth_integration::{host_is_v2, Bundle, Runtime};
 use serde_json::json;
-
-fn host_is_v2() -> bool {
-    std::fs::read_to_string("/proc/self/mountinfo")
-        .unwrap()
-        .lines()
-        .any(|l| l.split(' ').nth(4) == Some("/sys/fs/cgroup") && l.contains(" - cgroup2 "))
-}
 
 #[test]
 fn limits_are_visible_in_the_containers_own_cgroup_files() {

@@ -2,18 +2,11 @@
 //! (runc's stats and OOM event stream) and `kill --all`, on whichever cgroup layout the machine
 //! has (the v2 lane runs them in a VM).
 
-use berth_integration::{wait_until, Bundle, Runtime};
+use berth_integration::{host_is_v2, wait_until, Bundle, Runtime};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::time::Duration;
-
-fn host_is_v2() -> bool {
-    std::fs::read_to_string("/proc/self/mountinfo")
-        .unwrap()
-        .lines()
-        .any(|l| l.split(' ').nth(4) == Some("/sys/fs/cgroup") && l.contains(" - cgroup2 "))
-}
 
 /// A detached container with a 64 MiB memory limit and 20 pids.
 fn limited(rt: &Runtime, bundle: &Bundle, prefix: &str) -> String {
