@@ -12,55 +12,30 @@ use std::path::{Path, PathBuf};
 /// shortened first (containerd does the same).
 const MAX_DATA: usize = 4096;
 
-/// Mount options that are flags; everything else is filesystem data.
-fn flag(option: &str) -> Option<(bool, MsFlags)> {
-    Some(match option {
-        "ro" => (true, MsFlags::MS_RDONLY),
-        "rw" => (false, MsFlags::MS_RDONLY),
-        "bind" => (true, MsFlags::MS_BIND),
-        "rbind" => (true, MsFlags::MS_BIND | MsFlags::MS_REC),
-        "nosuid" => (true, MsFlags::MS_NOSUID),
-        "suid" => (false, MsFlags::MS_NOSUID),
-        "nodev" => (true, MsFlags::MS_NODEV),
-        "dev" => (false, MsFlags::MS_NODEV),
-        "noexec" => (true, MsFlags::MS_NOEXEC),
-        "exec" => (false, MsFlags::MS_NOEXEC),
-        "sync" => (true, MsFlags::MS_SYNCHRONOUS),
-        "async" => (false, MsFlags::MS_SYNCHRONOUS),
-        "dirsync" => (true, MsFlags::MS_DIRSYNC),
-        "remount" => (true, MsFlags::MS_REMOUNT),
-        "mand" => (true, MsFlags::MS_MANDLOCK),
-        "nomand" => (false, MsFlags::MS_MANDLOCK),
-        "noatime" => (true, MsFlags::MS_NOATIME),
-        "atime" => (false, MsFlags::MS_NOATIME),
-        "nodiratime" => (true, MsFlags::MS_NODIRATIME),
-        "diratime" => (false, MsFlags::MS_NODIRATIME),
-        "relatime" => (true, MsFlags::MS_RELATIME),
-        "norelatime" => (false, MsFlags::MS_RELATIME),
-        "strictatime" => (true, MsFlags::MS_STRICTATIME),
-        _ => return None,
-    })
-}
-
-/// Splits mount options into flags and the data string.
-pub fn parse_options(options: &[String]) -> (MsFlags, String) {
-    let mut flags = MsFlags::empty();
-    let mut data = Vec::new();
-    for o in options {
-        match flag(o) {
-            Some((true, f)) => flags |= f,
-            Some((false, f)) => flags &= !f,
-            None => data.push(o.as_str()),
-        }
+/// Splits mount options into mount(2) flags and the data string, the way the runtime does
+/// (`berth_runtime::mount_options`): unknown options are filesystem data, unsupported ones
+/// (idmap, recursive attributes) an error.
+pub fn parse_options(options: &[String]) -> Result<(MsFlags, String)> {
+    let o = berth_runtime::mount_options::MountOptions::parse(options)?;
+    let mut flags = o.flags;
+    if o.bind {
+        flags |= MsFlags::MS_BIND;
     }
-    (flags, data.join(","))
+    if o.recursive {
+        flags |= MsFlags::MS_REC;
+    }
+    if !o.propagation.is_empty() {
+        anyhow::bail!("propagation options {options:?} are not supported for the task's rootfs");
+    }
+    Ok((flags, o.data))
 }
 
 /// Mounts `mounts` on `target` in order (creating it).
 pub fn mount_rootfs(mounts: &[Mount], target: &Path) -> Result<()> {
     std::fs::create_dir_all(target).with_context(|| format!("creating {}", target.display()))?;
-    for (i, m) in mounts.iter().enumerate() {
-        let (flags, data) = parse_options(&m.options);
+    // Every entry's options are checked before anything is mounted.
+    let parsed = mounts.iter().map(|m| parse_options(&m.options)).collect::<Result<Vec<_>>>()?;
+    for (i, (m, (flags, data))) in mounts.iter().zip(parsed).enumerate() {
         let fstype = if m.type_.is_empty() { None } else { Some(m.type_.as_str()) };
         let mount_flags = if flags.contains(MsFlags::MS_BIND) { flags & !MsFlags::MS_RDONLY } else { flags };
         let compacted = (m.type_ == "overlay" && data.len() >= MAX_DATA).then(|| compact_lowerdir(&data)).flatten();
@@ -220,7 +195,7 @@ mod tests {
             format!("upperdir={}", upper.display()),
             format!("lowerdir={}", lower.join(":")),
         ];
-        assert!(parse_options(&m.options).1.len() > MAX_DATA, "the test needs more than a page");
+        assert!(parse_options(&m.options).expect("options").1.len() > MAX_DATA, "the test needs more than a page");
         let mounted = mount_rootfs(&[m], &target);
         let seen = (target.join("layer0").exists(), target.join("layer79").exists());
         unmount_all(&target).expect("unmount");
@@ -232,7 +207,7 @@ mod tests {
     fn splits_overlay_options_into_flags_and_data() {
         let opts: Vec<String> =
             ["index=off", "workdir=/w", "upperdir=/u", "lowerdir=/l", "nosuid", "ro", "rw"].map(String::from).into();
-        let (flags, data) = parse_options(&opts);
+        let (flags, data) = parse_options(&opts).expect("options");
         assert_eq!(flags, MsFlags::MS_NOSUID);
         assert_eq!(data, "index=off,workdir=/w,upperdir=/u,lowerdir=/l");
     }
