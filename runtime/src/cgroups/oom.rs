@@ -4,7 +4,6 @@
 
 use super::{CgroupPaths, Mode};
 use anyhow::{Context, Result};
-use std::io::Read;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::path::PathBuf;
 
@@ -77,9 +76,7 @@ impl OomWatch {
     /// other changes), and whether the cgroup is gone (stop watching).
     pub fn read(&mut self) -> Result<(u64, bool)> {
         let mut buf = [0u8; 4096];
-        let n = std::fs::File::from(self.fd.try_clone().context("duplicating the OOM watch fd")?)
-            .read(&mut buf)
-            .context("reading the OOM watch fd")?;
+        let n = nix::unistd::read(&self.fd, &mut buf).context("reading the OOM watch fd")?;
         match &mut self.kind {
             Kind::V1 { dir, .. } => {
                 // The kernel also signals the eventfd when the cgroup is removed.
