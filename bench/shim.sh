@@ -13,11 +13,9 @@
 # usage: shim.sh
 #
 # env:
-#   SHIM        our shim binary (default: the static build
-#               target/shim-static/x86_64-unknown-linux-gnu/release/
-#               containerd-shim-berth-v2 if it exists, else
-#               target/release/containerd-shim-berth-v2)
-#   BERTH       berth-runtime (default: target/release/berth-runtime)
+#   SHIM        our shim binary (default: target/dist/bin/containerd-shim-berth-v2,
+#               the static build scripts/build.sh makes)
+#   BERTH       berth-runtime (default: target/dist/bin/berth-runtime)
 #   RUNC        runc (default: /usr/sbin/runc)
 #   COUNT       running containers per shim for the memory table (default 3)
 #   RUNS        hyperfine runs per command (default 30); warmup is 3
@@ -32,11 +30,8 @@ SELF=$(readlink -f "${BASH_SOURCE[0]}")
 BENCH_DIR=$(dirname "$SELF")
 REPO_ROOT=$(dirname "$BENCH_DIR")
 
-STATIC_SHIM=$REPO_ROOT/target/shim-static/x86_64-unknown-linux-gnu/release/containerd-shim-berth-v2
-if [[ -z ${SHIM:-} ]]; then
-	if [[ -x $STATIC_SHIM ]]; then SHIM=$STATIC_SHIM; else SHIM=$REPO_ROOT/target/release/containerd-shim-berth-v2; fi
-fi
-BERTH=${BERTH:-$REPO_ROOT/target/release/berth-runtime}
+SHIM=${SHIM:-$REPO_ROOT/target/dist/bin/containerd-shim-berth-v2}
+BERTH=${BERTH:-$REPO_ROOT/target/dist/bin/berth-runtime}
 RUNC=${RUNC:-/usr/sbin/runc}
 COUNT=${COUNT:-3}
 RUNS=${RUNS:-30}

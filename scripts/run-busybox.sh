@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 [[ $(id -u) == 0 ]] || { echo "${0##*/}: run as root (containers need namespaces and cgroups)" >&2; exit 1; }
 bash scripts/install-deps.sh >/dev/null
-cargo build --release --locked -p berth-runtime -p berth-shim
+bash scripts/build.sh >/dev/null
 
 SCRIPT='echo "hello from a berth container: hostname=$(hostname) pid=$$ uid=$(id -u)"; grep -E "^(CapEff|NoNewPrivs)" /proc/self/status'
 
@@ -21,7 +21,7 @@ if [[ ${TIER:-shim} == runtime ]]; then
 	bundle=${BUNDLE:-/tmp/berth-busybox}
 	ARGS=$(python3 -c 'import json,sys; print(json.dumps(["sh","-c",sys.argv[1]]))' "$SCRIPT") \
 		bash integration/fixtures/make-busybox-bundle.sh "$bundle" >/dev/null
-	exec ./target/release/berth-runtime run --bundle "$bundle" "busybox-$$"
+	exec ./target/dist/bin/berth-runtime run --bundle "$bundle" "busybox-$$"
 fi
 
 work=$(mktemp -d /tmp/berth-run-busybox.XXXXXX)
@@ -39,8 +39,8 @@ trap cleanup EXIT
 
 # The shim and the runtime it runs by default (berth-runtime beside the shim's own executable).
 mkdir -p "$work/bin"
-ln -s "$PWD/target/release/containerd-shim-berth-v2" "$work/bin/"
-ln -s "$PWD/target/release/berth-runtime" "$work/bin/"
+ln -s "$PWD/target/dist/bin/containerd-shim-berth-v2" "$work/bin/"
+ln -s "$PWD/target/dist/bin/berth-runtime" "$work/bin/"
 
 bash integration/fixtures/make-busybox-image.sh "$work/image" >/dev/null
 
