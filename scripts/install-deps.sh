@@ -13,12 +13,14 @@
 #   containerd, docker.io, podman
 #                   real engines the interop tests drive berth-runtime with
 #   skopeo, umoci   build the offline busybox OCI image those engines run
+#   docker-registry the OCI registry berthd's pull/push tests run on 127.0.0.1
+#   apache2-utils   htpasswd, for the registry instance with basic auth
 #   qemu-system-x86 the cgroup v2 VM lane (scripts/vm-test.sh)
 set -euo pipefail
 
 PACKAGES=(busybox-static runc crun hyperfine strace iproute2 util-linux python3
-	containerd docker.io podman skopeo umoci qemu-system-x86)
-MIN_RUST=1.80
+	containerd docker.io podman skopeo umoci qemu-system-x86 docker-registry apache2-utils)
+MIN_RUST=1.90
 
 die() {
 	echo "${0##*/}: $*" >&2
@@ -42,6 +44,11 @@ if ((${#missing[@]})); then
 	export DEBIAN_FRONTEND=noninteractive
 	apt-get update
 	apt-get install -y --no-install-recommends "${missing[@]}"
+	# Debian's docker-registry package starts a registry on every interface (:5000); the tests
+	# start their own on 127.0.0.1, so the packaged service is stopped and left disabled.
+	if [[ " ${missing[*]} " == *" docker-registry "* ]] && command -v systemctl >/dev/null 2>&1; then
+		systemctl disable --now docker-registry.service >/dev/null 2>&1 || true
+	fi
 else
 	echo "all packages present: ${PACKAGES[*]}"
 fi

@@ -1,3 +1,19 @@
-//! berthd: content store, images, overlayfs snapshots, containers and tasks over ttrpc.
-//!
-//! Not implemented yet (issue 5); this crate is a placeholder in the workspace and builds no binary.
+//! berthd, the manager tier: content store, metadata, overlayfs snapshots, layer apply and
+//! registry pull/push, served over ttrpc to the `berth` CLI.
+
+pub mod archive;
+pub mod config;
+pub mod content;
+pub mod daemon;
+pub mod digest;
+pub mod events;
+pub mod gc;
+pub mod image;
+pub mod meta;
+pub mod oci_archive;
+pub mod pull;
+pub mod push;
+pub mod reference;
+pub mod registry;
+pub mod service;
+pub mod snapshot;

@@ -29,7 +29,7 @@ fn target_dir() -> PathBuf {
 }
 
 /// `target/<profile>`: test binaries live in its deps/.
-fn profile_dir() -> PathBuf {
+pub(crate) fn profile_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("current_exe");
     exe.ancestors().nth(2).expect("target/<profile>/deps/<test>").to_path_buf()
 }

@@ -4,11 +4,13 @@
 //! Every fixture tears down what it started when dropped, so a failed assertion cleans up too.
 
 pub mod berth;
+pub mod berthd;
 pub mod containerd;
 pub mod docker;
 pub mod image;
 pub mod podman;
 pub mod process;
+pub mod registry;
 pub mod scratch;
 pub mod workload;
 

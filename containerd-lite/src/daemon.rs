@@ -1,0 +1,146 @@
+//! The daemon: opens the stores under `--root`, takes the instance lock, serves the ttrpc API on
+//! `<state>/berthd.sock` until SIGTERM or SIGINT.
+
+use std::fs;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use nix::fcntl::{Flock, FlockArg};
+
+use crate::config::Config;
+use crate::content::ContentStore;
+use crate::events::Events;
+use crate::meta::Metadata;
+use crate::registry::{RegistryClient, RegistryOptions};
+use crate::service;
+use crate::snapshot::{Kind, Snapshotter};
+
+/// Everything the services share.
+pub struct Berthd {
+    pub cfg: Config,
+    pub content: ContentStore,
+    pub meta: Metadata,
+    pub snapshots: Snapshotter,
+    pub registry: RegistryClient,
+    pub events: Events,
+    /// Transfers hold it shared, garbage collection exclusively: gc never sweeps content a pull
+    /// has written but not yet referenced from an image.
+    pub gc_lock: tokio::sync::RwLock<()>,
+}
+
+impl Berthd {
+    /// Opens (creating if needed) the stores under `cfg.root`.
+    pub fn open(cfg: Config) -> anyhow::Result<Berthd> {
+        let content = ContentStore::open(&cfg.root.join("content"))
+            .with_context(|| format!("opening the content store in {}", cfg.root.display()))?;
+        let meta = Metadata::open(&cfg.root.join("metadata.redb"))
+            .with_context(|| format!("opening {}", cfg.root.join("metadata.redb").display()))?;
+        let snapshots = Snapshotter::new(&cfg.root, meta.db())
+            .with_context(|| format!("opening the snapshotter in {}", cfg.root.display()))?;
+        // Unpacks a killed daemon left half done: nothing refers to them, and no pull runs yet.
+        for info in snapshots.list().context("listing snapshots")? {
+            if info.kind == Kind::Active && info.key.starts_with(crate::pull::EXTRACT_PREFIX) {
+                tracing::info!(key = %info.key, "removing an interrupted unpack");
+                snapshots.remove(&info.key).with_context(|| format!("removing interrupted unpack {:?}", info.key))?;
+            }
+        }
+        let registry = RegistryClient::new(RegistryOptions {
+            insecure: cfg.insecure_registries.clone(),
+            auth_file: cfg.auth_file.clone(),
+        })
+        .context("setting up the registry client")?;
+        Ok(Berthd {
+            cfg,
+            content,
+            meta,
+            snapshots,
+            registry,
+            events: Events::default(),
+            gc_lock: tokio::sync::RwLock::new(()),
+        })
+    }
+}
+
+/// Creates `dir` (and parents) with `mode` if missing.
+fn make_dir(dir: &Path, mode: u32) -> anyhow::Result<()> {
+    fs::DirBuilder::new().recursive(true).mode(mode).create(dir).with_context(|| format!("creating {}", dir.display()))
+}
+
+/// Takes `<dir>/berthd.lock` exclusively, without waiting: a second berthd on the same root (or
+/// state dir) is refused, naming the running one's pid.
+fn lock_dir(dir: &Path, what: &str) -> anyhow::Result<Flock<fs::File>> {
+    let path = dir.join("berthd.lock");
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(mut lock) => {
+            use std::io::{Seek, Write};
+            lock.set_len(0)
+                .and_then(|()| lock.rewind())
+                .and_then(|()| writeln!(lock, "{}", std::process::id()))
+                .with_context(|| format!("writing {}", path.display()))?;
+            Ok(lock)
+        }
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
+            let pid = fs::read_to_string(&path).unwrap_or_default();
+            bail!("another berthd (pid {}) is running on {what} {}", pid.trim(), dir.display())
+        }
+        Err((_, e)) => Err(e).with_context(|| format!("locking {}", path.display())),
+    }
+}
+
+pub async fn run(cfg: Config) -> anyhow::Result<()> {
+    make_dir(&cfg.root, 0o700)?;
+    make_dir(&cfg.state, 0o711)?;
+    let _root_lock = lock_dir(&cfg.root, "root")?;
+    let _state_lock = if cfg.state != cfg.root { Some(lock_dir(&cfg.state, "state dir")?) } else { None };
+    let socket = cfg.socket();
+    let d = Arc::new(tokio::task::block_in_place(|| Berthd::open(cfg.clone()))?);
+
+    // We hold both locks: a socket left here is a dead daemon's.
+    match fs::remove_file(&socket) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("removing stale {}", socket.display())),
+    }
+    let mut server = ttrpc::asynchronous::Server::new()
+        .bind(&format!("unix://{}", socket.display()))
+        .with_context(|| format!("listening on {}", socket.display()))?;
+    for services in service::all(&d) {
+        server = server.register_service(services);
+    }
+    fs::set_permissions(&socket, fs::Permissions::from_mode(0o660))
+        .with_context(|| format!("chmod {}", socket.display()))?;
+    server.start().await.with_context(|| format!("serving on {}", socket.display()))?;
+    tracing::info!(
+        root = %d.cfg.root.display(),
+        socket = %socket.display(),
+        pid = std::process::id(),
+        "berthd {} serving",
+        env!("CARGO_PKG_VERSION")
+    );
+
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
+    let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .context("installing the SIGINT handler")?;
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+    }
+    // Stop accepting, let the running calls end, then wait for transfers (they hold gc_lock).
+    if let Err(e) = server.shutdown().await {
+        tracing::warn!("closing the listener: {e}");
+    }
+    let _quiesced = d.gc_lock.write().await;
+    let _ = fs::remove_file(&socket);
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,59 @@
+//! The ttrpc services, one module each, over the shared [`Berthd`].
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use ttrpc::asynchronous::Service;
+use ttrpc::Code;
+
+use crate::daemon::Berthd;
+
+mod content;
+mod images;
+mod snapshots;
+mod system;
+pub mod transfer_archive;
+mod version;
+
+/// Every service berthd serves, ready to register.
+pub fn all(d: &Arc<Berthd>) -> Vec<HashMap<String, Service>> {
+    use berth_proto::{content_ttrpc, images_ttrpc, snapshots_ttrpc, system_ttrpc, version_ttrpc};
+    vec![
+        version_ttrpc::create_version(Arc::new(Box::new(version::VersionService(d.clone())) as _)),
+        content_ttrpc::create_content(Arc::new(Box::new(content::ContentService(d.clone())) as _)),
+        images_ttrpc::create_images(Arc::new(Box::new(images::ImagesService(d.clone())) as _)),
+        images_ttrpc::create_transfer(Arc::new(Box::new(images::TransferService(d.clone())) as _)),
+        snapshots_ttrpc::create_snapshots(Arc::new(Box::new(snapshots::SnapshotsService(d.clone())) as _)),
+        system_ttrpc::create_events(Arc::new(Box::new(system::EventsService(d.clone())) as _)),
+        system_ttrpc::create_system(Arc::new(Box::new(system::SystemService(d.clone())) as _)),
+    ]
+}
+
+/// A ttrpc error with `code` and a one-line message (the CLI prints it as is).
+pub fn status(code: Code, msg: impl std::fmt::Display) -> ttrpc::Error {
+    ttrpc::Error::RpcStatus(ttrpc::get_status(code, msg.to_string()))
+}
+
+pub fn invalid(msg: impl std::fmt::Display) -> ttrpc::Error {
+    status(Code::INVALID_ARGUMENT, msg)
+}
+
+pub fn not_found(msg: impl std::fmt::Display) -> ttrpc::Error {
+    status(Code::NOT_FOUND, msg)
+}
+
+/// An internal failure, with its whole context chain on one line.
+pub fn internal(e: impl Into<anyhow::Error>) -> ttrpc::Error {
+    let e = e.into();
+    tracing::warn!("{e:#}");
+    status(Code::INTERNAL, format!("{e:#}"))
+}
+
+/// Runs blocking store work off the async workers.
+pub async fn blocking<T, F>(f: F) -> ttrpc::Result<T>
+where
+    F: FnOnce() -> ttrpc::Result<T> + Send + 'static,
+    T: Send + 'static,
+{
+    tokio::task::spawn_blocking(f).await.map_err(|e| internal(anyhow::anyhow!("blocking task failed: {e}")))?
+}

@@ -1,0 +1,244 @@
+//! Transfer's save and load: image archives streamed as `Chunk`s, written and read by
+//! [`crate::oci_archive`] on a blocking thread through bounded channels, so neither side holds
+//! more than a few chunks in memory.
+
+use std::io::{self, Read, Write};
+use std::sync::Arc;
+
+use berth_proto::images::{Chunk, ExportRequest, ImportResponse};
+use tokio::sync::mpsc;
+use ttrpc::asynchronous::{ServerStreamReceiver, ServerStreamSender};
+
+use super::images::{normalize, to_pb};
+use super::{blocking, internal, invalid, not_found};
+use crate::daemon::Berthd;
+use crate::image::{self, Descriptor, Platform};
+use crate::meta::Image;
+use crate::oci_archive::{self, Format, InvalidArchive};
+use crate::pull::{self, Reporter};
+
+/// Bytes per `Chunk` sent (ttrpc messages are limited to 4 MiB).
+const CHUNK_SIZE: usize = 1 << 20;
+/// Chunks in flight between the blocking side and the stream.
+const CHUNKS_IN_FLIGHT: usize = 4;
+
+/// Streams the named images as an archive in the requested format.
+pub async fn export(d: Arc<Berthd>, req: ExportRequest, stream: ServerStreamSender<Chunk>) -> ttrpc::Result<()> {
+    let format: Format = req.format.parse().map_err(invalid)?;
+    let platform = match req.platform.as_str() {
+        "" => None,
+        p => Some(p.parse::<Platform>().map_err(invalid)?),
+    };
+    if req.names.is_empty() {
+        return Err(invalid("no image names given"));
+    }
+    let names = req.names.iter().map(|n| normalize(n)).collect::<ttrpc::Result<Vec<_>>>()?;
+
+    // Held until the last blob is read: gc must not sweep what is being exported.
+    let _gc = d.gc_lock.read().await;
+    let images = {
+        let d = d.clone();
+        blocking(move || {
+            names
+                .iter()
+                .map(|name| match d.meta.image(name).map_err(internal)? {
+                    Some(i) => Ok((i.name.clone(), Descriptor::from(&i.target))),
+                    None => Err(not_found(format!("No such image: {name}"))),
+                })
+                .collect::<ttrpc::Result<Vec<_>>>()
+        })
+        .await?
+    };
+
+    let (tx, mut rx) = mpsc::channel(CHUNKS_IN_FLIGHT);
+    let content = d.content.clone();
+    let writer = tokio::task::spawn_blocking(move || {
+        oci_archive::export(&content, &images, format, platform.as_ref(), ChunkWriter::new(tx))
+    });
+    let mut sent = Ok(());
+    while let Some(data) = rx.recv().await {
+        if let Err(e) = stream.send(&Chunk { data, ..Default::default() }).await {
+            sent = Err(e);
+            break;
+        }
+    }
+    // A client gone stops the export: its next send fails.
+    drop(rx);
+    let written = writer.await.map_err(|e| internal(anyhow::anyhow!("export task failed: {e}")))?;
+    sent?;
+    written.map_err(internal)
+}
+
+/// Reads an archive from the stream, stores its blobs, unpacks and names its images. The names
+/// are stored last, once every image unpacked: a failed load names nothing.
+pub async fn import(d: Arc<Berthd>, mut stream: ServerStreamReceiver<Chunk>) -> ttrpc::Result<ImportResponse> {
+    // Held until the images are named: gc must not sweep blobs nothing references yet.
+    let _gc = d.gc_lock.read().await;
+
+    let (tx, rx) = mpsc::channel(CHUNKS_IN_FLIGHT);
+    let content = d.content.clone();
+    let reader = tokio::task::spawn_blocking(move || oci_archive::import(&content, ChunkReader::new(rx)));
+    loop {
+        let next = match stream.recv().await {
+            Ok(Some(chunk)) => Ok(chunk.data),
+            Ok(None) => break,
+            // Cut short: the reader must fail, not take the end of what came as the archive's.
+            Err(e) => Err(io::Error::new(io::ErrorKind::UnexpectedEof, format!("receiving the archive: {e}"))),
+        };
+        let failed = next.is_err();
+        // A closed channel means the reader stopped (on an error it returns below).
+        if tx.send(next).await.is_err() || failed {
+            break;
+        }
+    }
+    drop(tx);
+    let imported =
+        reader.await.map_err(|e| internal(anyhow::anyhow!("import task failed: {e}")))?.map_err(archive_error)?;
+
+    let mut unpacked = std::collections::HashSet::new();
+    for (name, target) in &imported {
+        if !unpacked.insert(target.digest.clone()) {
+            continue;
+        }
+        let resolved = {
+            let (content, target) = (d.content.clone(), target.clone());
+            blocking(move || image::resolve(&content, &target, &Platform::host()).map_err(archive_error)).await?
+        };
+        pull::unpack(&d, &resolved.manifest, &resolved.config, &Reporter::none())
+            .await
+            .map_err(|e| archive_error(e.context(format!("image {name}"))))?;
+    }
+
+    let stored = {
+        let d = d.clone();
+        blocking(move || {
+            let mut stored = Vec::with_capacity(imported.len());
+            for (name, target) in imported {
+                let existed = d.meta.image(&name).map_err(internal)?.is_some();
+                // put_image keeps `created` of a name that existed.
+                stored.push((existed, d.meta.put_image(Image::new(name, target.target())).map_err(internal)?));
+            }
+            Ok(stored)
+        })
+        .await?
+    };
+    for (existed, image) in &stored {
+        let topic = if *existed { "/images/update" } else { "/images/create" };
+        d.events.publish(topic, serde_json::json!({ "name": image.name }));
+    }
+    Ok(ImportResponse { images: stored.iter().map(|(_, i)| to_pb(i)).collect(), ..Default::default() })
+}
+
+/// A bad archive is the client's INVALID_ARGUMENT; anything else failed here.
+fn archive_error(e: anyhow::Error) -> ttrpc::Error {
+    if e.chain().any(|c| c.is::<InvalidArchive>()) {
+        tracing::info!("load refused: {e:#}");
+        invalid(format!("{e:#}"))
+    } else {
+        internal(e)
+    }
+}
+
+/// The blocking side of export: cuts what is written into `CHUNK_SIZE` chunks for the stream.
+struct ChunkWriter {
+    tx: mpsc::Sender<Vec<u8>>,
+    buf: Vec<u8>,
+}
+
+impl ChunkWriter {
+    fn new(tx: mpsc::Sender<Vec<u8>>) -> ChunkWriter {
+        ChunkWriter { tx, buf: Vec::with_capacity(CHUNK_SIZE) }
+    }
+
+    fn send(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK_SIZE));
+        self.tx
+            .blocking_send(chunk)
+            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the client stopped receiving the archive"))
+    }
+}
+
+impl Write for ChunkWriter {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let n = data.len().min(CHUNK_SIZE - self.buf.len());
+        self.buf.extend_from_slice(&data[..n]);
+        if self.buf.len() == CHUNK_SIZE {
+            self.send()?;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.send()
+    }
+}
+
+/// The blocking side of import: the received chunks as one byte stream. An error from the
+/// stream is an error here, so a cut-short upload never reads as a complete archive.
+struct ChunkReader {
+    rx: mpsc::Receiver<io::Result<Vec<u8>>>,
+    chunk: Vec<u8>,
+    pos: usize,
+}
+
+impl ChunkReader {
+    fn new(rx: mpsc::Receiver<io::Result<Vec<u8>>>) -> ChunkReader {
+        ChunkReader { rx, chunk: Vec::new(), pos: 0 }
+    }
+}
+
+impl Read for ChunkReader {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        while self.pos == self.chunk.len() {
+            match self.rx.blocking_recv() {
+                Some(chunk) => {
+                    self.chunk = chunk?;
+                    self.pos = 0;
+                }
+                None => return Ok(0),
+            }
+        }
+        let n = out.len().min(self.chunk.len() - self.pos);
+        out[..n].copy_from_slice(&self.chunk[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunk_writer_cuts_full_chunks_and_flushes_the_rest() {
+        let (tx, mut rx) = mpsc::channel(8);
+        let mut w = ChunkWriter::new(tx);
+        w.write_all(&vec![7u8; CHUNK_SIZE + 10]).unwrap();
+        w.flush().unwrap();
+        drop(w);
+        assert_eq!(rx.blocking_recv().unwrap().len(), CHUNK_SIZE);
+        assert_eq!(rx.blocking_recv().unwrap().len(), 10);
+        assert!(rx.blocking_recv().is_none());
+    }
+
+    #[test]
+    fn chunk_reader_joins_chunks_and_fails_on_a_stream_error() {
+        let (tx, rx) = mpsc::channel(8);
+        tx.blocking_send(Ok(b"ab".to_vec())).unwrap();
+        tx.blocking_send(Ok(Vec::new())).unwrap();
+        tx.blocking_send(Ok(b"c".to_vec())).unwrap();
+        drop(tx);
+        let mut all = Vec::new();
+        ChunkReader::new(rx).read_to_end(&mut all).unwrap();
+        assert_eq!(all, b"abc");
+
+        let (tx, rx) = mpsc::channel(8);
+        tx.blocking_send(Ok(b"ab".to_vec())).unwrap();
+        tx.blocking_send(Err(io::Error::new(io::ErrorKind::UnexpectedEof, "gone"))).unwrap();
+        let err = ChunkReader::new(rx).read_to_end(&mut Vec::new()).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+    }
+}
