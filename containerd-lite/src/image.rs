@@ -230,6 +230,15 @@ pub struct Resolved {
 }
 
 impl Resolved {
+    /// The platform the config says the image is for.
+    pub fn platform(&self) -> Platform {
+        Platform {
+            architecture: self.config.architecture.clone(),
+            os: self.config.os.clone(),
+            variant: self.config.variant.clone(),
+        }
+    }
+
     /// Compressed size as docker's SIZE before unpack: config plus layers.
     pub fn size(&self) -> u64 {
         self.manifest.config.size + self.manifest.layers.iter().map(|l| l.size).sum::<u64>()
@@ -250,7 +259,7 @@ pub fn resolve(content: &ContentStore, target: &Descriptor, platform: &Platform)
     };
     let (manifest_desc, manifest_bytes) = if is_index(&media_type) {
         let index: Index = parse(&bytes, "index", &target.digest)?;
-        let desc = select_platform(&index, platform, &target.digest)?.clone();
+        let desc = local_platform(content, &index, platform, &target.digest)?;
         let bytes = read(content, &desc.digest)?;
         (desc, bytes)
     } else if is_manifest(&media_type) {
@@ -263,6 +272,29 @@ pub fn resolve(content: &ContentStore, target: &Descriptor, platform: &Platform)
     let config: Config = parse(&config_bytes, "image config", &manifest.config.digest)?;
     check_layers(&manifest, &config, &manifest_desc.digest)?;
     Ok(Resolved { manifest_desc, manifest, manifest_bytes, config, config_bytes })
+}
+
+/// The manifest of an index to use from local content: the one for `platform` if it is stored,
+/// else the first stored one (an image pulled with `--platform` for another platform has only
+/// that platform's manifest).
+fn local_platform(
+    content: &ContentStore,
+    index: &Index,
+    platform: &Platform,
+    digest: &Digest,
+) -> anyhow::Result<Descriptor> {
+    let stored = |d: &Descriptor| content.info(&d.digest).ok().flatten().is_some();
+    match select_platform(index, platform, digest) {
+        Ok(d) if stored(d) => Ok(d.clone()),
+        preferred => {
+            index.manifests.iter().filter(|m| is_manifest(&m.media_type)).find(|m| stored(m)).cloned().ok_or_else(
+                || match preferred {
+                    Err(e) => e,
+                    Ok(d) => anyhow::anyhow!("index {digest}: manifest {} for {platform} is not stored", d.digest),
+                },
+            )
+        }
+    }
 }
 
 /// A manifest's layers and its config's diff_ids must pair up one to one.

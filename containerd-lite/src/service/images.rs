@@ -132,12 +132,11 @@ impl berth_proto::images_ttrpc::Images for ImagesService {
         let d = self.0.clone();
         blocking(move || {
             let image = get_image(&d, &req.name)?;
-            let platform = Platform::host();
-            let r = image::resolve(&d.content, &Descriptor::from(&image.target), &platform)
+            let r = image::resolve(&d.content, &Descriptor::from(&image.target), &Platform::host())
                 .map_err(|e| internal(e.context(format!("image {}", image.name))))?;
             Ok(InspectImageResponse {
                 summary: protobuf::MessageField::some(summarize(&d, &image)),
-                platform: platform.to_string(),
+                platform: r.platform().to_string(),
                 manifest: r.manifest_bytes.clone(),
                 config: r.config_bytes.clone(),
                 diff_ids: r.config.rootfs.diff_ids.iter().map(ToString::to_string).collect(),
