@@ -59,12 +59,12 @@ fn saved_archive_loads_into_berthd_and_docker_and_docker_save_loads_into_berthd(
     scratch.sweep_berth_root(&dockerd.runtime_root());
     dockerd.load(&archive);
     assert_eq!(dockerd.inspect(&name, "{{.Id}}"), id, "docker's image id of berth's archive");
-    let out = run_ok(
-        dockerd
-            .docker()
-            .args(["run", "--rm", "--runtime", RUNTIME_NAME, "--network", "none", &name])
-            .args(["sh", "-c", "echo loaded-by-docker; ls /bin/busybox"]),
-    );
+    let out =
+        run_ok(dockerd.docker().args(["run", "--rm", "--runtime", RUNTIME_NAME, "--network", "none", &name]).args([
+            "sh",
+            "-c",
+            "echo loaded-by-docker; ls /bin/busybox",
+        ]));
     assert!(out.contains("loaded-by-docker") && out.contains("/bin/busybox"), "docker run said: {out}");
 
     // And the other way: docker save's archive loads into a fresh berthd.
