@@ -302,8 +302,8 @@ fn apply_one(
     let nanos = crate::events::now_nanos();
     let key = format!("{EXTRACT_PREFIX}{}-{nanos} {chain_id}", std::process::id());
     snapshots.prepare(&key, parent, BTreeMap::new())?;
+    let upper = snapshots.upper_dir(&key)?;
     let applied = (|| -> anyhow::Result<()> {
-        let upper = snapshots.upper_dir(&key)?;
         let compression = Compression::from_media_type(&layer.media_type)?;
         let blob = content.open_blob(&layer.digest)?;
         let started = Instant::now();
@@ -328,6 +328,11 @@ fn apply_one(
         }
     })();
     if let Err(e) = applied {
+        // Free what the layer wrote first: on a full disk the metadata update that removes the
+        // snapshot needs the space.
+        if let Err(rm) = std::fs::remove_dir_all(&upper) {
+            tracing::warn!("clearing failed unpack {}: {rm}", upper.display());
+        }
         if let Err(rm) = snapshots.remove(&key) {
             if !matches!(rm, SnapshotError::NotFound { .. }) {
                 tracing::warn!("removing failed snapshot {key:?}: {rm}");

@@ -699,3 +699,30 @@ fn a_second_daemon_on_the_same_root_is_refused_and_sigterm_removes_the_socket() 
     b.stop();
     assert!(!b.socket().exists(), "berthd left its socket after SIGTERM");
 }
+
+/// Unmounts a tmpfs the test mounted, also when an assertion fails.
+struct TmpfsGuard(PathBuf);
+
+impl Drop for TmpfsGuard {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_disk_fails_the_pull_with_a_clear_error_and_names_nothing() {
+    let registry = Registry::start();
+    registry.push_busybox();
+    let name = format!("{}/busybox:latest", registry.host());
+    let mut b = Berthd::start();
+    // The daemon's root on a 1.5 MB tmpfs: the 1.1 MB layer is stored, its 2 MB unpack is not.
+    b.stop();
+    std::fs::create_dir_all(b.root()).expect("creating the root");
+    run_ok(Command::new("mount").args(["-t", "tmpfs", "-o", "size=1536k,mode=0700", "berth-it-full"]).arg(b.root()));
+    let _tmpfs = TmpfsGuard(b.root());
+    b.restart();
+    let out = b.berth(&["pull", &name]);
+    assert_failed_with(&out, &["No space left on device"]);
+    assert_no_image(&b, "a pull that ran out of space");
+    b.stop();
+}

@@ -293,6 +293,7 @@ fn transfer_error(e: anyhow::Error) -> ttrpc::Error {
         _ if e.downcast_ref::<crate::reference::ReferenceError>().is_some() => ttrpc::Code::INVALID_ARGUMENT,
         _ => ttrpc::Code::UNKNOWN,
     };
-    tracing::warn!("transfer failed: {e:#}");
-    super::status(code, format!("{e:#}"))
+    let msg = super::one_line(&e);
+    tracing::warn!("transfer failed: {msg}");
+    super::status(code, msg)
 }

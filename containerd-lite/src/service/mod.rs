@@ -45,8 +45,27 @@ pub fn not_found(msg: impl std::fmt::Display) -> ttrpc::Error {
 /// An internal failure, with its whole context chain on one line.
 pub fn internal(e: impl Into<anyhow::Error>) -> ttrpc::Error {
     let e = e.into();
-    tracing::warn!("{e:#}");
-    status(Code::INTERNAL, format!("{e:#}"))
+    let msg = one_line(&e);
+    tracing::warn!("{msg}");
+    status(Code::INTERNAL, msg)
+}
+
+/// An error and its causes as one line, `what: why: root cause`. A cause whose text the line
+/// already ends with (an error that prints its source and also returns it as its source) is
+/// not repeated.
+pub fn one_line(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.ends_with(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
 }
 
 /// Runs blocking store work off the async workers.
@@ -56,4 +75,16 @@ where
     T: Send + 'static,
 {
     tokio::task::spawn_blocking(f).await.map_err(|e| internal(anyhow::anyhow!("blocking task failed: {e}")))?
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn one_line_does_not_repeat_a_cause_already_printed() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("writing x: {0}")]
+        struct Printed(#[source] std::io::Error);
+        let e = anyhow::Error::new(Printed(std::io::Error::from_raw_os_error(28))).context("layer y");
+        assert_eq!(super::one_line(&e), "layer y: writing x: No space left on device (os error 28)");
+    }
 }

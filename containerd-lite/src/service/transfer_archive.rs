@@ -132,8 +132,9 @@ pub async fn import(d: Arc<Berthd>, mut stream: ServerStreamReceiver<Chunk>) -> 
 /// A bad archive is the client's INVALID_ARGUMENT; anything else failed here.
 fn archive_error(e: anyhow::Error) -> ttrpc::Error {
     if e.chain().any(|c| c.is::<InvalidArchive>()) {
-        tracing::info!("load refused: {e:#}");
-        invalid(format!("{e:#}"))
+        let msg = super::one_line(&e);
+        tracing::info!("load refused: {msg}");
+        invalid(msg)
     } else {
         internal(e)
     }
