@@ -17,6 +17,9 @@
 //! - Xattrs from PAX `SCHILY.xattr.*`: see `xattr_allowed`; a filesystem without support for
 //!   one (ENOTSUP) is warned about and skipped, like containerd.
 //! - Directory times are set after the whole tar is applied, so their children do not bump them.
+//! - Sparse files (GNU type `S`, PAX `GNU.sparse.*`) are refused: the tar crate would write their
+//!   holes out as zeros, so a tiny layer could fill the disk.
+//! - A layer holds at most `MAX_LAYER_ENTRIES` entries, which bounds the directory-times list.
 
 mod root;
 #[cfg(test)]
@@ -43,6 +46,13 @@ const WHITEOUT_OPAQUE: &[u8] = b".wh..wh..opq";
 const OVERLAY_OPAQUE_XATTR: &[u8] = b"trusted.overlay.opaque";
 /// PAX record prefix carrying an extended attribute (GNU tar, Go's archive/tar, docker).
 const PAX_XATTR_PREFIX: &[u8] = b"SCHILY.xattr.";
+/// PAX record prefix of GNU's sparse formats 0.0, 0.1 and 1.0.
+const PAX_SPARSE_PREFIX: &[u8] = b"GNU.sparse.";
+/// Why a sparse entry is refused.
+const SPARSE_UNSUPPORTED: &str = "sparse files are not supported";
+/// Entries one layer may hold: well above real layers, low enough that the bookkeeping kept until
+/// the end (directory times) stays bounded.
+const MAX_LAYER_ENTRIES: usize = 1_000_000;
 
 /// How a layer blob is compressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,6 +106,9 @@ pub enum ArchiveError {
     /// The entry itself is malformed or hostile.
     #[error("layer entry {path:?}: {problem}")]
     InvalidEntry { path: String, problem: String },
+    /// The layer holds more entries than berth applies.
+    #[error("layer has more than {limit} entries")]
+    TooManyEntries { limit: usize },
     /// Applying a valid entry failed (or its data was cut short).
     #[error("layer entry {path:?}: {op}: {source}")]
     Apply {
@@ -110,11 +123,24 @@ pub enum ArchiveError {
 /// upper dir of an overlay snapshot). Sync; call it from a blocking thread. On error `dest` is
 /// left partly written for the caller to remove; nothing outside it is touched.
 pub fn apply_layer<R: Read>(layer: R, compression: Compression, dest: &Path) -> Result<Applied, ArchiveError> {
+    apply_layer_limited(layer, compression, dest, MAX_LAYER_ENTRIES)
+}
+
+/// `apply_layer` refusing layers of more than `max_entries` entries (tests use a small limit).
+fn apply_layer_limited<R: Read>(
+    layer: R,
+    compression: Compression,
+    dest: &Path,
+    max_entries: usize,
+) -> Result<Applied, ArchiveError> {
     let root =
         LayerRoot::open(dest).map_err(|source| ArchiveError::Destination { path: dest.to_path_buf(), source })?;
     let mut archive = tar::Archive::new(HashingReader::new(decompress(layer, compression)?));
     let mut dir_times = Vec::new();
-    for entry in archive.entries().map_err(ArchiveError::Stream)? {
+    for (index, entry) in archive.entries().map_err(ArchiveError::Stream)?.enumerate() {
+        if index >= max_entries {
+            return Err(ArchiveError::TooManyEntries { limit: max_entries });
+        }
         let mut entry = entry.map_err(ArchiveError::Stream)?;
         apply_entry(&root, &mut entry, &mut dir_times)?;
     }
@@ -203,6 +229,7 @@ impl EntryMeta {
                     b"gid" => gid = pax_number(value).ok_or("bad PAX gid")?,
                     b"mtime" => times.mtime = pax_time(value).ok_or("bad PAX mtime")?,
                     b"atime" => atime = Some(pax_time(value).ok_or("bad PAX atime")?),
+                    key if key.starts_with(PAX_SPARSE_PREFIX) => return Err(SPARSE_UNSUPPORTED.to_string()),
                     key => {
                         if let Some(name) = key.strip_prefix(PAX_XATTR_PREFIX) {
                             xattrs.push((name.to_vec(), value.to_vec()));
@@ -276,7 +303,8 @@ fn apply_entry<R: Read>(
     let invalid = |problem: &str| ArchiveError::InvalidEntry { path: shown.clone(), problem: problem.to_string() };
     let kind = match entry.header().entry_type() {
         tar::EntryType::Directory => EntryKind::Directory,
-        tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => EntryKind::File,
+        tar::EntryType::Regular | tar::EntryType::Continuous => EntryKind::File,
+        tar::EntryType::GNUSparse => return Err(invalid(SPARSE_UNSUPPORTED)),
         tar::EntryType::Symlink => EntryKind::Symlink,
         tar::EntryType::Link => EntryKind::HardLink,
         tar::EntryType::Char => EntryKind::Node(SFlag::S_IFCHR),

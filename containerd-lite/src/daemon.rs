@@ -25,8 +25,9 @@ pub struct Berthd {
     pub snapshots: Snapshotter,
     pub registry: RegistryClient,
     pub events: Events,
-    /// Transfers hold it shared, garbage collection exclusively: gc never sweeps content a pull
-    /// has written but not yet referenced from an image.
+    /// Garbage collection holds it exclusively; transfers take it shared only for the instant
+    /// they add a resource to their lease (see `lease`), naming an image and a load's local
+    /// phase too. Nothing holds it while waiting on a registry or a client.
     pub gc_lock: tokio::sync::RwLock<()>,
 }
 
@@ -46,6 +47,7 @@ impl Berthd {
                 snapshots.remove(&info.key).with_context(|| format!("removing interrupted unpack {:?}", info.key))?;
             }
         }
+        crate::lease::delete_stale(&meta)?;
         let registry = RegistryClient::new(RegistryOptions {
             insecure: cfg.insecure_registries.clone(),
             auth_file: cfg.auth_file.clone(),
@@ -135,11 +137,17 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
         _ = int.recv() => tracing::info!("SIGINT: shutting down"),
     }
-    // Stop accepting, let the running calls end, then wait for transfers (they hold gc_lock).
-    if let Err(e) = server.shutdown().await {
-        tracing::warn!("closing the listener: {e}");
+    // Stop accepting and close the connections (a transfer in flight is cut off; a pull resumes
+    // next time), bounded in time.
+    match tokio::time::timeout(std::time::Duration::from_secs(10), server.shutdown()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!("closing the listener: {e}"),
+        Err(_) => tracing::warn!("connections still open after 10 s; exiting anyway"),
     }
-    let _quiesced = d.gc_lock.write().await;
+    // A collection in progress finishes first (transfers take the lock only for instants).
+    if tokio::time::timeout(std::time::Duration::from_secs(30), d.gc_lock.write()).await.is_err() {
+        tracing::warn!("garbage collection still running after 30 s; exiting anyway");
+    }
     let _ = fs::remove_file(&socket);
     tracing::info!("stopped");
     Ok(())

@@ -1,5 +1,11 @@
-//! Garbage collection of content and snapshots: mark everything reachable from the roots (image
-//! targets, content labelled `containerd.io/gc.root`, unexpired leases), sweep the rest.
+//! Garbage collection of content and snapshots: mark everything reachable from the roots, sweep
+//! the rest. The roots are image targets, content and snapshots labelled `containerd.io/gc.root`,
+//! resources of unexpired leases, and every active or view snapshot (only committed ones are swept).
+//!
+//! Marking is one walk over content and snapshots: a marked blob marks what its manifest or index
+//! names and what its `containerd.io/gc.ref.*` labels name; a marked snapshot marks its parent and
+//! what its labels name. A target without a media type (or reached through a label or lease) is
+//! sniffed when small, so an image stored without one keeps its manifests, config and layers.
 //!
 //! The caller must hold the lock that serialises gc with pulls, commits and image updates: gc reads
 //! the roots once and then deletes, so a blob committed and referenced in between would be lost.
@@ -14,11 +20,12 @@ use crate::content::{ContentError, ContentStore};
 use crate::digest::Digest;
 use crate::meta::{Metadata, Resource};
 
-/// Content carrying this label is a root.
+/// Content or a snapshot carrying this label is a root.
 pub const ROOT_LABEL: &str = "containerd.io/gc.root";
-/// Labels with this prefix name content (by digest) that the labelled content keeps alive.
+/// Labels with this prefix name content (by digest) that the labelled content or snapshot keeps alive.
 pub const CONTENT_REF_LABEL_PREFIX: &str = "containerd.io/gc.ref.content.";
-/// The label naming the overlayfs snapshot (by key) that the labelled content keeps alive.
+/// The label naming the overlayfs snapshot (by key) that the labelled content or snapshot keeps
+/// alive; `<label>/<anything>` names one more, so a resource can keep several.
 pub const SNAPSHOT_REF_LABEL: &str = "containerd.io/gc.ref.snapshot.overlayfs";
 
 /// Manifests and indexes larger than this are not read (registries cap them at 4 MiB too).
@@ -29,11 +36,24 @@ const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 
+/// One snapshot as gc sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotNode {
+    /// The key (active or view snapshot) or name (committed one).
+    pub key: String,
+    /// Key of the committed parent, if any.
+    pub parent: Option<String>,
+    /// Whether it is committed: active and view snapshots (container rootfs) are never swept.
+    pub committed: bool,
+    /// Its labels; `containerd.io/gc.*` ones make it a root or name what it keeps alive.
+    pub labels: BTreeMap<String, String>,
+}
+
 /// The snapshotter as gc sees it.
 pub trait SnapshotGc {
-    /// Every snapshot: its key and its parent's key.
-    fn snapshots(&self) -> Result<Vec<(String, Option<String>)>, anyhow::Error>;
-    /// Removes one snapshot; gc calls it only for snapshots without remaining children.
+    /// Every snapshot, with its parent, kind and labels.
+    fn snapshots(&self) -> Result<Vec<SnapshotNode>, anyhow::Error>;
+    /// Removes one snapshot; gc calls it only for committed snapshots without remaining children.
     fn remove(&self, key: &str) -> Result<(), anyhow::Error>;
 }
 
@@ -45,17 +65,18 @@ pub struct GcStats {
     pub snapshots_removed: usize,
 }
 
-/// Marks everything reachable from the roots and removes every blob and snapshot that is not.
-/// A removal that fails is logged and skipped; failing to read the roots or a referenced manifest
-/// aborts before anything is removed, since the marks would be incomplete.
+/// Marks everything reachable from the roots and removes every blob and committed snapshot that
+/// is not. A removal that fails is logged and skipped; failing to read the roots or a referenced
+/// manifest aborts before anything is removed, since the marks would be incomplete.
 pub fn collect(meta: &Metadata, content: &ContentStore, snapshots: &dyn SnapshotGc) -> anyhow::Result<GcStats> {
     let labels = meta.all_content_labels().context("gc: read content labels")?;
-    let (content_roots, snapshot_roots) = roots(meta, &labels)?;
-    let marks = mark(content, &labels, content_roots, snapshot_roots)?;
-    let all_snapshots = snapshots.snapshots().context("gc: list snapshots")?;
+    let all_snapshots: HashMap<String, SnapshotNode> =
+        snapshots.snapshots().context("gc: list snapshots")?.into_iter().map(|s| (s.key.clone(), s)).collect();
+    let roots = roots(meta, &labels, &all_snapshots)?;
+    let marks = mark(content, &labels, &all_snapshots, roots)?;
 
     let mut stats = sweep_content(meta, content, &marks.content)?;
-    stats.snapshots_removed = sweep_snapshots(snapshots, all_snapshots, marks.snapshots);
+    stats.snapshots_removed = sweep_snapshots(snapshots, &all_snapshots, &marks.snapshots);
     tracing::info!(
         blobs = stats.blobs_removed,
         bytes = stats.bytes_freed,
@@ -65,22 +86,34 @@ pub fn collect(meta: &Metadata, content: &ContentStore, snapshots: &dyn Snapshot
     Ok(stats)
 }
 
-/// A blob to visit, with the media type its referrer gave it (`None`: unknown, sniffed).
-type ContentRef = (Digest, Option<String>);
+/// A resource gc visits while marking.
+#[derive(Debug)]
+enum Node {
+    /// A blob, with the media type its referrer gave it (`None` or empty: unknown, sniffed).
+    Content(Digest, Option<String>),
+    /// A snapshot, by key.
+    Snapshot(String),
+}
 
-/// The roots: image targets, content labelled as root, resources of unexpired leases.
+/// The roots: image targets, content and snapshots labelled as root, resources of unexpired
+/// leases, and every snapshot that is not committed.
 fn roots(
     meta: &Metadata,
     labels: &BTreeMap<Digest, BTreeMap<String, String>>,
-) -> anyhow::Result<(Vec<ContentRef>, Vec<String>)> {
-    let mut content = Vec::new();
-    let mut snapshots = Vec::new();
+    snapshots: &HashMap<String, SnapshotNode>,
+) -> anyhow::Result<Vec<Node>> {
+    let mut roots = Vec::new();
     for image in meta.images().context("gc: list images")? {
-        content.push((image.target.digest, Some(image.target.media_type)));
+        roots.push(Node::Content(image.target.digest, Some(image.target.media_type)));
     }
     for (digest, labels) in labels {
         if labels.contains_key(ROOT_LABEL) {
-            content.push((digest.clone(), None));
+            roots.push(Node::Content(digest.clone(), None));
+        }
+    }
+    for snapshot in snapshots.values() {
+        if !snapshot.committed || snapshot.labels.contains_key(ROOT_LABEL) {
+            roots.push(Node::Snapshot(snapshot.key.clone()));
         }
     }
     let now = std::time::SystemTime::now();
@@ -89,55 +122,77 @@ fn roots(
             continue;
         }
         for resource in lease.resources {
-            match resource {
-                Resource::Content(digest) => content.push((digest, None)),
-                Resource::Snapshot(key) => snapshots.push(key),
-            }
+            roots.push(match resource {
+                Resource::Content(digest) => Node::Content(digest, None),
+                Resource::Snapshot(key) => Node::Snapshot(key),
+            });
         }
     }
-    Ok((content, snapshots))
+    Ok(roots)
 }
 
 struct Marks {
     content: HashSet<Digest>,
-    snapshots: Vec<String>,
+    snapshots: HashSet<String>,
 }
 
-/// Marks content reachable from `roots` through manifests, indexes and `gc.ref.content` labels, and
-/// collects the snapshot keys marked content names.
+/// Marks everything reachable from `roots`: blobs through manifests, indexes and labels, snapshots
+/// through labels and parents. A snapshot named but not stored marks nothing.
 fn mark(
     content: &ContentStore,
     labels: &BTreeMap<Digest, BTreeMap<String, String>>,
-    roots: Vec<ContentRef>,
-    mut snapshots: Vec<String>,
+    snapshots: &HashMap<String, SnapshotNode>,
+    roots: Vec<Node>,
 ) -> anyhow::Result<Marks> {
-    let mut marked = HashSet::new();
+    let mut marks = Marks { content: HashSet::new(), snapshots: HashSet::new() };
     // Blobs already expanded under a declared manifest type: a blob first reached through a label
     // (type unknown, sniffed) is expanded again when a descriptor declares its type.
     let mut expanded_as_declared = HashSet::new();
     let mut pending = roots;
-    while let Some((digest, media_type)) = pending.pop() {
-        let newly_marked = marked.insert(digest.clone());
-        let newly_declared =
-            media_type.as_deref().is_some_and(is_manifest_or_index) && expanded_as_declared.insert(digest.clone());
-        if !newly_marked && !newly_declared {
-            continue;
-        }
-        if let Some(labels) = labels.get(&digest).filter(|_| newly_marked) {
-            for (key, value) in labels {
-                if key.starts_with(CONTENT_REF_LABEL_PREFIX) {
-                    match value.parse::<Digest>() {
-                        Ok(child) => pending.push((child, None)),
-                        Err(e) => tracing::warn!(%digest, key, error = %e, "gc: ignoring bad content ref label"),
-                    }
-                } else if key == SNAPSHOT_REF_LABEL {
-                    snapshots.push(value.clone());
+    while let Some(node) = pending.pop() {
+        match node {
+            Node::Content(digest, media_type) => {
+                // `Images.Create` accepts a target without a media type; such a blob is sniffed.
+                let media_type = media_type.filter(|m| !m.is_empty());
+                let newly_marked = marks.content.insert(digest.clone());
+                let newly_declared = media_type.as_deref().is_some_and(is_manifest_or_index)
+                    && expanded_as_declared.insert(digest.clone());
+                if !newly_marked && !newly_declared {
+                    continue;
                 }
+                if let Some(labels) = labels.get(&digest).filter(|_| newly_marked) {
+                    pending.extend(label_refs(&digest.to_string(), labels));
+                }
+                pending.extend(children(content, &digest, media_type.as_deref())?);
+            }
+            Node::Snapshot(key) => {
+                let Some(snapshot) = snapshots.get(&key) else { continue };
+                if !marks.snapshots.insert(key) {
+                    continue;
+                }
+                pending.extend(label_refs(&snapshot.key, &snapshot.labels));
+                pending.extend(snapshot.parent.clone().map(Node::Snapshot));
             }
         }
-        pending.extend(children(content, &digest, media_type.as_deref())?);
     }
-    Ok(Marks { content: marked, snapshots })
+    Ok(marks)
+}
+
+/// The resources that the `containerd.io/gc.ref.*` labels of `owner` (a digest or snapshot key)
+/// keep alive; the same labels mean the same on content and on snapshots.
+fn label_refs(owner: &str, labels: &BTreeMap<String, String>) -> Vec<Node> {
+    let mut refs = Vec::new();
+    for (key, value) in labels {
+        if key.starts_with(CONTENT_REF_LABEL_PREFIX) {
+            match value.parse::<Digest>() {
+                Ok(digest) => refs.push(Node::Content(digest, None)),
+                Err(e) => tracing::warn!(owner, key, error = %e, "gc: ignoring bad content ref label"),
+            }
+        } else if key.strip_prefix(SNAPSHOT_REF_LABEL).is_some_and(|rest| rest.is_empty() || rest.starts_with('/')) {
+            refs.push(Node::Snapshot(value.clone()));
+        }
+    }
+    refs
 }
 
 /// The descriptors an index or manifest refers to.
@@ -165,9 +220,10 @@ fn is_manifest_or_index(media_type: &str) -> bool {
 }
 
 /// What blob `digest` refers to, if it is an index or a manifest. `media_type` is what its referrer
-/// declared; when unknown (label, lease), a small blob is sniffed for a manifest `mediaType`.
+/// declared; when unknown (label, lease, image target stored without one), a small blob is sniffed
+/// as `image::sniff_media_type` does: its `mediaType`, else `manifests` or `config` present.
 /// A missing blob has no children (an index names every platform; only one is pulled).
-fn children(content: &ContentStore, digest: &Digest, media_type: Option<&str>) -> anyhow::Result<Vec<ContentRef>> {
+fn children(content: &ContentStore, digest: &Digest, media_type: Option<&str>) -> anyhow::Result<Vec<Node>> {
     let declared = match media_type {
         Some(m) if is_manifest_or_index(m) => true,
         Some(_) => return Ok(Vec::new()),
@@ -205,7 +261,7 @@ fn children(content: &ContentStore, digest: &Digest, media_type: Option<&str>) -
     let descriptors = parsed.manifests.into_iter().chain(parsed.config).chain(parsed.layers);
     Ok(descriptors
         .filter_map(|d| match d.digest.parse::<Digest>() {
-            Ok(child) => Some((child, d.media_type)),
+            Ok(child) => Some(Node::Content(child, d.media_type)),
             Err(e) => {
                 // Not a digest berth can store, so nothing local to keep.
                 tracing::debug!(%digest, child = d.digest, error = %e, "gc: skipping descriptor");
@@ -237,35 +293,29 @@ fn sweep_content(meta: &Metadata, content: &ContentStore, marked: &HashSet<Diges
     Ok(stats)
 }
 
-/// Removes every snapshot not reachable from `roots` through parents, deepest first so a parent
-/// never goes before its children. Returns how many were removed.
+/// Removes every committed snapshot that is not marked, deepest first so a parent never goes
+/// before its children. Returns how many were removed.
 fn sweep_snapshots(
     snapshotter: &dyn SnapshotGc,
-    snapshots: Vec<(String, Option<String>)>,
-    roots: Vec<String>,
+    snapshots: &HashMap<String, SnapshotNode>,
+    marked: &HashSet<String>,
 ) -> usize {
-    let parents: HashMap<String, Option<String>> = snapshots.into_iter().collect();
-    let mut marked = HashSet::new();
-    for root in roots {
-        let mut key = Some(root);
-        // `insert` failing means the rest of the chain is marked already (and guards cycles).
-        while let Some(k) = key.filter(|k| parents.contains_key(k) && marked.insert(k.clone())) {
-            key = parents.get(&k).cloned().flatten();
-        }
-    }
-
     let depth = |key: &str| {
         let mut depth = 0usize;
         let mut seen = HashSet::new();
         let mut key = Some(key.to_string());
+        // `insert` failing guards against a cycle in corrupt records.
         while let Some(k) = key.filter(|k| seen.insert(k.clone())) {
             depth += 1;
-            key = parents.get(&k).cloned().flatten();
+            key = snapshots.get(&k).and_then(|s| s.parent.clone());
         }
         depth
     };
-    let mut garbage: Vec<(usize, &String)> =
-        parents.keys().filter(|key| !marked.contains(*key)).map(|key| (depth(key), key)).collect();
+    let mut garbage: Vec<(usize, &String)> = snapshots
+        .values()
+        .filter(|s| s.committed && !marked.contains(&s.key))
+        .map(|s| (depth(&s.key), &s.key))
+        .collect();
     // Deepest first; ties in key order so runs are reproducible.
     garbage.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(b.1)));
 
@@ -358,37 +408,48 @@ mod tests {
         Chain { index: index.clone(), index_size, all: vec![index, manifest, config, layer1, layer2] }
     }
 
-    /// A snapshotter holding (key, parent) pairs, recording the order of removals.
+    /// A snapshotter holding snapshot records, recording the order of removals.
     #[derive(Default)]
     struct FakeSnapshots {
-        snapshots: RefCell<Vec<(String, Option<String>)>>,
+        snapshots: RefCell<Vec<SnapshotNode>>,
         removed: RefCell<Vec<String>>,
     }
 
     impl FakeSnapshots {
-        fn with(chain: &[(&str, Option<&str>)]) -> FakeSnapshots {
-            let fake = FakeSnapshots::default();
-            *fake.snapshots.borrow_mut() = chain.iter().map(|(k, p)| (k.to_string(), p.map(str::to_string))).collect();
-            fake
+        fn with(snapshots: Vec<SnapshotNode>) -> FakeSnapshots {
+            FakeSnapshots { snapshots: RefCell::new(snapshots), removed: RefCell::default() }
         }
 
         fn keys(&self) -> Vec<String> {
-            self.snapshots.borrow().iter().map(|(k, _)| k.clone()).collect()
+            self.snapshots.borrow().iter().map(|s| s.key.clone()).collect()
         }
     }
 
     impl SnapshotGc for FakeSnapshots {
-        fn snapshots(&self) -> anyhow::Result<Vec<(String, Option<String>)>> {
+        fn snapshots(&self) -> anyhow::Result<Vec<SnapshotNode>> {
             Ok(self.snapshots.borrow().clone())
         }
 
         fn remove(&self, key: &str) -> anyhow::Result<()> {
             let mut snapshots = self.snapshots.borrow_mut();
-            anyhow::ensure!(!snapshots.iter().any(|(_, p)| p.as_deref() == Some(key)), "snapshot {key} has children");
-            snapshots.retain(|(k, _)| k != key);
+            anyhow::ensure!(!snapshots.iter().any(|s| s.parent.as_deref() == Some(key)), "snapshot {key} has children");
+            snapshots.retain(|s| s.key != key);
             self.removed.borrow_mut().push(key.to_string());
             Ok(())
         }
+    }
+
+    fn committed(key: &str, parent: Option<&str>, labels: &[(&str, &str)]) -> SnapshotNode {
+        SnapshotNode {
+            key: key.to_string(),
+            parent: parent.map(str::to_string),
+            committed: true,
+            labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        }
+    }
+
+    fn active(key: &str, parent: Option<&str>, labels: &[(&str, &str)]) -> SnapshotNode {
+        SnapshotNode { committed: false, ..committed(key, parent, labels) }
     }
 
     fn put_image(env: &Env, chain: &Chain) {
@@ -491,23 +552,115 @@ mod tests {
         env.meta.set_content_label(&chain.all[1], SNAPSHOT_REF_LABEL, Some("l2")).unwrap();
         env.meta.create_lease("unpack", None).unwrap();
         env.meta.add_lease_resource("unpack", Resource::Snapshot("leased".into())).unwrap();
-        let snapshots = FakeSnapshots::with(&[
-            ("l1", None),
-            ("l2", Some("l1")),
-            ("orphan-base", None),
-            ("orphan-mid", Some("orphan-base")),
-            ("orphan-top", Some("orphan-mid")),
-            ("container-rw", Some("l2")),
-            ("leased", None),
+        let snapshots = FakeSnapshots::with(vec![
+            committed("l1", None, &[]),
+            committed("l2", Some("l1"), &[]),
+            committed("orphan-base", None, &[]),
+            committed("orphan-mid", Some("orphan-base"), &[]),
+            committed("orphan-top", Some("orphan-mid"), &[]),
+            active("container-rw", Some("l2"), &[]),
+            committed("leased", None, &[]),
+        ]);
+
+        let stats = collect(&env.meta, &env.content, &snapshots).unwrap();
+        assert_eq!(stats.snapshots_removed, 3);
+        assert_eq!(snapshots.keys(), ["l1", "l2", "container-rw", "leased"]);
+    }
+
+    #[test]
+    fn unreferenced_committed_snapshots_are_removed_children_first() {
+        let env = env();
+        let snapshots = FakeSnapshots::with(vec![
+            committed("base", None, &[]),
+            committed("mid", Some("base"), &[]),
+            committed("top", Some("mid"), &[]),
+            committed("other", None, &[]),
         ]);
 
         let stats = collect(&env.meta, &env.content, &snapshots).unwrap();
         assert_eq!(stats.snapshots_removed, 4);
-        assert_eq!(snapshots.keys(), ["l1", "l2", "leased"]);
-        let removed = snapshots.removed.borrow().clone();
-        let position = |k: &str| removed.iter().position(|r| r == k).unwrap();
-        assert!(position("orphan-top") < position("orphan-mid"));
-        assert!(position("orphan-mid") < position("orphan-base"));
+        assert!(snapshots.keys().is_empty());
+        assert_eq!(*snapshots.removed.borrow(), ["top", "mid", "base", "other"]);
+    }
+
+    #[test]
+    fn root_labelled_snapshot_keeps_its_parents_and_the_snapshots_it_names() {
+        let env = env();
+        let extra_ref = format!("{SNAPSHOT_REF_LABEL}/sidecar");
+        let snapshots = FakeSnapshots::with(vec![
+            committed("base", None, &[]),
+            committed("pinned", Some("base"), &[(ROOT_LABEL, "2024-01-01"), (&extra_ref, "sidecar")]),
+            committed("sidecar", None, &[]),
+            committed("unpinned", Some("base"), &[]),
+        ]);
+
+        let stats = collect(&env.meta, &env.content, &snapshots).unwrap();
+        assert_eq!(stats.snapshots_removed, 1);
+        assert_eq!(snapshots.keys(), ["base", "pinned", "sidecar"]);
+    }
+
+    #[test]
+    fn active_and_view_snapshots_without_labels_are_never_removed() {
+        let env = env();
+        let snapshots = FakeSnapshots::with(vec![
+            committed("base", None, &[]),
+            active("container-rw", Some("base"), &[]),
+            active("view-of-nothing", None, &[]),
+        ]);
+
+        let stats = collect(&env.meta, &env.content, &snapshots).unwrap();
+        assert_eq!(stats.snapshots_removed, 0);
+        assert_eq!(snapshots.keys(), ["base", "container-rw", "view-of-nothing"]);
+    }
+
+    #[test]
+    fn content_ref_labels_on_marked_snapshots_keep_blobs() {
+        let env = env();
+        let chain = image_chain(&env);
+        put_image(&env, &chain);
+        let kept_by_active = env.blob(b"kept by an active snapshot");
+        let kept_by_committed = env.blob(b"kept by a committed snapshot");
+        let kept_by_nothing = env.blob(b"kept by a removed snapshot");
+        // Content → snapshot → content: the walk must follow labels across both kinds of node.
+        env.meta.set_content_label(&chain.all[1], SNAPSHOT_REF_LABEL, Some("layer")).unwrap();
+        let content_ref = format!("{CONTENT_REF_LABEL_PREFIX}extra");
+        let snapshots = FakeSnapshots::with(vec![
+            committed("layer", None, &[(&content_ref, &kept_by_committed.to_string())]),
+            active("rw", None, &[(&content_ref, &kept_by_active.to_string())]),
+            committed("unreferenced", None, &[(&content_ref, &kept_by_nothing.to_string())]),
+        ]);
+
+        let stats = collect(&env.meta, &env.content, &snapshots).unwrap();
+        assert_eq!((stats.blobs_removed, stats.snapshots_removed), (1, 1));
+        assert!(env.has(&kept_by_active) && env.has(&kept_by_committed));
+        assert!(!env.has(&kept_by_nothing));
+        assert!(chain.all.iter().all(|d| env.has(d)));
+    }
+
+    #[test]
+    fn image_target_without_media_type_keeps_its_manifests_config_and_layers() {
+        let env = env();
+        let chain = image_chain(&env);
+        let put = |name: &str, digest: &Digest, size: u64| {
+            let target = Target { media_type: String::new(), digest: digest.clone(), size };
+            env.meta.put_image(Image::new(name, target)).unwrap();
+        };
+        put("index:untyped", &chain.index, chain.index_size);
+        // A manifest with no `mediaType` field either: recognised by its `config`.
+        let config = env.blob(br#"{"architecture":"arm64","os":"linux"}"#);
+        let layer = env.blob(b"arm64 layer bytes");
+        let (manifest, manifest_size) = env.json(&json!({
+            "schemaVersion": 2,
+            "config": descriptor("application/vnd.oci.image.config.v1+json", &config, 36),
+            "layers": [descriptor("application/vnd.oci.image.layer.v1.tar+gzip", &layer, 17)],
+        }));
+        put("manifest:untyped", &manifest, manifest_size);
+        let garbage = env.blob(b"garbage");
+
+        let stats = collect(&env.meta, &env.content, &FakeSnapshots::default()).unwrap();
+        assert_eq!(stats.blobs_removed, 1);
+        assert!(!env.has(&garbage));
+        assert!(chain.all.iter().chain([&manifest, &config, &layer]).all(|d| env.has(d)));
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod digest;
 pub mod events;
 pub mod gc;
 pub mod image;
+pub mod lease;
 pub mod meta;
 pub mod oci_archive;
 pub mod pull;

@@ -18,9 +18,12 @@ use crate::content::{ContentError, ContentStore};
 use crate::daemon::Berthd;
 use crate::digest::Digest;
 use crate::image::{self, Descriptor, Platform};
+use crate::lease::TransferLease;
 use crate::meta::Image;
+use crate::meta::Resource;
 use crate::reference::Reference;
-use crate::snapshot::{SnapshotError, Snapshotter};
+use crate::registry::RegistryError;
+use crate::snapshot::{Kind, SnapshotError, Snapshotter};
 
 /// How many layers download at once (containerd's default is 3).
 const CONCURRENT_DOWNLOADS: usize = 3;
@@ -72,7 +75,7 @@ pub struct Pulled {
 
 pub async fn pull(d: &Arc<Berthd>, reference: &str, platform: &Platform, report: &Reporter) -> anyhow::Result<Pulled> {
     let r = Reference::parse(reference)?;
-    let _gc = d.gc_lock.read().await;
+    let lease = TransferLease::new(d, "pull").await?;
     let name = r.to_string();
     report.resolving(&name);
     let top = d.registry.fetch_manifest(&r).await?;
@@ -84,7 +87,7 @@ pub async fn pull(d: &Arc<Berthd>, reference: &str, platform: &Platform, report:
         annotations: None,
         urls: None,
     };
-    store_blob(&d.content, &top.digest, top.bytes.clone()).await?;
+    store_blob(d, &lease, &top.digest, top.bytes.clone()).await?;
 
     let (manifest_desc, manifest_bytes) = if image::is_index(&top.media_type) {
         let index: image::Index = image::parse(&top.bytes, "index", &top.digest)?;
@@ -93,7 +96,10 @@ pub async fn pull(d: &Arc<Berthd>, reference: &str, platform: &Platform, report:
         if !image::is_manifest(&fetched.media_type) {
             bail!("{}: index entry {} is a {:?}, not an image manifest", r, desc.digest, fetched.media_type);
         }
-        store_blob(&d.content, &fetched.digest, fetched.bytes.clone()).await?;
+        if fetched.bytes.len() as u64 != desc.size {
+            bail!("{r}: manifest {} is {} bytes but the index says {}", desc.digest, fetched.bytes.len(), desc.size);
+        }
+        store_blob(d, &lease, &fetched.digest, fetched.bytes.clone()).await?;
         (desc, fetched.bytes)
     } else if image::is_manifest(&top.media_type) {
         (top_desc.clone(), top.bytes.clone())
@@ -106,7 +112,15 @@ pub async fn pull(d: &Arc<Berthd>, reference: &str, platform: &Platform, report:
     }
 
     // The config first: it is small and says what the layers must unpack to.
-    fetch_blob(d, &r, &manifest.config, report, false).await?;
+    if manifest.config.size > image::MAX_METADATA_BLOB {
+        bail!(
+            "{r}: config {} is {} bytes, more than the {} allowed",
+            manifest.config.digest,
+            manifest.config.size,
+            image::MAX_METADATA_BLOB
+        );
+    }
+    fetch_blob(d, &lease, &r, &manifest.config, report, false).await?;
     let config_bytes = image::read(&d.content, &manifest.config.digest)?;
     let config: image::Config = image::parse(&config_bytes, "image config", &manifest.config.digest)?;
     image::check_layers(&manifest, &config, &manifest_desc.digest)?;
@@ -115,9 +129,9 @@ pub async fn pull(d: &Arc<Berthd>, reference: &str, platform: &Platform, report:
     futures::stream::iter(manifest.layers.iter().map(Ok::<_, anyhow::Error>))
         .try_for_each_concurrent(CONCURRENT_DOWNLOADS, |layer| {
             let fetched_any = &fetched_any;
-            let r = &r;
+            let (r, lease) = (&r, &lease);
             async move {
-                if fetch_blob(d, r, layer, report, true).await? {
+                if fetch_blob(d, lease, r, layer, report, true).await? {
                     fetched_any.fetch_add(1, Ordering::Relaxed);
                 }
                 Ok(())
@@ -125,7 +139,7 @@ pub async fn pull(d: &Arc<Berthd>, reference: &str, platform: &Platform, report:
         })
         .await?;
 
-    let unpacked = unpack(d, &manifest, &config, report).await?;
+    let unpacked = unpack(d, &lease, &manifest, &config, report).await?;
 
     let old = {
         let meta = d.meta.clone();
@@ -150,15 +164,20 @@ pub async fn pull(d: &Arc<Berthd>, reference: &str, platform: &Platform, report:
     Ok(Pulled { image, changed })
 }
 
-/// Stores a small blob already in memory (a manifest or index), verifying its digest.
-async fn store_blob(content: &ContentStore, digest: &Digest, bytes: Vec<u8>) -> anyhow::Result<()> {
-    let content = content.clone();
+/// Stores a small blob already in memory (a manifest or index), verifying its digest. The ingest
+/// ref is this transfer's own, so concurrent pulls of one image never wait on each other here
+/// (the content store accepts a commit of a blob that is already there).
+async fn store_blob(d: &Berthd, lease: &TransferLease, digest: &Digest, bytes: Vec<u8>) -> anyhow::Result<()> {
+    lease.protect_content(digest).await?;
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let reference = format!("pull-{digest}-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
+    let content = d.content.clone();
     let digest = digest.clone();
     tokio::task::spawn_blocking(move || {
         if content.info(&digest)?.is_some() {
             return Ok(());
         }
-        content.write_blob(&format!("pull-{digest}"), &digest, &bytes).with_context(|| format!("storing {digest}"))
+        content.write_blob(&reference, &digest, &bytes).with_context(|| format!("storing {digest}"))
     })
     .await?
 }
@@ -167,6 +186,7 @@ async fn store_blob(content: &ContentStore, digest: &Digest, bytes: Vec<u8>) -> 
 /// earlier attempt. Returns whether anything was downloaded.
 async fn fetch_blob(
     d: &Berthd,
+    lease: &TransferLease,
     r: &Reference,
     desc: &Descriptor,
     report: &Reporter,
@@ -174,9 +194,12 @@ async fn fetch_blob(
 ) -> anyhow::Result<bool> {
     let id = desc.digest.to_string();
     let reference = format!("pull-{}", desc.digest);
+    lease.protect_content(&desc.digest).await?;
     let mut waited = Duration::ZERO;
     let mut writer = loop {
-        if let Some(info) = d.content.info(&desc.digest)? {
+        let content = d.content.clone();
+        let digest = desc.digest.clone();
+        if let Some(info) = tokio::task::spawn_blocking(move || content.info(&digest)).await?? {
             if info.size != desc.size {
                 bail!("blob {} is stored with {} bytes but the manifest says {}", desc.digest, info.size, desc.size);
             }
@@ -185,7 +208,9 @@ async fn fetch_blob(
             }
             return Ok(false);
         }
-        match d.content.writer(&reference, Some(desc.size), Some(&desc.digest)) {
+        // Opening a writer re-hashes a partial download: blocking work.
+        let (content, reference, digest, size) = (d.content.clone(), reference.clone(), desc.digest.clone(), desc.size);
+        match tokio::task::spawn_blocking(move || content.writer(&reference, Some(size), Some(&digest))).await? {
             Ok(w) => break w,
             // Another pull is fetching the same blob: wait for it to land.
             Err(ContentError::Locked(_)) if waited < Duration::from_secs(600) => {
@@ -215,7 +240,17 @@ async fn fetch_blob(
         report.send(&id, "downloading", offset, desc.size);
     }
     let mut sink = Sink(&mut writer);
-    d.registry.fetch_blob(r, &desc.digest, desc.size, offset, &mut sink, &progress).await?;
+    if let Err(e) = d.registry.fetch_blob(r, &desc.digest, desc.size, offset, &mut sink, &progress).await {
+        // What the registry sent is wrong, not cut short: resuming from it cannot succeed.
+        if matches!(e, RegistryError::DigestMismatch { .. } | RegistryError::SizeMismatch { .. }) {
+            drop(writer);
+            let (content, reference) = (d.content.clone(), reference.clone());
+            if let Err(abort) = tokio::task::spawn_blocking(move || content.abort(&reference)).await? {
+                tracing::warn!("discarding the download of {}: {abort}", desc.digest);
+            }
+        }
+        return Err(e.into());
+    }
     let digest = desc.digest.clone();
     let size = desc.size;
     tokio::task::spawn_blocking(move || writer.commit(Some(size), Some(&digest)))
@@ -256,6 +291,7 @@ impl tokio::io::AsyncWrite for Sink<'_> {
 /// the top snapshot so gc keeps it. Returns whether anything was unpacked.
 pub async fn unpack(
     d: &Berthd,
+    lease: &TransferLease,
     manifest: &image::Manifest,
     config: &image::Config,
     report: &Reporter,
@@ -264,8 +300,19 @@ pub async fn unpack(
     let mut any = false;
     for (i, layer) in manifest.layers.iter().enumerate() {
         let chain_id = chain[i].to_string();
-        if d.snapshots.exists(&chain_id)? {
-            continue;
+        lease.protect(Resource::Snapshot(chain_id.clone())).await?;
+        let snapshots = d.snapshots.clone();
+        let key = chain_id.clone();
+        let existing = tokio::task::spawn_blocking(move || match snapshots.stat(&key) {
+            Ok(info) => Ok(Some(info.kind)),
+            Err(SnapshotError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        })
+        .await??;
+        match existing {
+            Some(Kind::Committed) => continue,
+            Some(kind) => bail!("snapshot {chain_id} exists as {kind:?}, not as the committed layer unpacking needs"),
+            None => {}
         }
         any = true;
         let id = layer.digest.to_string();

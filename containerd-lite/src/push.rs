@@ -22,7 +22,9 @@ pub async fn push(
     platform: &Platform,
     report: &Reporter,
 ) -> anyhow::Result<Digest> {
-    let _gc = d.gc_lock.read().await;
+    // The image may be removed while it is pushed: the lease keeps its content.
+    let lease = crate::lease::TransferLease::new(d, "push").await?;
+    lease.protect_content(&image.target.digest).await?;
     report.resolving(&dest.name());
     let target = Descriptor::from(&image.target);
     let content = d.content.clone();

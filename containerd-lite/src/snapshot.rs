@@ -590,10 +590,16 @@ impl Snapshotter {
     }
 }
 
-/// Gc sees snapshots as keys with parents and removes the unreachable ones.
+/// Gc sees every snapshot with its parent, kind and labels, and removes unreachable committed ones.
 impl crate::gc::SnapshotGc for Snapshotter {
-    fn snapshots(&self) -> Result<Vec<(String, Option<String>)>, anyhow::Error> {
-        Ok(self.list()?.into_iter().map(|info| (info.key, info.parent)).collect())
+    fn snapshots(&self) -> Result<Vec<crate::gc::SnapshotNode>, anyhow::Error> {
+        let nodes = self.list()?.into_iter().map(|info| crate::gc::SnapshotNode {
+            committed: info.kind == Kind::Committed,
+            key: info.key,
+            parent: info.parent,
+            labels: info.labels,
+        });
+        Ok(nodes.collect())
     }
 
     fn remove(&self, key: &str) -> Result<(), anyhow::Error> {
@@ -1136,8 +1142,9 @@ mod tests {
         commit_layer(&f.snapshotter, "base", None, |_| {});
         f.snapshotter.view("view", Some("base"), no_labels()).expect("view");
         let gc: &dyn SnapshotGc = &f.snapshotter;
-        let listed = gc.snapshots().expect("snapshots");
-        assert_eq!(listed, [("base".to_owned(), None), ("view".to_owned(), Some("base".to_owned()))]);
+        let listed: Vec<_> =
+            gc.snapshots().expect("snapshots").into_iter().map(|s| (s.key, s.parent, s.committed)).collect();
+        assert_eq!(listed, [("base".to_owned(), None, true), ("view".to_owned(), Some("base".to_owned()), false)]);
         let refused = gc.remove("base").expect_err("base has a child");
         assert!(refused.to_string().contains("\"view\""), "{refused}");
         gc.remove("view").expect("remove view");

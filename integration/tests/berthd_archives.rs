@@ -4,11 +4,12 @@
 
 use berth_integration::engines::berthd::Berthd;
 use berth_integration::engines::docker::Dockerd;
-use berth_integration::engines::process::run_ok;
+use berth_integration::engines::process::{run_ok, try_run, Background};
 use berth_integration::engines::registry::Registry;
 use berth_integration::engines::scratch::Scratch;
 use berth_integration::runtime_bin;
 use serde_json::Value;
+use std::time::{Duration, Instant};
 
 /// The name dockerd knows berth-runtime by.
 const RUNTIME_NAME: &str = "berth";
@@ -83,4 +84,43 @@ fn saved_archive_loads_into_berthd_and_docker_and_docker_save_loads_into_berthd(
     let out = d.berth(&["load", "-i", cut.to_str().expect("utf-8 path")]);
     assert_ne!(out.code, 0, "a truncated archive loaded: {out}");
     assert!(images(&d).is_empty(), "a failed load named an image");
+}
+
+#[test]
+fn a_stalled_load_blocks_neither_rmi_nor_shutdown() {
+    let registry = Registry::start();
+    registry.push_busybox();
+    let name = format!("{}/busybox:latest", registry.host());
+    let mut b = Berthd::start();
+    b.ok(&["pull", "-q", &name]);
+    let copy = format!("{}/copy:1", registry.host());
+    b.ok(&["tag", &name, &copy]);
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let archive = scratch.path().join("busybox.tar");
+    b.ok(&["save", "-o", archive.to_str().expect("utf-8 path"), &name]);
+    let bytes = std::fs::read(&archive).expect("reading the archive");
+
+    // A load whose client sends half the archive and then stalls, its input held open.
+    let fifo = scratch.path().join("stalled");
+    run_ok(std::process::Command::new("mkfifo").arg(&fifo));
+    let load = Background::spawn(&mut b.berth_cmd(&["load", "-i", fifo.to_str().expect("utf-8 path")]));
+    let mut writer = std::fs::OpenOptions::new().write(true).open(&fifo).expect("opening the fifo");
+    std::io::Write::write_all(&mut writer, &bytes[..bytes.len() / 2]).expect("writing half the archive");
+
+    // Garbage collection (rmi runs it) does not wait for the stalled client.
+    let started = Instant::now();
+    let out = try_run(&mut b.berth_cmd(&["rmi", &copy]), Duration::from_secs(30))
+        .unwrap_or_else(|e| panic!("rmi during a stalled load: {e}"));
+    assert_eq!(out.code, 0, "rmi during a stalled load: {out}");
+    assert!(started.elapsed() < Duration::from_secs(20), "rmi took {:?}", started.elapsed());
+
+    // Nor does SIGTERM: the daemon exits and removes its socket (Daemon::stop would SIGKILL it
+    // after 30 s; it must not come to that).
+    let started = Instant::now();
+    b.stop();
+    assert!(started.elapsed() < Duration::from_secs(20), "berthd took {:?} to stop", started.elapsed());
+    assert!(!b.socket().exists(), "the socket outlived the daemon");
+    drop(writer);
+    let out = load.wait();
+    assert_ne!(out.code, 0, "the cut-off load succeeded: {out}");
 }

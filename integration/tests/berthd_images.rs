@@ -726,3 +726,18 @@ fn a_full_disk_fails_the_pull_with_a_clear_error_and_names_nothing() {
     assert_no_image(&b, "a pull that ran out of space");
     b.stop();
 }
+
+#[test]
+fn concurrent_pulls_of_one_image_all_succeed() {
+    let registry = Registry::start();
+    registry.push_busybox();
+    let name = format!("{}/busybox:latest", registry.host());
+    let b = Berthd::start();
+    let pulls: Vec<Background> = (0..6).map(|_| Background::spawn(&mut b.berth_cmd(&["pull", "-q", &name]))).collect();
+    for pull in pulls {
+        let out = pull.wait();
+        assert_eq!(out.code, 0, "one of 6 concurrent pulls failed: {out}");
+    }
+    assert_eq!(images(&b).len(), 1, "images after concurrent pulls");
+    assert_eq!(snapshot_entries(&b).len(), 1, "one layer, one snapshot: {:?}", snapshot_entries(&b));
+}

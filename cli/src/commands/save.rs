@@ -1,12 +1,15 @@
-//! `berth save`: Transfer.Export's chunks into a file (written as FILE.tmp, renamed when
-//! complete, removed on failure or Ctrl-C) or into stdout when that is not a terminal.
+//! `berth save`: Transfer.Export's chunks into a file (written to a fresh temp file beside it,
+//! renamed when complete, removed on failure or Ctrl-C) or into stdout when that is not a terminal.
 
-use std::fs::{self, File};
+use std::ffi::OsString;
+use std::fs::Permissions;
 use std::io::{self, BufWriter, IsTerminal, Write};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
 use berth_proto::images::{Chunk, ExportRequest};
+use tempfile::NamedTempFile;
 use ttrpc::r#async::ClientStreamReceiver;
 
 use crate::daemon::{ctx, Berthd};
@@ -71,33 +74,49 @@ pub async fn run(berthd: &Berthd, args: &SaveArgs) -> Result<()> {
 }
 
 async fn save_to_file(berthd: &Berthd, request: &ExportRequest, path: &Path) -> Result<()> {
-    let partial = partial_path(path);
-    let file = File::create(&partial).with_context(|| format!("creating {}", partial.display()))?;
-    let result = tokio::select! {
-        result = write_archive(berthd, request, file, &partial, path) => result,
+    // Dropping `partial` (on error, or when Ctrl-C cancels the write) removes it.
+    let mut partial = partial_file(path)?;
+    tokio::select! {
+        result = write_archive(berthd, request, &mut partial) => result,
         () = interrupted() => Err(anyhow!("interrupted")),
-    };
-    if result.is_err() {
-        // Best effort: the error that brought us here is the one to report.
-        let _ = fs::remove_file(&partial);
-    }
-    result
+    }?;
+    let shown = partial.path().display().to_string();
+    partial.persist(path).with_context(|| format!("renaming {shown} to {}", path.display()))?;
+    Ok(())
 }
 
-async fn write_archive(
-    berthd: &Berthd,
-    request: &ExportRequest,
-    file: File,
-    partial: &Path,
-    path: &Path,
-) -> Result<()> {
+/// A new, exclusively created temp file beside `path` (so the rename stays on one filesystem),
+/// named `.FILE.XXXXXX.tmp`: whatever the user already has there is never opened or removed.
+fn partial_file(path: &Path) -> Result<NamedTempFile> {
+    let dir = parent_dir(path);
+    let mut prefix = OsString::from(".");
+    prefix.push(path.file_name().unwrap_or_else(|| "berth-save".as_ref()));
+    prefix.push(".");
+    tempfile::Builder::new()
+        .prefix(&prefix)
+        .suffix(".tmp")
+        // As File::create would: 0666 less the umask, not tempfile's 0600.
+        .permissions(Permissions::from_mode(0o666))
+        .tempfile_in(dir)
+        .with_context(|| format!("creating a temporary file in {}", dir.display()))
+}
+
+/// The directory `path` is in; `.` for a bare name.
+fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    }
+}
+
+/// Writes the export stream into `partial` and syncs it.
+async fn write_archive(berthd: &Berthd, request: &ExportRequest, partial: &mut NamedTempFile) -> Result<()> {
+    let shown = partial.path().display().to_string();
     let mut stream = berthd.transfer().export(ctx(), request).await?;
-    let mut writer = BufWriter::new(file);
-    copy_chunks(&mut stream, &mut writer).await.with_context(|| format!("writing {}", partial.display()))?;
-    let file =
-        writer.into_inner().map_err(|e| e.into_error()).with_context(|| format!("writing {}", partial.display()))?;
-    file.sync_all().with_context(|| format!("syncing {}", partial.display()))?;
-    fs::rename(partial, path).with_context(|| format!("renaming {} to {}", partial.display(), path.display()))?;
+    let mut writer = BufWriter::new(partial.as_file_mut());
+    copy_chunks(&mut stream, &mut writer).await.with_context(|| format!("writing {shown}"))?;
+    let file = writer.into_inner().map_err(|e| e.into_error()).with_context(|| format!("writing {shown}"))?;
+    file.sync_all().with_context(|| format!("syncing {shown}"))?;
     Ok(())
 }
 
@@ -116,20 +135,34 @@ async fn interrupted() {
     }
 }
 
-/// `FILE.tmp`, beside FILE so the rename stays on one filesystem.
-fn partial_path(path: &Path) -> PathBuf {
-    let mut partial = path.as_os_str().to_owned();
-    partial.push(".tmp");
-    PathBuf::from(partial)
-}
-
 #[cfg(test)]
 mod tests {
+    use std::fs;
+
     use super::*;
 
     #[test]
-    fn partial_archive_sits_beside_the_target() {
-        assert_eq!(partial_path(Path::new("/tmp/busybox.tar")), PathBuf::from("/tmp/busybox.tar.tmp"));
-        assert_eq!(partial_path(Path::new("out")), PathBuf::from("out.tmp"));
+    fn partial_archive_is_a_new_file_beside_the_target_and_leaves_user_files_alone() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let target = dir.path().join("busybox.tar");
+        let users = dir.path().join("busybox.tar.tmp");
+        fs::write(&users, b"mine").expect("write the user's file");
+
+        let partial = partial_file(&target).expect("partial file");
+        assert_eq!(partial.path().parent(), Some(dir.path()));
+        let name = partial.path().file_name().expect("name").to_string_lossy().into_owned();
+        assert!(name.starts_with(".busybox.tar.") && name.ends_with(".tmp"), "{name}");
+        drop(partial);
+
+        assert_eq!(fs::read(&users).expect("read the user's file"), b"mine");
+        let left: Vec<_> = fs::read_dir(dir.path()).expect("read_dir").map(|e| e.expect("entry").path()).collect();
+        assert_eq!(left, [users], "a dropped partial file is removed");
+    }
+
+    #[test]
+    fn partial_archive_of_a_bare_name_goes_in_the_current_directory() {
+        assert_eq!(parent_dir(Path::new("out.tar")), Path::new("."));
+        assert_eq!(parent_dir(Path::new("/out.tar")), Path::new("/"));
+        assert_eq!(parent_dir(Path::new("a/b/out.tar")), Path::new("a/b"));
     }
 }

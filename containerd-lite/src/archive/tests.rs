@@ -572,3 +572,61 @@ fn pax_time_parses_fractions_and_negative_times() {
     assert_eq!(pax_time(b"1.x"), None);
     assert_eq!(pax_time(b""), None);
 }
+
+/// A NUL-terminated octal tar number field.
+fn octal<const N: usize>(value: u64) -> [u8; N] {
+    let text = format!("{value:0width$o}\0", width = N - 1);
+    text.as_bytes().try_into().expect("octal value fits its field")
+}
+
+#[test]
+fn gnu_sparse_entries_are_refused_before_anything_is_written() {
+    // One 512-byte data block at the end of a 512 MiB hole: the tar crate would write it all out.
+    let real_size = 512 << 20;
+    let mut header = Header::new_gnu();
+    header.set_path("sparse").expect("sparse name");
+    header.set_mode(0o644);
+    header.set_uid(0);
+    header.set_gid(0);
+    header.set_mtime(MTIME);
+    header.set_size(512);
+    let gnu = header.as_gnu_mut().expect("GNU header");
+    gnu.typeflag = [b'S'];
+    gnu.sparse[0].offset = octal(real_size - 512);
+    gnu.sparse[0].numbytes = octal(512);
+    gnu.realsize = octal(real_size);
+    header.set_cksum();
+    let mut layer = Layer::new();
+    layer.builder.append(&header, &[7u8; 512][..]).expect("append to an in-memory tar");
+    let raw = layer.finish();
+
+    let fx = Fixture::new();
+    assert_refused(&fx, &raw, "layer entry \"sparse\": sparse files are not supported");
+    assert!(names(&fx.dest).is_empty(), "sparse entry left {:?}", names(&fx.dest));
+}
+
+#[test]
+fn pax_sparse_entries_are_refused_before_anything_is_written() {
+    for records in [
+        // Format 1.0: the map sits at the start of the data, the name is a stand-in.
+        &[("GNU.sparse.major", &b"1"[..]), ("GNU.sparse.minor", b"0"), ("GNU.sparse.realsize", b"536870912")][..],
+        // Format 0.0: the map is in the PAX records.
+        &[("GNU.sparse.size", &b"536870912"[..]), ("GNU.sparse.numblocks", b"1")][..],
+    ] {
+        let raw = Layer::new().pax(records).file("dir/sparse", b"1\n0\n1\n").finish();
+        let fx = Fixture::new();
+        assert_refused(&fx, &raw, "layer entry \"dir/sparse\": sparse files are not supported");
+        assert!(names(&fx.dest).is_empty(), "sparse entry left {:?}", names(&fx.dest));
+    }
+}
+
+#[test]
+fn layers_with_too_many_entries_are_refused() {
+    let raw = Layer::new().dir("a/", 0o755).file("a/b", b"").file("c", b"").finish();
+    let fx = Fixture::new();
+    apply_layer_limited(&raw[..], Compression::None, &fx.dest, 3).expect("three entries within a limit of three");
+    let fx = Fixture::new();
+    let err = apply_layer_limited(&raw[..], Compression::None, &fx.dest, 2).expect_err("three entries over two");
+    assert!(matches!(err, ArchiveError::TooManyEntries { limit: 2 }), "{err}");
+    assert_eq!(err.to_string(), "layer has more than 2 entries");
+}

@@ -76,7 +76,11 @@ impl berth_proto::content_ttrpc::Content for ContentService {
 
     async fn update(&self, _: &TtrpcContext, req: UpdateContentRequest) -> ttrpc::Result<InfoResponse> {
         let d = self.0.clone();
+        // Checking the blob and labelling it happen with no gc in between.
+        let _gc = d.gc_lock.read().await;
+        let d2 = d.clone();
         blocking(move || {
+            let d = d2;
             let dg = digest(&req.digest)?;
             info(&d, &dg)?;
             d.meta.set_content_labels(&dg, &req.labels.into_iter().collect()).map_err(internal)?;
@@ -178,7 +182,6 @@ impl berth_proto::content_ttrpc::Content for ContentService {
         mut stream: ServerStream<WriteContentResponse, WriteContentRequest>,
     ) -> ttrpc::Result<()> {
         let d = self.0.clone();
-        let _gc = d.gc_lock.read().await;
         let Some(first) = stream.recv().await? else { return Ok(()) };
         if first.ref_.is_empty() {
             return Err(invalid("write: the first message must name a ref"));
@@ -189,6 +192,7 @@ impl berth_proto::content_ttrpc::Content for ContentService {
             let (d, r, e) = (d.clone(), first.ref_.clone(), expected.clone());
             blocking(move || d.content.writer(&r, total, e.as_ref()).map_err(content_error)).await?
         };
+        let first_labels = first.labels.clone();
         let mut msg = Some(first);
         while let Some(req) = msg.take() {
             let action = req.action.enum_value().map_err(|v| invalid(format!("unknown write action {v}")))?;
@@ -196,13 +200,22 @@ impl berth_proto::content_ttrpc::Content for ContentService {
                 WriteAction::STAT => {}
                 WriteAction::WRITE | WriteAction::COMMIT => {
                     if !req.data.is_empty() {
-                        if req.offset as u64 != writer.offset() {
-                            return Err(invalid(format!(
-                                "write of {:?} at offset {} but the ingest is at {}",
-                                req.ref_,
-                                req.offset,
-                                writer.offset()
-                            )));
+                        let offset = u64::try_from(req.offset).map_err(|_| {
+                            invalid(format!("write of {:?} at negative offset {}", req.ref_, req.offset))
+                        })?;
+                        // As containerd: a write from 0 into a resumed ingest starts it over.
+                        if offset == 0 && writer.offset() > 0 {
+                            writer.truncate(0).map_err(content_error)?;
+                        }
+                        if offset != writer.offset() {
+                            return Err(super::status(
+                                ttrpc::Code::OUT_OF_RANGE,
+                                format!(
+                                    "write of {:?} at offset {offset} but the ingest is at {}",
+                                    req.ref_,
+                                    writer.offset()
+                                ),
+                            ));
                         }
                         writer.write_all(&req.data).map_err(internal)?;
                     }
@@ -211,7 +224,19 @@ impl berth_proto::content_ttrpc::Content for ContentService {
             if action == WriteAction::COMMIT {
                 let size = u64::try_from(req.total).ok().filter(|t| *t > 0).or(total);
                 let want = if req.expected.is_empty() { expected.clone() } else { Some(digest(&req.expected)?) };
-                let committed = blocking(move || writer.commit(size, want.as_ref()).map_err(content_error)).await?;
+                // The commit and its labels (a gc.root, say) land together, never split by a gc.
+                let labels: std::collections::BTreeMap<String, String> =
+                    first_labels.clone().into_iter().chain(req.labels.clone()).collect();
+                let _gc = d.gc_lock.read().await;
+                let meta = d.meta.clone();
+                let committed = blocking(move || {
+                    let digest = writer.commit(size, want.as_ref()).map_err(content_error)?;
+                    if !labels.is_empty() {
+                        meta.set_content_labels(&digest, &labels).map_err(internal)?;
+                    }
+                    Ok(digest)
+                })
+                .await?;
                 stream
                     .send(&WriteContentResponse {
                         action: WriteAction::COMMIT.into(),

@@ -153,6 +153,8 @@ impl ImagesService {
         let d = self.0.clone();
         let pb = req.image.into_option().ok_or_else(|| invalid("no image in the request"))?;
         let image = from_pb(&pb)?;
+        // Checking the target and naming it happen with no gc in between.
+        let _gc = d.gc_lock.read().await;
         let existed = {
             let d = d.clone();
             blocking(move || {

@@ -13,7 +13,8 @@ use super::images::{normalize, to_pb};
 use super::{blocking, internal, invalid, not_found};
 use crate::daemon::Berthd;
 use crate::image::{self, Descriptor, Platform};
-use crate::meta::Image;
+use crate::lease::TransferLease;
+use crate::meta::{Image, Resource};
 use crate::oci_archive::{self, Format, InvalidArchive};
 use crate::pull::{self, Reporter};
 
@@ -34,8 +35,9 @@ pub async fn export(d: Arc<Berthd>, req: ExportRequest, stream: ServerStreamSend
     }
     let names = req.names.iter().map(|n| normalize(n)).collect::<ttrpc::Result<Vec<_>>>()?;
 
-    // Held until the last blob is read: gc must not sweep what is being exported.
-    let _gc = d.gc_lock.read().await;
+    // The images may be removed while they are exported: the lease keeps their content. (No
+    // lock is held while the client reads.)
+    let lease = TransferLease::new(&d, "export").await.map_err(internal)?;
     let images = {
         let d = d.clone();
         blocking(move || {
@@ -49,6 +51,9 @@ pub async fn export(d: Arc<Berthd>, req: ExportRequest, stream: ServerStreamSend
         })
         .await?
     };
+    for (_, target) in &images {
+        lease.protect_content(&target.digest).await.map_err(internal)?;
+    }
 
     let (tx, mut rx) = mpsc::channel(CHUNKS_IN_FLIGHT);
     let content = d.content.clone();
@@ -72,12 +77,25 @@ pub async fn export(d: Arc<Berthd>, req: ExportRequest, stream: ServerStreamSend
 /// Reads an archive from the stream, stores its blobs, unpacks and names its images. The names
 /// are stored last, once every image unpacked: a failed load names nothing.
 pub async fn import(d: Arc<Berthd>, mut stream: ServerStreamReceiver<Chunk>) -> ttrpc::Result<ImportResponse> {
-    // Held until the images are named: gc must not sweep blobs nothing references yet.
-    let _gc = d.gc_lock.read().await;
-
+    // The archive is spooled to a file under the root first, without any lock: a slow or stalled
+    // client must not hold up garbage collection (and the removals that wait for it).
+    let spool_dir = d.cfg.root.join("tmp");
+    let spool = {
+        let dir = spool_dir.clone();
+        blocking(move || {
+            std::fs::create_dir_all(&dir).map_err(|e| internal(anyhow::anyhow!("creating {}: {e}", dir.display())))?;
+            tempfile::tempfile_in(&dir)
+                .map_err(|e| internal(anyhow::anyhow!("creating a spool file in {}: {e}", dir.display())))
+        })
+        .await?
+    };
     let (tx, rx) = mpsc::channel(CHUNKS_IN_FLIGHT);
-    let content = d.content.clone();
-    let reader = tokio::task::spawn_blocking(move || oci_archive::import(&content, ChunkReader::new(rx)));
+    let copier = tokio::task::spawn_blocking(move || -> io::Result<std::fs::File> {
+        let mut spool = spool;
+        io::copy(&mut ChunkReader::new(rx), &mut spool)?;
+        io::Seek::rewind(&mut spool)?;
+        Ok(spool)
+    });
     loop {
         let next = match stream.recv().await {
             Ok(Some(chunk)) => Ok(chunk.data),
@@ -92,8 +110,28 @@ pub async fn import(d: Arc<Berthd>, mut stream: ServerStreamReceiver<Chunk>) -> 
         }
     }
     drop(tx);
-    let imported =
-        reader.await.map_err(|e| internal(anyhow::anyhow!("import task failed: {e}")))?.map_err(archive_error)?;
+    let spool = copier
+        .await
+        .map_err(|e| internal(anyhow::anyhow!("spool task failed: {e}")))?
+        .map_err(|e| archive_error(anyhow::Error::new(e).context("receiving the archive")))?;
+
+    // Blobs go in under the gc lock (local disk work only) and the lease takes the images'
+    // targets before it is released, so gc cannot sweep what is not named yet.
+    let lease = Arc::new(TransferLease::new(&d, "load").await.map_err(internal)?);
+    let imported = {
+        let _gc = d.gc_lock.read().await;
+        let (content, lease) = (d.content.clone(), lease.clone());
+        tokio::task::spawn_blocking(move || {
+            let imported = oci_archive::import(&content, io::BufReader::new(spool))?;
+            for (_, target) in &imported {
+                lease.protect_held(Resource::Content(target.digest.clone()))?;
+            }
+            Ok::<_, anyhow::Error>(imported)
+        })
+        .await
+        .map_err(|e| internal(anyhow::anyhow!("import task failed: {e}")))?
+        .map_err(archive_error)?
+    };
 
     let mut unpacked = std::collections::HashSet::new();
     for (name, target) in &imported {
@@ -104,7 +142,7 @@ pub async fn import(d: Arc<Berthd>, mut stream: ServerStreamReceiver<Chunk>) -> 
             let (content, target) = (d.content.clone(), target.clone());
             blocking(move || image::resolve(&content, &target, &Platform::host()).map_err(archive_error)).await?
         };
-        pull::unpack(&d, &resolved.manifest, &resolved.config, &Reporter::none())
+        pull::unpack(&d, &lease, &resolved.manifest, &resolved.config, &Reporter::none())
             .await
             .map_err(|e| archive_error(e.context(format!("image {name}"))))?;
     }
