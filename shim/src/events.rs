@@ -222,4 +222,45 @@ mod tests {
         check::<containerd_shim_protos::shim::oci::ProcessDetails>();
         check::<containerd_shim_protos::cgroups::metrics::Metrics>();
     }
+
+    /// Without TTRPC_ADDRESS the shim publishes through `<publish-binary> publish`, as containerd's
+    /// shims do; the real `containerd publish` delivers the event to a real containerd, whose
+    /// `ctr events` shows it.
+    #[test]
+    fn publish_binary_delivers_events_to_containerd() {
+        use berth_integration::engines::containerd::Containerd;
+        use berth_integration::engines::process::Background;
+        berth_integration::require_root();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let containerd = Containerd::start(&dir.path().join("containerd"));
+        let seen = dir.path().join("events.txt");
+        let ctr = containerd.ctr("berthtest");
+        let mut events = std::process::Command::new("sh");
+        events
+            .arg("-c")
+            .arg(format!("exec \"$@\" events > '{}'", seen.display()))
+            .arg("sh")
+            .arg(ctr.get_program())
+            .args(ctr.get_args());
+        let _events = Background::spawn(&mut events);
+        let sink = Sink::Binary {
+            binary: "/usr/bin/containerd".into(),
+            address: containerd.socket().display().to_string(),
+        };
+        let publisher = Publisher::start("berthtest", sink, None).expect("starting the publisher");
+        // `ctr events` subscribes asynchronously: publish until it shows one.
+        for attempt in 0..20 {
+            let mut oom = task::TaskOOM::new();
+            oom.container_id = format!("publish-binary-{attempt}");
+            publisher.publish("/tasks/oom", &oom);
+            publisher.flush(Duration::from_secs(20));
+            std::thread::sleep(Duration::from_millis(500));
+            let text = std::fs::read_to_string(&seen).unwrap_or_default();
+            if text.lines().any(|l| l.contains("/tasks/oom") && l.contains("publish-binary-")) {
+                assert!(text.contains("berthtest"), "event in the wrong namespace: {text}");
+                return;
+            }
+        }
+        panic!("containerd never showed the event: {}", std::fs::read_to_string(&seen).unwrap_or_default());
+    }
 }
