@@ -243,10 +243,8 @@ mod tests {
             .arg(ctr.get_program())
             .args(ctr.get_args());
         let _events = Background::spawn(&mut events);
-        let sink = Sink::Binary {
-            binary: "/usr/bin/containerd".into(),
-            address: containerd.socket().display().to_string(),
-        };
+        let sink =
+            Sink::Binary { binary: "/usr/bin/containerd".into(), address: containerd.socket().display().to_string() };
         let publisher = Publisher::start("berthtest", sink, None).expect("starting the publisher");
         // `ctr events` subscribes asynchronously: publish until it shows one.
         for attempt in 0..20 {
