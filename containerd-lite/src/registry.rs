@@ -151,6 +151,25 @@ struct Inner {
     auths: HashMap<String, RegistryAuth>,
     /// One oci-client per registry: the transport is per registry, and each keeps its tokens.
     clients: Mutex<HashMap<String, oci_client::Client>>,
+    /// Plain HTTP clients per registry, for the bounded manifest GET.
+    http: Mutex<HashMap<String, reqwest::Client>>,
+}
+
+enum ReadLimited {
+    TooLarge,
+    Http(reqwest::Error),
+}
+
+/// Reads a response body, failing as soon as it exceeds `limit` bytes.
+async fn read_limited(response: &mut reqwest::Response, limit: usize) -> Result<Vec<u8>, ReadLimited> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(ReadLimited::Http)? {
+        if body.len() + chunk.len() > limit {
+            return Err(ReadLimited::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 /// What a request was about, to name it in errors.
@@ -170,7 +189,12 @@ impl RegistryClient {
             Some(path) => load_auths(&path)?,
             None => HashMap::new(),
         };
-        let inner = Inner { insecure: opts.insecure, auths, clients: Mutex::new(HashMap::new()) };
+        let inner = Inner {
+            insecure: opts.insecure,
+            auths,
+            clients: Mutex::new(HashMap::new()),
+            http: Mutex::new(HashMap::new()),
+        };
         Ok(RegistryClient { inner: Arc::new(inner) })
     }
 
@@ -178,16 +202,9 @@ impl RegistryClient {
     /// media type. The bytes are verified against the reference's digest, else against the
     /// registry's `Docker-Content-Digest`. Manifests over [`MAX_MANIFEST_SIZE`] are refused.
     pub async fn fetch_manifest(&self, r: &Reference) -> Result<Fetched, RegistryError> {
-        let (client, oref, auth) = self.session(r).await?;
-        let (body, served_digest) = client
-            .pull_manifest_raw(&oref, &auth, &MANIFEST_MEDIA_TYPES)
-            .await
-            .map_err(|e| classify(e, r, Target::Manifest))?;
-        if body.len() > MAX_MANIFEST_SIZE {
-            return Err(RegistryError::TooLarge { what: format!("manifest {r}"), limit: MAX_MANIFEST_SIZE as u64 });
-        }
-        // oci-client checked both digests already; checking again with ours also covers a
-        // header digest in an algorithm berth does not store (then the content is named by sha256).
+        let (body, served_digest) = self.get_manifest(r).await?;
+        // A header digest in an algorithm berth does not store names nothing: the content is then
+        // named by its sha256.
         let expected = match (&r.digest, served_digest.parse::<Digest>()) {
             (Some(d), _) => d.clone(),
             (None, Ok(d)) => d,
@@ -341,6 +358,84 @@ impl RegistryClient {
     }
 
     /// The oci-client for `r`'s registry with `r`'s credentials registered, and `r` in its form.
+    /// GET of a manifest, read at most [`MAX_MANIFEST_SIZE`] bytes: oci-client's own manifest
+    /// pull reads any body whole, so a hostile registry could make the daemon allocate without
+    /// bound. oci-client still does the authentication (its bearer token flow); the request is
+    /// ours. Returns the body and the `Docker-Content-Digest` header (empty if none).
+    async fn get_manifest(&self, r: &Reference) -> Result<(Vec<u8>, String), RegistryError> {
+        let (client, oref, auth) = self.session(r).await?;
+        let token = client
+            .auth(&oref, &auth, oci_client::RegistryOperation::Pull)
+            .await
+            .map_err(|e| classify(e, r, Target::Manifest))?;
+        let scheme = match transport_for(&r.registry, &self.inner.insecure) {
+            Transport::Https => "https",
+            Transport::Http => "http",
+        };
+        let tag_or_digest = match (&r.digest, &r.tag) {
+            (Some(d), _) => d.to_string(),
+            (None, Some(t)) => t.clone(),
+            (None, None) => "latest".to_string(),
+        };
+        let url = format!("{scheme}://{}/v2/{}/manifests/{tag_or_digest}", oref.resolve_registry(), r.repository);
+        let mut request =
+            self.http_for(&r.registry)?.get(&url).header(reqwest::header::ACCEPT, MANIFEST_MEDIA_TYPES.join(", "));
+        request = match (token, &auth) {
+            (Some(token), _) => request.bearer_auth(token),
+            (None, RegistryAuth::Basic(user, password)) => request.basic_auth(user, Some(password)),
+            (None, _) => request,
+        };
+        let unreachable =
+            |e: reqwest::Error| RegistryError::Unreachable { registry: r.registry.clone(), reason: chain(&e) };
+        let mut response = request.send().await.map_err(unreachable)?;
+        let status = response.status().as_u16();
+        match status {
+            200 => {}
+            401 | 403 => return Err(RegistryError::Unauthorized { registry: r.registry.clone() }),
+            404 => return Err(RegistryError::ManifestUnknown { reference: r.to_string() }),
+            code => {
+                let detail = read_limited(&mut response, 4096).await.unwrap_or_default();
+                let detail = String::from_utf8_lossy(&detail).split_whitespace().collect::<Vec<_>>().join(" ");
+                return Err(RegistryError::Protocol(format!("{}: manifest {r}: HTTP {code}: {detail}", r.registry)));
+            }
+        }
+        let too_large = || RegistryError::TooLarge { what: format!("manifest {r}"), limit: MAX_MANIFEST_SIZE as u64 };
+        if response.content_length().is_some_and(|n| n > MAX_MANIFEST_SIZE as u64) {
+            return Err(too_large());
+        }
+        let digest = response
+            .headers()
+            .get("Docker-Content-Digest")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        let body = read_limited(&mut response, MAX_MANIFEST_SIZE).await.map_err(|e| match e {
+            ReadLimited::TooLarge => too_large(),
+            ReadLimited::Http(e) => RegistryError::Unreachable {
+                registry: r.registry.clone(),
+                reason: format!("reading manifest {r}: {}", chain(&e)),
+            },
+        })?;
+        Ok((body, digest))
+    }
+
+    /// A plain HTTP client for `registry`, with the transport's timeouts (shared with
+    /// oci-client's TLS stack: the same reqwest and rustls).
+    fn http_for(&self, registry: &str) -> Result<reqwest::Client, RegistryError> {
+        let mut clients = lock(&self.inner.http);
+        if let Some(c) = clients.get(registry) {
+            return Ok(c.clone());
+        }
+        let client = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .read_timeout(READ_TIMEOUT)
+            .user_agent(USER_AGENT)
+            .build()
+            .map_err(|e| RegistryError::Protocol(format!("setting up the HTTP client for {registry}: {e}")))?;
+        clients.insert(registry.to_string(), client.clone());
+        Ok(client)
+    }
+
     async fn session(
         &self,
         r: &Reference,

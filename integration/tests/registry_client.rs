@@ -340,3 +340,67 @@ fn non_loopback_ip() -> Option<std::net::Ipv4Addr> {
         _ => None,
     }
 }
+
+/// A hostile "registry" on 127.0.0.1 that answers `/v2/` and then serves every manifest request
+/// an endless body (with a huge Content-Length if `declare`, else none, closing to end it).
+/// Returns its host:port and how many body bytes it managed to send.
+fn endless_manifest_server(declare: bool) -> (String, std::sync::Arc<AtomicU64>) {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binding");
+    let host = listener.local_addr().expect("local_addr").to_string();
+    let sent = std::sync::Arc::new(AtomicU64::new(0));
+    let counter = sent.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            let counter = counter.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(conn.try_clone().expect("clone"));
+                let mut request_line = String::new();
+                if reader.read_line(&mut request_line).is_err() {
+                    return;
+                }
+                let mut line = String::new();
+                while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                    line.clear();
+                }
+                let mut conn = conn;
+                if !request_line.contains("/manifests/") {
+                    let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}");
+                    return;
+                }
+                let head = if declare {
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/vnd.oci.image.manifest.v1+json\r\nContent-Length: 1073741824\r\n\r\n"
+                } else {
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/vnd.oci.image.manifest.v1+json\r\nConnection: close\r\n\r\n"
+                };
+                if conn.write_all(head.as_bytes()).is_err() {
+                    return;
+                }
+                let chunk = vec![b' '; 64 << 10];
+                // At most 1 GiB, so a client that never stops reading still ends the test.
+                for _ in 0..(1 << 14) {
+                    if conn.write_all(&chunk).is_err() {
+                        return;
+                    }
+                    counter.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                }
+            });
+        }
+    });
+    (host, sent)
+}
+
+#[tokio::test]
+async fn an_endless_manifest_is_refused_after_the_size_limit() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let client = anonymous_client(&dir);
+    for declare in [true, false] {
+        let (host, sent) = endless_manifest_server(declare);
+        let got = client.fetch_manifest(&reference(&format!("{host}/hostile:latest"))).await;
+        assert!(matches!(got, Err(RegistryError::TooLarge { .. })), "declare={declare}: {got:?}");
+        // The client stopped reading near the 4 MiB limit (socket buffers let the server get
+        // somewhat further), far from the 1 GiB it offered.
+        let sent = sent.load(Ordering::Relaxed);
+        assert!(sent < 64 << 20, "declare={declare}: the server sent {sent} bytes before the client gave up");
+    }
+}
