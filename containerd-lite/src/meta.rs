@@ -219,23 +219,33 @@ impl Metadata {
 
     /// Creates or updates `image.name`: keeps the stored `created`, sets `updated` to now.
     /// Returns the image as stored.
-    pub fn put_image(&self, mut image: Image) -> Result<Image, MetaError> {
-        if image.name.is_empty() {
-            return Err(MetaError::InvalidName(image.name));
+    pub fn put_image(&self, image: Image) -> Result<Image, MetaError> {
+        let mut stored = self.put_images(vec![image])?;
+        stored.pop().map(|(_, image)| image).ok_or_else(|| MetaError::InvalidName(String::new()))
+    }
+
+    /// [`Metadata::put_image`] for several images in one transaction: all are stored or none.
+    /// Returns each as stored, with whether its name existed before.
+    pub fn put_images(&self, images: Vec<Image>) -> Result<Vec<(bool, Image)>, MetaError> {
+        if let Some(bad) = images.iter().find(|i| i.name.is_empty()) {
+            return Err(MetaError::InvalidName(bad.name.clone()));
         }
-        let name = image.name.clone();
+        let names: Vec<&str> = images.iter().map(|i| i.name.as_str()).collect();
+        let what = format!("put images {names:?}");
         self.write(
-            || format!("put image {name:?}"),
+            || what.clone(),
             |txn| {
                 let mut table = txn.open_table(IMAGES)?;
                 let now = SystemTime::now();
-                image.created = match get::<Image>(&table, "images", &image.name)? {
-                    Some(existing) => existing.created,
-                    None => now,
-                };
-                image.updated = now;
-                table.insert(image.name.as_str(), encode(&image, || image.name.clone())?.as_slice())?;
-                Ok(image)
+                let mut stored = Vec::with_capacity(images.len());
+                for mut image in images {
+                    let existing = get::<Image>(&table, "images", &image.name)?;
+                    image.created = existing.as_ref().map_or(now, |e| e.created);
+                    image.updated = now;
+                    table.insert(image.name.as_str(), encode(&image, || image.name.clone())?.as_slice())?;
+                    stored.push((existing.is_some(), image));
+                }
+                Ok(stored)
             },
         )
     }
@@ -587,5 +597,19 @@ mod tests {
         let again = Metadata::from_db(meta.db()).unwrap();
         again.put_image(Image::new("img", target(b"t"))).unwrap();
         assert!(meta.image("img").unwrap().is_some());
+    }
+
+    #[test]
+    fn put_images_stores_all_or_none() {
+        let tmp = tempfile::tempdir().unwrap();
+        let meta = Metadata::open(&tmp.path().join("metadata.redb")).unwrap();
+        meta.put_image(Image::new("a", target(b"a"))).unwrap();
+        let err = meta.put_images(vec![Image::new("b", target(b"b")), Image::new("", target(b"c"))]);
+        assert!(err.is_err());
+        assert!(meta.image("b").unwrap().is_none(), "a failed batch stored part of itself");
+        let stored = meta.put_images(vec![Image::new("a", target(b"a2")), Image::new("b", target(b"b"))]).unwrap();
+        let existed: Vec<bool> = stored.iter().map(|(e, _)| *e).collect();
+        assert_eq!(existed, [true, false]);
+        assert_eq!(meta.images().unwrap().len(), 2);
     }
 }

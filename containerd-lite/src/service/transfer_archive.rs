@@ -147,16 +147,12 @@ pub async fn import(d: Arc<Berthd>, mut stream: ServerStreamReceiver<Chunk>) -> 
             .map_err(|e| archive_error(e.context(format!("image {name}"))))?;
     }
 
+    // Every name in one transaction: a load names all its images or none.
     let stored = {
         let d = d.clone();
         blocking(move || {
-            let mut stored = Vec::with_capacity(imported.len());
-            for (name, target) in imported {
-                let existed = d.meta.image(&name).map_err(internal)?.is_some();
-                // put_image keeps `created` of a name that existed.
-                stored.push((existed, d.meta.put_image(Image::new(name, target.target())).map_err(internal)?));
-            }
-            Ok(stored)
+            let records = imported.into_iter().map(|(name, target)| Image::new(name, target.target())).collect();
+            d.meta.put_images(records).map_err(internal)
         })
         .await?
     };
