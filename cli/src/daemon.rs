@@ -9,7 +9,7 @@ use std::os::unix::net::{SocketAddr, UnixStream};
 
 use anyhow::{bail, Result};
 use berth_proto::images_ttrpc::{ImagesClient, TransferClient};
-use berth_proto::system_ttrpc::SystemClient;
+use berth_proto::system_ttrpc::{EventsClient, SystemClient};
 use berth_proto::version_ttrpc::VersionClient;
 use ttrpc::context::Context;
 use ttrpc::r#async::Client;
@@ -111,6 +111,11 @@ impl Berthd {
     /// The System service: disk usage and garbage collection.
     pub fn system(&self) -> SystemClient {
         SystemClient::new(self.client.clone())
+    }
+
+    /// The Events service.
+    pub fn events(&self) -> EventsClient {
+        EventsClient::new(self.client.clone())
     }
 
     /// The Version service.

@@ -14,6 +14,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
+use commands::events::EventsArgs;
 use commands::images::ImagesArgs;
 use commands::inspect::InspectArgs;
 use commands::load::LoadArgs;
@@ -45,6 +46,8 @@ enum Command {
     /// Manage berthd.
     #[command(subcommand)]
     System(SystemCommand),
+    /// Show berthd's events as they happen.
+    Events(EventsArgs),
     /// Show the client's and berthd's versions.
     Version,
 }
@@ -135,6 +138,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Image(operation) => run_image_operation(&Berthd::connect(&address)?, &operation).await,
         Command::ImageGroup(command) => run_image_operation(&Berthd::connect(&address)?, &command.into()).await,
         Command::System(command) => commands::system::run(&Berthd::connect(&address)?, &command).await,
+        Command::Events(args) => commands::events::run(&Berthd::connect(&address)?, &args).await,
         Command::Version => commands::version::run(&address).await,
     }
 }

@@ -741,3 +741,58 @@ fn concurrent_pulls_of_one_image_all_succeed() {
     assert_eq!(images(&b).len(), 1, "images after concurrent pulls");
     assert_eq!(snapshot_entries(&b).len(), 1, "one layer, one snapshot: {:?}", snapshot_entries(&b));
 }
+
+#[test]
+fn events_stream_image_changes_as_they_happen() {
+    let registry = Registry::start();
+    registry.push_busybox();
+    let name = format!("{}/busybox:latest", registry.host());
+    let copy = format!("{}/events-copy:1", registry.host());
+    let b = Berthd::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let seen = dir.path().join("events.jsonl");
+    let events_cmd = b.berth_cmd(&["events", "--json", "--filter", "/images/"]);
+    let mut sh = Command::new("sh");
+    sh.arg("-c")
+        .arg(format!("exec \"$@\" > '{}'", seen.display()))
+        .arg("sh")
+        .arg(events_cmd.get_program())
+        .args(events_cmd.get_args());
+    let _events = Background::spawn(&mut sh);
+    // The subscription is made asynchronously: an event before it would be missed, so wait
+    // until the daemon has a subscriber by publishing tags until one shows.
+    b.ok(&["pull", "-q", &name]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let topics = |seen: &Path| -> Vec<(String, String)> {
+        std::fs::read_to_string(seen)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .map(|v| {
+                (v["topic"].as_str().unwrap_or("").to_string(), v["event"]["name"].as_str().unwrap_or("").to_string())
+            })
+            .collect()
+    };
+    loop {
+        b.ok(&["tag", &name, &copy]);
+        std::thread::sleep(Duration::from_millis(300));
+        if !topics(&seen).is_empty() {
+            break;
+        }
+        b.ok(&["rmi", &copy]);
+        assert!(std::time::Instant::now() < deadline, "no event reached `berth events`");
+    }
+    b.ok(&["rmi", &copy]);
+    wait_until_events(&seen, &topics, &("/images/delete".to_string(), copy.clone()));
+    let got = topics(&seen);
+    assert!(got.contains(&("/images/create".to_string(), copy.clone())), "events: {got:?}");
+    assert!(got.iter().all(|(t, _)| t.starts_with("/images/")), "the filter let through: {got:?}");
+}
+
+fn wait_until_events(seen: &Path, topics: &dyn Fn(&Path) -> Vec<(String, String)>, want: &(String, String)) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !topics(seen).contains(want) {
+        assert!(std::time::Instant::now() < deadline, "{want:?} never arrived: {:?}", topics(seen));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -1,5 +1,6 @@
 //! One file per command: each holds its arguments and a `run` that talks to berthd and prints.
 
+pub mod events;
 pub mod images;
 pub mod inspect;
 pub mod load;
