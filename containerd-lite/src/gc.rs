@@ -29,12 +29,7 @@ pub const CONTENT_REF_LABEL_PREFIX: &str = "containerd.io/gc.ref.content.";
 pub const SNAPSHOT_REF_LABEL: &str = "containerd.io/gc.ref.snapshot.overlayfs";
 
 /// Manifests and indexes larger than this are not read (registries cap them at 4 MiB too).
-const MAX_MANIFEST_SIZE: u64 = 4 << 20;
-
-const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
-const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+const MAX_MANIFEST_SIZE: u64 = crate::image::MAX_METADATA_BLOB;
 
 /// One snapshot as gc sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -216,7 +211,7 @@ struct Descriptorish {
 }
 
 fn is_manifest_or_index(media_type: &str) -> bool {
-    matches!(media_type, OCI_INDEX | DOCKER_MANIFEST_LIST | OCI_MANIFEST | DOCKER_MANIFEST)
+    crate::image::is_index(media_type) || crate::image::is_manifest(media_type)
 }
 
 /// What blob `digest` refers to, if it is an index or a manifest. `media_type` is what its referrer
@@ -332,6 +327,7 @@ fn sweep_snapshots(
 
 #[cfg(test)]
 mod tests {
+    use crate::image::{OCI_INDEX, OCI_MANIFEST};
     use std::cell::RefCell;
     use std::collections::BTreeMap;
     use std::io::Write as _;

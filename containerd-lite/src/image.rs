@@ -18,14 +18,12 @@ pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
 pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
+pub const DOCKER_LAYER: &str = "application/vnd.docker.image.rootfs.diff.tar";
 pub const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
+pub const DOCKER_LAYER_ZSTD: &str = "application/vnd.docker.image.rootfs.diff.tar.zstd";
 
 /// Manifests, indexes and configs are read whole; nothing legitimate comes near this.
 pub const MAX_METADATA_BLOB: u64 = 4 << 20;
-
-/// The label on an image's config blob naming its unpacked snapshot (containerd's, so gc keeps
-/// the snapshot while the image exists).
-pub const SNAPSHOT_REF_LABEL: &str = "containerd.io/gc.ref.snapshot.overlayfs";
 
 pub fn is_index(media_type: &str) -> bool {
     media_type == OCI_INDEX || media_type == DOCKER_LIST

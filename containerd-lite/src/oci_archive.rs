@@ -22,9 +22,6 @@ pub const ANNOTATION_IMAGE_NAME: &str = "io.containerd.image.name";
 /// The OCI name of an index.json entry: a tag, or a full reference for some tools (skopeo).
 pub const ANNOTATION_REF_NAME: &str = "org.opencontainers.image.ref.name";
 
-pub const DOCKER_LAYER: &str = "application/vnd.docker.image.rootfs.diff.tar";
-pub const DOCKER_LAYER_ZSTD: &str = "application/vnd.docker.image.rootfs.diff.tar.zstd";
-
 const OCI_LAYOUT_FILE: &str = "oci-layout";
 const OCI_LAYOUT: &str = r#"{"imageLayoutVersion":"1.0.0"}"#;
 const INDEX_FILE: &str = "index.json";
@@ -792,8 +789,8 @@ fn sniff_layer_media_type(content: &ContentStore, digest: &Digest) -> anyhow::Re
     content.open_blob(digest)?.take(4).read_to_end(&mut magic).with_context(|| format!("reading {digest}"))?;
     Ok(match magic.as_slice() {
         [0x1f, 0x8b, ..] => image::DOCKER_LAYER_GZIP,
-        [0x28, 0xb5, 0x2f, 0xfd] => DOCKER_LAYER_ZSTD,
-        _ => DOCKER_LAYER,
+        [0x28, 0xb5, 0x2f, 0xfd] => image::DOCKER_LAYER_ZSTD,
+        _ => image::DOCKER_LAYER,
     })
 }
 
@@ -1107,7 +1104,7 @@ mod tests {
         assert_eq!(
             m.layers,
             [
-                descriptor(DOCKER_LAYER, Digest::sha256(&layer1), layer1.len() as u64),
+                descriptor(image::DOCKER_LAYER, Digest::sha256(&layer1), layer1.len() as u64),
                 descriptor(image::DOCKER_LAYER_GZIP, Digest::sha256(&layer2), layer2.len() as u64),
             ]
         );

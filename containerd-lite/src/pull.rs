@@ -330,7 +330,7 @@ pub async fn unpack(
         let meta = d.meta.clone();
         let digest = manifest.config.digest.clone();
         let top = top.to_string();
-        tokio::task::spawn_blocking(move || meta.set_content_label(&digest, image::SNAPSHOT_REF_LABEL, Some(&top)))
+        tokio::task::spawn_blocking(move || meta.set_content_label(&digest, crate::gc::SNAPSHOT_REF_LABEL, Some(&top)))
             .await??;
     }
     Ok(any)

@@ -22,7 +22,7 @@ use crate::digest::Digest;
 use crate::reference::{Reference, DOCKER_HUB};
 
 /// The largest manifest or index berth accepts, as containerd does.
-pub const MAX_MANIFEST_SIZE: usize = 4 << 20;
+pub const MAX_MANIFEST_SIZE: usize = crate::image::MAX_METADATA_BLOB as usize;
 
 /// What a manifest request accepts: OCI index and manifest, Docker manifest list and schema 2.
 pub const MANIFEST_MEDIA_TYPES: [&str; 4] =
@@ -624,22 +624,10 @@ fn chain(e: &dyn std::error::Error) -> String {
 }
 
 /// The media type of a manifest or index: its `mediaType` field, or for an OCI document without
-/// one, what its shape says. (oci-client does not expose the Content-Type header.)
+/// one, what its shape says (the registry's Content-Type is not trusted for this).
 fn manifest_media_type(body: &[u8]) -> Result<String, String> {
-    #[derive(serde::Deserialize)]
-    struct Probe {
-        #[serde(rename = "mediaType")]
-        media_type: Option<String>,
-        manifests: Option<serde::de::IgnoredAny>,
-        config: Option<serde::de::IgnoredAny>,
-    }
-    let probe: Probe = serde_json::from_slice(body).map_err(|e| format!("not a JSON manifest: {e}"))?;
-    match probe {
-        Probe { media_type: Some(m), .. } => Ok(m),
-        Probe { manifests: Some(_), .. } => Ok(OCI_IMAGE_INDEX_MEDIA_TYPE.to_string()),
-        Probe { config: Some(_), .. } => Ok(OCI_IMAGE_MEDIA_TYPE.to_string()),
-        _ => Err("neither a manifest nor an index (no mediaType, config or manifests)".to_string()),
-    }
+    crate::image::sniff_media_type(body)
+        .ok_or_else(|| "neither a manifest nor an index (not JSON, or no mediaType, config or manifests)".to_string())
 }
 
 /// `$DOCKER_CONFIG/config.json`, else `$HOME/.docker/config.json`.
