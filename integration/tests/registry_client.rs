@@ -54,6 +54,29 @@ async fn fetch_all(client: &RegistryClient, r: &Reference, digest: &Digest, size
     sink
 }
 
+/// A registry holding busybox:latest, an anonymous client, the image's reference and the
+/// manifest's config and first layer descriptors.
+/// `_registry` must be bound (not `..`) where it is destructured: it stops the registry on drop.
+struct Busybox {
+    _registry: Registry,
+    dir: tempfile::TempDir,
+    client: RegistryClient,
+    r: Reference,
+    config: (Digest, u64),
+    layer: (Digest, u64),
+}
+
+async fn busybox_in_a_registry() -> Busybox {
+    let registry = Registry::start();
+    registry.push_busybox();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let client = anonymous_client(&dir);
+    let r = reference(&format!("{}/busybox:latest", registry.host()));
+    let manifest = client.fetch_manifest(&r).await.expect("manifest");
+    let (config, layer) = config_and_layer(&manifest);
+    Busybox { _registry: registry, dir, client, r, config, layer }
+}
+
 #[tokio::test]
 async fn manifest_by_tag_and_by_digest_is_what_skopeo_pushed() {
     let registry = Registry::start();
@@ -76,13 +99,8 @@ async fn manifest_by_tag_and_by_digest_is_what_skopeo_pushed() {
 
 #[tokio::test]
 async fn config_and_layer_blobs_arrive_with_their_digests() {
-    let registry = Registry::start();
-    registry.push_busybox();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let client = anonymous_client(&dir);
-    let r = reference(&format!("{}/busybox:latest", registry.host()));
-    let manifest = client.fetch_manifest(&r).await.expect("manifest");
-    let ((config, config_size), (layer, layer_size)) = config_and_layer(&manifest);
+    let Busybox { _registry, client, r, config: (config, config_size), layer: (layer, layer_size), .. } =
+        busybox_in_a_registry().await;
 
     let config_bytes = fetch_all(&client, &r, &config, config_size).await;
     assert_eq!(Digest::sha256(&config_bytes), config);
@@ -96,13 +114,7 @@ async fn config_and_layer_blobs_arrive_with_their_digests() {
 
 #[tokio::test]
 async fn resumed_download_gives_exactly_the_remaining_bytes() {
-    let registry = Registry::start();
-    registry.push_busybox();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let client = anonymous_client(&dir);
-    let r = reference(&format!("{}/busybox:latest", registry.host()));
-    let manifest = client.fetch_manifest(&r).await.expect("manifest");
-    let (_, (layer, size)) = config_and_layer(&manifest);
+    let Busybox { _registry, dir, client, r, layer: (layer, size), .. } = busybox_in_a_registry().await;
     let whole = fetch_all(&client, &r, &layer, size).await;
 
     // Resume into a file that holds the first part, as the content store's ingest would.
@@ -131,13 +143,7 @@ async fn resumed_download_gives_exactly_the_remaining_bytes() {
 
 #[tokio::test]
 async fn blob_exists_tells_present_from_absent() {
-    let registry = Registry::start();
-    registry.push_busybox();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let client = anonymous_client(&dir);
-    let r = reference(&format!("{}/busybox:latest", registry.host()));
-    let manifest = client.fetch_manifest(&r).await.expect("manifest");
-    let ((config, _), (layer, _)) = config_and_layer(&manifest);
+    let Busybox { _registry, client, r, config: (config, _), layer: (layer, _), .. } = busybox_in_a_registry().await;
 
     assert!(client.blob_exists(&r, &config).await.expect("HEAD config"));
     assert!(client.blob_exists(&r, &layer).await.expect("HEAD layer"));
