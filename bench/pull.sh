@@ -99,23 +99,9 @@ for _ in $(seq 100); do "${berth[@]}" version >/dev/null 2>&1 && break; sleep 0.
 
 # containerd (private instance, CRI off)
 mkdir -p "$W/containerd"
-cat >"$W/containerd/config.toml" <<EOF
-version = 2
-root = "$W/containerd/root"
-state = "$W/containerd/state"
-disabled_plugins = ["io.containerd.grpc.v1.cri"]
-[grpc]
-  address = "$W/containerd/containerd.sock"
-[ttrpc]
-  address = ""
-[debug]
-  address = ""
-[metrics]
-  address = ""
-[plugins]
-  [plugins."io.containerd.internal.v1.opt"]
-    path = "$W/containerd/opt"
-EOF
+# shellcheck source=../scripts/lib/containerd-config.sh
+. "$REPO_ROOT/scripts/lib/containerd-config.sh"
+containerd_config "$W/containerd"
 containerd --config "$W/containerd/config.toml" >"$W/containerd.log" 2>&1 &
 containerd_pid=$!
 pids+=("$containerd_pid")

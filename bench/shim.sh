@@ -94,24 +94,9 @@ cp "$SHIM" "$BENCH_WORK/bin/containerd-shim-berth-v2"
 ln -sf "$(readlink -f "$BERTH")" "$BENCH_WORK/bin/berth-runtime"
 # containerd's opt plugin puts <opt>/bin first on its PATH, where it finds containerd-shim-<name>-v2.
 ln -sf "$BENCH_WORK/bin/containerd-shim-berth-v2" "$CD/opt/bin/containerd-shim-berth-v2"
-cat >"$CD/config.toml" <<EOF
-version = 2
-root = "$CD/root"
-state = "$CD/state"
-disabled_plugins = ["io.containerd.grpc.v1.cri"]
-[grpc]
-  address = "$SOCK"
-[ttrpc]
-  address = ""
-[debug]
-  address = ""
-  level = "warn"
-[metrics]
-  address = ""
-[plugins]
-  [plugins."io.containerd.internal.v1.opt"]
-    path = "$CD/opt"
-EOF
+# shellcheck source=../scripts/lib/containerd-config.sh
+. "$REPO_ROOT/scripts/lib/containerd-config.sh"
+containerd_config "$CD" warn
 PATH=/usr/sbin:/usr/bin:/sbin:/bin setsid /usr/bin/containerd --config "$CD/config.toml" \
 	>>"$CD/containerd.log" 2>&1 </dev/null &
 CONTAINERD_PID=$!

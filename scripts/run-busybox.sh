@@ -44,23 +44,8 @@ ln -s "$PWD/target/dist/bin/berth-runtime" "$work/bin/"
 
 bash integration/fixtures/make-busybox-image.sh "$work/image" >/dev/null
 
-cat >"$work/config.toml" <<EOF
-version = 2
-root = "$work/root"
-state = "$work/state"
-disabled_plugins = ["io.containerd.grpc.v1.cri"]
-[grpc]
-  address = "$work/containerd.sock"
-[ttrpc]
-  address = ""
-[debug]
-  address = ""
-[metrics]
-  address = ""
-[plugins]
-  [plugins."io.containerd.internal.v1.opt"]
-    path = "$work/opt"
-EOF
+. scripts/lib/containerd-config.sh
+containerd_config "$work"
 PATH="$work/bin:$PATH" containerd --config "$work/config.toml" >"$work/containerd.log" 2>&1 &
 containerd_pid=$!
 ctr=(ctr --address "$work/containerd.sock" --namespace berth)
