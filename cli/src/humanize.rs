@@ -6,7 +6,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 /// go-units' decimal unit names.
 const DECIMAL_UNITS: [&str; 9] = ["B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"];
 const NANOS_PER_SECOND: i64 = 1_000_000_000;
-const SECONDS_PER_DAY: i64 = 86_400;
 
 /// `bytes` in decimal units with `precision` significant digits, as go-units'
 /// `HumanSizeWithPrecision` (docker's `images` uses 3, `system df` 4).
@@ -104,26 +103,11 @@ pub fn rfc3339(nanos: i64) -> String {
 
 /// (`YYYY-MM-DD`, `HH:MM:SS`) of a Unix time in UTC.
 fn civil_utc(seconds: i64) -> (String, String) {
-    let (year, month, day) = civil_from_days(seconds.div_euclid(SECONDS_PER_DAY));
-    let in_day = seconds.rem_euclid(SECONDS_PER_DAY);
-    (
-        format!("{year:04}-{month:02}-{day:02}"),
-        format!("{:02}:{:02}:{:02}", in_day / 3600, in_day % 3600 / 60, in_day % 60),
-    )
-}
-
-/// The proleptic Gregorian date of a day count since 1970-01-01 (Howard Hinnant's algorithm).
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let day_of_era = z.rem_euclid(146_097);
-    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let shifted_month = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * shifted_month + 2) / 5 + 1;
-    let month = if shifted_month < 10 { shifted_month + 3 } else { shifted_month - 9 };
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    (year, month, day)
+    match chrono::DateTime::from_timestamp(seconds, 0) {
+        Some(t) => (t.format("%Y-%m-%d").to_string(), t.format("%H:%M:%S").to_string()),
+        // Beyond chrono's range (±262,000 years): no real image was made then.
+        None => ("????-??-??".into(), "??:??:??".into()),
+    }
 }
 
 #[cfg(test)]

@@ -12,35 +12,12 @@ pub fn set_debug(on: bool) {
     DEBUG.store(on, Ordering::Relaxed);
 }
 
-/// `2006-01-02T15:04:05.000000000Z` for a time since the epoch (UTC, proleptic Gregorian).
-fn rfc3339(since_epoch: std::time::Duration) -> String {
-    let secs = since_epoch.as_secs();
-    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
-    // Days to civil date (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:09}Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60,
-        since_epoch.subsec_nanos()
-    )
-}
-
 fn line(level: &str, msg: &str) {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     // One write per line; a gone reader (containerd restarting) is not the shim's problem.
     let text = format!(
         "time=\"{}\" level={level} msg={:?} runtime=io.containerd.berth.v2 pid={}\n",
-        rfc3339(now),
+        berth_runtime::logging::rfc3339(now),
         msg,
         std::process::id()
     );
@@ -66,7 +43,7 @@ pub fn debug(msg: &str) {
 
 #[cfg(test)]
 mod tests {
-    use super::rfc3339;
+    use berth_runtime::logging::rfc3339;
     use std::time::Duration;
 
     #[test]
