@@ -64,11 +64,7 @@ pub struct GcStats {
 /// is not. A removal that fails is logged and skipped; failing to read the roots or a referenced
 /// manifest aborts before anything is removed, since the marks would be incomplete.
 pub fn collect(meta: &Metadata, content: &ContentStore, snapshots: &dyn SnapshotGc) -> anyhow::Result<GcStats> {
-    let labels = meta.all_content_labels().context("gc: read content labels")?;
-    let all_snapshots: HashMap<String, SnapshotNode> =
-        snapshots.snapshots().context("gc: list snapshots")?.into_iter().map(|s| (s.key.clone(), s)).collect();
-    let roots = roots(meta, &labels, &all_snapshots)?;
-    let marks = mark(content, &labels, &all_snapshots, roots)?;
+    let (marks, all_snapshots) = mark_all(meta, content, snapshots)?;
 
     let mut stats = sweep_content(meta, content, &marks.content)?;
     stats.snapshots_removed = sweep_snapshots(snapshots, &all_snapshots, &marks.snapshots);
@@ -90,6 +86,26 @@ enum Node {
     Snapshot(String),
 }
 
+/// The marks of everything reachable from the roots, and every snapshot by key.
+fn mark_all(
+    meta: &Metadata,
+    content: &ContentStore,
+    snapshots: &dyn SnapshotGc,
+) -> anyhow::Result<(Marks, HashMap<String, SnapshotNode>)> {
+    let labels = meta.all_content_labels().context("gc: read content labels")?;
+    let all_snapshots: HashMap<String, SnapshotNode> =
+        snapshots.snapshots().context("gc: list snapshots")?.into_iter().map(|s| (s.key.clone(), s)).collect();
+    let roots = roots(meta, &labels, &all_snapshots)?;
+    let marks = mark(content, &labels, &all_snapshots, roots)?;
+    Ok((marks, all_snapshots))
+}
+
+/// Bytes of the blobs a collection would remove now (it removes nothing).
+pub fn reclaimable(meta: &Metadata, content: &ContentStore, snapshots: &dyn SnapshotGc) -> anyhow::Result<u64> {
+    let (marks, _) = mark_all(meta, content, snapshots)?;
+    let blobs = content.list().context("gc: list blobs")?;
+    Ok(blobs.iter().filter(|b| !marks.content.contains(&b.digest)).map(|b| b.size).sum())
+}
 /// The roots: image targets, content and snapshots labelled as root, resources of unexpired
 /// leases, and every snapshot that is not committed.
 fn roots(
@@ -480,6 +496,19 @@ mod tests {
         let stats = collect(&env.meta, &env.content, &FakeSnapshots::default()).unwrap();
         assert_eq!(stats.blobs_removed, chain.all.len());
         assert!(env.content.list().unwrap().is_empty());
+    }
+
+    #[test]
+    fn reclaimable_counts_what_collect_frees_and_removes_nothing() {
+        let env = env();
+        let chain = image_chain(&env);
+        put_image(&env, &chain);
+        let garbage = [env.blob(b"garbage one"), env.blob(b"garbage two!")];
+        let snapshots = FakeSnapshots::default();
+        assert_eq!(reclaimable(&env.meta, &env.content, &snapshots).unwrap(), 11 + 12);
+        assert!(garbage.iter().all(|d| env.has(d)), "a dry run removed a blob");
+        assert_eq!(collect(&env.meta, &env.content, &snapshots).unwrap().bytes_freed, 11 + 12);
+        assert_eq!(reclaimable(&env.meta, &env.content, &snapshots).unwrap(), 0);
     }
 
     #[test]

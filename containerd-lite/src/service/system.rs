@@ -9,7 +9,6 @@ use ttrpc::asynchronous::{ServerStreamSender, TtrpcContext};
 
 use super::{blocking, internal};
 use crate::daemon::Berthd;
-use crate::image::{self, Descriptor, Platform};
 
 pub struct EventsService(pub Arc<Berthd>);
 pub struct SystemService(pub Arc<Berthd>);
@@ -68,17 +67,8 @@ impl berth_proto::system_ttrpc::System for SystemService {
             for s in &snapshots {
                 snapshot_bytes += d.snapshots.usage(&s.key).map(|u| u.size).unwrap_or(0);
             }
-            // What gc would free: blobs no image reaches on this platform or any other.
-            let mut referenced = std::collections::BTreeSet::new();
-            for i in &images {
-                referenced.insert(i.target.digest.clone());
-                if let Ok(r) = image::resolve(&d.content, &Descriptor::from(&i.target), &Platform::host()) {
-                    referenced.insert(r.manifest_desc.digest.clone());
-                    referenced.insert(r.manifest.config.digest.clone());
-                    referenced.extend(r.manifest.layers.iter().map(|l| l.digest.clone()));
-                }
-            }
-            let reclaimable: u64 = blobs.iter().filter(|b| !referenced.contains(&b.digest)).map(|b| b.size).sum();
+            // What gc would free now: it computes its marks and removes nothing.
+            let reclaimable = crate::gc::reclaimable(&d.meta, &d.content, &d.snapshots).map_err(internal)?;
             Ok(DiskUsageResponse {
                 images: images.len() as i64,
                 content_bytes: content_bytes as i64,
