@@ -12,6 +12,8 @@ const PROTOS: &[&str] = &[
     "protos/berth/v1/images.proto",
     "protos/berth/v1/snapshots.proto",
     "protos/berth/v1/system.proto",
+    "protos/berth/v1/containers.proto",
+    "protos/berth/v1/tasks.proto",
 ];
 
 fn main() {

@@ -30,4 +30,10 @@ generated!(
     snapshots_ttrpc,
     system,
     system_ttrpc,
+    containers,
+    containers_ttrpc,
+    tasks,
+    tasks_ttrpc,
 );
+
+pub mod container_config;
