@@ -8,8 +8,10 @@ use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr, UnixStream};
 
 use anyhow::{bail, Result};
+use berth_proto::containers_ttrpc::ContainersClient;
 use berth_proto::images_ttrpc::{ImagesClient, TransferClient};
 use berth_proto::system_ttrpc::{EventsClient, SystemClient};
+use berth_proto::tasks_ttrpc::TasksClient;
 use berth_proto::version_ttrpc::VersionClient;
 use ttrpc::context::Context;
 use ttrpc::r#async::Client;
@@ -66,6 +68,30 @@ impl fmt::Display for NoSuchImage {
 
 impl std::error::Error for NoSuchImage {}
 
+/// Something docker has that berth does not have yet; reads `berth: <what>`.
+#[derive(Debug)]
+pub struct NotSupportedYet(pub String);
+
+impl fmt::Display for NotSupportedYet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for NotSupportedYet {}
+
+/// A verb berth does not have (yet).
+#[derive(Debug)]
+pub struct UnknownCommand(pub String);
+
+impl fmt::Display for UnknownCommand {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "'{}' is not a berth command yet.\nSee 'berth --help'", self.0)
+    }
+}
+
+impl std::error::Error for UnknownCommand {}
+
 /// A command that already printed why it failed and only needs exit status 1.
 #[derive(Debug)]
 pub struct AlreadyReported;
@@ -116,6 +142,16 @@ impl Berthd {
     /// The Events service.
     pub fn events(&self) -> EventsClient {
         EventsClient::new(self.client.clone())
+    }
+
+    /// The Containers service: container records.
+    pub fn containers(&self) -> ContainersClient {
+        ContainersClient::new(self.client.clone())
+    }
+
+    /// The Tasks service: containers' processes, stdio, logs and execs.
+    pub fn tasks(&self) -> TasksClient {
+        TasksClient::new(self.client.clone())
     }
 
     /// The Version service.
@@ -169,6 +205,12 @@ pub fn describe(err: &anyhow::Error) -> Option<String> {
     }
     if let Some(connect) = err.downcast_ref::<ConnectError>() {
         return Some(format!("berth: {connect}"));
+    }
+    if let Some(unsupported) = err.downcast_ref::<NotSupportedYet>() {
+        return Some(format!("berth: {unsupported}"));
+    }
+    if let Some(unknown) = err.downcast_ref::<UnknownCommand>() {
+        return Some(format!("berth: {unknown}"));
     }
     if let Some(missing) = err.downcast_ref::<NoSuchImage>() {
         return Some(format!("Error: {missing}"));

@@ -2,28 +2,44 @@
 //! or a few ttrpc calls to berthd, which normalises the names users type.
 
 mod commands;
+mod container_flags;
 mod daemon;
+mod exit_code;
 mod humanize;
 mod progress;
 mod reference;
 mod resolve;
+mod signals;
+mod stdio;
 mod table;
+mod terminal;
 
 use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
+use commands::attach::AttachArgs;
 use commands::events::EventsArgs;
+use commands::exec::ExecArgs;
 use commands::images::ImagesArgs;
 use commands::inspect::InspectArgs;
+use commands::kill::KillArgs;
 use commands::load::LoadArgs;
+use commands::pause::PauseArgs;
 use commands::pull::PullArgs;
 use commands::push::PushArgs;
+use commands::rename::RenameArgs;
+use commands::restart::RestartArgs;
+use commands::rm::RmArgs;
 use commands::rmi::RmiArgs;
+use commands::run::{CreateArgs, RunArgs};
 use commands::save::SaveArgs;
+use commands::start::StartArgs;
+use commands::stop::StopArgs;
 use commands::system::SystemCommand;
 use commands::tag::TagArgs;
+use commands::wait::WaitArgs;
 use daemon::Berthd;
 
 #[derive(Parser, Debug)]
@@ -39,6 +55,11 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     #[command(flatten)]
+    Container(ContainerOperation),
+    /// Manage containers.
+    #[command(subcommand, name = "container")]
+    ContainerGroup(ContainerCommand),
+    #[command(flatten)]
     Image(ImageOperation),
     /// Manage images.
     #[command(subcommand, name = "image")]
@@ -50,6 +71,54 @@ enum Command {
     Events(EventsArgs),
     /// Show the client's and berthd's versions.
     Version,
+    /// A verb berth does not have (yet): said so, with no guess at a similar one.
+    #[command(external_subcommand)]
+    Unknown(Vec<String>),
+}
+
+/// The container commands, under docker's top-level names (and `berth container …`).
+#[derive(Subcommand, Debug)]
+enum ContainerOperation {
+    /// Create and run a new container from an image.
+    Run(RunArgs),
+    /// Create a new container.
+    Create(CreateArgs),
+    /// Start one or more stopped containers.
+    Start(StartArgs),
+    /// Stop one or more running containers.
+    Stop(StopArgs),
+    /// Restart one or more containers.
+    Restart(RestartArgs),
+    /// Kill one or more running containers.
+    Kill(KillArgs),
+    /// Remove one or more containers.
+    Rm(RmArgs),
+    /// Block until one or more containers stop, then print their exit codes.
+    Wait(WaitArgs),
+    /// Pause all processes within one or more containers.
+    Pause(PauseArgs),
+    /// Unpause all processes within one or more containers.
+    Unpause(PauseArgs),
+    /// Rename a container.
+    Rename(RenameArgs),
+    /// Attach local standard input, output, and error streams to a running container.
+    Attach(AttachArgs),
+    /// Execute a command in a running container.
+    Exec(ExecArgs),
+}
+
+impl ContainerOperation {
+    /// Whether failures exit as docker's `run`/`create`/`start`/`exec` do (125, 126, 127).
+    fn has_process_exit_codes(&self) -> bool {
+        matches!(self, Self::Run(_) | Self::Create(_) | Self::Start(_) | Self::Exec(_))
+    }
+}
+
+/// `berth container …`: docker's management-command spellings of the container commands.
+#[derive(Subcommand, Debug)]
+enum ContainerCommand {
+    #[command(flatten)]
+    Operation(ContainerOperation),
 }
 
 /// The image commands, under docker's top-level names.
@@ -113,6 +182,12 @@ impl From<ImageCommand> for ImageOperation {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let process_exit_codes = match &cli.command {
+        Command::Container(operation) | Command::ContainerGroup(ContainerCommand::Operation(operation)) => {
+            operation.has_process_exit_codes()
+        }
+        _ => false,
+    };
     // One thread: a command is a handful of calls, and starting fast matters more.
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(runtime) => runtime,
@@ -122,24 +197,72 @@ fn main() -> ExitCode {
         }
     };
     match runtime.block_on(run(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(status) => ExitCode::from(status),
         Err(err) if daemon::is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
             daemon::print_error(&err);
-            ExitCode::FAILURE
+            if process_exit_codes {
+                ExitCode::from(exit_code::of_error(&err))
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }
 
-async fn run(cli: Cli) -> Result<()> {
+/// Runs the command; its exit status.
+async fn run(cli: Cli) -> Result<u8> {
     let env_host = std::env::var(daemon::HOST_ENV).ok();
     let address = daemon::select_host(cli.host.as_deref(), env_host.as_deref());
     match cli.command {
-        Command::Image(operation) => run_image_operation(&Berthd::connect(&address)?, &operation).await,
-        Command::ImageGroup(command) => run_image_operation(&Berthd::connect(&address)?, &command.into()).await,
-        Command::System(command) => commands::system::run(&Berthd::connect(&address)?, &command).await,
-        Command::Events(args) => commands::events::run(&Berthd::connect(&address)?, &args).await,
-        Command::Version => commands::version::run(&address).await,
+        Command::Container(operation) | Command::ContainerGroup(ContainerCommand::Operation(operation)) => {
+            run_container_operation(&address, &operation).await
+        }
+        Command::Unknown(argv) => {
+            let verb = argv.first().cloned().unwrap_or_default();
+            anyhow::bail!(daemon::UnknownCommand(verb))
+        }
+        other => run_other(other, &address).await.map(|()| 0),
+    }
+}
+
+async fn run_container_operation(address: &str, operation: &ContainerOperation) -> Result<u8> {
+    let berthd = || Berthd::connect(address);
+    let done = |result: Result<()>| result.map(|()| 0);
+    match operation {
+        ContainerOperation::Run(args) => {
+            // Flags are checked before berthd is reached: a bad value is the user's to fix first.
+            let config = args.create_config()?;
+            commands::run::run(&berthd()?, args, &config).await
+        }
+        ContainerOperation::Create(args) => {
+            let config = args.create_config()?;
+            commands::run::create(&berthd()?, &config).await
+        }
+        ContainerOperation::Start(args) => commands::start::run(&berthd()?, args).await,
+        ContainerOperation::Attach(args) => commands::attach::run(&berthd()?, args).await,
+        ContainerOperation::Exec(args) => commands::exec::run(&berthd()?, args).await,
+        ContainerOperation::Stop(args) => done(commands::stop::run(&berthd()?, args).await),
+        ContainerOperation::Restart(args) => done(commands::restart::run(&berthd()?, args).await),
+        ContainerOperation::Kill(args) => done(commands::kill::run(&berthd()?, args).await),
+        ContainerOperation::Rm(args) => done(commands::rm::run(&berthd()?, args).await),
+        ContainerOperation::Wait(args) => done(commands::wait::run(&berthd()?, args).await),
+        ContainerOperation::Pause(args) => done(commands::pause::pause(&berthd()?, args).await),
+        ContainerOperation::Unpause(args) => done(commands::pause::unpause(&berthd()?, args).await),
+        ContainerOperation::Rename(args) => done(commands::rename::run(&berthd()?, args).await),
+    }
+}
+
+async fn run_other(command: Command, address: &str) -> Result<()> {
+    match command {
+        Command::Image(operation) => run_image_operation(&Berthd::connect(address)?, &operation).await,
+        Command::ImageGroup(command) => run_image_operation(&Berthd::connect(address)?, &command.into()).await,
+        Command::System(command) => commands::system::run(&Berthd::connect(address)?, &command).await,
+        Command::Events(args) => commands::events::run(&Berthd::connect(address)?, &args).await,
+        Command::Version => commands::version::run(address).await,
+        Command::Container(_) | Command::ContainerGroup(_) | Command::Unknown(_) => {
+            unreachable!("handled by run")
+        }
     }
 }
 
@@ -179,5 +302,25 @@ mod tests {
         let cli = Cli::try_parse_from(["berth", "image", "rm", "-f", "busybox"]).expect("parses");
         let Command::ImageGroup(image) = cli.command else { panic!("expected `image`") };
         assert!(matches!(ImageOperation::from(image), ImageOperation::Rmi(_)));
+    }
+
+    #[test]
+    fn unknown_verbs_are_not_guessed_at() {
+        for verb in ["psx", "network", "volume", "build", "cp"] {
+            let cli = Cli::try_parse_from(["berth", verb, "ls"]).expect("parses");
+            let Command::Unknown(argv) = cli.command else { panic!("expected an unknown command") };
+            assert_eq!(argv[0], verb);
+        }
+    }
+
+    #[test]
+    fn container_subcommands_are_the_top_level_commands() {
+        let cli = Cli::try_parse_from(["berth", "container", "run", "-d", "busybox", "sleep", "9"]).expect("parses");
+        assert!(matches!(
+            cli.command,
+            Command::ContainerGroup(ContainerCommand::Operation(ContainerOperation::Run(_)))
+        ));
+        let cli = Cli::try_parse_from(["berth", "exec", "-it", "web", "sh", "-c", "ls -l"]).expect("parses");
+        assert!(matches!(cli.command, Command::Container(ContainerOperation::Exec(_))));
     }
 }

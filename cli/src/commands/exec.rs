@@ -1,0 +1,84 @@
+//! `berth exec`: a new process in a running container (Tasks.Exec), its stdio relayed like
+//! `run`'s; exits with the process's status.
+
+use anyhow::{bail, Result};
+use berth_proto::container_config::ExecConfig;
+use berth_proto::tasks::ExecInput;
+
+use crate::container_flags::resolve_env;
+use crate::daemon::{ctx, Berthd};
+use crate::exit_code;
+use crate::stdio::{self, Ending, Relay};
+use crate::terminal;
+
+/// Execute a command in a running container.
+#[derive(clap::Args, Debug)]
+pub struct ExecArgs {
+    /// Detached mode: run command in the background.
+    #[arg(short, long)]
+    detach: bool,
+    /// Keep STDIN open even if not attached.
+    #[arg(short, long)]
+    interactive: bool,
+    /// Allocate a pseudo-TTY.
+    #[arg(short, long)]
+    tty: bool,
+    /// Set environment variables.
+    #[arg(short, long = "env", value_name = "KEY[=VALUE]")]
+    env: Vec<String>,
+    /// Username or UID (format: <name|uid>[:<group|gid>]).
+    #[arg(short, long)]
+    user: Option<String>,
+    /// Working directory inside the container.
+    #[arg(short, long = "workdir")]
+    workdir: Option<String>,
+    /// Give extended privileges to the command.
+    #[arg(long)]
+    privileged: bool,
+    /// Container name or id.
+    container: String,
+    /// COMMAND [ARG...]
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "COMMAND")]
+    command: Vec<String>,
+}
+
+impl ExecArgs {
+    fn exec_config(&self) -> ExecConfig {
+        let (width, height) = if self.tty { terminal::window_size().unwrap_or_default() } else { (0, 0) };
+        ExecConfig {
+            container: self.container.clone(),
+            cmd: self.command.clone(),
+            env: self.env.iter().filter_map(|e| resolve_env(e, &|key| std::env::var(key).ok())).collect(),
+            user: self.user.clone(),
+            working_dir: self.workdir.clone(),
+            tty: self.tty,
+            attach_stdin: self.interactive && !self.detach,
+            detach: self.detach,
+            privileged: self.privileged,
+            width,
+            height,
+        }
+    }
+}
+
+/// Runs the process; attached, exits with its status.
+pub async fn run(berthd: &Berthd, args: &ExecArgs) -> Result<u8> {
+    let relay = Relay { stdin: args.interactive && !args.detach, tty: args.tty };
+    relay.check()?;
+    let _raw_mode = if args.detach { None } else { relay.raw_mode()? };
+    let mut stream = berthd.tasks().exec(ctx()).await?;
+    let first = ExecInput { config: serde_json::to_vec(&args.exec_config())?, ..Default::default() };
+    stream.send(&first).await?;
+    if args.detach {
+        let started = stream.recv().await?;
+        if !started.started {
+            bail!("berthd did not report the process started");
+        }
+        return Ok(0);
+    }
+    let (sender, receiver) = stream.split();
+    match stdio::relay::<stdio::Exec>(sender, receiver, relay).await? {
+        Ending::Exited(code) => Ok(exit_code::of_process(code)),
+        Ending::Detached => Ok(0),
+    }
+}

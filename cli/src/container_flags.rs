@@ -1,0 +1,809 @@
+//! The flags `run` and `create` share, and their conversion into the `CreateConfig` berthd takes.
+//! Each docker flag syntax has one parser here (sizes, `-v`, `--mount`, `--ulimit`, …); files the
+//! flags name (`--env-file`, a seccomp profile) are read here too, as docker's client does.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{anyhow, bail, Context, Result};
+use berth_proto::container_config::{CreateConfig, DeviceMapping, MountConfig, RestartPolicy, Ulimit};
+
+use crate::daemon::NotSupportedYet;
+use crate::signals;
+
+/// The options of `berth run` and `berth create`.
+#[derive(clap::Args, Debug, Default)]
+pub struct ContainerFlags {
+    /// Assign a name to the container.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Keep STDIN open even if not attached.
+    #[arg(short, long)]
+    pub interactive: bool,
+    /// Allocate a pseudo-TTY.
+    #[arg(short, long)]
+    pub tty: bool,
+    /// Automatically remove the container when it exits.
+    #[arg(long)]
+    pub rm: bool,
+    /// Set environment variables (KEY=VALUE, or KEY to take it from this environment).
+    #[arg(short, long = "env", value_name = "KEY[=VALUE]")]
+    pub env: Vec<String>,
+    /// Read in a file of environment variables.
+    #[arg(long = "env-file", value_name = "FILE")]
+    pub env_file: Vec<String>,
+    /// Working directory inside the container.
+    #[arg(short, long = "workdir", value_name = "DIR")]
+    pub workdir: Option<String>,
+    /// Username or UID (format: <name|uid>[:<group|gid>]).
+    #[arg(short, long)]
+    pub user: Option<String>,
+    /// Add additional groups to join.
+    #[arg(long = "group-add", value_name = "GROUP")]
+    pub group_add: Vec<String>,
+    /// Overwrite the default ENTRYPOINT of the image ("" clears it).
+    #[arg(long)]
+    pub entrypoint: Option<String>,
+    /// Container host name.
+    #[arg(short = 'h', long)]
+    pub hostname: Option<String>,
+    /// Mount the container's root filesystem as read only.
+    #[arg(long = "read-only")]
+    pub read_only: bool,
+    /// Mount a tmpfs directory (PATH[:OPTIONS]).
+    #[arg(long, value_name = "PATH[:OPTIONS]")]
+    pub tmpfs: Vec<String>,
+    /// Bind mount a host path (HOST:CONTAINER[:ro]).
+    #[arg(short, long = "volume", value_name = "HOST:CONTAINER[:OPTIONS]")]
+    pub volume: Vec<String>,
+    /// Attach a filesystem mount (type=bind|tmpfs,src=…,dst=…,readonly).
+    #[arg(long, value_name = "MOUNT")]
+    pub mount: Vec<String>,
+    /// Memory limit (e.g. 64m, 1g).
+    #[arg(short, long)]
+    pub memory: Option<String>,
+    /// Swap limit equal to memory plus swap: -1 for unlimited.
+    #[arg(long = "memory-swap", allow_hyphen_values = true)]
+    pub memory_swap: Option<String>,
+    /// Number of CPUs (e.g. 1.5).
+    #[arg(long)]
+    pub cpus: Option<String>,
+    /// CPU shares (relative weight).
+    #[arg(short = 'c', long = "cpu-shares")]
+    pub cpu_shares: Option<u64>,
+    /// CPUs in which to allow execution (0-3, 0,1).
+    #[arg(long = "cpuset-cpus")]
+    pub cpuset_cpus: Option<String>,
+    /// Tune container pids limit (-1 for unlimited).
+    #[arg(long = "pids-limit", allow_hyphen_values = true)]
+    pub pids_limit: Option<i64>,
+    /// Ulimit options (nofile=1024:2048).
+    #[arg(long)]
+    pub ulimit: Vec<String>,
+    /// Add Linux capabilities.
+    #[arg(long = "cap-add")]
+    pub cap_add: Vec<String>,
+    /// Drop Linux capabilities.
+    #[arg(long = "cap-drop")]
+    pub cap_drop: Vec<String>,
+    /// Give extended privileges to this container.
+    #[arg(long)]
+    pub privileged: bool,
+    /// Add a host device (HOST[:CONTAINER[:PERMISSIONS]]).
+    #[arg(long)]
+    pub device: Vec<String>,
+    /// Security options (seccomp=FILE|unconfined, no-new-privileges).
+    #[arg(long = "security-opt")]
+    pub security_opt: Vec<String>,
+    /// Sysctl options (KEY=VALUE).
+    #[arg(long)]
+    pub sysctl: Vec<String>,
+    /// Size of /dev/shm (e.g. 64m).
+    #[arg(long = "shm-size")]
+    pub shm_size: Option<String>,
+    /// Signal to stop the container.
+    #[arg(long = "stop-signal")]
+    pub stop_signal: Option<String>,
+    /// Timeout (in seconds) to stop a container.
+    #[arg(long = "stop-timeout", allow_hyphen_values = true)]
+    pub stop_timeout: Option<i64>,
+    /// Restart policy: no, on-failure[:max-retries], always, unless-stopped.
+    #[arg(long)]
+    pub restart: Option<String>,
+    /// Set meta data on a container (KEY[=VALUE]).
+    #[arg(short, long)]
+    pub label: Vec<String>,
+    /// Log driver options (max-size=10m, max-file=3).
+    #[arg(long = "log-opt")]
+    pub log_opt: Vec<String>,
+    /// Run an init inside the container that forwards signals and reaps processes.
+    #[arg(long)]
+    pub init: bool,
+    /// Runtime to use for this container.
+    #[arg(long)]
+    pub runtime: Option<String>,
+    /// Pull image before creating (missing, always, never).
+    #[arg(long, value_parser = ["missing", "always", "never"])]
+    pub pull: Option<String>,
+    /// Set platform if server is multi-platform capable (os/arch[/variant]).
+    #[arg(long)]
+    pub platform: Option<String>,
+    /// Connect a container to a network (none or host).
+    #[arg(long = "network", alias = "net")]
+    pub network: Option<String>,
+    /// IMAGE [COMMAND] [ARG...]: everything after the image belongs to the container.
+    #[arg(
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "IMAGE [COMMAND] [ARG...]"
+    )]
+    pub image_and_command: Vec<String>,
+}
+
+impl ContainerFlags {
+    /// The image, as typed.
+    pub fn image(&self) -> &str {
+        self.image_and_command.first().map_or("", String::as_str)
+    }
+
+    /// The `CreateConfig` these flags ask for, with this process's environment and directory.
+    pub fn create_config(&self) -> Result<CreateConfig> {
+        let cwd = std::env::current_dir().context("reading the current directory")?;
+        self.to_create_config(&|key| std::env::var(key).ok(), &cwd)
+    }
+
+    /// The `CreateConfig` these flags ask for; `lookup_env` answers bare `-e KEY`s and
+    /// `--env-file` lines, `cwd` anchors relative `-v` sources.
+    pub fn to_create_config(&self, lookup_env: &dyn Fn(&str) -> Option<String>, cwd: &Path) -> Result<CreateConfig> {
+        let mut env = Vec::new();
+        for file in &self.env_file {
+            let text = std::fs::read_to_string(file).with_context(|| format!("open {file}"))?;
+            env.extend(parse_env_file(&text, lookup_env).with_context(|| format!("in env file {file}"))?);
+        }
+        env.extend(self.env.iter().filter_map(|e| resolve_env(e, lookup_env)));
+
+        let mut mounts = Vec::new();
+        for spec in &self.volume {
+            mounts.push(parse_volume(spec, cwd)?);
+        }
+        for spec in &self.mount {
+            mounts.push(parse_mount(spec)?);
+        }
+        for spec in &self.tmpfs {
+            mounts.push(parse_tmpfs(spec)?);
+        }
+
+        let mut config = CreateConfig {
+            name: self.name.clone(),
+            image: self.image().to_string(),
+            platform: self.platform.clone(),
+            pull: self.pull.clone(),
+            cmd: (self.image_and_command.len() > 1).then(|| self.image_and_command[1..].to_vec()),
+            entrypoint: self.entrypoint.as_ref().map(|e| if e.is_empty() { vec![] } else { vec![e.clone()] }),
+            env,
+            working_dir: self.workdir.clone(),
+            user: self.user.clone(),
+            group_add: self.group_add.clone(),
+            hostname: self.hostname.clone(),
+            tty: self.tty,
+            open_stdin: self.interactive,
+            labels: parse_labels(&self.label),
+            stop_signal: self.stop_signal.clone(),
+            stop_timeout: self.stop_timeout,
+            auto_remove: self.rm,
+            read_only: self.read_only,
+            mounts,
+            memory: self.memory.as_deref().map(parse_size).transpose().context("invalid --memory")?,
+            memory_swap: self.memory_swap.as_deref().map(parse_swap).transpose().context("invalid --memory-swap")?,
+            nano_cpus: self.cpus.as_deref().map(parse_nano_cpus).transpose()?,
+            cpu_shares: self.cpu_shares,
+            cpuset_cpus: self.cpuset_cpus.clone(),
+            pids_limit: self.pids_limit,
+            ulimits: self.ulimit.iter().map(|u| parse_ulimit(u)).collect::<Result<_>>()?,
+            cap_add: self.cap_add.clone(),
+            cap_drop: self.cap_drop.clone(),
+            privileged: self.privileged,
+            devices: self.device.iter().map(|d| parse_device(d)).collect::<Result<_>>()?,
+            sysctls: parse_key_values(&self.sysctl, "--sysctl")?,
+            shm_size: self.shm_size.as_deref().map(parse_size).transpose().context("invalid --shm-size")?,
+            restart_policy: self.restart.as_deref().map(parse_restart).transpose()?.unwrap_or_default(),
+            log_opts: parse_key_values(&self.log_opt, "--log-opt")?,
+            init: self.init,
+            runtime: self.runtime.clone(),
+            network: self.network.as_deref().map(parse_network).transpose()?,
+            ..Default::default()
+        };
+        if let Some(signal) = &self.stop_signal {
+            signals::parse(signal).context("invalid --stop-signal")?;
+        }
+        for option in &self.security_opt {
+            apply_security_opt(&mut config, option)?;
+        }
+        if config.auto_remove
+            && matches!(config.restart_policy.name.as_str(), "always" | "unless-stopped" | "on-failure")
+        {
+            bail!("conflicting options: cannot specify both --restart and --rm");
+        }
+        Ok(config)
+    }
+}
+
+/// `-e KEY=VALUE` as typed; a bare `-e KEY` takes this environment's value, or is dropped when
+/// unset (docker's client does the same).
+pub fn resolve_env(entry: &str, lookup_env: &dyn Fn(&str) -> Option<String>) -> Option<String> {
+    if entry.contains('=') {
+        Some(entry.to_string())
+    } else {
+        lookup_env(entry).map(|value| format!("{entry}={value}"))
+    }
+}
+
+/// An `--env-file`: one `KEY=VALUE` or bare `KEY` per line; blank lines and `#` comments skipped.
+pub fn parse_env_file(text: &str, lookup_env: &dyn Fn(&str) -> Option<String>) -> Result<Vec<String>> {
+    let mut env = Vec::new();
+    for (number, line) in text.lines().enumerate() {
+        let line = line.trim_start();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let key = line.split_once('=').map_or(line, |(key, _)| key);
+        if key.is_empty() {
+            bail!("line {}: no variable name in {line:?}", number + 1);
+        }
+        if key.contains(char::is_whitespace) {
+            bail!("line {}: variable {key:?} contains whitespaces", number + 1);
+        }
+        env.extend(resolve_env(line, lookup_env));
+    }
+    Ok(env)
+}
+
+/// docker's sizes (`RAMInBytes`): a number with an optional b/k/m/g/t/p unit (and `b` or `ib`
+/// after it), any case, in powers of 1024: `64m`, `1.5g`, `512`.
+pub fn parse_size(text: &str) -> Result<i64> {
+    let lower = text.trim().to_ascii_lowercase();
+    let digits_end = lower.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(lower.len());
+    let (number, unit) = lower.split_at(digits_end);
+    let value: f64 = number.parse().map_err(|_| anyhow!("invalid size: {text:?}"))?;
+    let unit = unit.strip_suffix("ib").or_else(|| unit.strip_suffix('b').filter(|u| !u.is_empty())).unwrap_or(unit);
+    let power = match unit {
+        "" | "b" => 0,
+        "k" => 1,
+        "m" => 2,
+        "g" => 3,
+        "t" => 4,
+        "p" => 5,
+        _ => bail!("invalid size: {text:?}"),
+    };
+    Ok((value * 1024f64.powi(power)) as i64)
+}
+
+/// `--memory-swap`: a size, or -1 for unlimited swap.
+fn parse_swap(text: &str) -> Result<i64> {
+    if text.trim() == "-1" {
+        Ok(-1)
+    } else {
+        parse_size(text)
+    }
+}
+
+/// `--cpus 1.5` in billionths of a CPU.
+pub fn parse_nano_cpus(text: &str) -> Result<i64> {
+    let cpus: f64 = text.trim().parse().map_err(|_| anyhow!("invalid argument {text:?} for --cpus"))?;
+    if !cpus.is_finite() || cpus < 0.0 {
+        bail!("invalid argument {text:?} for --cpus: the value must be a positive number");
+    }
+    Ok((cpus * 1e9).round() as i64)
+}
+
+/// `-v HOST:CONTAINER[:OPTIONS]`: a bind mount whose missing source berthd creates. A named or
+/// anonymous volume is refused until berth has volumes.
+pub fn parse_volume(spec: &str, cwd: &Path) -> Result<MountConfig> {
+    let parts: Vec<&str> = spec.split(':').collect();
+    let (source, target, options) = match parts.as_slice() {
+        [target] => {
+            return Err(NotSupportedYet(format!(
+                "anonymous volumes are not supported yet (-v {target}): bind a host path, -v /host/dir:{target}"
+            ))
+            .into())
+        }
+        [source, target] => (*source, *target, ""),
+        [source, target, options] => (*source, *target, *options),
+        _ => bail!("invalid volume specification: {spec:?}"),
+    };
+    let source = if source.starts_with('/') {
+        source.to_string()
+    } else if source == "." || source == ".." || source.starts_with("./") || source.starts_with("../") {
+        cwd.join(source).to_string_lossy().into_owned()
+    } else {
+        return Err(NotSupportedYet(format!(
+            "volumes are not supported yet (-v {spec}): bind a host path, -v /host/dir:{target}"
+        ))
+        .into());
+    };
+    if !target.starts_with('/') {
+        bail!("invalid volume specification: {spec:?}: the container path {target:?} is not absolute");
+    }
+    let mut mount = MountConfig {
+        kind: "bind".to_string(),
+        source,
+        target: target.to_string(),
+        create_source: true,
+        ..Default::default()
+    };
+    for option in options.split(',').filter(|o| !o.is_empty()) {
+        match option {
+            "ro" => mount.read_only = true,
+            "rw" => mount.read_only = false,
+            "shared" | "rshared" | "slave" | "rslave" | "private" | "rprivate" => {
+                mount.propagation = Some(option.to_string())
+            }
+            // SELinux relabelling and consistency hints mean nothing to berth.
+            "z" | "Z" | "consistent" | "cached" | "delegated" => {}
+            "nocopy" => {}
+            _ => bail!("invalid volume specification: {spec:?}: unknown option {option:?}"),
+        }
+    }
+    Ok(mount)
+}
+
+/// `--mount type=bind|tmpfs,src=…,dst=…[,readonly][,bind-propagation=…][,tmpfs-size=…][,tmpfs-mode=…]`.
+pub fn parse_mount(spec: &str) -> Result<MountConfig> {
+    let mut mount = MountConfig { kind: "volume".to_string(), ..Default::default() };
+    let mut tmpfs_options = Vec::new();
+    for field in spec.split(',').filter(|f| !f.is_empty()) {
+        let (key, value) = match field.split_once('=') {
+            Some((key, value)) => (key.trim().to_ascii_lowercase(), Some(value.trim())),
+            None => (field.trim().to_ascii_lowercase(), None),
+        };
+        match key.as_str() {
+            "type" => mount.kind = need(value, &key, spec)?.to_string(),
+            "source" | "src" => mount.source = need(value, &key, spec)?.to_string(),
+            "destination" | "dst" | "target" => mount.target = need(value, &key, spec)?.to_string(),
+            "readonly" | "ro" => {
+                mount.read_only = match value.map(str::to_ascii_lowercase).as_deref() {
+                    None | Some("1") | Some("true") => true,
+                    Some("0") | Some("false") => false,
+                    Some(other) => bail!("invalid value for {key}: {other:?}"),
+                }
+            }
+            "bind-propagation" => mount.propagation = Some(need(value, &key, spec)?.to_string()),
+            "tmpfs-size" => tmpfs_options.push(format!("size={}", parse_size(need(value, &key, spec)?)?)),
+            "tmpfs-mode" => {
+                let mode = need(value, &key, spec)?;
+                u32::from_str_radix(mode, 8).map_err(|_| anyhow!("invalid value for tmpfs-mode: {mode:?}"))?;
+                tmpfs_options.push(format!("mode={mode}"));
+            }
+            "consistency" => {}
+            _ => bail!("unexpected key {key:?} in --mount {spec:?}"),
+        }
+    }
+    match mount.kind.as_str() {
+        "bind" => {
+            if mount.source.is_empty() {
+                bail!("invalid --mount {spec:?}: a bind mount needs a source");
+            }
+            if !tmpfs_options.is_empty() {
+                bail!("invalid --mount {spec:?}: tmpfs options apply to type=tmpfs only");
+            }
+        }
+        "tmpfs" => {
+            if !mount.source.is_empty() {
+                bail!("invalid --mount {spec:?}: a tmpfs mount has no source");
+            }
+            mount.options = tmpfs_options;
+        }
+        "volume" => {
+            return Err(NotSupportedYet(format!(
+                "volumes are not supported yet (--mount {spec}): use type=bind or type=tmpfs"
+            ))
+            .into())
+        }
+        other => bail!("invalid --mount {spec:?}: mount type {other:?} is not supported (use bind or tmpfs)"),
+    }
+    if mount.target.is_empty() {
+        bail!("invalid --mount {spec:?}: a target (dst=) is required");
+    }
+    if !mount.target.starts_with('/') {
+        bail!("invalid --mount {spec:?}: the target {:?} is not absolute", mount.target);
+    }
+    Ok(mount)
+}
+
+/// The value of a `--mount` field that must have one.
+fn need<'a>(value: Option<&'a str>, key: &str, spec: &str) -> Result<&'a str> {
+    value.ok_or_else(|| anyhow!("invalid field {key:?} in --mount {spec:?}: must be a key=value pair"))
+}
+
+/// `--tmpfs /path[:size=64m,mode=1777]`.
+pub fn parse_tmpfs(spec: &str) -> Result<MountConfig> {
+    let (target, options) = spec.split_once(':').unwrap_or((spec, ""));
+    if !target.starts_with('/') {
+        bail!("invalid --tmpfs {spec:?}: the path {target:?} is not absolute");
+    }
+    Ok(MountConfig {
+        kind: "tmpfs".to_string(),
+        target: target.to_string(),
+        options: options.split(',').filter(|o| !o.is_empty()).map(str::to_string).collect(),
+        ..Default::default()
+    })
+}
+
+/// `--device HOST[:CONTAINER[:PERMISSIONS]]`, or `HOST:PERMISSIONS`.
+pub fn parse_device(spec: &str) -> Result<DeviceMapping> {
+    let is_permissions = |p: &str| !p.is_empty() && p.len() <= 3 && p.chars().all(|c| matches!(c, 'r' | 'w' | 'm'));
+    let parts: Vec<&str> = spec.split(':').collect();
+    let (host, container, permissions) = match parts.as_slice() {
+        [host] => (*host, *host, "rwm"),
+        [host, permissions] if is_permissions(permissions) => (*host, *host, *permissions),
+        [host, container] => (*host, *container, "rwm"),
+        [host, container, permissions] if is_permissions(permissions) => (*host, *container, *permissions),
+        _ => bail!("invalid device specification: {spec:?}"),
+    };
+    if !host.starts_with('/') || !container.starts_with('/') {
+        bail!("invalid device specification: {spec:?}: paths must be absolute");
+    }
+    Ok(DeviceMapping {
+        host_path: host.to_string(),
+        container_path: container.to_string(),
+        permissions: permissions.to_string(),
+    })
+}
+
+/// The resource names `--ulimit` knows (docker's, from go-units).
+const ULIMIT_NAMES: [&str; 16] = [
+    "core",
+    "cpu",
+    "data",
+    "fsize",
+    "locks",
+    "memlock",
+    "msgqueue",
+    "nice",
+    "nofile",
+    "nproc",
+    "rss",
+    "rtprio",
+    "rttime",
+    "sigpending",
+    "stack",
+    "as",
+];
+
+/// `--ulimit nofile=1024[:2048]`; the hard limit defaults to the soft one.
+pub fn parse_ulimit(spec: &str) -> Result<Ulimit> {
+    let (name, limits) = spec.split_once('=').ok_or_else(|| anyhow!("invalid ulimit argument: {spec:?}"))?;
+    if !ULIMIT_NAMES.contains(&name) {
+        bail!("invalid ulimit type: {name}");
+    }
+    let number = |text: &str| text.parse::<i64>().map_err(|_| anyhow!("invalid ulimit value in {spec:?}: {text:?}"));
+    let (soft, hard) = match limits.split_once(':') {
+        Some((soft, hard)) => (number(soft)?, number(hard)?),
+        None => (number(limits)?, number(limits)?),
+    };
+    if soft > hard && hard != -1 {
+        bail!("ulimit soft limit must be less than or equal to hard limit: {soft} > {hard}");
+    }
+    Ok(Ulimit { name: name.to_string(), soft, hard })
+}
+
+/// `--restart no|always|unless-stopped|on-failure[:N]`.
+pub fn parse_restart(spec: &str) -> Result<RestartPolicy> {
+    let (name, count) = match spec.split_once(':') {
+        Some((name, count)) => (name, Some(count)),
+        None => (spec, None),
+    };
+    match (name, count) {
+        ("" | "no" | "always" | "unless-stopped", None) => {
+            Ok(RestartPolicy { name: if name.is_empty() { "no" } else { name }.to_string(), maximum_retry_count: 0 })
+        }
+        ("on-failure", count) => {
+            let maximum_retry_count = match count {
+                None => 0,
+                Some(count) => count.parse().map_err(|_| anyhow!("invalid restart policy format: maximum retry count must be an integer: {count:?}"))?,
+            };
+            Ok(RestartPolicy { name: name.to_string(), maximum_retry_count })
+        }
+        ("no" | "always" | "unless-stopped", Some(_)) => {
+            bail!("invalid restart policy format: maximum retry count cannot be used with restart policy '{name}'")
+        }
+        _ => bail!("invalid restart policy format: unknown policy {name:?} (no, always, unless-stopped, on-failure[:max-retries])"),
+    }
+}
+
+/// `--network`: berth has no networks yet, so only none and host.
+pub fn parse_network(network: &str) -> Result<String> {
+    match network {
+        "none" | "host" => Ok(network.to_string()),
+        _ => Err(NotSupportedYet(format!(
+            "networks other than none and host are not supported yet (--network {network})"
+        ))
+        .into()),
+    }
+}
+
+/// `--label KEY[=VALUE]` (a bare key has an empty value).
+pub fn parse_labels(labels: &[String]) -> BTreeMap<String, String> {
+    labels
+        .iter()
+        .map(|l| match l.split_once('=') {
+            Some((key, value)) => (key.to_string(), value.to_string()),
+            None => (l.clone(), String::new()),
+        })
+        .collect()
+}
+
+/// `KEY=VALUE` flags such as `--sysctl` and `--log-opt`.
+pub fn parse_key_values(entries: &[String], flag: &str) -> Result<BTreeMap<String, String>> {
+    entries
+        .iter()
+        .map(|e| match e.split_once('=') {
+            Some((key, value)) if !key.is_empty() => Ok((key.to_string(), value.to_string())),
+            _ => bail!("invalid {flag} {e:?}: expected KEY=VALUE"),
+        })
+        .collect()
+}
+
+/// `--security-opt seccomp=unconfined|FILE` (the profile's JSON is read and sent) and
+/// `no-new-privileges[=true|:true]`.
+fn apply_security_opt(config: &mut CreateConfig, option: &str) -> Result<()> {
+    if let Some(value) = option.strip_prefix("seccomp=").or_else(|| option.strip_prefix("seccomp:")) {
+        config.seccomp_profile = Some(if value == "unconfined" {
+            value.to_string()
+        } else {
+            let profile =
+                std::fs::read_to_string(value).with_context(|| format!("opening seccomp profile ({value}) failed"))?;
+            serde_json::from_str::<serde_json::Value>(&profile)
+                .with_context(|| format!("decoding seccomp profile ({value}) failed"))?;
+            profile
+        });
+        return Ok(());
+    }
+    match option {
+        "no-new-privileges" | "no-new-privileges=true" | "no-new-privileges:true" => config.no_new_privileges = true,
+        "no-new-privileges=false" | "no-new-privileges:false" => config.no_new_privileges = false,
+        _ => bail!(
+            "invalid --security-opt {option:?}: berth supports seccomp=unconfined|PROFILE.json and no-new-privileges"
+        ),
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    #[command(disable_help_flag = true)]
+    struct Flags {
+        #[command(flatten)]
+        flags: ContainerFlags,
+    }
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    fn config(argv: &[&str]) -> Result<CreateConfig> {
+        let flags = Flags::try_parse_from(std::iter::once("run").chain(argv.iter().copied()))?.flags;
+        flags.to_create_config(&no_env, Path::new("/work"))
+    }
+
+    #[test]
+    fn sizes_are_binary_multiples_with_optional_b_suffix() {
+        assert_eq!(parse_size("512").unwrap(), 512);
+        assert_eq!(parse_size("64m").unwrap(), 64 << 20);
+        assert_eq!(parse_size("64M").unwrap(), 64 << 20);
+        assert_eq!(parse_size("64mb").unwrap(), 64 << 20);
+        assert_eq!(parse_size("1g").unwrap(), 1 << 30);
+        assert_eq!(parse_size("1.5g").unwrap(), 3 << 29);
+        assert_eq!(parse_size("10k").unwrap(), 10 << 10);
+        assert_eq!(parse_size("2KiB").unwrap(), 2048);
+        assert_eq!(parse_size("7b").unwrap(), 7);
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("10x").is_err());
+        assert!(parse_size("").is_err());
+        assert_eq!(parse_swap("-1").unwrap(), -1);
+    }
+
+    #[test]
+    fn cpus_become_nano_cpus() {
+        assert_eq!(parse_nano_cpus("1.5").unwrap(), 1_500_000_000);
+        assert_eq!(parse_nano_cpus("0.01").unwrap(), 10_000_000);
+        assert!(parse_nano_cpus("-1").is_err());
+        assert!(parse_nano_cpus("two").is_err());
+    }
+
+    #[test]
+    fn volumes_are_bind_mounts_that_create_their_source() {
+        let mount = parse_volume("/srv/data:/data:ro", Path::new("/")).unwrap();
+        assert_eq!(
+            mount,
+            MountConfig {
+                kind: "bind".into(),
+                source: "/srv/data".into(),
+                target: "/data".into(),
+                read_only: true,
+                create_source: true,
+                ..Default::default()
+            }
+        );
+        assert!(!parse_volume("/a:/b", Path::new("/")).unwrap().read_only);
+        assert_eq!(parse_volume("/a:/b:rw,rshared", Path::new("/")).unwrap().propagation.as_deref(), Some("rshared"));
+        assert_eq!(parse_volume("./a:/b", Path::new("/work")).unwrap().source, "/work/./a");
+    }
+
+    #[test]
+    fn named_and_anonymous_volumes_are_refused_clearly() {
+        let named = parse_volume("data:/data", Path::new("/")).unwrap_err().to_string();
+        assert!(named.contains("volumes are not supported yet"), "{named}");
+        let anonymous = parse_volume("/data", Path::new("/")).unwrap_err().to_string();
+        assert!(anonymous.contains("anonymous volumes are not supported yet"), "{anonymous}");
+        assert!(parse_volume("/a:b", Path::new("/")).is_err());
+        assert!(parse_volume("/a:/b:bogus", Path::new("/")).is_err());
+    }
+
+    #[test]
+    fn mount_flag_takes_docker_keys_and_refuses_missing_sources() {
+        let bind = parse_mount("type=bind,src=/a,dst=/b,readonly,bind-propagation=rslave").unwrap();
+        assert_eq!(bind.kind, "bind");
+        assert_eq!((bind.source.as_str(), bind.target.as_str()), ("/a", "/b"));
+        assert!(bind.read_only);
+        assert!(!bind.create_source);
+        assert_eq!(bind.propagation.as_deref(), Some("rslave"));
+        assert!(!parse_mount("type=bind,source=/a,target=/b,readonly=false").unwrap().read_only);
+        let tmpfs = parse_mount("type=tmpfs,destination=/t,tmpfs-size=1m,tmpfs-mode=1770").unwrap();
+        assert_eq!(tmpfs.options, ["size=1048576", "mode=1770"]);
+        assert!(parse_mount("type=bind,dst=/b").is_err());
+        assert!(parse_mount("type=bind,src=/a").is_err());
+        assert!(parse_mount("src=vol,dst=/b").unwrap_err().to_string().contains("volumes are not supported yet"));
+        assert!(parse_mount("type=bind,src=/a,dst=/b,colour=blue").is_err());
+    }
+
+    #[test]
+    fn tmpfs_flag_keeps_its_mount_options() {
+        let mount = parse_tmpfs("/run:size=64m,mode=1777").unwrap();
+        assert_eq!((mount.kind.as_str(), mount.target.as_str()), ("tmpfs", "/run"));
+        assert_eq!(mount.options, ["size=64m", "mode=1777"]);
+        assert!(parse_tmpfs("/tmp").unwrap().options.is_empty());
+        assert!(parse_tmpfs("tmp").is_err());
+    }
+
+    #[test]
+    fn ulimits_have_soft_and_hard_limits() {
+        assert_eq!(parse_ulimit("nofile=1024:2048").unwrap(), Ulimit { name: "nofile".into(), soft: 1024, hard: 2048 });
+        assert_eq!(parse_ulimit("nproc=10").unwrap(), Ulimit { name: "nproc".into(), soft: 10, hard: 10 });
+        assert!(parse_ulimit("nofile=2048:1024").is_err());
+        assert!(parse_ulimit("bogus=1").is_err());
+        assert!(parse_ulimit("nofile").is_err());
+        assert!(parse_ulimit("nofile=x").is_err());
+    }
+
+    #[test]
+    fn restart_policies_and_retry_counts() {
+        assert_eq!(parse_restart("no").unwrap().name, "no");
+        assert_eq!(parse_restart("always").unwrap().name, "always");
+        assert_eq!(parse_restart("unless-stopped").unwrap().name, "unless-stopped");
+        assert_eq!(
+            parse_restart("on-failure:3").unwrap(),
+            RestartPolicy { name: "on-failure".into(), maximum_retry_count: 3 }
+        );
+        assert_eq!(parse_restart("on-failure").unwrap().maximum_retry_count, 0);
+        assert!(parse_restart("always:3").is_err());
+        assert!(parse_restart("on-failure:x").is_err());
+        assert!(parse_restart("sometimes").is_err());
+    }
+
+    #[test]
+    fn devices_default_to_the_host_path_and_rwm() {
+        let device = |host: &str, container: &str, permissions: &str| DeviceMapping {
+            host_path: host.into(),
+            container_path: container.into(),
+            permissions: permissions.into(),
+        };
+        assert_eq!(parse_device("/dev/fuse").unwrap(), device("/dev/fuse", "/dev/fuse", "rwm"));
+        assert_eq!(parse_device("/dev/fuse:r").unwrap(), device("/dev/fuse", "/dev/fuse", "r"));
+        assert_eq!(parse_device("/dev/sda:/dev/xvda").unwrap(), device("/dev/sda", "/dev/xvda", "rwm"));
+        assert_eq!(parse_device("/dev/sda:/dev/xvda:rw").unwrap(), device("/dev/sda", "/dev/xvda", "rw"));
+        assert!(parse_device("/dev/sda:/dev/xvda:rwx").is_err());
+        assert!(parse_device("sda").is_err());
+    }
+
+    #[test]
+    fn env_files_skip_comments_and_resolve_bare_names() {
+        let lookup = |key: &str| (key == "HOME").then(|| "/root".to_string());
+        let text = "# settings\nA=1\n\n  B=two words\nHOME\nUNSET\nC=\n";
+        assert_eq!(parse_env_file(text, &lookup).unwrap(), ["A=1", "B=two words", "HOME=/root", "C="]);
+        assert!(parse_env_file("BAD KEY=1\n", &lookup).is_err());
+        assert!(parse_env_file("=1\n", &lookup).is_err());
+    }
+
+    #[test]
+    fn everything_after_the_image_is_the_command() {
+        let config = config(&["--rm", "-e", "A=1", "-m", "64m", "busybox", "ls", "-l", "--name", "x"]).unwrap();
+        assert_eq!(config.image, "busybox");
+        assert_eq!(config.cmd, Some(vec!["ls".into(), "-l".into(), "--name".into(), "x".into()]));
+        assert_eq!(config.name, None);
+        assert!(config.auto_remove);
+        assert_eq!(config.env, ["A=1"]);
+        assert_eq!(config.memory, Some(64 << 20));
+        assert_eq!(super::tests::config(&["busybox"]).unwrap().cmd, None);
+    }
+
+    #[test]
+    fn flags_fill_the_create_config() {
+        let config = config(&[
+            "-it",
+            "--name",
+            "web",
+            "-h",
+            "box",
+            "--entrypoint",
+            "",
+            "--cpus",
+            "0.5",
+            "--restart",
+            "on-failure:2",
+            "--ulimit",
+            "nofile=10:20",
+            "--sysctl",
+            "net.ipv4.ip_forward=1",
+            "-l",
+            "a=b",
+            "-l",
+            "flag",
+            "--security-opt",
+            "no-new-privileges",
+            "--security-opt",
+            "seccomp=unconfined",
+            "--network",
+            "host",
+            "--memory-swap",
+            "-1",
+            "--pids-limit",
+            "-1",
+            "busybox",
+        ])
+        .unwrap();
+        assert!(config.tty && config.open_stdin);
+        assert_eq!(config.name.as_deref(), Some("web"));
+        assert_eq!(config.hostname.as_deref(), Some("box"));
+        assert_eq!(config.entrypoint, Some(vec![]));
+        assert_eq!(config.nano_cpus, Some(500_000_000));
+        assert_eq!(config.restart_policy.maximum_retry_count, 2);
+        assert_eq!(config.ulimits.len(), 1);
+        assert_eq!(config.sysctls["net.ipv4.ip_forward"], "1");
+        assert_eq!(config.labels["flag"], "");
+        assert!(config.no_new_privileges);
+        assert_eq!(config.seccomp_profile.as_deref(), Some("unconfined"));
+        assert_eq!(config.network.as_deref(), Some("host"));
+        assert_eq!(config.memory_swap, Some(-1));
+        assert_eq!(config.pids_limit, Some(-1));
+    }
+
+    #[test]
+    fn networks_other_than_none_and_host_are_refused() {
+        let err = config(&["--network", "bridge", "busybox"]).unwrap_err().to_string();
+        assert!(err.contains("networks other than none and host are not supported yet"), "{err}");
+    }
+
+    #[test]
+    fn rm_conflicts_with_a_restart_policy() {
+        assert!(config(&["--rm", "--restart", "always", "busybox"]).is_err());
+        assert!(config(&["--rm", "--restart", "no", "busybox"]).is_ok());
+    }
+
+    #[test]
+    fn seccomp_profile_file_is_sent_as_its_json() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("profile.json");
+        std::fs::write(&path, r#"{"defaultAction":"SCMP_ACT_ALLOW"}"#).unwrap();
+        let option = format!("seccomp={}", path.display());
+        let config = config(&["--security-opt", &option, "busybox"]).unwrap();
+        assert_eq!(config.seccomp_profile.as_deref(), Some(r#"{"defaultAction":"SCMP_ACT_ALLOW"}"#));
+        std::fs::write(&path, "not json").unwrap();
+        assert!(super::tests::config(&["--security-opt", &option, "busybox"]).is_err());
+    }
+}

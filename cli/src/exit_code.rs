@@ -1,0 +1,70 @@
+//! docker's exit statuses for the commands that run a container's process (`run`, `create`,
+//! `start`, `exec`): the process's own status, else 125/126/127 for why it could not run.
+
+use ttrpc::Code;
+
+/// berth itself failed: bad flag, daemon unreachable, unknown image, name in use, ….
+pub const BERTH_FAILED: u8 = 125;
+/// The command exists but cannot be invoked.
+pub const CANNOT_INVOKE: u8 = 126;
+/// The command was not found.
+pub const COMMAND_NOT_FOUND: u8 = 127;
+
+/// The status of a container's process (docker exits with its low 8 bits).
+pub fn of_process(code: i32) -> u8 {
+    code as u8
+}
+
+/// The status for `err` from `run`/`create`/`start`/`exec`. Only berthd's messages speak about
+/// the container's command; the client's own errors (a missing `--env-file`, no socket) are 125.
+pub fn of_error(err: &anyhow::Error) -> u8 {
+    let Some(ttrpc::Error::RpcStatus(status)) = err.downcast_ref::<ttrpc::Error>() else {
+        return BERTH_FAILED;
+    };
+    if status.code() == Code::NOT_FOUND && !status.message.contains("executable") {
+        // An unknown container or image.
+        return BERTH_FAILED;
+    }
+    let message = status.message.to_ascii_lowercase();
+    if message.contains("executable file not found") || message.contains("no such file or directory") {
+        COMMAND_NOT_FOUND
+    } else if message.contains("permission denied") || message.contains("is a directory") {
+        CANNOT_INVOKE
+    } else {
+        BERTH_FAILED
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(code: Code, message: &str) -> anyhow::Error {
+        ttrpc::Error::RpcStatus(ttrpc::get_status(code, message)).into()
+    }
+
+    #[test]
+    fn missing_commands_are_127_and_uninvokable_ones_126() {
+        let not_found = status(Code::FAILED_PRECONDITION, "exec: \"nope\": executable file not found in $PATH");
+        assert_eq!(of_error(&not_found), 127);
+        assert_eq!(of_error(&status(Code::UNKNOWN, "exec /bin/x: no such file or directory")), 127);
+        assert_eq!(of_error(&status(Code::UNKNOWN, "exec /etc: is a directory")), 126);
+        assert_eq!(of_error(&status(Code::UNKNOWN, "exec /etc/passwd: permission denied")), 126);
+    }
+
+    #[test]
+    fn berths_own_failures_are_125() {
+        assert_eq!(of_error(&status(Code::NOT_FOUND, "No such image: nope")), 125);
+        assert_eq!(of_error(&status(Code::ALREADY_EXISTS, "the name \"x\" is already in use")), 125);
+        assert_eq!(of_error(&anyhow::anyhow!("open env.list: no such file or directory")), 125);
+    }
+
+    #[test]
+    fn process_status_keeps_its_low_byte() {
+        assert_eq!(of_process(0), 0);
+        assert_eq!(of_process(3), 3);
+        assert_eq!(of_process(137), 137);
+        assert_eq!(of_process(256), 0);
+        assert_eq!(of_process(-1), 255);
+    }
+}
