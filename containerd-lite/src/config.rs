@@ -63,6 +63,16 @@ impl Config {
         self.state.join(SOCKET_NAME)
     }
 
+    /// berth's reaping init for `--init` (a static binary, it runs in any image): beside
+    /// berthd's executable, else on PATH.
+    pub fn init_binary(&self) -> Option<PathBuf> {
+        let beside = std::env::current_exe().ok().and_then(|e| e.parent().map(|p| p.join("berth-init")));
+        let on_path = std::env::var_os("PATH")
+            .map(|p| std::env::split_paths(&p).map(|d| d.join("berth-init")).collect::<Vec<_>>())
+            .unwrap_or_default();
+        beside.into_iter().chain(on_path).find(|p| p.is_file())
+    }
+
     pub fn resolve(args: Args) -> anyhow::Result<Config> {
         let file = match &args.config {
             Some(path) => read_file(path)?,

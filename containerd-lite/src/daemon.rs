@@ -10,12 +10,14 @@ use anyhow::{bail, Context};
 use nix::fcntl::{Flock, FlockArg};
 
 use crate::config::Config;
+use crate::container::ContainerStore;
 use crate::content::ContentStore;
 use crate::events::Events;
 use crate::meta::Metadata;
 use crate::registry::{RegistryClient, RegistryOptions};
 use crate::service;
 use crate::snapshot::{Kind, Snapshotter};
+use crate::task::Tasks;
 
 /// Everything the services share.
 pub struct Berthd {
@@ -25,6 +27,8 @@ pub struct Berthd {
     pub snapshots: Snapshotter,
     pub registry: RegistryClient,
     pub events: Events,
+    pub containers: ContainerStore,
+    pub tasks: Tasks,
     /// Garbage collection holds it exclusively; transfers take it shared only for the instant
     /// they add a resource to their lease (see `lease`), naming an image and a load's local
     /// phase too. Nothing holds it while waiting on a registry or a client.
@@ -48,6 +52,8 @@ impl Berthd {
             }
         }
         crate::lease::delete_stale(&meta)?;
+        let containers = ContainerStore::new(meta.db()).context("opening the container store")?;
+        let tasks = Tasks::new(&cfg.socket());
         let registry = RegistryClient::new(RegistryOptions {
             insecure: cfg.insecure_registries.clone(),
             auth_file: cfg.auth_file.clone(),
@@ -60,6 +66,8 @@ impl Berthd {
             snapshots,
             registry,
             events: Events::default(),
+            containers,
+            tasks,
             gc_lock: tokio::sync::RwLock::new(()),
         })
     }
@@ -121,6 +129,10 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     fs::set_permissions(&socket, fs::Permissions::from_mode(0o660))
         .with_context(|| format!("chmod {}", socket.display()))?;
     server.start().await.with_context(|| format!("serving on {}", socket.display()))?;
+    // Shims keep containers running while berthd is away: reconnect to them.
+    if let Err(e) = Tasks::recover(&d).await {
+        tracing::warn!("recovering containers: {e:#}");
+    }
     tracing::info!(
         root = %d.cfg.root.display(),
         socket = %socket.display(),

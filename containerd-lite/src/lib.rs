@@ -3,6 +3,7 @@
 
 pub mod archive;
 pub mod config;
+pub mod container;
 pub mod content;
 pub mod daemon;
 pub mod digest;
@@ -18,3 +19,4 @@ pub mod reference;
 pub mod registry;
 pub mod service;
 pub mod snapshot;
+pub mod task;

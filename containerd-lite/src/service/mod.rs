@@ -8,16 +8,21 @@ use ttrpc::Code;
 
 use crate::daemon::Berthd;
 
+mod containers;
 mod content;
 mod images;
+mod shim_events;
 mod snapshots;
 mod system;
+mod tasks;
 pub mod transfer_archive;
 mod version;
 
 /// Every service berthd serves, ready to register.
 pub fn all(d: &Arc<Berthd>) -> Vec<HashMap<String, Service>> {
-    use berth_proto::{content_ttrpc, images_ttrpc, snapshots_ttrpc, system_ttrpc, version_ttrpc};
+    use berth_proto::{
+        containers_ttrpc, content_ttrpc, images_ttrpc, snapshots_ttrpc, system_ttrpc, tasks_ttrpc, version_ttrpc,
+    };
     vec![
         version_ttrpc::create_version(Arc::new(Box::new(version::VersionService(d.clone())) as _)),
         content_ttrpc::create_content(Arc::new(Box::new(content::ContentService(d.clone())) as _)),
@@ -26,6 +31,9 @@ pub fn all(d: &Arc<Berthd>) -> Vec<HashMap<String, Service>> {
         snapshots_ttrpc::create_snapshots(Arc::new(Box::new(snapshots::SnapshotsService(d.clone())) as _)),
         system_ttrpc::create_events(Arc::new(Box::new(system::EventsService(d.clone())) as _)),
         system_ttrpc::create_system(Arc::new(Box::new(system::SystemService(d.clone())) as _)),
+        containers_ttrpc::create_containers(Arc::new(Box::new(containers::ContainersService(d.clone())) as _)),
+        tasks_ttrpc::create_tasks(Arc::new(Box::new(tasks::TasksService(d.clone())) as _)),
+        containerd_shim_protos::shim_async::create_events(Arc::new(Box::new(shim_events::ShimEventsService(d.clone())) as _)),
     ]
 }
 

@@ -1,0 +1,272 @@
+//! Creating a container: resolve (or pull) the image, prepare its writable snapshot, resolve the
+//! user against the image's files, write /etc/hostname, /etc/hosts and /etc/resolv.conf, generate
+//! the spec and store the record. A failure at any step removes what the earlier ones made.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use berth_proto::container_config::CreateConfig;
+
+use super::spec::{self, ImageRuntimeConfig, SpecInputs};
+use super::user::{self, ImageFiles};
+use super::{names, ContainerRecord, ContainerState, Status, DEFAULT_RUNTIME};
+use crate::daemon::Berthd;
+use crate::image::{self, Descriptor, Platform};
+use crate::meta::Image;
+use crate::reference::Reference;
+
+/// The snapshot label that keeps the image config a container was made from (gc follows it).
+const CONFIG_REF_LABEL: &str = "containerd.io/gc.ref.content.config";
+
+/// Where a container's files live: `<root>/containers/<id>` (logs, generated /etc files).
+pub fn container_dir(d: &Berthd, id: &str) -> PathBuf {
+    d.cfg.root.join("containers").join(id)
+}
+
+/// The container's json-file log.
+pub fn log_path(d: &Berthd, id: &str) -> PathBuf {
+    container_dir(d, id).join(format!("{id}-json.log"))
+}
+
+/// A local image by name, full id (`sha256:…` or bare hex) or unique id prefix.
+pub fn find_image(d: &Berthd, arg: &str, platform: &Platform) -> Result<Option<Image>> {
+    if let Ok(r) = Reference::parse(arg) {
+        if let Some(image) = d.meta.image(&r.to_string())? {
+            return Ok(Some(image));
+        }
+    }
+    let hex = arg.strip_prefix("sha256:").unwrap_or(arg);
+    if hex.len() < 4 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Ok(None);
+    }
+    let mut found: Option<(String, Image)> = None;
+    for image in d.meta.images()? {
+        let Ok(r) = image::resolve(&d.content, &Descriptor::from(&image.target), platform) else { continue };
+        let id = r.manifest.config.digest.to_string();
+        if id.trim_start_matches("sha256:").starts_with(hex) {
+            match &found {
+                Some((other, _)) if *other != id => bail!("multiple images found with provided prefix: {arg}"),
+                _ => found = Some((id, image)),
+            }
+        }
+    }
+    Ok(found.map(|(_, image)| image))
+}
+
+/// The shim a `--runtime` value names.
+pub fn runtime_name(requested: Option<&str>) -> Result<String> {
+    Ok(match requested.unwrap_or("") {
+        "" | "berth" => DEFAULT_RUNTIME.to_string(),
+        "runc" => "io.containerd.runc.v2".to_string(),
+        name if name.starts_with("io.containerd.")
+            && name.split('.').count() == 4
+            && name.split('.').all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')) =>
+        {
+            name.to_string()
+        }
+        other => bail!("unknown or invalid runtime name: {other}"),
+    })
+}
+
+/// The contents of /etc/resolv.conf for a container: the host's, without loopback nameservers
+/// (they would be the container's own loopback), falling back to none.
+pub fn resolv_conf(host: &str) -> String {
+    let mut out = String::new();
+    for line in host.lines() {
+        let mut words = line.split_whitespace();
+        if words.next() == Some("nameserver") {
+            let addr = words.next().unwrap_or("");
+            if addr.starts_with("127.") || addr == "::1" || addr.starts_with("0.") {
+                continue;
+            }
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
+fn hosts_file(hostname: &str, host_network: bool) -> String {
+    let mut hosts = String::from(
+        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n",
+    );
+    if !host_network {
+        hosts.push_str(&format!("127.0.1.1\t{hostname}\n"));
+    }
+    hosts
+}
+
+/// Writes the container's generated /etc files into `dir`.
+fn write_etc_files(dir: &Path, hostname: &str, config: &CreateConfig) -> Result<()> {
+    let host_network = config.network.as_deref() == Some("host");
+    let (hosts, resolv, name) = if host_network {
+        (
+            std::fs::read_to_string("/etc/hosts").unwrap_or_else(|_| hosts_file(hostname, true)),
+            std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+            nix::unistd::gethostname().map(|h| h.to_string_lossy().to_string()).unwrap_or_else(|_| hostname.to_string()),
+        )
+    } else {
+        (
+            hosts_file(hostname, false),
+            resolv_conf(&std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default()),
+            hostname.to_string(),
+        )
+    };
+    for (file, text) in [("hosts", hosts), ("resolv.conf", resolv), ("hostname", format!("{name}\n"))] {
+        let path = dir.join(file);
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// What is made step by step, removed again unless [`Undo::disarm`]ed.
+struct Undo<'a> {
+    d: &'a Berthd,
+    snapshot: Option<String>,
+    dir: Option<PathBuf>,
+}
+
+impl Undo<'_> {
+    fn disarm(mut self) {
+        self.snapshot = None;
+        self.dir = None;
+    }
+}
+
+impl Drop for Undo<'_> {
+    fn drop(&mut self) {
+        if let Some(key) = self.snapshot.take() {
+            if let Err(e) = self.d.snapshots.remove(&key) {
+                tracing::warn!(key, "removing the snapshot of a failed create: {e}");
+            }
+        }
+        if let Some(dir) = self.dir.take() {
+            if let Err(e) = std::fs::remove_dir_all(&dir) {
+                tracing::warn!(dir = %dir.display(), "removing the directory of a failed create: {e}");
+            }
+        }
+    }
+}
+
+/// Creates the container (blocking: call it off the async workers). The image must be local.
+pub fn create(d: &Arc<Berthd>, config: CreateConfig, image: &Image, init_binary: Option<&Path>) -> Result<ContainerRecord> {
+    let platform = match config.platform.as_deref().filter(|p| !p.is_empty()) {
+        Some(p) => p.parse::<Platform>().map_err(|e| anyhow::anyhow!("{e}"))?,
+        None => Platform::host(),
+    };
+    let resolved = image::resolve(&d.content, &Descriptor::from(&image.target), &platform)
+        .with_context(|| format!("image {}", image.name))?;
+    let chain_top = resolved.chain_ids().last().map(ToString::to_string);
+    if let Some(top) = &chain_top {
+        if !d.snapshots.exists(top)? {
+            bail!("image {} is not unpacked (pull it again)", image.name);
+        }
+    }
+    let image_config: serde_json::Value =
+        serde_json::from_slice(&resolved.config_bytes).with_context(|| format!("image {}: parsing its config", image.name))?;
+    let image_run = ImageRuntimeConfig::from_image_config(&image_config)?;
+    let runtime = runtime_name(config.runtime.as_deref())?;
+    if config.init && init_binary.is_none() {
+        bail!("--init: berth-init was not found beside berthd");
+    }
+
+    let name = match config.name.clone().filter(|n| !n.is_empty()) {
+        Some(n) => {
+            let n = n.strip_prefix('/').unwrap_or(&n).to_string();
+            super::validate_name(&n)?;
+            if d.containers.list()?.iter().any(|r| r.name == n) {
+                let other = d.containers.lookup(&n)?;
+                bail!("Conflict. The container name \"/{n}\" is already in use by container \"{}\". You have to remove (or rename) that container to be able to reuse that name.", other.id);
+            }
+            n
+        }
+        None => {
+            let taken: Vec<String> = d.containers.list()?.into_iter().map(|r| r.name).collect();
+            (0..)
+                .map(names::generate)
+                .find(|n| !taken.contains(n))
+                .unwrap_or_else(|| names::generate(1))
+        }
+    };
+    let id = super::new_id()?;
+    let snapshot_key = format!("berth/container/{id}");
+    let mut undo = Undo { d, snapshot: None, dir: None };
+
+    let labels = BTreeMap::from([(CONFIG_REF_LABEL.to_string(), resolved.manifest.config.digest.to_string())]);
+    let mounts = d.snapshots.prepare(&snapshot_key, chain_top.as_deref(), labels).context("preparing the container's snapshot")?;
+    undo.snapshot = Some(snapshot_key.clone());
+
+    let dir = container_dir(d, &id);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    undo.dir = Some(dir.clone());
+
+    let files = ImageFiles::from_mounts(&mounts);
+    let passwd = files.read("etc/passwd")?;
+    let group = files.read("etc/group")?;
+    let user_arg = config.user.clone().filter(|u| !u.is_empty()).unwrap_or_else(|| image_run.user.clone());
+    let exec_user = user::resolve(&user_arg, &config.group_add, passwd.as_deref(), group.as_deref())?;
+
+    let hostname = spec::hostname(&id, &config);
+    write_etc_files(&dir, &hostname, &config)?;
+    for m in &config.mounts {
+        if m.kind == "bind" && !Path::new(&m.source).exists() {
+            if m.create_source {
+                std::fs::create_dir_all(&m.source).with_context(|| format!("creating bind source {}", m.source))?;
+            } else {
+                bail!("invalid mount config for type \"bind\": bind source path does not exist: {}", m.source);
+            }
+        }
+    }
+    let spec = spec::generate(&SpecInputs {
+        id: &id,
+        config: &config,
+        image: &image_run,
+        user: &exec_user,
+        etc_dir: &dir,
+        init_binary,
+        cgroup_v2: matches!(berth_runtime::cgroups::host_mode(), Ok(berth_runtime::cgroups::Mode::V2)),
+    })?;
+
+    let mut labels = image_run.labels.clone().unwrap_or_default();
+    labels.extend(config.labels.clone());
+    let record = ContainerRecord {
+        id: id.clone(),
+        name,
+        image: config.image.clone(),
+        image_name: image.name.clone(),
+        image_id: resolved.manifest.config.digest.to_string(),
+        image_config,
+        spec,
+        snapshot_key,
+        runtime,
+        labels,
+        config,
+        created_at: crate::events::now_nanos(),
+        state: ContainerState { status: Status::Created, ..Default::default() },
+    };
+    d.containers.insert(&record)?;
+    undo.disarm();
+    Ok(record)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolv_conf_drops_loopback_nameservers() {
+        let host = "# comment\nnameserver 127.0.0.53\nnameserver 10.0.0.2\nnameserver ::1\nsearch example.org\n";
+        assert_eq!(resolv_conf(host), "# comment\nnameserver 10.0.0.2\nsearch example.org\n");
+    }
+
+    #[test]
+    fn runtime_names_map_to_shims() {
+        assert_eq!(runtime_name(None).expect("default"), DEFAULT_RUNTIME);
+        assert_eq!(runtime_name(Some("runc")).expect("runc"), "io.containerd.runc.v2");
+        assert_eq!(runtime_name(Some("io.containerd.runc.v2")).expect("full"), "io.containerd.runc.v2");
+        assert!(runtime_name(Some("../../bin/sh")).is_err());
+        assert!(runtime_name(Some("io.containerd.a/b.v2")).is_err());
+    }
+}

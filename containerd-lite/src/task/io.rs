@@ -1,0 +1,192 @@
+//! A task's stdio as berthd holds it: the FIFOs the shim writes the process's output into (and
+//! reads its stdin from), one copier per process that appends the output to the container's
+//! json-file log and hands it to attached clients, and the stdin writer.
+//!
+//! Output is never lost to a quick exit: a FIFO is opened for reading before the shim is asked to
+//! create the process, attached clients subscribe before it starts, and a process counts as
+//! finished for them only after its copier saw end-of-file on every output.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use nix::sys::stat::Mode;
+use tokio::io::AsyncReadExt;
+use tokio::net::unix::pipe;
+use tokio::sync::{broadcast, watch, Mutex};
+
+use super::log::JsonLog;
+
+/// 1 for stdout, 2 for stderr, as in the API.
+pub const STDOUT: u32 = 1;
+pub const STDERR: u32 = 2;
+
+/// What attached clients receive.
+#[derive(Debug, Clone)]
+pub enum Output {
+    Data(u32, Arc<Vec<u8>>),
+}
+
+/// An attached client's view of one process: its output from the moment it subscribed, and
+/// whether the output has ended.
+pub type Subscription = (broadcast::Receiver<Output>, watch::Receiver<bool>);
+
+/// The FIFO paths of one process, as the shim's Create/Exec take them.
+#[derive(Debug, Clone, Default)]
+pub struct FifoSet {
+    pub stdin: Option<PathBuf>,
+    pub stdout: PathBuf,
+    pub stderr: Option<PathBuf>,
+}
+
+impl FifoSet {
+    /// Paths under `dir` named with `prefix` (`init`, `exec-<id>`): stdin only with `stdin`,
+    /// no stderr with a terminal (a pty has one output).
+    pub fn new(dir: &Path, prefix: &str, stdin: bool, terminal: bool) -> FifoSet {
+        FifoSet {
+            stdin: stdin.then(|| dir.join(format!("{prefix}-stdin"))),
+            stdout: dir.join(format!("{prefix}-stdout")),
+            stderr: (!terminal).then(|| dir.join(format!("{prefix}-stderr"))),
+        }
+    }
+
+    /// Makes the FIFOs (0600; an existing one is kept, as after a berthd restart).
+    pub fn create(&self) -> Result<()> {
+        for path in self.all() {
+            match nix::unistd::mkfifo(path, Mode::from_bits_truncate(0o600)) {
+                Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
+                Err(e) => return Err(e).with_context(|| format!("mkfifo {}", path.display())),
+            }
+        }
+        Ok(())
+    }
+
+    pub fn remove(&self) {
+        for path in self.all() {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+
+    fn all(&self) -> impl Iterator<Item = &PathBuf> {
+        self.stdin.iter().chain(std::iter::once(&self.stdout)).chain(self.stderr.iter())
+    }
+
+    pub fn uri(path: &Option<PathBuf>) -> String {
+        path.as_ref().map(|p| p.display().to_string()).unwrap_or_default()
+    }
+}
+
+/// Opens the read sides of the output FIFOs. Call before the shim opens the write sides: a
+/// FIFO opened this way reads end-of-file only once a writer has come and gone.
+pub fn open_outputs(fifos: &FifoSet) -> Result<Vec<(u32, pipe::Receiver)>> {
+    let mut out = Vec::new();
+    for (stream, path) in [(STDOUT, Some(&fifos.stdout)), (STDERR, fifos.stderr.as_ref())] {
+        let Some(path) = path else { continue };
+        // Read-write so the open never waits and no early end-of-file is seen before the shim
+        // has opened its end; the copier reopens it read-only once the shim holds it.
+        let rx = pipe::OpenOptions::new()
+            .read_write(true)
+            .open_receiver(path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        out.push((stream, rx));
+    }
+    Ok(out)
+}
+
+/// Drops our own write side of output FIFOs opened with [`open_outputs`]: reopening read-only
+/// (the shim holds the writers by now) makes end-of-file mean "the shim closed it".
+pub fn reopen_read_only(fifos: &FifoSet) -> Result<Vec<(u32, pipe::Receiver)>> {
+    let mut out = Vec::new();
+    for (stream, path) in [(STDOUT, Some(&fifos.stdout)), (STDERR, fifos.stderr.as_ref())] {
+        let Some(path) = path else { continue };
+        let rx = pipe::OpenOptions::new().open_receiver(path).with_context(|| format!("opening {}", path.display()))?;
+        out.push((stream, rx));
+    }
+    Ok(out)
+}
+
+/// Opens the write side of the stdin FIFO (the shim holds the read side after Create/Exec).
+pub fn open_stdin(path: &Path) -> Result<pipe::Sender> {
+    pipe::OpenOptions::new().open_sender(path).with_context(|| format!("opening {}", path.display()))
+}
+
+/// One process's output, shared by its copier and the clients attached to it.
+pub struct ProcessIo {
+    tx: broadcast::Sender<Output>,
+    /// Becomes true when every output reached end-of-file and was delivered.
+    done: watch::Sender<bool>,
+    pub stdin: Mutex<Option<pipe::Sender>>,
+}
+
+impl ProcessIo {
+    pub fn new() -> Arc<ProcessIo> {
+        Arc::new(ProcessIo { tx: broadcast::channel(1024).0, done: watch::channel(false).0, stdin: Mutex::new(None) })
+    }
+
+    /// A new attached client: every chunk from now on, then `done`.
+    pub fn subscribe(&self) -> Subscription {
+        (self.tx.subscribe(), self.done.subscribe())
+    }
+
+    pub fn is_done(&self) -> bool {
+        *self.done.borrow()
+    }
+
+    /// Waits (at most `limit`) for the copier to finish.
+    pub async fn wait_done(&self, limit: std::time::Duration) {
+        let mut rx = self.done.subscribe();
+        let _ = tokio::time::timeout(limit, rx.wait_for(|d| *d)).await;
+    }
+
+    /// Copies `outputs` to the log (if any) and to subscribers until each is at end-of-file.
+    pub fn spawn_copier(self: &Arc<Self>, outputs: Vec<(u32, pipe::Receiver)>, log: Option<Arc<std::sync::Mutex<JsonLog>>>) {
+        let io = self.clone();
+        tokio::spawn(async move {
+            let mut readers = Vec::new();
+            for (stream, mut rx) in outputs {
+                let io = io.clone();
+                let log = log.clone();
+                readers.push(tokio::spawn(async move {
+                    let mut buf = vec![0u8; 32 * 1024];
+                    loop {
+                        match rx.read(&mut buf).await {
+                            Ok(0) => break,
+                            Ok(n) => {
+                                let data = buf[..n].to_vec();
+                                if let Some(log) = &log {
+                                    let log = log.clone();
+                                    let chunk = data.clone();
+                                    let written = tokio::task::spawn_blocking(move || {
+                                        let mut log = log.lock().map_err(|_| anyhow::anyhow!("log lock poisoned"))?;
+                                        log.write(stream, &chunk)
+                                    })
+                                    .await;
+                                    match written {
+                                        Ok(Ok(())) => {}
+                                        Ok(Err(e)) => tracing::warn!("writing a container log: {e:#}"),
+                                        Err(e) => tracing::warn!("writing a container log: {e}"),
+                                    }
+                                }
+                                let _ = io.tx.send(Output::Data(stream, Arc::new(data)));
+                            }
+                            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                            Err(e) => {
+                                tracing::warn!("reading container output: {e}");
+                                break;
+                            }
+                        }
+                    }
+                }));
+            }
+            for r in readers {
+                let _ = r.await;
+            }
+            if let Some(log) = &log {
+                if let Ok(mut log) = log.lock() {
+                    log.flush_partial();
+                }
+            }
+            io.done.send_replace(true);
+        });
+    }
+}
