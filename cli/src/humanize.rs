@@ -62,8 +62,8 @@ pub fn since(then_nanos: i64, now_nanos: i64) -> String {
     format!("{} ago", duration(now_nanos.saturating_sub(then_nanos) / NANOS_PER_SECOND))
 }
 
-/// go-units' `HumanDuration`, from whole seconds.
-fn duration(seconds: i64) -> String {
+/// go-units' `HumanDuration`, from whole seconds (`Up 3 seconds`, `Exited (0) 2 hours ago`).
+pub fn duration(seconds: i64) -> String {
     let minutes = seconds / 60;
     // go-units rounds hours to nearest, and counts days, weeks, months and years from them.
     let hours = (seconds + 1800) / 3600;
@@ -99,6 +99,12 @@ pub fn rfc3339(nanos: i64) -> String {
         let digits = format!("{fraction:09}");
         format!("{date}T{time}.{}Z", digits.trim_end_matches('0'))
     }
+}
+
+/// RFC 3339 with always nine fraction digits (docker's `RFC3339NanoFixed`, `logs -t`).
+pub fn rfc3339_nano_fixed(nanos: i64) -> String {
+    let (date, time) = civil_utc(nanos.div_euclid(NANOS_PER_SECOND));
+    format!("{date}T{time}.{:09}Z", nanos.rem_euclid(NANOS_PER_SECOND))
 }
 
 /// (`YYYY-MM-DD`, `HH:MM:SS`) of a Unix time in UTC.
@@ -162,5 +168,6 @@ mod tests {
         assert_eq!(rfc3339(1_700_000_000 * SECOND), "2023-11-14T22:13:20Z");
         assert_eq!(rfc3339(1_700_000_000 * SECOND + 500_000_000), "2023-11-14T22:13:20.5Z");
         assert_eq!(rfc3339(-SECOND), "1969-12-31T23:59:59Z");
+        assert_eq!(rfc3339_nano_fixed(1_700_000_000 * SECOND + 500), "2023-11-14T22:13:20.000000500Z");
     }
 }

@@ -12,6 +12,7 @@ mod resolve;
 mod signals;
 mod stdio;
 mod table;
+mod template;
 mod terminal;
 
 use std::process::ExitCode;
@@ -26,7 +27,9 @@ use commands::images::ImagesArgs;
 use commands::inspect::InspectArgs;
 use commands::kill::KillArgs;
 use commands::load::LoadArgs;
+use commands::logs::LogsArgs;
 use commands::pause::PauseArgs;
+use commands::ps::PsArgs;
 use commands::pull::PullArgs;
 use commands::push::PushArgs;
 use commands::rename::RenameArgs;
@@ -54,6 +57,8 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// List containers.
+    Ps(PsArgs),
     #[command(flatten)]
     Container(ContainerOperation),
     /// Manage containers.
@@ -80,9 +85,9 @@ enum Command {
 #[derive(Subcommand, Debug)]
 enum ContainerOperation {
     /// Create and run a new container from an image.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Create a new container.
-    Create(CreateArgs),
+    Create(Box<CreateArgs>),
     /// Start one or more stopped containers.
     Start(StartArgs),
     /// Stop one or more running containers.
@@ -105,6 +110,8 @@ enum ContainerOperation {
     Attach(AttachArgs),
     /// Execute a command in a running container.
     Exec(ExecArgs),
+    /// Fetch the logs of a container.
+    Logs(LogsArgs),
 }
 
 impl ContainerOperation {
@@ -119,6 +126,9 @@ impl ContainerOperation {
 enum ContainerCommand {
     #[command(flatten)]
     Operation(ContainerOperation),
+    /// List containers.
+    #[command(visible_alias = "ps", alias = "list")]
+    Ls(PsArgs),
 }
 
 /// The image commands, under docker's top-level names.
@@ -218,6 +228,9 @@ async fn run(cli: Cli) -> Result<u8> {
         Command::Container(operation) | Command::ContainerGroup(ContainerCommand::Operation(operation)) => {
             run_container_operation(&address, &operation).await
         }
+        Command::Ps(args) | Command::ContainerGroup(ContainerCommand::Ls(args)) => {
+            commands::ps::run(&Berthd::connect(&address)?, &args).await.map(|()| 0)
+        }
         Command::Unknown(argv) => {
             let verb = argv.first().cloned().unwrap_or_default();
             anyhow::bail!(daemon::UnknownCommand(verb))
@@ -250,6 +263,7 @@ async fn run_container_operation(address: &str, operation: &ContainerOperation) 
         ContainerOperation::Pause(args) => done(commands::pause::pause(&berthd()?, args).await),
         ContainerOperation::Unpause(args) => done(commands::pause::unpause(&berthd()?, args).await),
         ContainerOperation::Rename(args) => done(commands::rename::run(&berthd()?, args).await),
+        ContainerOperation::Logs(args) => done(commands::logs::run(&berthd()?, args).await),
     }
 }
 
@@ -260,7 +274,7 @@ async fn run_other(command: Command, address: &str) -> Result<()> {
         Command::System(command) => commands::system::run(&Berthd::connect(address)?, &command).await,
         Command::Events(args) => commands::events::run(&Berthd::connect(address)?, &args).await,
         Command::Version => commands::version::run(address).await,
-        Command::Container(_) | Command::ContainerGroup(_) | Command::Unknown(_) => {
+        Command::Ps(_) | Command::Container(_) | Command::ContainerGroup(_) | Command::Unknown(_) => {
             unreachable!("handled by run")
         }
     }
