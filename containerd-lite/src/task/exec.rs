@@ -108,13 +108,7 @@ async fn launch(task: &Arc<Task>, exec_id: &str, fifos: &FifoSet, config: &ExecC
         ..Default::default()
     };
     task.client.exec(ctx(CALL_TIMEOUT), &req).await.map_err(|e| shim_error("exec failed", e))?;
-    let readers = io::reopen_read_only(fifos)?;
-    drop(holders);
     let pio = ProcessIo::new();
-    if let Some(stdin) = &fifos.stdin {
-        *pio.stdin.lock().await = Some(io::open_stdin(stdin)?);
-    }
-    pio.spawn_copier(readers, None);
     let subscription = pio.subscribe();
     let start = api::StartRequest { id: task.id.clone(), exec_id: exec_id.to_string(), ..Default::default() };
     if let Err(e) = task.client.start(ctx(CALL_TIMEOUT), &start).await {
@@ -122,6 +116,14 @@ async fn launch(task: &Arc<Task>, exec_id: &str, fifos: &FifoSet, config: &ExecC
         let _ = task.client.delete(ctx(CALL_TIMEOUT), &del).await;
         return Err(shim_error("OCI runtime exec failed", e));
     }
+    // A shim may open an exec's FIFOs only when it starts it: until then our read-write
+    // holders keep them open, and anything written is waiting in the pipe.
+    let readers = io::reopen_read_only(fifos)?;
+    drop(holders);
+    if let Some(stdin) = &fifos.stdin {
+        *pio.stdin.lock().await = Some(io::open_stdin(stdin)?);
+    }
+    pio.spawn_copier(readers, None);
     let (tx, exit) = tokio::sync::oneshot::channel();
     let (task2, exec2, pio2, fifos2) = (task.clone(), exec_id.to_string(), pio.clone(), fifos.clone());
     tokio::spawn(async move {

@@ -121,6 +121,12 @@ impl Tasks {
                     r.state.error = msg.clone();
                     r.state.exit_code = exit_code_for_error(&msg);
                 });
+                // `--rm` removes a container whose start failed too, as docker does.
+                if record.config.auto_remove {
+                    if let Err(e) = remove_stopped(d, id).await {
+                        tracing::warn!(container = id, "--rm after a failed start: {e:#}");
+                    }
+                }
                 Err(e)
             }
         }
@@ -169,15 +175,9 @@ impl Tasks {
                 return Err(err);
             }
         };
-        let readers = io::reopen_read_only(&fifos)?;
-        drop(holders);
         let pio = ProcessIo::new();
-        if let Some(stdin) = &fifos.stdin {
-            *pio.stdin.lock().await = Some(io::open_stdin(stdin)?);
-        }
-        let log = log::JsonLog::open(&log_path(d, &id), rotation)?;
-        pio.spawn_copier(readers, Some(Arc::new(std::sync::Mutex::new(log))));
         let sub = subscribe.then(|| pio.subscribe());
+        let log = log::JsonLog::open(&log_path(d, &id), rotation)?;
         let start = api::StartRequest { id: id.clone(), ..Default::default() };
         if let Err(e) = client.start(ctx(CALL_TIMEOUT), &start).await {
             let err = shim_error("failed to start task", e);
@@ -185,6 +185,14 @@ impl Tasks {
             shutdown_shim(&client, &binary, &d.tasks.endpoint, &id, &bundle).await;
             return Err(err);
         }
+        // Output written so far waits in the FIFOs, held open by our read-write ends until the
+        // read-only ones (whose end-of-file means the shim closed them) are open.
+        let readers = io::reopen_read_only(&fifos)?;
+        drop(holders);
+        if let Some(stdin) = &fifos.stdin {
+            *pio.stdin.lock().await = Some(io::open_stdin(stdin)?);
+        }
+        pio.spawn_copier(readers, Some(Arc::new(std::sync::Mutex::new(log))));
         undo.bundle = None;
         let task = Arc::new(Task {
             id: id.clone(),
