@@ -25,6 +25,7 @@ use commands::events::EventsArgs;
 use commands::exec::ExecArgs;
 use commands::images::ImagesArgs;
 use commands::inspect::InspectArgs;
+use commands::inspect_container::{ContainerInspectArgs, InspectAnyArgs};
 use commands::kill::KillArgs;
 use commands::load::LoadArgs;
 use commands::logs::LogsArgs;
@@ -59,6 +60,8 @@ struct Cli {
 enum Command {
     /// List containers.
     Ps(PsArgs),
+    /// Return low-level information on containers or images.
+    Inspect(InspectAnyArgs),
     #[command(flatten)]
     Container(ContainerOperation),
     /// Manage containers.
@@ -129,6 +132,8 @@ enum ContainerCommand {
     /// List containers.
     #[command(visible_alias = "ps", alias = "list")]
     Ls(PsArgs),
+    /// Display detailed information on one or more containers.
+    Inspect(ContainerInspectArgs),
 }
 
 /// The image commands, under docker's top-level names.
@@ -148,7 +153,9 @@ enum ImageOperation {
     Save(SaveArgs),
     /// Load images from a tar archive.
     Load(LoadArgs),
-    /// Display detailed information on images.
+    /// Display detailed information on images (`berth image inspect`; the top-level `inspect`
+    /// also finds containers).
+    #[command(skip)]
     Inspect(InspectArgs),
 }
 
@@ -231,6 +238,12 @@ async fn run(cli: Cli) -> Result<u8> {
         Command::Ps(args) | Command::ContainerGroup(ContainerCommand::Ls(args)) => {
             commands::ps::run(&Berthd::connect(&address)?, &args).await.map(|()| 0)
         }
+        Command::Inspect(args) => {
+            commands::inspect_container::run(&Berthd::connect(&address)?, &args).await.map(|()| 0)
+        }
+        Command::ContainerGroup(ContainerCommand::Inspect(args)) => {
+            commands::inspect_container::run(&Berthd::connect(&address)?, &(&args).into()).await.map(|()| 0)
+        }
         Command::Unknown(argv) => {
             let verb = argv.first().cloned().unwrap_or_default();
             anyhow::bail!(daemon::UnknownCommand(verb))
@@ -274,7 +287,11 @@ async fn run_other(command: Command, address: &str) -> Result<()> {
         Command::System(command) => commands::system::run(&Berthd::connect(address)?, &command).await,
         Command::Events(args) => commands::events::run(&Berthd::connect(address)?, &args).await,
         Command::Version => commands::version::run(address).await,
-        Command::Ps(_) | Command::Container(_) | Command::ContainerGroup(_) | Command::Unknown(_) => {
+        Command::Ps(_)
+        | Command::Inspect(_)
+        | Command::Container(_)
+        | Command::ContainerGroup(_)
+        | Command::Unknown(_) => {
             unreachable!("handled by run")
         }
     }

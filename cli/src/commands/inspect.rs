@@ -98,6 +98,12 @@ pub async fn run(berthd: &Berthd, args: &InspectArgs) -> Result<()> {
     Ok(())
 }
 
+/// The inspect object of the image `arg` names (`listed` supplies its other names).
+pub async fn image_object(images: &ImagesClient, arg: &str, listed: &[ImageSummary]) -> Result<Value> {
+    let response = inspect_one(images, arg).await?;
+    Ok(serde_json::to_value(inspected(&response, listed))?)
+}
+
 async fn inspect_one(images: &ImagesClient, arg: &str) -> Result<InspectImageResponse> {
     let name = match resolve(images, arg).await? {
         ImageArg::Name(name) => name,

@@ -6,6 +6,7 @@ pub mod events;
 pub mod exec;
 pub mod images;
 pub mod inspect;
+pub mod inspect_container;
 pub mod kill;
 pub mod load;
 pub mod logs;

@@ -1,0 +1,352 @@
+//! `berth inspect` and `berth container inspect`: docker's container JSON built from the
+//! Containers record (its CreateConfig, OCI spec, state and image config), `--format` templates,
+//! and for a bare `inspect` an image when no container has the name.
+
+use std::io::{self, Write};
+
+use anyhow::Result;
+use berth_proto::container_config::CreateConfig;
+use berth_proto::containers::Container;
+use berth_proto::images::ListImagesRequest;
+use serde::Serialize;
+use serde_json::{json, Map, Value};
+use ttrpc::Code;
+
+use crate::commands::container::{create_config, entrypoint_and_cmd, get, image_config, process_args};
+use crate::commands::inspect::image_object;
+use crate::daemon::{ctx, print_error, AlreadyReported, Berthd};
+use crate::humanize;
+use crate::template::Template;
+
+/// Go's zero time, which docker shows for a time that has not happened.
+const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
+
+/// Return low-level information on containers (and, without --type, images).
+#[derive(clap::Args, Debug)]
+pub struct InspectAnyArgs {
+    /// Format output using a Go template ('{{.State.Status}}', '{{json .Config}}').
+    #[arg(short, long)]
+    format: Option<String>,
+    /// Only look for this type of object: container or image.
+    #[arg(long = "type", value_parser = ["container", "image"])]
+    kind: Option<String>,
+    /// Display total file sizes (accepted; berth reports none).
+    #[arg(short, long)]
+    size: bool,
+    /// Names or ids of containers or images.
+    #[arg(required = true, value_name = "NAME|ID")]
+    names: Vec<String>,
+}
+
+/// Display detailed information on one or more containers.
+#[derive(clap::Args, Debug)]
+pub struct ContainerInspectArgs {
+    /// Format output using a Go template ('{{.State.Status}}', '{{json .Config}}').
+    #[arg(short, long)]
+    format: Option<String>,
+    /// Display total file sizes (accepted; berth reports none).
+    #[arg(short, long)]
+    size: bool,
+    /// Container names or ids.
+    #[arg(required = true, value_name = "CONTAINER")]
+    containers: Vec<String>,
+}
+
+impl From<&ContainerInspectArgs> for InspectAnyArgs {
+    fn from(args: &ContainerInspectArgs) -> InspectAnyArgs {
+        InspectAnyArgs {
+            format: args.format.clone(),
+            kind: Some("container".to_string()),
+            size: args.size,
+            names: args.containers.clone(),
+        }
+    }
+}
+
+/// Prints every object found (one JSON array, or one template line each), then an error for
+/// each name that is neither.
+pub async fn run(berthd: &Berthd, args: &InspectAnyArgs) -> Result<()> {
+    let template = args.format.as_deref().map(Template::parse).transpose()?;
+    let mut found = Vec::new();
+    let mut failed = false;
+    for name in &args.names {
+        match find(berthd, name, args.kind.as_deref()).await {
+            Ok(object) => found.push(object),
+            Err(err) => {
+                print_error(&err);
+                failed = true;
+            }
+        }
+    }
+    let mut out = io::stdout().lock();
+    match &template {
+        Some(template) => {
+            for object in &found {
+                writeln!(out, "{}", template.render(object)?)?;
+            }
+        }
+        None => {
+            let mut json = Vec::new();
+            let mut serializer = serde_json::Serializer::with_formatter(
+                &mut json,
+                serde_json::ser::PrettyFormatter::with_indent(b"    "),
+            );
+            found.serialize(&mut serializer)?;
+            json.push(b'\n');
+            out.write_all(&json)?;
+        }
+    }
+    if failed {
+        return Err(AlreadyReported.into());
+    }
+    Ok(())
+}
+
+/// A container's object, else (without a type) an image's; docker's "No such object" else.
+async fn find(berthd: &Berthd, name: &str, kind: Option<&str>) -> Result<Value> {
+    if kind != Some("image") {
+        match get(berthd, name).await {
+            Ok(container) => return Ok(container_object(&container)),
+            Err(err) if kind == Some("container") || !is_not_found(&err) => return Err(err),
+            Err(_) => {}
+        }
+    }
+    let images = berthd.images();
+    let listed = images.list(ctx(), &ListImagesRequest::default()).await?;
+    match image_object(&images, name, &listed.images).await {
+        Ok(object) => Ok(object),
+        Err(_) if kind.is_none() => Err(anyhow::anyhow!("No such object: {name}")),
+        Err(err) => Err(err),
+    }
+}
+
+fn is_not_found(err: &anyhow::Error) -> bool {
+    matches!(err.downcast_ref::<ttrpc::Error>(), Some(ttrpc::Error::RpcStatus(s)) if s.code() == Code::NOT_FOUND)
+}
+
+fn time_or_zero(nanos: i64) -> String {
+    if nanos > 0 {
+        humanize::rfc3339(nanos)
+    } else {
+        ZERO_TIME.to_string()
+    }
+}
+
+/// docker's `container inspect` object.
+pub fn container_object(container: &Container) -> Value {
+    let state = container.state.as_ref().cloned().unwrap_or_default();
+    let config = create_config(container);
+    let spec: Value = serde_json::from_slice(&container.spec).unwrap_or(Value::Null);
+    let image = image_config(container);
+    let argv = process_args(container);
+    let (entrypoint, cmd) = entrypoint_and_cmd(container);
+    let strings_or_null = |list: Vec<String>| if list.is_empty() { Value::Null } else { json!(list) };
+    let env = spec.pointer("/process/env").cloned().unwrap_or_else(|| json!(config.env));
+    let working_dir = spec
+        .pointer("/process/cwd")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .or(config.working_dir.clone())
+        .or_else(|| image.get("WorkingDir").and_then(Value::as_str).map(str::to_string))
+        .unwrap_or_default();
+    let hostname = spec
+        .get("hostname")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .or(config.hostname.clone())
+        .unwrap_or_else(|| container.id.get(..12).unwrap_or_default().to_string());
+    let user = config
+        .user
+        .clone()
+        .or_else(|| image.get("User").and_then(Value::as_str).map(str::to_string))
+        .unwrap_or_default();
+    let stop_signal =
+        config.stop_signal.clone().or_else(|| image.get("StopSignal").and_then(Value::as_str).map(str::to_string));
+    let mut labels: Map<String, Value> = image.get("Labels").and_then(Value::as_object).cloned().unwrap_or_default();
+    labels.extend(config.labels.iter().chain(&container.labels).map(|(k, v)| (k.clone(), json!(v))));
+
+    json!({
+        "Id": container.id,
+        "Created": time_or_zero(container.created_at),
+        "Path": argv.first().cloned().unwrap_or_default(),
+        "Args": argv.get(1..).unwrap_or_default(),
+        "State": {
+            "Status": state.status,
+            "Running": state.status == "running" || state.status == "paused",
+            "Paused": state.status == "paused",
+            "Restarting": state.status == "restarting",
+            "OOMKilled": state.oom_killed,
+            "Dead": state.status == "dead",
+            "Pid": state.pid,
+            "ExitCode": state.exit_code,
+            "Error": state.error,
+            "StartedAt": time_or_zero(state.started_at),
+            "FinishedAt": time_or_zero(state.finished_at),
+        },
+        "Image": container.image_id,
+        "LogPath": state.log_path,
+        "Name": format!("/{}", container.name),
+        "RestartCount": state.restart_count,
+        "Driver": "overlayfs",
+        "Platform": "linux",
+        "HostConfig": host_config(&config, &container.runtime),
+        "Mounts": mounts(&config),
+        "Config": {
+            "Hostname": hostname,
+            "User": user,
+            "AttachStdin": false,
+            "Tty": config.tty,
+            "OpenStdin": config.open_stdin,
+            "StdinOnce": false,
+            "Env": env,
+            "Cmd": strings_or_null(cmd),
+            "Image": container.image,
+            "WorkingDir": working_dir,
+            "Entrypoint": strings_or_null(entrypoint),
+            "Labels": labels,
+            "StopSignal": stop_signal,
+            "StopTimeout": config.stop_timeout,
+        },
+    })
+}
+
+/// docker's HostConfig from the create flags.
+fn host_config(config: &CreateConfig, runtime: &str) -> Value {
+    let binds: Vec<String> = config
+        .mounts
+        .iter()
+        .filter(|m| m.kind == "bind" && m.create_source)
+        .map(|m| format!("{}:{}{}", m.source, m.target, if m.read_only { ":ro" } else { "" }))
+        .collect();
+    let mount_flags: Vec<Value> = config
+        .mounts
+        .iter()
+        .filter(|m| m.kind == "bind" && !m.create_source)
+        .map(|m| {
+            json!({"Type": "bind", "Source": m.source, "Target": m.target, "ReadOnly": m.read_only,
+                   "BindOptions": {"Propagation": m.propagation.clone().unwrap_or_default()}})
+        })
+        .collect();
+    let tmpfs: Map<String, Value> = config
+        .mounts
+        .iter()
+        .filter(|m| m.kind == "tmpfs")
+        .map(|m| (m.target.clone(), json!(m.options.join(","))))
+        .collect();
+    let mut security_opt = Vec::new();
+    if config.no_new_privileges {
+        security_opt.push("no-new-privileges".to_string());
+    }
+    if let Some(profile) = &config.seccomp_profile {
+        security_opt.push(if profile == "unconfined" {
+            "seccomp=unconfined".to_string()
+        } else {
+            format!("seccomp={profile}")
+        });
+    }
+    json!({
+        "Binds": if binds.is_empty() { Value::Null } else { json!(binds) },
+        "LogConfig": {"Type": "json-file", "Config": config.log_opts},
+        "NetworkMode": config.network.clone().unwrap_or_else(|| "none".to_string()),
+        "RestartPolicy": {
+            "Name": if config.restart_policy.name.is_empty() { "no" } else { config.restart_policy.name.as_str() },
+            "MaximumRetryCount": config.restart_policy.maximum_retry_count,
+        },
+        "AutoRemove": config.auto_remove,
+        "CapAdd": config.cap_add,
+        "CapDrop": config.cap_drop,
+        "GroupAdd": config.group_add,
+        "Privileged": config.privileged,
+        "ReadonlyRootfs": config.read_only,
+        "SecurityOpt": security_opt,
+        "Tmpfs": tmpfs,
+        "ShmSize": config.shm_size.unwrap_or(64 << 20),
+        "Runtime": config.runtime.clone().unwrap_or_else(|| runtime.to_string()),
+        "Init": config.init,
+        "Memory": config.memory.unwrap_or(0),
+        "MemorySwap": config.memory_swap.unwrap_or(0),
+        "NanoCpus": config.nano_cpus.unwrap_or(0),
+        "CpuShares": config.cpu_shares.unwrap_or(0),
+        "CpusetCpus": config.cpuset_cpus.clone().unwrap_or_default(),
+        "PidsLimit": config.pids_limit,
+        "Ulimits": config.ulimits.iter().map(|u| json!({"Name": u.name, "Soft": u.soft, "Hard": u.hard})).collect::<Vec<_>>(),
+        "Devices": config.devices.iter().map(|d| json!({"PathOnHost": d.host_path, "PathInContainer": d.container_path, "CgroupPermissions": d.permissions})).collect::<Vec<_>>(),
+        "Sysctls": config.sysctls,
+        "Mounts": mount_flags,
+    })
+}
+
+/// docker's top-level Mounts list.
+fn mounts(config: &CreateConfig) -> Vec<Value> {
+    config
+        .mounts
+        .iter()
+        .map(|m| {
+            json!({
+                "Type": m.kind,
+                "Source": m.source,
+                "Destination": m.target,
+                "Mode": if m.kind == "bind" && m.create_source { if m.read_only { "ro" } else { "" } } else { "" },
+                "RW": !m.read_only,
+                "Propagation": if m.kind == "bind" { m.propagation.clone().unwrap_or_else(|| "rprivate".to_string()) } else { String::new() },
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use berth_proto::containers::ContainerState;
+
+    #[test]
+    fn container_object_has_dockers_shape() {
+        let config = br#"{"image":"busybox","name":"web","cmd":["sleep","9"],"tty":true,
+            "labels":{"a":"b"},"memory":67108864,"restart_policy":{"name":"on-failure","maximum_retry_count":2},
+            "mounts":[{"kind":"bind","source":"/srv","target":"/data","read_only":true,"create_source":true}]}"#;
+        let spec = br#"{"hostname":"box","process":{"args":["sleep","9"],"env":["PATH=/bin"],"cwd":"/"}}"#;
+        let container = Container {
+            id: "c".repeat(64),
+            name: "web".into(),
+            image: "busybox".into(),
+            image_id: "sha256:abc".into(),
+            config: config.to_vec(),
+            spec: spec.to_vec(),
+            image_config: br#"{"config":{"Cmd":["sh"],"Labels":{"img":"1"}}}"#.to_vec(),
+            created_at: 1_700_000_000_000_000_000,
+            state: Some(ContainerState {
+                status: "running".into(),
+                pid: 42,
+                started_at: 1_700_000_001_000_000_000,
+                ..Default::default()
+            })
+            .into(),
+            ..Default::default()
+        };
+        let object = container_object(&container);
+        assert_eq!(object["Name"], "/web");
+        assert_eq!(object["Path"], "sleep");
+        assert_eq!(object["Args"], json!(["9"]));
+        assert_eq!(object["Created"], "2023-11-14T22:13:20Z");
+        assert_eq!(object["State"]["Status"], "running");
+        assert_eq!(object["State"]["Running"], true);
+        assert_eq!(object["State"]["Pid"], 42);
+        assert_eq!(object["State"]["StartedAt"], "2023-11-14T22:13:21Z");
+        assert_eq!(object["State"]["FinishedAt"], ZERO_TIME);
+        assert_eq!(object["Image"], "sha256:abc");
+        assert_eq!(object["Config"]["Image"], "busybox");
+        assert_eq!(object["Config"]["Hostname"], "box");
+        assert_eq!(object["Config"]["Cmd"], json!(["sleep", "9"]));
+        assert_eq!(object["Config"]["Entrypoint"], Value::Null);
+        assert_eq!(object["Config"]["Env"], json!(["PATH=/bin"]));
+        assert_eq!(object["Config"]["Labels"], json!({"a": "b", "img": "1"}));
+        assert_eq!(object["Config"]["Tty"], true);
+        assert_eq!(object["HostConfig"]["Memory"], 67_108_864);
+        assert_eq!(object["HostConfig"]["Binds"], json!(["/srv:/data:ro"]));
+        assert_eq!(object["HostConfig"]["RestartPolicy"], json!({"Name": "on-failure", "MaximumRetryCount": 2}));
+        assert_eq!(object["Mounts"][0]["Destination"], "/data");
+        assert_eq!(object["Mounts"][0]["RW"], false);
+        let status = Template::parse("{{.State.Status}} {{json .Config.Cmd}}").unwrap().render(&object).unwrap();
+        assert_eq!(status, r#"running ["sleep","9"]"#);
+    }
+}
