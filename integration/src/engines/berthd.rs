@@ -134,6 +134,72 @@ impl Berthd {
     }
 }
 
+impl Berthd {
+    /// Removes every container of this daemon (`rm -f`), as a test's teardown; never panics.
+    pub fn remove_all_containers(&self) {
+        let Ok(out) =
+            super::process::try_run(&mut self.berth_cmd(&["ps", "-aq", "--no-trunc"]), Duration::from_secs(60))
+        else {
+            return;
+        };
+        for id in out.stdout.split_whitespace() {
+            let _ = super::process::try_run(&mut self.berth_cmd(&["rm", "-f", id]), Duration::from_secs(60));
+        }
+    }
+
+    /// What containers `ids` of this daemon left behind: shim processes serving this daemon,
+    /// mounts under its directory, bundle and container directories, cgroups named after the ids.
+    pub fn leftovers(&self, ids: &[String]) -> Vec<String> {
+        let mut found = Vec::new();
+        let socket = self.socket().display().to_string();
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else { continue };
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            if cmdline.contains("containerd-shim") && cmdline.contains(&socket) {
+                found.push(format!("shim process {}: {cmdline}", entry.file_name().to_string_lossy()));
+            }
+        }
+        let dir = self.dir().display().to_string();
+        for line in std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default().lines() {
+            if let Some(mountpoint) = line.split(' ').nth(4) {
+                if mountpoint.starts_with(&dir) {
+                    found.push(format!("mount {mountpoint}"));
+                }
+            }
+        }
+        for sub in ["tasks"] {
+            for e in std::fs::read_dir(self.state().join(sub)).into_iter().flatten().flatten() {
+                found.push(format!("bundle {}", e.path().display()));
+            }
+        }
+        for e in std::fs::read_dir(self.root().join("containers")).into_iter().flatten().flatten() {
+            found.push(format!("container dir {}", e.path().display()));
+        }
+        for id in ids {
+            for base in [
+                "/sys/fs/cgroup/memory/berth",
+                "/sys/fs/cgroup/pids/berth",
+                "/sys/fs/cgroup/berth",
+                "/sys/fs/cgroup/unified/berth",
+            ] {
+                let p = Path::new(base).join(id);
+                if p.exists() {
+                    found.push(format!("cgroup {}", p.display()));
+                }
+            }
+        }
+        found
+    }
+}
+
+impl Drop for Berthd {
+    fn drop(&mut self) {
+        if self.daemon.is_some() {
+            self.remove_all_containers();
+        }
+    }
+}
+
 /// Every path under `dir` (not following symlinks), relative to `dir`, sorted.
 pub fn walk(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
