@@ -19,6 +19,21 @@ pub fn size(bytes: i64, precision: usize) -> String {
     format!("{}{}", format_g(value, precision), DECIMAL_UNITS[unit])
 }
 
+/// go-units' binary unit names.
+const BINARY_UNITS: [&str; 9] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "ZiB", "YiB"];
+
+/// `bytes` in binary units with 4 significant digits, as go-units' `BytesSize` (docker's
+/// `stats`: `1.953MiB`).
+pub fn binary_size(bytes: u64) -> String {
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < BINARY_UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{}{}", format_g(value, 4), BINARY_UNITS[unit])
+}
+
 /// Go's `%.<precision>g`: `precision` significant digits, no trailing zeros, exponent form when
 /// the exponent is below -4 or not below the precision (so 999.999 kB is `1e+03kB`, as docker's).
 fn format_g(value: f64, precision: usize) -> String {
@@ -140,6 +155,14 @@ mod tests {
         assert_eq!(size(999_999, 3), "1e+03kB");
         assert_eq!(size(1_234_567, 4), "1.235MB");
         assert_eq!(size(16_430_000, 4), "16.43MB");
+    }
+
+    #[test]
+    fn binary_sizes_read_like_docker_stats() {
+        assert_eq!(binary_size(0), "0B");
+        assert_eq!(binary_size(2_048_000), "1.953MiB");
+        assert_eq!(binary_size(64 << 20), "64MiB");
+        assert_eq!(binary_size(16_700_000_000), "15.55GiB");
     }
 
     #[test]

@@ -30,6 +30,7 @@ use commands::kill::KillArgs;
 use commands::load::LoadArgs;
 use commands::logs::LogsArgs;
 use commands::pause::PauseArgs;
+use commands::prune::PruneArgs;
 use commands::ps::PsArgs;
 use commands::pull::PullArgs;
 use commands::push::PushArgs;
@@ -40,9 +41,12 @@ use commands::rmi::RmiArgs;
 use commands::run::{CreateArgs, RunArgs};
 use commands::save::SaveArgs;
 use commands::start::StartArgs;
+use commands::stats::StatsArgs;
 use commands::stop::StopArgs;
 use commands::system::SystemCommand;
 use commands::tag::TagArgs;
+use commands::top::TopArgs;
+use commands::update::UpdateArgs;
 use commands::wait::WaitArgs;
 use daemon::Berthd;
 
@@ -115,6 +119,12 @@ enum ContainerOperation {
     Exec(ExecArgs),
     /// Fetch the logs of a container.
     Logs(LogsArgs),
+    /// Display the running processes of a container.
+    Top(TopArgs),
+    /// Display a live stream of container(s) resource usage statistics.
+    Stats(StatsArgs),
+    /// Update configuration of one or more containers.
+    Update(UpdateArgs),
 }
 
 impl ContainerOperation {
@@ -134,6 +144,8 @@ enum ContainerCommand {
     Ls(PsArgs),
     /// Display detailed information on one or more containers.
     Inspect(ContainerInspectArgs),
+    /// Remove all stopped containers.
+    Prune(PruneArgs),
 }
 
 /// The image commands, under docker's top-level names.
@@ -244,6 +256,9 @@ async fn run(cli: Cli) -> Result<u8> {
         Command::ContainerGroup(ContainerCommand::Inspect(args)) => {
             commands::inspect_container::run(&Berthd::connect(&address)?, &(&args).into()).await.map(|()| 0)
         }
+        Command::ContainerGroup(ContainerCommand::Prune(args)) => {
+            commands::prune::run(&Berthd::connect(&address)?, &args).await.map(|()| 0)
+        }
         Command::Unknown(argv) => {
             let verb = argv.first().cloned().unwrap_or_default();
             anyhow::bail!(daemon::UnknownCommand(verb))
@@ -277,6 +292,9 @@ async fn run_container_operation(address: &str, operation: &ContainerOperation) 
         ContainerOperation::Unpause(args) => done(commands::pause::unpause(&berthd()?, args).await),
         ContainerOperation::Rename(args) => done(commands::rename::run(&berthd()?, args).await),
         ContainerOperation::Logs(args) => done(commands::logs::run(&berthd()?, args).await),
+        ContainerOperation::Top(args) => done(commands::top::run(&berthd()?, args).await),
+        ContainerOperation::Stats(args) => done(commands::stats::run(&berthd()?, args).await),
+        ContainerOperation::Update(args) => done(commands::update::run(&berthd()?, args).await),
     }
 }
 
