@@ -3,7 +3,7 @@
 
 use std::io::{self, Write};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use berth_proto::container_config::CreateConfig;
 use berth_proto::containers::CreateContainerRequest;
 use berth_proto::tasks::StartTaskRequest;
@@ -11,7 +11,7 @@ use berth_proto::tasks::StartTaskRequest;
 use crate::commands::attach::{attach, AttachTo};
 use crate::container_flags::ContainerFlags;
 use crate::daemon::{ctx, Berthd};
-use crate::exit_code;
+use crate::exit_code::{self, BeforeStart};
 use crate::stdio::{Ending, Relay};
 
 /// Create and run a new container from an image.
@@ -78,7 +78,7 @@ pub async fn run(berthd: &Berthd, args: &RunArgs, config: &CreateConfig) -> Resu
 /// Containers.Create; prints berthd's warnings; returns the full id.
 async fn create_container(berthd: &Berthd, config: &CreateConfig) -> Result<String> {
     let request = CreateContainerRequest { config: serde_json::to_vec(config)?, ..Default::default() };
-    let response = berthd.containers().create(ctx(), &request).await?;
+    let response = berthd.containers().create(ctx(), &request).await.context(BeforeStart)?;
     let mut err = io::stderr().lock();
     for warning in &response.warnings {
         writeln!(err, "WARNING: {warning}")?;
