@@ -62,7 +62,9 @@ pub fn runtime_name(requested: Option<&str>) -> Result<String> {
         "runc" => "io.containerd.runc.v2".to_string(),
         name if name.starts_with("io.containerd.")
             && name.split('.').count() == 4
-            && name.split('.').all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')) =>
+            && name
+                .split('.')
+                .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')) =>
         {
             name.to_string()
         }
@@ -105,7 +107,9 @@ fn write_etc_files(dir: &Path, hostname: &str, config: &CreateConfig) -> Result<
         (
             std::fs::read_to_string("/etc/hosts").unwrap_or_else(|_| hosts_file(hostname, true)),
             std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
-            nix::unistd::gethostname().map(|h| h.to_string_lossy().to_string()).unwrap_or_else(|_| hostname.to_string()),
+            nix::unistd::gethostname()
+                .map(|h| h.to_string_lossy().to_string())
+                .unwrap_or_else(|_| hostname.to_string()),
         )
     } else {
         (
@@ -151,7 +155,12 @@ impl Drop for Undo<'_> {
 }
 
 /// Creates the container (blocking: call it off the async workers). The image must be local.
-pub fn create(d: &Arc<Berthd>, config: CreateConfig, image: &Image, init_binary: Option<&Path>) -> Result<ContainerRecord> {
+pub fn create(
+    d: &Arc<Berthd>,
+    config: CreateConfig,
+    image: &Image,
+    init_binary: Option<&Path>,
+) -> Result<ContainerRecord> {
     let platform = match config.platform.as_deref().filter(|p| !p.is_empty()) {
         Some(p) => p.parse::<Platform>().map_err(|e| anyhow::anyhow!("{e}"))?,
         None => Platform::host(),
@@ -164,8 +173,8 @@ pub fn create(d: &Arc<Berthd>, config: CreateConfig, image: &Image, init_binary:
             bail!("image {} is not unpacked (pull it again)", image.name);
         }
     }
-    let image_config: serde_json::Value =
-        serde_json::from_slice(&resolved.config_bytes).with_context(|| format!("image {}: parsing its config", image.name))?;
+    let image_config: serde_json::Value = serde_json::from_slice(&resolved.config_bytes)
+        .with_context(|| format!("image {}: parsing its config", image.name))?;
     let image_run = ImageRuntimeConfig::from_image_config(&image_config)?;
     let runtime = runtime_name(config.runtime.as_deref())?;
     if config.init && init_binary.is_none() {
@@ -184,10 +193,7 @@ pub fn create(d: &Arc<Berthd>, config: CreateConfig, image: &Image, init_binary:
         }
         None => {
             let taken: Vec<String> = d.containers.list()?.into_iter().map(|r| r.name).collect();
-            (0..)
-                .map(names::generate)
-                .find(|n| !taken.contains(n))
-                .unwrap_or_else(|| names::generate(1))
+            (0..).map(names::generate).find(|n| !taken.contains(n)).unwrap_or_else(|| names::generate(1))
         }
     };
     let id = super::new_id()?;
@@ -195,7 +201,10 @@ pub fn create(d: &Arc<Berthd>, config: CreateConfig, image: &Image, init_binary:
     let mut undo = Undo { d, snapshot: None, dir: None };
 
     let labels = BTreeMap::from([(CONFIG_REF_LABEL.to_string(), resolved.manifest.config.digest.to_string())]);
-    let mounts = d.snapshots.prepare(&snapshot_key, chain_top.as_deref(), labels).context("preparing the container's snapshot")?;
+    let mounts = d
+        .snapshots
+        .prepare(&snapshot_key, chain_top.as_deref(), labels)
+        .context("preparing the container's snapshot")?;
     undo.snapshot = Some(snapshot_key.clone());
 
     let dir = container_dir(d, &id);

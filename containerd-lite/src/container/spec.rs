@@ -145,8 +145,11 @@ fn normalize_cap(name: &str) -> Result<String> {
     Ok(full)
 }
 
-fn all_caps() -> Vec<String> {
-    let mut all: Vec<String> = caps::all().into_iter().map(|c| c.to_string()).collect();
+/// Every capability berthd itself may hand out (its bounding set: a host may withhold some
+/// even from root, and a container cannot get more).
+pub fn all_caps() -> Vec<String> {
+    let bounding = caps::read(None, caps::CapSet::Bounding).unwrap_or_else(|_| caps::all());
+    let mut all: Vec<String> = bounding.into_iter().map(|c| c.to_string()).collect();
     all.sort();
     all
 }
@@ -178,8 +181,22 @@ pub fn capabilities(config: &CreateConfig) -> Result<Vec<String>> {
 
 fn ulimit_type(name: &str) -> Result<String> {
     const KNOWN: &[&str] = &[
-        "core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice", "nofile", "nproc", "rss", "rtprio",
-        "rttime", "sigpending", "stack", "as",
+        "core",
+        "cpu",
+        "data",
+        "fsize",
+        "locks",
+        "memlock",
+        "msgqueue",
+        "nice",
+        "nofile",
+        "nproc",
+        "rss",
+        "rtprio",
+        "rttime",
+        "sigpending",
+        "stack",
+        "as",
     ];
     if !KNOWN.contains(&name) {
         bail!("invalid ulimit type: {name}");
@@ -206,7 +223,10 @@ fn user_mount(m: &MountConfig) -> Result<Value> {
     match m.kind.as_str() {
         "bind" => {
             if !m.source.starts_with('/') {
-                bail!("invalid mount config for type \"bind\": invalid mount path: {:?} mount path must be absolute", m.source);
+                bail!(
+                    "invalid mount config for type \"bind\": invalid mount path: {:?} mount path must be absolute",
+                    m.source
+                );
             }
             let propagation = m.propagation.clone().unwrap_or_else(|| "rprivate".into());
             if !["private", "rprivate", "shared", "rshared", "slave", "rslave"].contains(&propagation.as_str()) {
@@ -239,13 +259,17 @@ fn user_mount(m: &MountConfig) -> Result<Value> {
             }
             Ok(json!({"destination": m.target, "type": "tmpfs", "source": "tmpfs", "options": options}))
         }
-        other => bail!("mount type {other:?} is not supported (bind and tmpfs are; volumes come with the next release)"),
+        other => {
+            bail!("mount type {other:?} is not supported (bind and tmpfs are; volumes come with the next release)")
+        }
     }
 }
 
 /// An OCI device entry and its cgroup rule for host device `host` seen at `container`.
 fn device(host: &Path, container: &str, permissions: &str) -> Result<(Value, Value)> {
-    let meta = std::fs::metadata(host).with_context(|| format!("error gathering device information while adding custom device {:?}", host.display().to_string()))?;
+    let meta = std::fs::metadata(host).with_context(|| {
+        format!("error gathering device information while adding custom device {:?}", host.display().to_string())
+    })?;
     let kind = if meta.file_type().is_char_device() {
         "c"
     } else if meta.file_type().is_block_device() {
@@ -306,7 +330,10 @@ fn host_devices() -> Vec<(Value, Value)> {
             let name = path.to_string_lossy().to_string();
             if ft.is_dir() && depth == 0 && !["/dev/pts", "/dev/shm", "/dev/mqueue"].contains(&name.as_str()) {
                 dirs.push(path);
-            } else if (ft.is_char_device() || ft.is_block_device()) && name != "/dev/console" && !name.starts_with("/dev/pts/") {
+            } else if (ft.is_char_device() || ft.is_block_device())
+                && name != "/dev/console"
+                && !name.starts_with("/dev/pts/")
+            {
                 if let Ok(d) = device(&path, &name, "rwm") {
                     out.push(d);
                 }
@@ -388,7 +415,8 @@ pub fn generate(inp: &SpecInputs<'_>) -> Result<Value> {
             inp.image.working_dir.clone()
         }
     });
-    check_container_path("working directory", &cwd).map_err(|_| anyhow::anyhow!("the working directory '{cwd}' is invalid, it needs to be an absolute path"))?;
+    check_container_path("working directory", &cwd)
+        .map_err(|_| anyhow::anyhow!("the working directory '{cwd}' is invalid, it needs to be an absolute path"))?;
     let caps = capabilities(c)?;
     let mut rlimits = Vec::new();
     for u in &c.ulimits {
@@ -415,7 +443,8 @@ pub fn generate(inp: &SpecInputs<'_>) -> Result<Value> {
     }
 
     let shm_size = c.shm_size.filter(|s| *s > 0).unwrap_or(DEFAULT_SHM_SIZE);
-    let sys_options: Vec<&str> = if c.privileged { vec!["nosuid", "noexec", "nodev"] } else { vec!["nosuid", "noexec", "nodev", "ro"] };
+    let sys_options: Vec<&str> =
+        if c.privileged { vec!["nosuid", "noexec", "nodev"] } else { vec!["nosuid", "noexec", "nodev", "ro"] };
     let mut mounts = vec![
         json!({"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]}),
         json!({"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]}),
@@ -443,7 +472,8 @@ pub fn generate(inp: &SpecInputs<'_>) -> Result<Value> {
     }
     mounts.extend(user_mounts);
 
-    let mut namespaces = vec![json!({"type": "pid"}), json!({"type": "ipc"}), json!({"type": "uts"}), json!({"type": "mount"})];
+    let mut namespaces =
+        vec![json!({"type": "pid"}), json!({"type": "ipc"}), json!({"type": "uts"}), json!({"type": "mount"})];
     match c.network.as_deref().unwrap_or("none") {
         "none" => namespaces.push(json!({"type": "network"})),
         "host" => {
@@ -457,16 +487,11 @@ pub fn generate(inp: &SpecInputs<'_>) -> Result<Value> {
         namespaces.push(json!({"type": "cgroup"}));
     }
 
-    let mut resources = resources(
-        c.memory,
-        c.memory_swap,
-        c.nano_cpus,
-        c.cpu_shares,
-        c.cpuset_cpus.as_deref(),
-        c.pids_limit,
-    )?;
+    let mut resources =
+        resources(c.memory, c.memory_swap, c.nano_cpus, c.cpu_shares, c.cpuset_cpus.as_deref(), c.pids_limit)?;
     let mut devices = Vec::new();
-    let mut device_rules = if c.privileged { vec![json!({"allow": true, "access": "rwm"})] } else { default_device_rules() };
+    let mut device_rules =
+        if c.privileged { vec![json!({"allow": true, "access": "rwm"})] } else { default_device_rules() };
     if c.privileged {
         for (dev, _) in host_devices() {
             devices.push(dev);
@@ -534,7 +559,9 @@ fn custom_seccomp(text: &str) -> Result<Value> {
             }
             "syscalls" => {
                 for s in v.as_array().into_iter().flatten() {
-                    if s.get("includes").is_some_and(|i| i != &json!({})) || s.get("excludes").is_some_and(|e| e != &json!({})) {
+                    if s.get("includes").is_some_and(|i| i != &json!({}))
+                        || s.get("excludes").is_some_and(|e| e != &json!({}))
+                    {
                         bail!("seccomp profile: conditional rules (includes/excludes) are not supported");
                     }
                 }
@@ -586,7 +613,15 @@ mod tests {
     use berth_proto::container_config::{DeviceMapping, Ulimit};
 
     fn inputs<'a>(config: &'a CreateConfig, image: &'a ImageRuntimeConfig, user: &'a ExecUser) -> SpecInputs<'a> {
-        SpecInputs { id: "0123456789abcdef", config, image, user, etc_dir: Path::new("/run/x"), init_binary: None, cgroup_v2: false }
+        SpecInputs {
+            id: "0123456789abcdef",
+            config,
+            image,
+            user,
+            etc_dir: Path::new("/run/x"),
+            init_binary: None,
+            cgroup_v2: false,
+        }
     }
 
     fn root() -> ExecUser {
@@ -595,7 +630,11 @@ mod tests {
 
     #[test]
     fn entrypoint_and_cmd_combine_as_in_docker() {
-        let image = ImageRuntimeConfig { entrypoint: Some(vec!["/ep".into()]), cmd: Some(vec!["a".into()]), ..Default::default() };
+        let image = ImageRuntimeConfig {
+            entrypoint: Some(vec!["/ep".into()]),
+            cmd: Some(vec!["a".into()]),
+            ..Default::default()
+        };
         let c = |cmd: Option<&[&str]>, ep: Option<&[&str]>| CreateConfig {
             cmd: cmd.map(|v| v.iter().map(|s| s.to_string()).collect()),
             entrypoint: ep.map(|v| v.iter().map(|s| s.to_string()).collect()),
@@ -655,8 +694,17 @@ mod tests {
             ulimits: vec![Ulimit { name: "nofile".into(), soft: 100, hard: 200 }],
             read_only: true,
             seccomp_profile: Some("unconfined".into()),
-            devices: vec![DeviceMapping { host_path: "/dev/null".into(), container_path: "/dev/mynull".into(), permissions: "rw".into() }],
-            mounts: vec![MountConfig { kind: "tmpfs".into(), target: "/scratch".into(), options: vec!["size=1m,exec".into()], ..Default::default() }],
+            devices: vec![DeviceMapping {
+                host_path: "/dev/null".into(),
+                container_path: "/dev/mynull".into(),
+                permissions: "rw".into(),
+            }],
+            mounts: vec![MountConfig {
+                kind: "tmpfs".into(),
+                target: "/scratch".into(),
+                options: vec!["size=1m,exec".into()],
+                ..Default::default()
+            }],
             network: Some("host".into()),
             ..Default::default()
         };
@@ -670,7 +718,13 @@ mod tests {
         assert!(spec["linux"].get("seccomp").is_none());
         assert_eq!(spec["linux"]["devices"][0]["path"], "/dev/mynull");
         assert!(!spec["linux"]["namespaces"].as_array().expect("ns").contains(&json!({"type": "network"})));
-        let scratch = spec["mounts"].as_array().expect("mounts").iter().find(|m| m["destination"] == "/scratch").cloned().expect("tmpfs");
+        let scratch = spec["mounts"]
+            .as_array()
+            .expect("mounts")
+            .iter()
+            .find(|m| m["destination"] == "/scratch")
+            .cloned()
+            .expect("tmpfs");
         assert_eq!(scratch["options"], json!(["nosuid", "nodev", "size=1m", "exec"]));
     }
 
@@ -678,14 +732,28 @@ mod tests {
     fn bad_options_are_refused() {
         let image = ImageRuntimeConfig::default();
         let user = root();
-        assert!(generate(&inputs(&CreateConfig::default(), &image, &user)).expect_err("no cmd").to_string().contains("No command specified"));
+        assert!(generate(&inputs(&CreateConfig::default(), &image, &user))
+            .expect_err("no cmd")
+            .to_string()
+            .contains("No command specified"));
         let image = ImageRuntimeConfig { cmd: Some(vec!["sh".into()]), ..Default::default() };
         for bad in [
             CreateConfig { working_dir: Some("rel".into()), ..Default::default() },
             CreateConfig { memory: Some(1024), ..Default::default() },
             CreateConfig { network: Some("bridge".into()), ..Default::default() },
-            CreateConfig { mounts: vec![MountConfig { kind: "bind".into(), source: "rel".into(), target: "/x".into(), ..Default::default() }], ..Default::default() },
-            CreateConfig { mounts: vec![MountConfig { kind: "tmpfs".into(), target: "/../x".into(), ..Default::default() }], ..Default::default() },
+            CreateConfig {
+                mounts: vec![MountConfig {
+                    kind: "bind".into(),
+                    source: "rel".into(),
+                    target: "/x".into(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            },
+            CreateConfig {
+                mounts: vec![MountConfig { kind: "tmpfs".into(), target: "/../x".into(), ..Default::default() }],
+                ..Default::default()
+            },
             CreateConfig { ulimits: vec![Ulimit { name: "bogus".into(), soft: 1, hard: 1 }], ..Default::default() },
         ] {
             assert!(generate(&inputs(&bad, &image, &user)).is_err(), "{bad:?}");

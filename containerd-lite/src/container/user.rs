@@ -65,9 +65,10 @@ impl ImageFiles {
         for layer in &self.layers {
             let root = fcntl::open(layer, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
                 .with_context(|| format!("opening layer {}", layer.display()))?;
-            let how = OpenHow::new()
-                .flags(OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
-                .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS | ResolveFlag::RESOLVE_NO_XDEV);
+            let how =
+                OpenHow::new().flags(OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_NOCTTY | OFlag::O_CLOEXEC).resolve(
+                    ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS | ResolveFlag::RESOLVE_NO_XDEV,
+                );
             let mut attempts = 0;
             let opened = loop {
                 match fcntl::openat2(&root, OsStr::new(rel), how) {
@@ -136,7 +137,10 @@ fn group_entries(text: &str) -> Vec<GroupEntry> {
                 Some(GroupEntry {
                     name: f[0].to_string(),
                     gid: f[2].parse().ok()?,
-                    members: f.get(3).map(|m| m.split(',').filter(|s| !s.is_empty()).map(String::from).collect()).unwrap_or_default(),
+                    members: f
+                        .get(3)
+                        .map(|m| m.split(',').filter(|s| !s.is_empty()).map(String::from).collect())
+                        .unwrap_or_default(),
                 })
             })?
         })
@@ -208,7 +212,10 @@ mod tests {
             let add: Vec<String> = add.iter().map(|s| s.to_string()).collect();
             resolve(u, &add, Some(PASSWD), Some(GROUP))
         };
-        assert_eq!(r("", &[]).expect("root"), ExecUser { uid: 0, gid: 0, additional_gids: vec![], home: "/root".into() });
+        assert_eq!(
+            r("", &[]).expect("root"),
+            ExecUser { uid: 0, gid: 0, additional_gids: vec![], home: "/root".into() }
+        );
         let nobody = r("nobody", &[]).expect("nobody");
         assert_eq!((nobody.uid, nobody.gid, nobody.additional_gids), (65534, 65534, vec![10]));
         assert_eq!(r("1:wheel", &[]).expect("uid:group").gid, 10);

@@ -86,7 +86,9 @@ impl berth_proto::containers_ttrpc::Containers for ContainersService {
         };
         let pull = config.pull.clone().unwrap_or_else(|| "missing".into());
         if !["missing", "always", "never"].contains(&pull.as_str()) {
-            return Err(invalid(format!("invalid pull option: {pull:?}: must be one of \"always\", \"missing\" or \"never\"")));
+            return Err(invalid(format!(
+                "invalid pull option: {pull:?}: must be one of \"always\", \"missing\" or \"never\""
+            )));
         }
         let find = || {
             let (d, image, platform) = (d.clone(), config.image.clone(), platform.clone());
@@ -123,7 +125,10 @@ impl berth_proto::containers_ttrpc::Containers for ContainersService {
             })
             .await?
         };
-        d.events.publish("/containers/create", serde_json::json!({"id": record.id, "image": record.image, "name": record.name}));
+        d.events.publish(
+            "/containers/create",
+            serde_json::json!({"id": record.id, "image": record.image, "name": record.name}),
+        );
         Ok(response(&d, &record))
     }
 
@@ -139,8 +144,11 @@ impl berth_proto::containers_ttrpc::Containers for ContainersService {
             if !req.all {
                 records.retain(|r| matches!(r.state.status, Status::Running | Status::Paused | Status::Restarting));
             }
-            records.sort_by(|a, b| b.created_at.cmp(&a.created_at));
-            Ok(ListContainersResponse { containers: records.iter().map(|r| to_pb(&d, r)).collect(), ..Default::default() })
+            records.sort_by_key(|r| std::cmp::Reverse(r.created_at));
+            Ok(ListContainersResponse {
+                containers: records.iter().map(|r| to_pb(&d, r)).collect(),
+                ..Default::default()
+            })
         })
         .await
     }
@@ -151,12 +159,14 @@ impl berth_proto::containers_ttrpc::Containers for ContainersService {
         let name = req.name.strip_prefix('/').unwrap_or(&req.name).to_string();
         crate::container::validate_name(&name).map_err(invalid)?;
         if name == record.name {
-            return Err(invalid(format!("Renaming a container with the same name as its current name")));
+            return Err(invalid("Renaming a container with the same name as its current name"));
         }
         let updated = {
             let d = d.clone();
             blocking(move || {
-                d.containers.update(&record.id, |r| r.name = name).map_err(|e| status(Code::ALREADY_EXISTS, super::one_line(&e)))
+                d.containers
+                    .update(&record.id, |r| r.name = name)
+                    .map_err(|e| status(Code::ALREADY_EXISTS, super::one_line(&e)))
             })
             .await?
         };
@@ -169,7 +179,8 @@ impl berth_proto::containers_ttrpc::Containers for ContainersService {
         let update: UpdateConfig =
             serde_json::from_slice(&req.update).map_err(|e| invalid(format!("decoding the update: {e}")))?;
         let record = lookup(&d, &req.id).await?;
-        let updated = crate::task::update::update(&d, &record, &update).await.map_err(|e| invalid(super::one_line(&e)))?;
+        let updated =
+            crate::task::update::update(&d, &record, &update).await.map_err(|e| invalid(super::one_line(&e)))?;
         d.events.publish("/containers/update", serde_json::json!({"id": updated.id}));
         Ok(response(&d, &updated))
     }

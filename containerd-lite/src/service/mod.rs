@@ -33,7 +33,9 @@ pub fn all(d: &Arc<Berthd>) -> Vec<HashMap<String, Service>> {
         system_ttrpc::create_system(Arc::new(Box::new(system::SystemService(d.clone())) as _)),
         containers_ttrpc::create_containers(Arc::new(Box::new(containers::ContainersService(d.clone())) as _)),
         tasks_ttrpc::create_tasks(Arc::new(Box::new(tasks::TasksService(d.clone())) as _)),
-        containerd_shim_protos::shim_async::create_events(Arc::new(Box::new(shim_events::ShimEventsService(d.clone())) as _)),
+        containerd_shim_protos::shim_async::create_events(Arc::new(
+            Box::new(shim_events::ShimEventsService(d.clone())) as _,
+        )),
     ]
 }
 

@@ -25,7 +25,8 @@ impl containerd_shim_protos::shim_async::Events for ShimEventsService {
                 let id = oom.container_id.clone();
                 event["container_id"] = serde_json::json!(id);
                 let d = self.0.clone();
-                let _ = tokio::task::spawn_blocking(move || d.containers.update(&id, |r| r.state.oom_killed = true)).await;
+                let _ =
+                    tokio::task::spawn_blocking(move || d.containers.update(&id, |r| r.state.oom_killed = true)).await;
             }
         }
         // Exits, starts and deletes are published by berthd's own task code, once recorded.

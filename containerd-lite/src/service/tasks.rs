@@ -60,11 +60,22 @@ async fn handle_input(task: &Task, pio: &ProcessIo, exec_id: &str, data: &[u8], 
     }
     if close {
         *pio.stdin.lock().await = None;
-        let req = api::CloseIORequest { id: task.id.clone(), exec_id: exec_id.to_string(), stdin: true, ..Default::default() };
+        let req = api::CloseIORequest {
+            id: task.id.clone(),
+            exec_id: exec_id.to_string(),
+            stdin: true,
+            ..Default::default()
+        };
         let _ = task.client.close_io(ctx(CALL), &req).await;
     }
     if width > 0 && height > 0 {
-        let req = api::ResizePtyRequest { id: task.id.clone(), exec_id: exec_id.to_string(), width, height, ..Default::default() };
+        let req = api::ResizePtyRequest {
+            id: task.id.clone(),
+            exec_id: exec_id.to_string(),
+            width,
+            height,
+            ..Default::default()
+        };
         let _ = task.client.resize_pty(ctx(CALL), &req).await;
     }
 }
@@ -185,18 +196,27 @@ impl berth_proto::tasks_ttrpc::Tasks for TasksService {
         }
         let after = d.containers.get(&record.id).map_err(internal)?;
         let state = after.map(|r| r.state).unwrap_or(record.state);
-        Ok(WaitTaskResponse { exit_code: state.exit_code, finished_at: state.finished_at, error: state.error, ..Default::default() })
+        Ok(WaitTaskResponse {
+            exit_code: state.exit_code,
+            finished_at: state.finished_at,
+            error: state.error,
+            ..Default::default()
+        })
     }
 
     async fn pause(&self, _: &TtrpcContext, req: TaskRequest) -> ttrpc::Result<Empty> {
         let record = lookup(&self.0, &req.id).await?;
-        Tasks::set_paused(&self.0, &record.id, true).await.map_err(|e| status(Code::FAILED_PRECONDITION, one_line(&e)))?;
+        Tasks::set_paused(&self.0, &record.id, true)
+            .await
+            .map_err(|e| status(Code::FAILED_PRECONDITION, one_line(&e)))?;
         Ok(Empty::new())
     }
 
     async fn resume(&self, _: &TtrpcContext, req: TaskRequest) -> ttrpc::Result<Empty> {
         let record = lookup(&self.0, &req.id).await?;
-        Tasks::set_paused(&self.0, &record.id, false).await.map_err(|e| status(Code::FAILED_PRECONDITION, one_line(&e)))?;
+        Tasks::set_paused(&self.0, &record.id, false)
+            .await
+            .map_err(|e| status(Code::FAILED_PRECONDITION, one_line(&e)))?;
         Ok(Empty::new())
     }
 
@@ -230,7 +250,12 @@ impl berth_proto::tasks_ttrpc::Tasks for TasksService {
         crate::task::metrics::decode(&any.type_url, &any.value).map_err(internal)
     }
 
-    async fn logs(&self, _: &TtrpcContext, req: LogsRequest, stream: ServerStreamSender<LogEntry>) -> ttrpc::Result<()> {
+    async fn logs(
+        &self,
+        _: &TtrpcContext,
+        req: LogsRequest,
+        stream: ServerStreamSender<LogEntry>,
+    ) -> ttrpc::Result<()> {
         let d = self.0.clone();
         let record = lookup(&d, &req.id).await?;
         let path = crate::container::create::log_path(&d, &record.id);

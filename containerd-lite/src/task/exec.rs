@@ -37,7 +37,11 @@ fn new_exec_id() -> Result<String> {
 }
 
 /// The exec's process spec (JSON).
-pub fn process_spec(record: &ContainerRecord, config: &ExecConfig, rootfs: &std::path::Path) -> Result<serde_json::Value> {
+pub fn process_spec(
+    record: &ContainerRecord,
+    config: &ExecConfig,
+    rootfs: &std::path::Path,
+) -> Result<serde_json::Value> {
     if config.cmd.is_empty() {
         bail!("No exec command specified");
     }
@@ -49,7 +53,8 @@ pub fn process_spec(record: &ContainerRecord, config: &ExecConfig, rootfs: &std:
     } else if let Some(p) = process.as_object_mut() {
         p.remove("consoleSize");
     }
-    let mut env: Vec<String> = process["env"].as_array().into_iter().flatten().filter_map(|v| v.as_str().map(String::from)).collect();
+    let mut env: Vec<String> =
+        process["env"].as_array().into_iter().flatten().filter_map(|v| v.as_str().map(String::from)).collect();
     for kv in &config.env {
         let key = kv.split_once('=').map_or(kv.as_str(), |(k, _)| k);
         env.retain(|e| e.split_once('=').map_or(e.as_str(), |(k, _)| k) != key);
@@ -67,11 +72,12 @@ pub fn process_spec(record: &ContainerRecord, config: &ExecConfig, rootfs: &std:
     }
     if let Some(u) = config.user.as_deref().filter(|u| !u.is_empty()) {
         let files = ImageFiles::from_root(rootfs);
-        let exec_user = user::resolve(u, &[], files.read("etc/passwd")?.as_deref(), files.read("etc/group")?.as_deref())?;
+        let exec_user =
+            user::resolve(u, &[], files.read("etc/passwd")?.as_deref(), files.read("etc/group")?.as_deref())?;
         process["user"] = serde_json::json!({"uid": exec_user.uid, "gid": exec_user.gid, "additionalGids": exec_user.additional_gids});
     }
     if config.privileged {
-        let all: Vec<String> = caps::all().into_iter().map(|c| c.to_string()).collect();
+        let all = crate::container::spec::all_caps();
         process["capabilities"] = serde_json::json!({"bounding": all, "effective": all, "permitted": all});
     }
     Ok(process)
@@ -90,8 +96,14 @@ pub async fn start(task: &Arc<Task>, record: &ContainerRecord, config: &ExecConf
     result
 }
 
-async fn launch(task: &Arc<Task>, exec_id: &str, fifos: &FifoSet, config: &ExecConfig, process: &serde_json::Value) -> Result<Exec> {
-    let holders = io::open_outputs(fifos)?;
+async fn launch(
+    task: &Arc<Task>,
+    exec_id: &str,
+    fifos: &FifoSet,
+    config: &ExecConfig,
+    process: &serde_json::Value,
+) -> Result<Exec> {
+    let readers = io::open_outputs(fifos)?;
     let spec = Any {
         type_url: PROCESS_TYPE_URL.into(),
         value: serde_json::to_vec(process).context("encoding the exec's process")?,
@@ -116,10 +128,7 @@ async fn launch(task: &Arc<Task>, exec_id: &str, fifos: &FifoSet, config: &ExecC
         let _ = task.client.delete(ctx(CALL_TIMEOUT), &del).await;
         return Err(shim_error("OCI runtime exec failed", e));
     }
-    // A shim may open an exec's FIFOs only when it starts it: until then our read-write
-    // holders keep them open, and anything written is waiting in the pipe.
-    let readers = io::reopen_read_only(fifos)?;
-    drop(holders);
+    // A shim may open an exec's FIFOs only when it starts it: stdin can be opened now.
     if let Some(stdin) = &fifos.stdin {
         *pio.stdin.lock().await = Some(io::open_stdin(stdin)?);
     }
@@ -135,6 +144,7 @@ async fn launch(task: &Arc<Task>, exec_id: &str, fifos: &FifoSet, config: &ExecC
                 255
             }
         };
+        pio2.mark_exited();
         pio2.wait_done(DRAIN_TIMEOUT).await;
         let del = api::DeleteRequest { id: task2.id.clone(), exec_id: exec2, ..Default::default() };
         let _ = task2.client.delete(ctx(CALL_TIMEOUT), &del).await;

@@ -11,11 +11,27 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use nix::sys::stat::Mode;
-use tokio::io::AsyncReadExt;
 use tokio::net::unix::pipe;
 use tokio::sync::{broadcast, watch, Mutex};
 
 use super::log::JsonLog;
+
+/// After the process exited, its output counts as complete once the FIFO stayed empty this long.
+const DRAIN_QUIET: std::time::Duration = std::time::Duration::from_millis(100);
+
+async fn write_log(log: &Arc<std::sync::Mutex<JsonLog>>, stream: u32, data: &[u8]) {
+    let (log, chunk) = (log.clone(), data.to_vec());
+    let written = tokio::task::spawn_blocking(move || {
+        let mut log = log.lock().map_err(|_| anyhow::anyhow!("log lock poisoned"))?;
+        log.write(stream, &chunk)
+    })
+    .await;
+    match written {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!("writing a container log: {e:#}"),
+        Err(e) => tracing::warn!("writing a container log: {e}"),
+    }
+}
 
 /// 1 for stdout, 2 for stderr, as in the API.
 pub const STDOUT: u32 = 1;
@@ -76,30 +92,17 @@ impl FifoSet {
     }
 }
 
-/// Opens the read sides of the output FIFOs. Call before the shim opens the write sides: a
-/// FIFO opened this way reads end-of-file only once a writer has come and gone.
+/// Opens the output FIFOs for reading. They are opened read-write: the open never waits, and
+/// no end-of-file is ever read, whenever the shim opens or closes its ends (shims differ in
+/// when they do); the copier ends once the process has exited and the FIFOs are drained.
 pub fn open_outputs(fifos: &FifoSet) -> Result<Vec<(u32, pipe::Receiver)>> {
     let mut out = Vec::new();
     for (stream, path) in [(STDOUT, Some(&fifos.stdout)), (STDERR, fifos.stderr.as_ref())] {
         let Some(path) = path else { continue };
-        // Read-write so the open never waits and no early end-of-file is seen before the shim
-        // has opened its end; the copier reopens it read-only once the shim holds it.
         let rx = pipe::OpenOptions::new()
             .read_write(true)
             .open_receiver(path)
             .with_context(|| format!("opening {}", path.display()))?;
-        out.push((stream, rx));
-    }
-    Ok(out)
-}
-
-/// Drops our own write side of output FIFOs opened with [`open_outputs`]: reopening read-only
-/// (the shim holds the writers by now) makes end-of-file mean "the shim closed it".
-pub fn reopen_read_only(fifos: &FifoSet) -> Result<Vec<(u32, pipe::Receiver)>> {
-    let mut out = Vec::new();
-    for (stream, path) in [(STDOUT, Some(&fifos.stdout)), (STDERR, fifos.stderr.as_ref())] {
-        let Some(path) = path else { continue };
-        let rx = pipe::OpenOptions::new().open_receiver(path).with_context(|| format!("opening {}", path.display()))?;
         out.push((stream, rx));
     }
     Ok(out)
@@ -113,14 +116,21 @@ pub fn open_stdin(path: &Path) -> Result<pipe::Sender> {
 /// One process's output, shared by its copier and the clients attached to it.
 pub struct ProcessIo {
     tx: broadcast::Sender<Output>,
-    /// Becomes true when every output reached end-of-file and was delivered.
+    /// Becomes true when the process has exited (the shim's Wait returned).
+    exited: watch::Sender<bool>,
+    /// Becomes true when every output was drained and delivered.
     done: watch::Sender<bool>,
     pub stdin: Mutex<Option<pipe::Sender>>,
 }
 
 impl ProcessIo {
     pub fn new() -> Arc<ProcessIo> {
-        Arc::new(ProcessIo { tx: broadcast::channel(1024).0, done: watch::channel(false).0, stdin: Mutex::new(None) })
+        Arc::new(ProcessIo {
+            tx: broadcast::channel(1024).0,
+            exited: watch::channel(false).0,
+            done: watch::channel(false).0,
+            stdin: Mutex::new(None),
+        })
     }
 
     /// A new attached client: every chunk from now on, then `done`.
@@ -132,6 +142,11 @@ impl ProcessIo {
         *self.done.borrow()
     }
 
+    /// The process has exited: the copier drains what is left and finishes.
+    pub fn mark_exited(&self) {
+        self.exited.send_replace(true);
+    }
+
     /// Waits (at most `limit`) for the copier to finish.
     pub async fn wait_done(&self, limit: std::time::Duration) {
         let mut rx = self.done.subscribe();
@@ -139,37 +154,55 @@ impl ProcessIo {
     }
 
     /// Copies `outputs` to the log (if any) and to subscribers until each is at end-of-file.
-    pub fn spawn_copier(self: &Arc<Self>, outputs: Vec<(u32, pipe::Receiver)>, log: Option<Arc<std::sync::Mutex<JsonLog>>>) {
+    pub fn spawn_copier(
+        self: &Arc<Self>,
+        outputs: Vec<(u32, pipe::Receiver)>,
+        log: Option<Arc<std::sync::Mutex<JsonLog>>>,
+    ) {
         let io = self.clone();
         tokio::spawn(async move {
             let mut readers = Vec::new();
-            for (stream, mut rx) in outputs {
+            for (stream, rx) in outputs {
                 let io = io.clone();
                 let log = log.clone();
+                let mut exited = io.exited.subscribe();
                 readers.push(tokio::spawn(async move {
                     let mut buf = vec![0u8; 32 * 1024];
+                    let mut draining = false;
                     loop {
-                        match rx.read(&mut buf).await {
+                        let ready = if draining {
+                            // Output still in flight after the exit gets a short quiet period.
+                            match tokio::time::timeout(DRAIN_QUIET, rx.readable()).await {
+                                Ok(r) => r,
+                                Err(_) => break,
+                            }
+                        } else {
+                            tokio::select! {
+                                r = rx.readable() => r,
+                                _ = exited.wait_for(|e| *e) => {
+                                    draining = true;
+                                    continue;
+                                }
+                            }
+                        };
+                        if let Err(e) = ready {
+                            tracing::warn!("waiting for container output: {e}");
+                            break;
+                        }
+                        match rx.try_read(&mut buf) {
                             Ok(0) => break,
                             Ok(n) => {
                                 let data = buf[..n].to_vec();
                                 if let Some(log) = &log {
-                                    let log = log.clone();
-                                    let chunk = data.clone();
-                                    let written = tokio::task::spawn_blocking(move || {
-                                        let mut log = log.lock().map_err(|_| anyhow::anyhow!("log lock poisoned"))?;
-                                        log.write(stream, &chunk)
-                                    })
-                                    .await;
-                                    match written {
-                                        Ok(Ok(())) => {}
-                                        Ok(Err(e)) => tracing::warn!("writing a container log: {e:#}"),
-                                        Err(e) => tracing::warn!("writing a container log: {e}"),
-                                    }
+                                    write_log(log, stream, &data).await;
                                 }
                                 let _ = io.tx.send(Output::Data(stream, Arc::new(data)));
                             }
-                            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                            Err(e)
+                                if matches!(
+                                    e.kind(),
+                                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
+                                ) => {}
                             Err(e) => {
                                 tracing::warn!("reading container output: {e}");
                                 break;

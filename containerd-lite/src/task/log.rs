@@ -36,7 +36,8 @@ impl Rotation {
             match k.as_str() {
                 "max-size" => r.max_size = parse_size(v).with_context(|| format!("invalid max-size {v:?}"))?,
                 "max-file" => {
-                    r.max_file = v.parse().ok().filter(|n| *n >= 1).with_context(|| format!("invalid max-file {v:?}"))?;
+                    r.max_file =
+                        v.parse().ok().filter(|n| *n >= 1).with_context(|| format!("invalid max-file {v:?}"))?;
                 }
                 other => bail!("unknown log opt '{other}' for json-file log driver"),
             }
@@ -58,7 +59,7 @@ fn parse_size(s: &str) -> Option<u64> {
         _ => (s, 1),
     };
     let n: f64 = num.parse().ok()?;
-    (n >= 0.0).then(|| (n * mult as f64) as u64)
+    (n >= 0.0).then_some((n * mult as f64) as u64)
 }
 
 /// The writer of one container's log.
@@ -140,7 +141,8 @@ impl JsonLog {
             for i in (1..n - 1).rev() {
                 let _ = std::fs::rename(rotated(&self.path, i), rotated(&self.path, i + 1));
             }
-            std::fs::rename(&self.path, rotated(&self.path, 1)).with_context(|| format!("rotating {}", self.path.display()))?;
+            std::fs::rename(&self.path, rotated(&self.path, 1))
+                .with_context(|| format!("rotating {}", self.path.display()))?;
             self.file = OpenOptions::new()
                 .create(true)
                 .append(true)
@@ -305,7 +307,10 @@ mod tests {
         let s = rfc3339_nano(t);
         assert_eq!(s, "2023-11-14T22:13:20.123456789Z");
         assert_eq!(parse_time(&s), Some(1_700_000_000_123_456_789));
-        assert_eq!(Rotation::from_opts(&[("max-size".to_string(), "1k".to_string())].into()).expect("opts").max_size, 1024);
+        assert_eq!(
+            Rotation::from_opts(&[("max-size".to_string(), "1k".to_string())].into()).expect("opts").max_size,
+            1024
+        );
         assert!(Rotation::from_opts(&[("bogus".to_string(), "1".to_string())].into()).is_err());
     }
 }

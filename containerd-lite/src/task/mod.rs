@@ -132,19 +132,25 @@ impl Tasks {
         }
     }
 
-    async fn launch(d: &Arc<Berthd>, record: &ContainerRecord, subscribe: bool) -> Result<(Arc<Task>, Option<io::Subscription>)> {
+    async fn launch(
+        d: &Arc<Berthd>,
+        record: &ContainerRecord,
+        subscribe: bool,
+    ) -> Result<(Arc<Task>, Option<io::Subscription>)> {
         let id = record.id.clone();
         let bundle = Self::bundle(d, &id);
         cleanup_bundle(&bundle);
-        std::fs::create_dir_all(bundle.join("rootfs")).with_context(|| format!("creating bundle {}", bundle.display()))?;
+        std::fs::create_dir_all(bundle.join("rootfs"))
+            .with_context(|| format!("creating bundle {}", bundle.display()))?;
         let mut undo = BundleUndo { bundle: Some(bundle.clone()) };
         let config = serde_json::to_vec_pretty(&record.spec).context("encoding config.json")?;
-        std::fs::write(bundle.join("config.json"), config).with_context(|| format!("writing {}/config.json", bundle.display()))?;
+        std::fs::write(bundle.join("config.json"), config)
+            .with_context(|| format!("writing {}/config.json", bundle.display()))?;
         let rotation = log::Rotation::from_opts(&record.config.log_opts)?;
         let terminal = record.config.tty;
         let fifos = FifoSet::new(&bundle, "init", record.config.open_stdin, terminal);
         fifos.create()?;
-        let holders = io::open_outputs(&fifos)?;
+        let readers = io::open_outputs(&fifos)?;
         spawn_shim_log(&bundle, &id)?;
 
         let binary = shim::find_binary(&record.runtime)?;
@@ -181,14 +187,11 @@ impl Tasks {
         let start = api::StartRequest { id: id.clone(), ..Default::default() };
         if let Err(e) = client.start(ctx(CALL_TIMEOUT), &start).await {
             let err = shim_error("failed to start task", e);
-            let _ = client.delete(ctx(CALL_TIMEOUT), &api::DeleteRequest { id: id.clone(), ..Default::default() }).await;
+            let _ =
+                client.delete(ctx(CALL_TIMEOUT), &api::DeleteRequest { id: id.clone(), ..Default::default() }).await;
             shutdown_shim(&client, &binary, &d.tasks.endpoint, &id, &bundle).await;
             return Err(err);
         }
-        // Output written so far waits in the FIFOs, held open by our read-write ends until the
-        // read-only ones (whose end-of-file means the shim closed them) are open.
-        let readers = io::reopen_read_only(&fifos)?;
-        drop(holders);
         if let Some(stdin) = &fifos.stdin {
             *pio.stdin.lock().await = Some(io::open_stdin(stdin)?);
         }
@@ -225,7 +228,8 @@ impl Tasks {
 
     /// Sends `signal` to the container's init (or every process with `all`).
     pub async fn kill(d: &Arc<Berthd>, id: &str, signal: u32, all: bool, by_user: bool) -> Result<()> {
-        let task = d.tasks.get(id).with_context(|| format!("Cannot kill container: {id}: container {id} is not running"))?;
+        let task =
+            d.tasks.get(id).with_context(|| format!("Cannot kill container: {id}: container {id} is not running"))?;
         if by_user {
             d.containers.update(id, |r| r.state.stopped_by_user = true)?;
         }
@@ -257,9 +261,13 @@ impl Tasks {
         let Some(task) = d.tasks.get(id) else { return Ok(()) };
         let record = d.containers.get(id)?.with_context(|| format!("No such container: {id}"))?;
         let signal = stop_signal(&record)?;
-        let timeout = timeout.unwrap_or_else(|| Duration::from_secs(record.config.stop_timeout.unwrap_or(10).max(0) as u64));
+        let timeout =
+            timeout.unwrap_or_else(|| Duration::from_secs(record.config.stop_timeout.unwrap_or(10).max(0) as u64));
         if record.state.status == Status::Paused {
-            let _ = task.client.resume(ctx(CALL_TIMEOUT), &api::ResumeRequest { id: id.to_string(), ..Default::default() }).await;
+            let _ = task
+                .client
+                .resume(ctx(CALL_TIMEOUT), &api::ResumeRequest { id: id.to_string(), ..Default::default() })
+                .await;
         }
         if !timeout.is_zero() {
             Self::kill(d, id, signal, false, true).await?;
@@ -302,11 +310,14 @@ impl Tasks {
         let result = if paused {
             task.client.pause(ctx(CALL_TIMEOUT), &api::PauseRequest { id: id.to_string(), ..Default::default() }).await
         } else {
-            task.client.resume(ctx(CALL_TIMEOUT), &api::ResumeRequest { id: id.to_string(), ..Default::default() }).await
+            task.client
+                .resume(ctx(CALL_TIMEOUT), &api::ResumeRequest { id: id.to_string(), ..Default::default() })
+                .await
         };
         result.map_err(|e| shim_error(if paused { "pausing" } else { "resuming" }, e))?;
         d.containers.update(id, |r| r.state.status = if paused { Status::Paused } else { Status::Running })?;
-        d.events.publish(if paused { "/tasks/paused" } else { "/tasks/resumed" }, serde_json::json!({"container_id": id}));
+        d.events
+            .publish(if paused { "/tasks/paused" } else { "/tasks/resumed" }, serde_json::json!({"container_id": id}));
         Ok(())
     }
 
@@ -352,7 +363,8 @@ impl Tasks {
         if address.is_empty() {
             bail!("no shim address recorded");
         }
-        let client = tokio::time::timeout(Duration::from_secs(5), shim::connect(&address)).await.context("connecting")??;
+        let client =
+            tokio::time::timeout(Duration::from_secs(5), shim::connect(&address)).await.context("connecting")??;
         let state = client
             .state(ctx(Duration::from_secs(10)), &api::StateRequest { id: id.clone(), ..Default::default() })
             .await
@@ -360,7 +372,7 @@ impl Tasks {
         let bundle = Self::bundle(d, &id);
         let binary = shim::find_binary(&record.runtime)?;
         let fifos = FifoSet::new(&bundle, "init", record.config.open_stdin, record.config.tty);
-        let readers = io::reopen_read_only(&fifos)?;
+        let readers = io::open_outputs(&fifos)?;
         let pio = ProcessIo::new();
         if let Some(stdin) = &fifos.stdin {
             match io::open_stdin(stdin) {
@@ -505,6 +517,7 @@ fn spawn_waiter(d: Arc<Berthd>, task: Arc<Task>) {
                 255
             }
         };
+        task.io.mark_exited();
         task.io.wait_done(DRAIN_TIMEOUT).await;
         let del = api::DeleteRequest { id: id.clone(), ..Default::default() };
         if task.client.delete(ctx(CALL_TIMEOUT), &del).await.is_err() {
@@ -544,7 +557,10 @@ async fn apply_exit_policy_now(d: &Arc<Berthd>, id: &str, code: i32) {
     let restart = !record.state.stopped_by_user
         && match policy.name.as_str() {
             "always" | "unless-stopped" => true,
-            "on-failure" => code != 0 && (policy.maximum_retry_count == 0 || record.state.restart_count < policy.maximum_retry_count),
+            "on-failure" => {
+                code != 0
+                    && (policy.maximum_retry_count == 0 || record.state.restart_count < policy.maximum_retry_count)
+            }
             _ => false,
         };
     if restart {

@@ -18,7 +18,9 @@ pub const NAMESPACE: &str = "berth";
 pub fn binary_name(runtime: &str) -> Result<String> {
     let parts: Vec<&str> = runtime.split('.').collect();
     match parts.as_slice() {
-        ["io", "containerd", name, version] if !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') => {
+        ["io", "containerd", name, version]
+            if !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') =>
+        {
             Ok(format!("containerd-shim-{name}-{version}"))
         }
         _ => bail!("invalid runtime name {runtime:?}"),
