@@ -6,6 +6,9 @@
 #                                   one runs per container, and glibc's shared libc alone would add
 #                                   ~1 MB to its RSS. Cargo cannot set crt-static for one package
 #                                   of a workspace, so it is a second build with its own target dir.
+#   berth-init                      static too (it runs inside containers whose images may have no
+#                                   libc): built in that same second build, found beside berthd
+#                                   for `berth run --init`.
 # Install with e.g.: install -m 755 target/dist/bin/* /usr/local/bin/
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,12 +18,14 @@ host=$(rustc -vV | sed -n 's/^host: //p')
 # With an explicit --target, RUSTFLAGS reach only the target's crates (not build scripts or
 # proc macros, which cannot be static).
 RUSTFLAGS="-C target-feature=+crt-static" \
-	cargo build --release --locked -p berth-shim --target "$host" --target-dir target/static
+	cargo build --release --locked -p berth-shim -p berth-init --target "$host" --target-dir target/static
 mkdir -p target/dist/bin
 for b in berth-runtime berthd berth; do
 	if [[ -x target/release/$b ]]; then
 		install -m 755 "target/release/$b" target/dist/bin/
 	fi
 done
-install -m 755 "target/static/$host/release/containerd-shim-berth-v2" target/dist/bin/
+for b in containerd-shim-berth-v2 berth-init; do
+	install -m 755 "target/static/$host/release/$b" target/dist/bin/
+done
 echo "built: $(cd target/dist/bin && echo *) in target/dist/bin"

@@ -1,0 +1,121 @@
+//! `berth run --init` with this build's static berth-init as the container's PID 1 (signals
+//! forwarded, exit codes passed through, orphans reaped), and images that containers use: `rmi`
+//! refuses them as docker does, `rmi -f` only untags, `system prune` keeps what containers need.
+//! Run as root, offline: the only image is the locally loaded busybox.
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use berth_integration::engines::berthd::Berthd;
+use berth_integration::engines::image::{BusyboxImage, IMAGE_REF};
+
+/// The busybox image archive, built once per test binary under cargo's tmp directory.
+fn image_archive() -> PathBuf {
+    static IMAGE: OnceLock<BusyboxImage> = OnceLock::new();
+    IMAGE
+        .get_or_init(|| BusyboxImage::build(&PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("berth-init-images")))
+        .docker_archive()
+}
+
+/// A private berthd with `localhost/busybox:latest` loaded.
+fn daemon() -> Berthd {
+    let b = Berthd::start();
+    b.ok(&["load", "-q", "-i", image_archive().to_str().expect("utf-8 path")]);
+    b
+}
+
+/// `berth run -d args…`: the new container's full id.
+fn run_detached(b: &Berthd, args: &[&str]) -> String {
+    let mut full = vec!["run", "-d"];
+    full.extend_from_slice(args);
+    let id = b.ok(&full).trim().to_string();
+    assert_eq!(id.len(), 64, "run -d printed no container id: {id:?}");
+    id
+}
+
+/// `berth inspect -f TEMPLATE NAME`, trimmed.
+fn inspect(b: &Berthd, name: &str, template: &str) -> String {
+    b.ok(&["inspect", "-f", template, name]).trim().to_string()
+}
+
+/// The state letter of every process in container `id` (`S`, `R`, `Z`…), with its pid and name,
+/// read from the container's own /proc.
+fn process_states(b: &Berthd, id: &str) -> Vec<String> {
+    b.ok(&["exec", id, "sh", "-c", "cat /proc/[0-9]*/stat"])
+        .lines()
+        .filter_map(|stat| {
+            let (head, rest) = stat.rsplit_once(')')?;
+            let state = rest.split_whitespace().next()?;
+            Some(format!("{state} {head})"))
+        })
+        .collect()
+}
+
+/// Polls `done` every 100 ms until it returns true; panics naming `what` after `timeout`.
+fn poll(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn init_is_pid_1_and_runs_the_command_as_its_child() {
+    let b = daemon();
+    let out = b.ok(&[
+        "run",
+        "--rm",
+        "--init",
+        IMAGE_REF,
+        "sh",
+        "-c",
+        "echo pid=$$; echo ppid=$(cut -d' ' -f4 /proc/$$/stat); tr '\\0' ' ' </proc/1/cmdline; echo",
+    ]);
+    let line = |key: &str| out.lines().find_map(|l| l.strip_prefix(key)).unwrap_or_else(|| panic!("no {key} in {out}"));
+    assert_ne!(line("pid="), "1", "sh is PID 1 under --init: {out}");
+    assert_eq!(line("ppid="), "1", "sh's parent is not PID 1: {out}");
+    assert!(out.contains("/sbin/berth-init -- sh -c"), "PID 1 is not berth-init: {out}");
+}
+
+#[test]
+fn init_passes_exit_codes_through() {
+    let b = daemon();
+    let out = b.berth(&["run", "--rm", "--init", IMAGE_REF, "sh", "-c", "exit 3"]);
+    assert_eq!(out.code, 3, "exit code under --init: {out}");
+    let out = b.berth(&["run", "--rm", "--init", IMAGE_REF, "sh", "-c", "kill -USR1 $$"]);
+    assert_eq!(out.code, 128 + libc::SIGUSR1, "a command killed by SIGUSR1 under --init: {out}");
+    let out = b.berth(&["run", "--rm", "--init", IMAGE_REF, "/no/such/command"]);
+    assert_eq!(out.code, 127, "a missing command under --init: {out}");
+    assert!(out.stderr.contains("/no/such/command"), "no message for the missing command: {out}");
+}
+
+#[test]
+fn stop_of_a_shell_under_init_forwards_sigterm_without_waiting_for_the_timeout() {
+    let b = daemon();
+    let id = run_detached(&b, &["--init", IMAGE_REF, "sh", "-c", "sleep 1000"]);
+    let started = Instant::now();
+    b.ok(&["stop", "-t", "5", &id]);
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(3), "stop -t 5 under --init took {took:?}: SIGTERM was not forwarded");
+    assert_eq!(inspect(&b, &id, "{{.State.ExitCode}}"), "143", "sh killed by the forwarded SIGTERM");
+}
+
+#[test]
+fn init_reaps_orphaned_zombies_that_a_plain_pid_1_leaves() {
+    let b = daemon();
+    // The subshell's `sleep 0.2` is orphaned at once and exits: only the container's PID 1 can
+    // reap it, and a PID 1 that is `sleep 60` never does.
+    let orphan_maker = ["sh", "-c", "(sleep 0.2 &); exec sleep 60"];
+    let plain = run_detached(&b, &[&[IMAGE_REF][..], &orphan_maker[..]].concat());
+    let init = run_detached(&b, &[&["--init", IMAGE_REF][..], &orphan_maker[..]].concat());
+    std::thread::sleep(Duration::from_millis(1500));
+    // Without an init the zombie shows: the check below can see one.
+    poll("the zombie without --init", Duration::from_secs(10), || {
+        process_states(&b, &plain).iter().any(|p| p.starts_with('Z'))
+    });
+    let states = process_states(&b, &init);
+    assert!(!states.iter().any(|p| p.starts_with('Z')), "zombies under --init: {states:?}");
+    assert!(states.iter().any(|p| p.contains("(berth-init)")), "no berth-init in {states:?}");
+}
