@@ -119,3 +119,70 @@ fn init_reaps_orphaned_zombies_that_a_plain_pid_1_leaves() {
     assert!(!states.iter().any(|p| p.starts_with('Z')), "zombies under --init: {states:?}");
     assert!(states.iter().any(|p| p.contains("(berth-init)")), "no berth-init in {states:?}");
 }
+
+/// `berth image inspect NAME`'s `Id` (the config digest).
+fn image_id(b: &Berthd, name: &str) -> String {
+    let out = b.ok(&["image", "inspect", name]);
+    let v: serde_json::Value =
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("inspect output is not JSON ({e}): {out}"));
+    v[0]["Id"].as_str().unwrap_or_else(|| panic!("no Id in {out}")).to_string()
+}
+
+/// The names `berth images` lists, as `REPOSITORY:TAG`.
+fn image_names(b: &Berthd) -> Vec<String> {
+    b.ok(&["images", "--format", "json"])
+        .lines()
+        .map(|line| {
+            let v: serde_json::Value =
+                serde_json::from_str(line).unwrap_or_else(|e| panic!("images line is not JSON ({e}): {line}"));
+            format!("{}:{}", v["Repository"].as_str().unwrap_or("?"), v["Tag"].as_str().unwrap_or("?"))
+        })
+        .collect()
+}
+
+#[test]
+fn rmi_of_the_last_name_of_an_image_a_container_uses_is_refused_and_rmi_f_only_untags() {
+    let b = daemon();
+    b.ok(&["run", "--name", "user", IMAGE_REF, "echo", "ran"]);
+    let container = inspect(&b, "user", "{{.Id}}");
+    let image = image_id(&b, IMAGE_REF);
+
+    let out = b.berth(&["rmi", IMAGE_REF]);
+    assert_eq!(out.code, 1, "rmi of an image a stopped container uses: {out}");
+    assert_eq!(
+        out.stderr.trim(),
+        format!(
+            "Error response from daemon: conflict: unable to remove repository reference \"{IMAGE_REF}\" (must force) - container {} is using its referenced image {}",
+            &container[..12],
+            &image["sha256:".len()..][..12]
+        ),
+        "{out}"
+    );
+    assert_eq!(image_names(&b), [IMAGE_REF], "the refused rmi removed something");
+
+    // Another name of the same image is not the last one: it goes without force.
+    b.ok(&["tag", IMAGE_REF, "localhost/other:1"]);
+    let out = b.ok(&["rmi", "localhost/other:1"]);
+    assert_eq!(out.trim(), "Untagged: localhost/other:1", "rmi of a second name");
+
+    // -f removes the name only; neither gc nor a prune takes what the container runs from.
+    let out = b.ok(&["rmi", "-f", IMAGE_REF]);
+    assert_eq!(out.trim(), format!("Untagged: {IMAGE_REF}"), "rmi -f of an image in use deleted more than its name");
+    assert!(image_names(&b).is_empty(), "rmi -f left the name");
+    b.ok(&["system", "prune", "-f"]);
+    let out = b.ok(&["start", "-a", "user"]);
+    assert_eq!(out.trim(), "ran", "the container of an untagged, pruned image did not run again");
+}
+
+#[test]
+fn rmi_of_an_image_a_running_container_uses_is_refused() {
+    let b = daemon();
+    let container = run_detached(&b, &[IMAGE_REF, "sleep", "60"]);
+    let out = b.berth(&["rmi", IMAGE_REF]);
+    assert_eq!(out.code, 1, "rmi of an image a running container uses: {out}");
+    assert!(
+        out.stderr.contains(&format!("(must force) - container {} is using its referenced image", &container[..12])),
+        "{out}"
+    );
+    assert_eq!(image_names(&b), [IMAGE_REF], "the refused rmi removed something");
+}

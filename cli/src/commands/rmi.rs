@@ -15,7 +15,8 @@ use crate::resolve::{resolve, ImageArg};
 /// Remove images.
 #[derive(clap::Args, Debug)]
 pub struct RmiArgs {
-    /// Remove every name of an image ID, even names in different repositories.
+    /// Remove every name of an image ID, even names in different repositories; remove the last
+    /// name of an image a container uses (only the name goes, the container keeps its image).
     #[arg(short, long)]
     force: bool,
     /// NAME[:TAG|@DIGEST] or image ID (prefix).
@@ -54,7 +55,7 @@ async fn remove(images: &ImagesClient, arg: &str, force: bool) -> Result<()> {
     };
     let mut out = io::stdout();
     for name in names {
-        let request = DeleteImageRequest { name, sync: true, ..Default::default() };
+        let request = DeleteImageRequest { name, sync: true, force, ..Default::default() };
         let response = images.delete(ctx(), &request).await.map_err(|err| not_found_as_no_such_image(err, arg))?;
         for untagged in &response.untagged {
             writeln!(out, "Untagged: {}", FamiliarName::parse(untagged))?;

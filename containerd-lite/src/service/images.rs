@@ -70,6 +70,45 @@ fn get_image(d: &Berthd, name: &str) -> ttrpc::Result<Image> {
     d.meta.image(&name).map_err(internal)?.ok_or_else(|| not_found(format!("No such image: {name}")))
 }
 
+/// docker's rule for `rmi NAME` without force: the last name of an image that a container
+/// (running or stopped) was made from stays, since removing it would leave the image nameless.
+/// Another name of the same image may go. `config` is the image's config digest (its id), if the
+/// image resolves; otherwise containers are matched by the name they were made from.
+fn refuse_last_name_in_use(d: &Berthd, image: &Image, config: Option<&Digest>) -> ttrpc::Result<()> {
+    if let Some(config) = config {
+        let same_image_elsewhere = d.meta.images().map_err(internal)?.iter().any(|other| {
+            other.name != image.name
+                && image::resolve(&d.content, &Descriptor::from(&other.target), &Platform::host())
+                    .is_ok_and(|r| &r.manifest.config.digest == config)
+        });
+        if same_image_elsewhere {
+            return Ok(());
+        }
+    }
+    let image_id = config.map(ToString::to_string);
+    let containers = d.containers.list().map_err(internal)?;
+    let user = containers.iter().find(|c| match &image_id {
+        Some(id) => &c.image_id == id,
+        None => c.image_name == image.name,
+    });
+    let Some(user) = user else { return Ok(()) };
+    let familiar = Reference::parse(&image.name).map_or_else(|_| image.name.clone(), |r| r.familiar());
+    Err(super::status(
+        ttrpc::Code::FAILED_PRECONDITION,
+        format!(
+            "conflict: unable to remove repository reference \"{familiar}\" (must force) - container {} is using its referenced image {}",
+            short_id(&user.id),
+            short_id(image_id.as_deref().unwrap_or(&user.image_id))
+        ),
+    ))
+}
+
+/// docker's short form of an id or digest: the first 12 hex digits, without the algorithm.
+fn short_id(id: &str) -> &str {
+    let hex = id.split_once(':').map_or(id, |(_, hex)| hex);
+    hex.get(..12).unwrap_or(hex)
+}
+
 #[async_trait::async_trait]
 impl berth_proto::images_ttrpc::Images for ImagesService {
     async fn get(&self, _: &TtrpcContext, req: GetImageRequest) -> ttrpc::Result<GetImageResponse> {
@@ -109,6 +148,10 @@ impl berth_proto::images_ttrpc::Images for ImagesService {
         let d2 = d.clone();
         let resp = blocking(move || {
             let resolved = image::resolve(&d2.content, &Descriptor::from(&image.target), &Platform::host()).ok();
+            let config = resolved.as_ref().map(|r| &r.manifest.config.digest);
+            if !req.force {
+                refuse_last_name_in_use(&d2, &image, config)?;
+            }
             d2.meta.delete_image(&image.name).map_err(internal)?;
             let mut resp = DeleteImageResponse { untagged: vec![image.name.clone()], ..Default::default() };
             if req.sync {
