@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use berth_integration::engines::berthd::Berthd;
 use berth_integration::engines::image::{BusyboxImage, IMAGE_REF};
+use berth_integration::engines::process::Background;
 
 /// The busybox image archive, built once per test binary under cargo's tmp directory.
 fn image_archive() -> PathBuf {
@@ -185,4 +186,65 @@ fn rmi_of_an_image_a_running_container_uses_is_refused() {
         "{out}"
     );
     assert_eq!(image_names(&b), [IMAGE_REF], "the refused rmi removed something");
+}
+
+#[test]
+fn events_show_a_run_rm_as_docker_container_events() {
+    let b = daemon();
+    b.ok(&["run", "-d", "--name", "warm", IMAGE_REF, "sleep", "60"]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let seen = dir.path().join("events.txt");
+    let events = b.berth_cmd(&["events", "--filter", "type=container"]);
+    let mut sh = std::process::Command::new("sh");
+    sh.arg("-c")
+        .arg(format!("exec \"$@\" > '{}'", seen.display()))
+        .arg("sh")
+        .arg(events.get_program())
+        .args(events.get_args());
+    let _events = Background::spawn(&mut sh);
+    let lines = || std::fs::read_to_string(&seen).unwrap_or_default().lines().map(String::from).collect::<Vec<_>>();
+    // The subscription is made asynchronously: rename a container until its event shows.
+    let mut name = "warm".to_string();
+    poll("the first event", Duration::from_secs(20), || {
+        let next = format!("warm{}", name.len());
+        b.ok(&["rename", &name, &next]);
+        name = next;
+        std::thread::sleep(Duration::from_millis(200));
+        lines().iter().any(|l| l.contains(" container rename "))
+    });
+
+    let out = b.berth(&["run", "--rm", "--name", "web", IMAGE_REF, "sh", "-c", "exit 3"]);
+    assert_eq!(out.code, 3, "{out}");
+    poll("the destroy event of run --rm", Duration::from_secs(20), || {
+        lines().iter().any(|l| l.contains(" container destroy ") && l.contains("name=web"))
+    });
+    let web: Vec<Vec<String>> = lines()
+        .iter()
+        .filter(|l| l.ends_with("name=web)"))
+        .map(|l| l.splitn(5, ' ').map(String::from).collect())
+        .collect();
+    let actions: Vec<&str> = web
+        .iter()
+        .map(|fields| fields[2].as_str())
+        .filter(|a| ["create", "start", "die", "destroy"].contains(a))
+        .collect();
+    assert_eq!(actions, ["create", "start", "die", "destroy"], "events of run --rm: {:?}", lines());
+    for fields in &web {
+        let [time, kind, _, id, attributes] = &fields[..] else { panic!("not docker's layout: {fields:?}") };
+        assert!(
+            time.len() == "2026-12-03T04:00:00.000000000Z".len() && time.ends_with('Z') && time.as_bytes()[10] == b'T',
+            "time {time}"
+        );
+        assert_eq!(kind, "container");
+        assert!(id.len() == 64 && id == &web[0][3], "actor {id} of {fields:?}");
+        assert!(attributes.contains(&format!("image={IMAGE_REF}")), "no image in {attributes}");
+        if fields[2] == "die" {
+            assert!(attributes.starts_with("(exitCode=3, image="), "die attributes {attributes}");
+        }
+    }
+    assert!(
+        lines().iter().all(|l| l.split(' ').nth(1) == Some("container")),
+        "the type filter let through: {:?}",
+        lines()
+    );
 }
