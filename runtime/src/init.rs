@@ -2,8 +2,9 @@
 //! contract engines rely on and the security argument): join namespaces → rootfs → devices →
 //! createRuntime/createContainer hooks → pivot_root → hostname → sysctls → masked/readonly paths
 //! → console → rlimits → user/groups → capabilities → no_new_privs → cwd → ready → wait on the
-//! exec fifo → startContainer hooks → seccomp → execve. (Without no_new_privs, seccomp goes in
-//! before the capabilities are dropped, as installing it then needs CAP_SYS_ADMIN.)
+//! exec fifo → startContainer hooks → seccomp → execve. Nothing but execve follows the seccomp
+//! filter, with or without no_new_privs (without it, installing the filter needs CAP_SYS_ADMIN,
+//! which init keeps permitted and effective until then; execve does not pass it on).
 
 use crate::cgroups::CgroupPaths;
 use crate::namespaces::Plan;
@@ -153,27 +154,26 @@ pub fn run(args: InitArgs, sync: &SyncSocket) -> Result<Infallible> {
             return Err(e);
         }
     }
-    if let Err(e) = prepared.install_pending_seccomp() {
-        let _ = nix::unistd::write(&fifo, format!("E{e:#}").as_bytes());
-        return Err(e);
-    }
     nix::unistd::write(&fifo, b"0").context("writing to the exec fifo")?;
-    prepared.exec()
+    // `start` reads until EOF (execve closes the fifo): an error after the "0" still reaches it.
+    prepared.exec(|e| {
+        let _ = nix::unistd::write(&fifo, format!("E{e:#}").as_bytes());
+    })
 }
 
-/// A process fully set up except for what must come last: a seccomp filter still to install
-/// (with no_new_privs it goes on right before execve) and the execve itself.
+/// A process fully set up except for what must come last: the seccomp filter and the execve.
 pub struct PreparedProcess {
     program: CString,
     argv: Vec<CString>,
     env: Vec<CString>,
-    pending_seccomp: Option<crate::seccomp::Compiled>,
+    seccomp: Option<crate::seccomp::Compiled>,
 }
 
 /// Turns the calling process (already in the container's namespaces and root) into `process`:
 /// session and terminal, rlimits, user and groups, capabilities, umask, no_new_privs, cwd, the
 /// program to exec, and close-on-exec for every fd above the preserved ones. Shared by init and
-/// `exec`. Without no_new_privs, seccomp is installed here, while CAP_SYS_ADMIN is still held.
+/// `exec`. The seccomp filter is left to [`PreparedProcess::exec`]; without no_new_privs,
+/// installing it needs CAP_SYS_ADMIN, which is kept (permitted and effective only) until then.
 pub fn prepare_process(
     process: &Process,
     console_socket: Option<std::os::fd::OwnedFd>,
@@ -191,15 +191,10 @@ pub fn prepare_process(
         set_rlimit(rl)?;
     }
     let caps = process.capabilities().clone().unwrap_or_default();
-    let mut pending_seccomp = seccomp;
-    if !no_new_privs {
-        if let Some(filter) = pending_seccomp.take() {
-            filter.apply()?;
-        }
-    }
+    let keep_for_seccomp = (seccomp.is_some() && !no_new_privs).then_some(caps::Capability::CAP_SYS_ADMIN);
     crate::capabilities::drop_bounding(&caps)?;
     set_user(process)?;
-    crate::capabilities::apply(&caps)?;
+    crate::capabilities::apply(&caps, keep_for_seccomp)?;
     // As runc: 0022 unless set, never the umask of whoever ran the runtime.
     nix::sys::stat::umask(Mode::from_bits_truncate(process.user().umask().unwrap_or(0o022)));
     if no_new_privs {
@@ -223,31 +218,40 @@ pub fn prepare_process(
     for fd in 3..3 + preserve_fds {
         let _ = nix::fcntl::fcntl(unsafe_borrow(fd), nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()));
     }
-    Ok(PreparedProcess { program, argv: to_cstrings(&argv)?, env: to_cstrings(&env)?, pending_seccomp })
+    Ok(PreparedProcess { program, argv: to_cstrings(&argv)?, env: to_cstrings(&env)?, seccomp })
 }
 
 impl PreparedProcess {
-    /// Installs the seccomp filter that was kept for last (no_new_privs set), if any.
-    pub fn install_pending_seccomp(&self) -> Result<()> {
-        match &self.pending_seccomp {
-            Some(filter) => filter.apply(),
-            None => Ok(()),
-        }
-    }
-
-    /// Resets signals and execs the program; returns only on failure, which it also reports on
+    /// The last steps: default signal dispositions, the seccomp filter, execve. Once the filter
+    /// is in, the only syscall left is execve (and, should it fail, the report and exit), so a
+    /// profile needs to allow no more than any program needs to start. A failure to install the
+    /// filter goes to `on_seccomp_error` too. Returns only on failure, which it also reports on
     /// the process's stderr (the caller may already have been told that all went well).
-    pub fn exec(self) -> Result<Infallible> {
+    pub fn exec(self, on_seccomp_error: impl FnOnce(&anyhow::Error)) -> Result<Infallible> {
         reset_signals();
-        let err = match nix::unistd::execve(&self.program, &self.argv, &self.env) {
-            Ok(never) => match never {},
-            Err(e) => e,
-        };
+        // Built before the filter goes in: nothing may allocate (brk, mmap) after it.
+        let argv = null_terminated(&self.argv);
+        let env = null_terminated(&self.env);
+        if let Some(filter) = &self.seccomp {
+            if let Err(e) = filter.apply() {
+                on_seccomp_error(&e);
+                return Err(e);
+            }
+        }
+        // SAFETY: `program` is NUL-terminated; `argv` and `env` are NULL-terminated arrays of
+        // pointers into `self.argv` and `self.env`, which outlive the call.
+        unsafe { libc::execve(self.program.as_ptr(), argv.as_ptr(), env.as_ptr()) };
+        let err = std::io::Error::last_os_error();
         let msg = format!("berth-runtime: exec {}: {err}\n", self.program.to_string_lossy());
         // SAFETY: fd 2 is the process's stderr; write(2) reads `msg` for its length.
         unsafe { libc::write(2, msg.as_ptr().cast(), msg.len()) };
         Err(err).with_context(|| format!("exec {}", self.program.to_string_lossy()))
     }
+}
+
+/// The NULL-terminated pointer array execve takes; the pointers borrow from `items`.
+fn null_terminated(items: &[CString]) -> Vec<*const libc::c_char> {
+    items.iter().map(|s| s.as_ptr()).chain(std::iter::once(std::ptr::null())).collect()
 }
 
 /// The program starts with default signal dispositions and an empty mask, whatever the runtime

@@ -252,7 +252,11 @@ fn child(
         nix::unistd::setresuid(zero, zero, zero).context("setresuid 0 in the user namespace")?;
     }
     let prepared = crate::init::prepare_process(&process, console, seccomp, preserve_fds)?;
-    prepared.install_pending_seccomp()?;
     sync.send(&Message::Ready)?;
-    prepared.exec()
+    // Nobody reads the sync socket after Ready: a seccomp failure goes to the process's stderr.
+    prepared.exec(|e| {
+        let msg = format!("berth-runtime: exec: {e:#}\n");
+        // SAFETY: fd 2 is the process's stderr; write(2) reads `msg` for its length.
+        unsafe { libc::write(2, msg.as_ptr().cast(), msg.len()) };
+    })
 }
