@@ -203,6 +203,30 @@ fn all_five_capability_sets_are_exactly_the_configured_ones() {
 }
 
 #[test]
+fn ambient_caps_that_cannot_be_raised_are_skipped_with_a_warning_like_runc() {
+    let rt = Runtime::new();
+    let bundle = Bundle::new(&["cat", "/proc/self/status"]);
+    // `runc spec`'s (1.1) default: ambient caps, no inheritable ones, so none can be raised.
+    let runc_default = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"];
+    set_process(
+        &bundle,
+        "capabilities",
+        json!({"bounding": runc_default, "effective": runc_default, "permitted": runc_default,
+               "ambient": runc_default}),
+    );
+    let id = unique_id("ambient");
+    let (code, stdout, stderr) = rt.run_container(&bundle, &id);
+    assert_eq!(code, 0, "{stderr}");
+    let [inh, prm, _, _, amb] = caps_of(&stdout);
+    assert_eq!((inh, amb), (0, 0), "CapInh {inh:x} CapAmb {amb:x}");
+    assert_eq!(prm, CAP_AUDIT_WRITE | CAP_KILL | CAP_NET_BIND_SERVICE, "CapPrm {prm:x}");
+    for cap in runc_default {
+        assert!(stderr.contains(&format!("can't raise ambient capability {cap}")), "{cap}: {stderr}");
+    }
+    rt.assert_gone(&id);
+}
+
+#[test]
 fn rlimit_nofile_soft_and_hard() {
     let rt = Runtime::new();
     let bundle = Bundle::new(&["sh", "-c", "ulimit -n; ulimit -Hn; grep 'Max open files' /proc/self/limits"]);

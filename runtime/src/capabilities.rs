@@ -58,9 +58,14 @@ pub fn apply(spec: &LinuxCapabilities, keep: Option<Capability>) -> Result<()> {
     caps::set(None, CapSet::Permitted, &permitted).context("setting permitted capabilities")?;
     caps::set(None, CapSet::Effective, &effective).context("setting effective capabilities (not all in permitted?)")?;
     caps::clear(None, CapSet::Ambient).context("clearing ambient capabilities")?;
+    // As runc: an ambient cap the kernel refuses (it must be permitted and inheritable; `runc
+    // spec`'s own default lists ambient caps without inheritable ones) is skipped with a warning.
     for cap in ambient {
-        caps::raise(None, CapSet::Ambient, cap)
-            .with_context(|| format!("raising ambient {cap} (needs it permitted and inheritable)"))?;
+        if let Err(e) = caps::raise(None, CapSet::Ambient, cap) {
+            crate::logging::warn(&format!(
+                "can't raise ambient capability {cap} (it must be permitted and inheritable): {e}"
+            ));
+        }
     }
     Ok(())
 }
