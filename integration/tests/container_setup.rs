@@ -197,6 +197,20 @@ fn new_network_namespace_has_only_loopback() {
 }
 
 #[test]
+fn loopback_is_up_in_a_new_network_namespace_and_left_alone_in_a_joined_one() {
+    let rt = Runtime::new();
+    let bundle = sh_bundle("ip link show lo");
+    let out = run_ok(&rt, &bundle, "netlo");
+    assert!(out.contains(",UP") || out.contains("<UP"), "lo is not up: {out}");
+
+    // A namespace joined by path is its owner's: its lo (down, as the kernel made it) stays so.
+    let holder = berth_integration::NamespaceHolder::new("net", "net");
+    bundle.edit(|c| set_ns(c, "network", Some(holder.ns_path("net").to_str().expect("utf-8"))));
+    let out = run_ok(&rt, &bundle, "netlo");
+    assert!(out.contains("lo:") && !out.contains(",UP"), "lo of a joined namespace changed: {out}");
+}
+
+#[test]
 fn new_mount_ipc_and_uts_namespaces_are_private_to_the_container() {
     let rt = Runtime::new();
     let bundle = sh_bundle(&format!("echo hostname=$(hostname); {NS_FACTS}; {MOUNTINFO}"));

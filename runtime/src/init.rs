@@ -57,7 +57,12 @@ pub fn run(args: InitArgs, sync: &SyncSocket) -> Result<Infallible> {
     // Compiled now so a bad profile fails `create`; installed as late as possible (below).
     let seccomp = linux.seccomp().as_ref().map(crate::seccomp::compile).transpose()?;
 
-    // 1. namespaces joined by path (user first), then in a new user namespace become its root.
+    // 1. a network namespace made by our clone gets its loopback up (first: the namespace belongs
+    //    to the user namespace init is in now, so init has the capability over it); then the
+    //    namespaces joined by path (user first); then in a new user namespace become its root.
+    if args.plan.new_net {
+        crate::namespaces::bring_up_loopback()?;
+    }
     for (typ, path) in &args.plan.join {
         crate::namespaces::join(*typ, path)?;
     }

@@ -94,3 +94,30 @@ pub fn join(typ: LinuxNamespaceType, path: &std::path::Path) -> Result<()> {
     let file = open(typ, path)?;
     nix::sched::setns(&file, flag(typ)).with_context(|| format!("joining {typ:?} namespace {}", path.display()))
 }
+
+/// Brings the loopback interface up in the calling process's network namespace: the kernel
+/// creates a new namespace's `lo` down, and containers expect 127.0.0.1 to work (runc and crun
+/// bring it up too). An ioctl on a socket in the namespace, no `ip` command.
+pub fn bring_up_loopback() -> Result<()> {
+    use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
+    use std::os::fd::AsRawFd;
+    let sock = socket(AddressFamily::Inet, SockType::Datagram, SockFlag::SOCK_CLOEXEC, None)
+        .context("socket to configure the loopback interface")?;
+    // SAFETY: ifreq is plain data (a name array and a union of integers); all zeroes is valid.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(b"lo") {
+        *dst = *src as libc::c_char;
+    }
+    // SAFETY: SIOCGIFFLAGS writes the flags into `req`, a valid ifreq naming "lo" (NUL-terminated
+    // by the zeroed rest of the name).
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("reading the flags of lo (SIOCGIFFLAGS)");
+    }
+    // SAFETY: SIOCGIFFLAGS filled the union's flags member, the one read and written here.
+    unsafe { req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short };
+    // SAFETY: SIOCSIFFLAGS reads a valid ifreq naming "lo" with its new flags.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("bringing lo up (SIOCSIFFLAGS)");
+    }
+    Ok(())
+}
