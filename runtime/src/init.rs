@@ -303,17 +303,14 @@ fn to_cstrings(items: &[String]) -> Result<Vec<CString>> {
 }
 
 /// Resolves argv[0] against PATH from the process env, like execvp, in the container's root.
+/// Errors use runc's (Go's exec.LookPath) wording, cause included: `exec: "/x": stat /x: no
+/// such file or directory`, `exec: "/x": permission denied`, `exec: "/x": is a directory`.
 fn find_executable(name: &str, env: &[String]) -> Result<CString> {
-    let is_exec = |p: &Path| {
-        let c = CString::new(p.as_os_str().as_encoded_bytes()).ok();
-        // SAFETY: access(2) on a valid NUL-terminated path.
-        c.is_some_and(|c| unsafe { libc::access(c.as_ptr(), libc::X_OK) } == 0) && p.is_file()
-    };
     if name.contains('/') {
-        if is_exec(Path::new(name)) {
-            return Ok(CString::new(name)?);
+        if let Err(cause) = check_executable(Path::new(name)) {
+            bail!("exec: {name:?}: {cause}");
         }
-        bail!("exec: {name:?}: no such executable file in the container");
+        return Ok(CString::new(name)?);
     }
     let path_var = env
         .iter()
@@ -321,11 +318,35 @@ fn find_executable(name: &str, env: &[String]) -> Result<CString> {
         .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
     for dir in path_var.split(':').filter(|d| !d.is_empty()) {
         let candidate = PathBuf::from(dir).join(name);
-        if is_exec(&candidate) {
+        if check_executable(&candidate).is_ok() {
             return Ok(CString::new(candidate.into_os_string().into_encoded_bytes())?);
         }
     }
     bail!("exec: {name:?}: executable file not found in $PATH")
+}
+
+/// Why `path` cannot be executed, in Go's words (what runc prints), or Ok.
+fn check_executable(path: &Path) -> std::result::Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path).map_err(|e| format!("stat {}: {}", path.display(), os_error_text(&e)))?;
+    if meta.is_dir() {
+        return Err(os_error_text(&std::io::Error::from_raw_os_error(libc::EISDIR)));
+    }
+    let c = CString::new(path.as_os_str().as_encoded_bytes()).map_err(|_| "path contains a NUL byte".to_string())?;
+    // SAFETY: access(2) on a valid NUL-terminated path. It also knows ACLs and the caller's ids.
+    let runnable = meta.permissions().mode() & 0o111 != 0 && unsafe { libc::access(c.as_ptr(), libc::X_OK) } == 0;
+    if !runnable {
+        return Err(os_error_text(&std::io::Error::from_raw_os_error(libc::EACCES)));
+    }
+    Ok(())
+}
+
+/// An OS error as Go prints it: the strerror text in lower case, without "(os error N)".
+fn os_error_text(err: &std::io::Error) -> String {
+    match err.raw_os_error() {
+        Some(n) => nix::errno::Errno::from_raw(n).desc().to_lowercase(),
+        None => err.to_string(),
+    }
 }
 
 fn enter_cwd(cwd: &Path) -> Result<()> {
