@@ -737,6 +737,40 @@ fn hostname_and_domainname_are_set_inside_only() {
 }
 
 #[test]
+fn hostname_and_uts_sysctls_are_set_in_a_uts_namespace_joined_by_path_like_runc() {
+    let rt = Runtime::new();
+    let holder = berth_integration::NamespaceHolder::new("uts", "uts");
+    let bundle = sh_bundle("echo hostname=$(hostname); echo domainname=$(cat /proc/sys/kernel/domainname)");
+    bundle.edit(|c| {
+        set_ns(c, "uts", Some(holder.ns_path("uts").to_str().expect("utf-8")));
+        c["hostname"] = json!("berth-joined-uts");
+        c["linux"]["sysctl"] = json!({"kernel.domainname": "joined.test"});
+    });
+    let host_domain = std::fs::read_to_string("/proc/sys/kernel/domainname").expect("host domainname");
+    let out = run_ok(&rt, &bundle, "utsjoin");
+    assert_eq!(fact(&out, "hostname"), "berth-joined-uts");
+    assert_eq!(fact(&out, "domainname"), "joined.test");
+    // Set in the joined namespace, which keeps them; the host's are untouched.
+    let seen = std::process::Command::new("nsenter")
+        .arg(format!("--uts={}", holder.ns_path("uts").display()))
+        .arg("hostname")
+        .output()
+        .expect("running nsenter");
+    assert_eq!(String::from_utf8_lossy(&seen.stdout).trim(), "berth-joined-uts");
+    assert_ne!(host_hostname(), "berth-joined-uts");
+    assert_eq!(std::fs::read_to_string("/proc/sys/kernel/domainname").expect("host domainname"), host_domain);
+
+    // Joining the runtime's own UTS namespace by path would rename the host: still refused.
+    bundle.edit(|c| set_ns(c, "uts", Some("/proc/self/ns/uts")));
+    let id = unique_id("utshost");
+    let (code, _, err) = rt.run_container(&bundle, &id);
+    assert_ne!(code, 0);
+    assert!(err.contains("UTS namespace"), "{err}");
+    assert_ne!(host_hostname(), "berth-joined-uts");
+    rt.assert_gone(&id);
+}
+
+#[test]
 fn sysctls_apply_inside_the_container_namespaces_only() {
     let rt = Runtime::new();
     let bundle = sh_bundle(

@@ -23,6 +23,33 @@ pub fn flag(typ: LinuxNamespaceType) -> CloneFlags {
     }
 }
 
+/// The name of a namespace type under `/proc/<pid>/ns/`.
+pub fn proc_name(typ: LinuxNamespaceType) -> &'static str {
+    match typ {
+        LinuxNamespaceType::Mount => "mnt",
+        LinuxNamespaceType::Cgroup => "cgroup",
+        LinuxNamespaceType::Uts => "uts",
+        LinuxNamespaceType::Ipc => "ipc",
+        LinuxNamespaceType::User => "user",
+        LinuxNamespaceType::Pid => "pid",
+        LinuxNamespaceType::Network => "net",
+        LinuxNamespaceType::Time => "time",
+    }
+}
+
+/// True when the container has a `typ` namespace apart from the runtime's: a new one, or one
+/// joined by path that is not the runtime's own (joining that would share the host's). What
+/// hostname, domainname and namespaced sysctls may change, as runc decides it.
+pub fn is_private(namespaces: &[LinuxNamespace], typ: LinuxNamespaceType) -> Result<bool> {
+    use std::os::unix::fs::MetadataExt;
+    let Some(ns) = namespaces.iter().find(|n| n.typ() == typ) else { return Ok(false) };
+    let Some(path) = ns.path().as_ref().filter(|p| !p.as_os_str().is_empty()) else { return Ok(true) };
+    let joined = std::fs::metadata(path).with_context(|| format!("stat of {typ:?} namespace {}", path.display()))?;
+    let own_path = format!("/proc/self/ns/{}", proc_name(typ));
+    let own = std::fs::metadata(&own_path).with_context(|| format!("stat of {own_path}"))?;
+    Ok((joined.dev(), joined.ino()) != (own.dev(), own.ino()))
+}
+
 /// The namespace plan of a container.
 #[derive(Debug)]
 pub struct Plan {

@@ -124,9 +124,10 @@ pub fn validate(spec: &Spec) -> Result<()> {
             bail!("uid/gid mappings are set but there is no user namespace");
         }
     }
+    // As runc: a UTS namespace joined by path is the container's too (unless it is ours).
     if (spec.hostname().as_ref().is_some_and(|h| !h.is_empty())
         || spec.domainname().as_ref().is_some_and(|h| !h.is_empty()))
-        && !namespaces.iter().any(|n| n.typ() == LinuxNamespaceType::Uts && n.path().is_none())
+        && !crate::namespaces::is_private(&namespaces, LinuxNamespaceType::Uts)?
     {
         bail!("unable to set hostname or domainname without a private UTS namespace");
     }
