@@ -639,6 +639,32 @@ fn linux_devices_are_created_with_type_numbers_mode_and_owner() {
 }
 
 #[test]
+fn linux_devices_are_allowed_in_the_device_cgroup_under_a_deny_all_rule_like_runc() {
+    let rt = Runtime::new();
+    // /dev/fuse's numbers: opening it is harmless, and it is not among the default devices.
+    let bundle = sh_bundle("echo dev=$(stat -c '%F %t %T' /dev/test1); echo open=$(: < /dev/test1 && echo ok)");
+    bundle.edit(|c| {
+        c["linux"]["devices"] = json!([{"path": "/dev/test1", "type": "c", "major": 10, "minor": 229}]);
+        c["linux"]["resources"] = json!({"devices": [{"allow": false, "access": "rwm"}]});
+    });
+    let out = run_ok(&rt, &bundle, "devcg");
+    assert_eq!(fact(&out, "dev"), "character special file a e5");
+    assert_eq!(fact(&out, "open"), "ok");
+
+    // `update` rewrites the device rules whole: the listed device stays allowed.
+    bundle.edit(|c| c["process"]["args"] = json!(["sleep", "60"]));
+    let id = unique_id("devcgupd");
+    rt.ok(&["run", "--detach", "--bundle", bundle.path().to_str().expect("utf-8"), &id]);
+    let resources = bundle.path().join("resources.json");
+    std::fs::write(&resources, r#"{"devices": [{"allow": false, "access": "rwm"}]}"#).expect("resources.json");
+    rt.ok(&["update", "--resources", resources.to_str().expect("utf-8"), &id]);
+    let out = rt.ok(&["exec", &id, "sh", "-c", ": < /dev/test1 && echo ok"]);
+    assert_eq!(out, "ok\n");
+    rt.ok(&["delete", "--force", &id]);
+    rt.assert_gone(&id);
+}
+
+#[test]
 fn dev_has_private_pts_ptmx_link_shm_and_fd_links() {
     let rt = Runtime::new();
     let bundle = sh_bundle(

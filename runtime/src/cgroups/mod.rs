@@ -11,7 +11,7 @@ pub mod resources;
 pub mod stats;
 
 use anyhow::{bail, Context, Result};
-use oci_spec::runtime::LinuxDeviceCgroup;
+use oci_spec::runtime::{LinuxDevice, LinuxDeviceCgroup};
 use serde::{Deserialize, Serialize};
 use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -336,13 +336,15 @@ impl CgroupPaths {
         }
     }
 
-    /// Applies device rules, with the devices every container needs appended: v1 through
-    /// `devices.allow/deny`, v2 through a BPF device filter attached to the cgroup.
-    pub fn apply_devices(&self, rules: &[LinuxDeviceCgroup]) -> Result<()> {
+    /// Applies device rules, with the devices every container needs and those `linux.devices`
+    /// lists (`listed`, rwm each, as runc does) appended: v1 through `devices.allow/deny`, v2
+    /// through a BPF device filter attached to the cgroup.
+    pub fn apply_devices(&self, rules: &[LinuxDeviceCgroup], listed: &[LinuxDevice]) -> Result<()> {
         if rules.is_empty() {
             return Ok(());
         }
-        let all: Vec<LinuxDeviceCgroup> = rules.iter().cloned().chain(devices::default_allowed()).collect();
+        let all: Vec<LinuxDeviceCgroup> =
+            rules.iter().cloned().chain(devices::default_allowed()).chain(devices::allow_listed(listed)).collect();
         match self.mode {
             Mode::V2 => {
                 let dir = self.dirs.first().context("container has no cgroup v2 directory")?;
