@@ -164,3 +164,33 @@ fn a_second_mount_of_a_cgroup_hierarchy_does_not_break_create() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "67108864\n");
     rt.assert_gone(&id);
 }
+
+#[test]
+fn memory_kernel_tcp_is_applied_on_v1_and_never_fails_create_or_update_like_runc() {
+    let rt = Runtime::new();
+    let file = "/sys/fs/cgroup/memory/memory.kmem.tcp.limit_in_bytes";
+    let has_file = !host_is_v2() && std::path::Path::new(file).exists();
+    let bundle = Bundle::new(&["sh", "-c", &format!("cat {file} 2>/dev/null || echo none")]);
+    bundle.edit(|c| c["linux"]["resources"] = json!({"memory": {"kernelTCP": 16777216}}));
+    let id = berth_integration::unique_id("kmemtcp");
+    let (code, out, err) = rt.run_container(&bundle, &id);
+    assert_eq!(code, 0, "{err}");
+    if has_file {
+        assert_eq!(out, "16777216\n");
+    } else {
+        assert!(err.contains("kernelTCP"), "no warning: {err}");
+    }
+    rt.assert_gone(&id);
+
+    // `update --kernel-memory-tcp` goes the same way.
+    bundle.edit(|c| c["process"]["args"] = json!(["sleep", "60"]));
+    let id = berth_integration::unique_id("kmemtcp");
+    rt.ok(&["run", "--detach", "--bundle", bundle.path().to_str().expect("utf-8"), &id]);
+    rt.ok(&["update", "--kernel-memory-tcp", "33554432", &id]);
+    if has_file {
+        let out = rt.ok(&["exec", &id, "cat", file]);
+        assert_eq!(out, "33554432\n");
+    }
+    rt.ok(&["delete", "--force", &id]);
+    rt.assert_gone(&id);
+}

@@ -57,7 +57,7 @@ pub struct UpdateFlags {
     /// Kernel memory limit (deprecated by the kernel: ignored with a warning).
     #[arg(long)]
     pub kernel_memory: Option<String>,
-    /// Kernel TCP memory limit (not supported).
+    /// Kernel TCP memory limit (v1; ignored with a warning where the kernel has none).
     #[arg(long)]
     pub kernel_memory_tcp: Option<String>,
     /// Maximum number of processes (-1: unlimited).
