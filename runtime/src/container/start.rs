@@ -70,6 +70,11 @@ pub fn start(root: &Path, id: &str) -> Result<()> {
         _ => None,
     };
     if let Some(error) = error {
+        // Init exits after sending the error, but its end of the fifo closes before it is a
+        // zombie: return only once it is gone, so that `state` says stopped and `delete` works.
+        if !super::wait_gone(c.state.pid, c.state.init_start_time, std::time::Duration::from_secs(10)) {
+            crate::logging::warn(&format!("container {id}: init still runs 10s after a failed start"));
+        }
         bail!("{}", String::from_utf8_lossy(error));
     }
     if let Some(hooks) = c.state.hooks()? {
