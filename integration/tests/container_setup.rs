@@ -457,6 +457,54 @@ fn bind_and_rbind_mounts_honour_ro_rw_and_recursion() {
 }
 
 #[test]
+fn recursive_mount_options_apply_to_every_submount_like_runc() {
+    let rt = Runtime::new();
+    let src = tempfile::Builder::new().prefix("berth-it-rattr-").tempdir().unwrap();
+    std::fs::write(src.path().join("file"), "top\n").unwrap();
+    std::os::unix::fs::symlink("file", src.path().join("link")).unwrap();
+    std::fs::create_dir(src.path().join("sub")).unwrap();
+    let _sub = HostTmpfs::mount(&src.path().join("sub"), false);
+    std::fs::write(src.path().join("sub/inner"), "inner\n").unwrap();
+    std::os::unix::fs::symlink("inner", src.path().join("sub/link")).unwrap();
+
+    let bundle = sh_bundle(&format!(
+        "w=$(touch /mnt/r/sub/x 2>&1); echo sub_write=$?:$w; \
+         w=$(cat /mnt/r/sub/link 2>&1); echo sub_link=$?:$w; echo sub_readlink=$(readlink /mnt/r/sub/link); \
+         echo plain_link=$(cat /mnt/plain/link); w=$(cat /mnt/nosym/link 2>&1); echo nosym_link=$?:$w; {MOUNTINFO}"
+    ));
+    let s = src.path().to_str().unwrap().to_string();
+    bundle.edit(|c| {
+        add_mount(
+            c,
+            json!({"destination": "/mnt/r", "type": "bind", "source": s,
+                   "options": ["rbind", "rro", "rnosuid", "rnodev", "rnoexec", "rnoatime", "rnosymfollow"]}),
+        );
+        add_mount(c, json!({"destination": "/mnt/plain", "type": "bind", "source": s, "options": ["rbind"]}));
+        add_mount(
+            c,
+            json!({"destination": "/mnt/nosym", "type": "bind", "source": s, "options": ["bind", "nosymfollow"]}),
+        );
+    });
+    let out = run_ok(&rt, &bundle, "rattr");
+    // The non-recursive nosymfollow, on the bind mount itself.
+    assert!(fact(&out, "nosym_link").contains("Too many levels"), "{}", fact(&out, "nosym_link"));
+    assert!(fact(&out, "sub_write").contains("Read-only file system"), "{}", fact(&out, "sub_write"));
+    // nosymfollow: a symlink is not followed (ELOOP) but can still be read.
+    assert!(fact(&out, "sub_link").contains("Too many levels of symbolic links"), "{}", fact(&out, "sub_link"));
+    assert_eq!(fact(&out, "sub_readlink"), "inner");
+    assert_eq!(fact(&out, "plain_link"), "top");
+    let mounts = mountinfo(&out);
+    for point in ["/mnt/r", "/mnt/r/sub"] {
+        let m = mount_at(&mounts, point);
+        for opt in ["ro", "nosuid", "nodev", "noexec", "noatime", "nosymfollow"] {
+            assert!(m.has(opt), "{point} lacks {opt}: {m:?}");
+        }
+    }
+    let plain = mount_at(&mounts, "/mnt/plain/sub");
+    assert!(plain.has("rw") && !plain.has("nosymfollow"), "{plain:?}");
+}
+
+#[test]
 fn tmpfs_mount_data_sets_mode_size_and_flags() {
     let rt = Runtime::new();
     let bundle = sh_bundle(&format!("echo mode=$(stat -c %a /scratch); {MOUNTINFO}"));
