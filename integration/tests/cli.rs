@@ -220,6 +220,8 @@ fn features_describes_this_build() {
     for opt in ["rbind", "nosymfollow", "rro", "rnosymfollow", "rnoatime"] {
         assert!(mount_options.iter().any(|o| o == opt), "{opt} not listed");
     }
+    let modes = v["linux"]["memoryPolicy"]["modes"].as_array().unwrap();
+    assert!(modes.iter().any(|m| m == "MPOL_BIND"), "{modes:?}");
     assert!(v["linux"]["capabilities"].as_array().unwrap().iter().any(|c| c == "CAP_SYS_ADMIN"));
 }
 

@@ -1,7 +1,7 @@
 //! The container's init, from clone to execve, as one ordered sequence (the order is the
 //! contract engines rely on and the security argument): join namespaces → rootfs → devices →
 //! createRuntime/createContainer hooks → pivot_root → hostname → sysctls → masked/readonly paths
-//! → console → rlimits → user/groups → capabilities → no_new_privs → cwd → ready → wait on the
+//! → memory policy → console → rlimits → user/groups → capabilities → no_new_privs → cwd → ready → wait on the
 //! exec fifo → startContainer hooks → seccomp → execve. Nothing but execve follows the seccomp
 //! filter, with or without no_new_privs (without it, installing the filter needs CAP_SYS_ADMIN,
 //! which init keeps permitted and effective until then; execve does not pass it on).
@@ -56,6 +56,7 @@ pub fn run(args: InitArgs, sync: &SyncSocket) -> Result<Infallible> {
     let process = spec.process().as_ref().context("no process")?;
     // Compiled now so a bad profile fails `create`; installed as late as possible (below).
     let seccomp = linux.seccomp().as_ref().map(crate::seccomp::compile).transpose()?;
+    let memory_policy = linux.memory_policy().as_ref().map(crate::mempolicy::compile).transpose()?;
 
     // 1. a network namespace made by our clone gets its loopback up (first: the namespace belongs
     //    to the user namespace init is in now, so init has the capability over it); then the
@@ -134,6 +135,11 @@ pub fn run(args: InitArgs, sync: &SyncSocket) -> Result<Infallible> {
     rootfs::readonly_paths(linux.readonly_paths().as_deref().unwrap_or_default())?;
     if spec.root().as_ref().and_then(|r| r.readonly()).unwrap_or(false) {
         rootfs::readonly_root()?;
+    }
+
+    // 5. the NUMA memory policy, which the program inherits through execve.
+    if let Some(policy) = &memory_policy {
+        policy.apply()?;
     }
 
     // 6-9. session, terminal, limits, user, capabilities, cwd, program, fds.

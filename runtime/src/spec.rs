@@ -136,6 +136,9 @@ pub fn validate(spec: &Spec) -> Result<()> {
             crate::sysctl::check_allowed(key, &namespaces)?;
         }
     }
+    if let Some(policy) = linux.memory_policy() {
+        crate::mempolicy::compile(policy)?;
+    }
     if linux.intel_rdt().is_some() {
         bail!("linux.intelRdt is not supported by berth-runtime");
     }
