@@ -159,6 +159,34 @@ fn init_makes_no_syscall_but_execve_after_the_filter_with_and_without_no_new_pri
 }
 
 #[test]
+fn an_exec_process_makes_no_syscall_but_execve_after_the_filter_either() {
+    let strict = json!({
+        "defaultAction": "SCMP_ACT_ERRNO",
+        "syscalls": [{"names": ["execve", "exit", "exit_group", "brk", "arch_prctl", "set_tid_address",
+                                "mmap", "munmap", "mprotect", "write", "read", "getuid", "geteuid",
+                                "getgid", "getegid", "getpid", "rt_sigaction", "rt_sigprocmask",
+                                "nanosleep", "clock_nanosleep", "restart_syscall"],
+                      "action": "SCMP_ACT_ALLOW"}]
+    });
+    for nnp in [false, true] {
+        let rt = Runtime::new();
+        let bundle = Bundle::new(&["sleep", "60"]);
+        bundle.edit(|c| {
+            c["linux"]["seccomp"] = strict.clone();
+            c["process"]["noNewPrivileges"] = json!(nnp);
+        });
+        let id = berth_integration::unique_id("seccompexec");
+        rt.ok(&["run", "--detach", "--bundle", bundle.path().to_str().expect("utf-8"), &id]);
+        let out = rt.run(&["exec", &id, "/bin/echo", "exec-ok"]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "nnp={nnp}: {stderr}");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "exec-ok\n", "nnp={nnp}");
+        rt.ok(&["delete", "--force", &id]);
+        rt.assert_gone(&id);
+    }
+}
+
+#[test]
 fn cap_sys_admin_kept_to_install_the_filter_does_not_reach_the_program() {
     let profile = json!({"defaultAction": "SCMP_ACT_ALLOW",
                          "syscalls": [{"names": ["sync"], "action": "SCMP_ACT_ERRNO"}]});
