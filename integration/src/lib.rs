@@ -316,3 +316,40 @@ pub fn host_mounts_containing(needle: &str) -> Vec<String> {
     let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     text.lines().filter_map(|l| l.split(' ').nth(4)).filter(|m| m.contains(needle)).map(str::to_string).collect()
 }
+
+/// A process (`unshare --<kind> sleep 300`) holding a fresh namespace of one kind for a test to
+/// join by path; killed and reaped on drop.
+pub struct NamespaceHolder {
+    child: std::process::Child,
+}
+
+impl NamespaceHolder {
+    /// Starts the holder and waits until it is in its new namespace (`kind` as in
+    /// `/proc/PID/ns/<kind>` and unshare's `--<option>`: e.g. ("net", "net"), ("uts", "uts")).
+    pub fn new(ns_file: &str, unshare_option: &str) -> NamespaceHolder {
+        let child = Command::new("unshare")
+            .arg(format!("--{unshare_option}"))
+            .args(["sleep", "300"])
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("running unshare");
+        let holder = NamespaceHolder { child };
+        let host = std::fs::read_link(format!("/proc/self/ns/{ns_file}")).expect("reading our namespace");
+        wait_until("the holder to enter its namespace", Duration::from_secs(10), || {
+            std::fs::read_link(holder.ns_path(ns_file)).is_ok_and(|ns| ns != host)
+        });
+        holder
+    }
+
+    /// `/proc/PID/ns/<ns_file>` of the holder.
+    pub fn ns_path(&self, ns_file: &str) -> PathBuf {
+        PathBuf::from(format!("/proc/{}/ns/{ns_file}", self.child.id()))
+    }
+}
+
+impl Drop for NamespaceHolder {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

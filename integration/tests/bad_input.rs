@@ -312,6 +312,18 @@ fn missing_executable_fails_at_create_time() {
 }
 
 #[test]
+fn a_program_that_cannot_be_executed_is_refused_with_its_cause_like_runc() {
+    for (program, cause) in [
+        ("/nope", "exec: \"/nope\": stat /nope: no such file or directory"),
+        ("/etc/passwd", "exec: \"/etc/passwd\": permission denied"),
+        ("/etc", "exec: \"/etc\": is a directory"),
+    ] {
+        let bundle = Bundle::new(&[program]);
+        assert_create_refused(&bundle, program, &[cause]);
+    }
+}
+
+#[test]
 fn failing_bind_mount_is_reported_and_unwound() {
     let bundle = Bundle::new(&["true"]);
     let source = std::env::temp_dir().join(unique_id("berth-no-such-source"));

@@ -216,7 +216,12 @@ fn features_describes_this_build() {
     assert_eq!(v["linux"]["seccomp"]["enabled"], true);
     let actions = v["linux"]["seccomp"]["actions"].as_array().unwrap();
     assert!(!actions.iter().any(|a| a == "SCMP_ACT_NOTIFY"), "notify is not supported");
-    assert!(v["mountOptions"].as_array().unwrap().iter().any(|o| o == "rbind"));
+    let mount_options = v["mountOptions"].as_array().unwrap();
+    for opt in ["rbind", "nosymfollow", "rro", "rnosymfollow", "rnoatime"] {
+        assert!(mount_options.iter().any(|o| o == opt), "{opt} not listed");
+    }
+    let modes = v["linux"]["memoryPolicy"]["modes"].as_array().unwrap();
+    assert!(modes.iter().any(|m| m == "MPOL_BIND"), "{modes:?}");
     assert!(v["linux"]["capabilities"].as_array().unwrap().iter().any(|c| c == "CAP_SYS_ADMIN"));
 }
 

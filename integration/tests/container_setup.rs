@@ -197,6 +197,20 @@ fn new_network_namespace_has_only_loopback() {
 }
 
 #[test]
+fn loopback_is_up_in_a_new_network_namespace_and_left_alone_in_a_joined_one() {
+    let rt = Runtime::new();
+    let bundle = sh_bundle("ip link show lo");
+    let out = run_ok(&rt, &bundle, "netlo");
+    assert!(out.contains(",UP") || out.contains("<UP"), "lo is not up: {out}");
+
+    // A namespace joined by path is its owner's: its lo (down, as the kernel made it) stays so.
+    let holder = berth_integration::NamespaceHolder::new("net", "net");
+    bundle.edit(|c| set_ns(c, "network", Some(holder.ns_path("net").to_str().expect("utf-8"))));
+    let out = run_ok(&rt, &bundle, "netlo");
+    assert!(out.contains("lo:") && !out.contains(",UP"), "lo of a joined namespace changed: {out}");
+}
+
+#[test]
 fn new_mount_ipc_and_uts_namespaces_are_private_to_the_container() {
     let rt = Runtime::new();
     let bundle = sh_bundle(&format!("echo hostname=$(hostname); {NS_FACTS}; {MOUNTINFO}"));
@@ -443,6 +457,54 @@ fn bind_and_rbind_mounts_honour_ro_rw_and_recursion() {
 }
 
 #[test]
+fn recursive_mount_options_apply_to_every_submount_like_runc() {
+    let rt = Runtime::new();
+    let src = tempfile::Builder::new().prefix("berth-it-rattr-").tempdir().unwrap();
+    std::fs::write(src.path().join("file"), "top\n").unwrap();
+    std::os::unix::fs::symlink("file", src.path().join("link")).unwrap();
+    std::fs::create_dir(src.path().join("sub")).unwrap();
+    let _sub = HostTmpfs::mount(&src.path().join("sub"), false);
+    std::fs::write(src.path().join("sub/inner"), "inner\n").unwrap();
+    std::os::unix::fs::symlink("inner", src.path().join("sub/link")).unwrap();
+
+    let bundle = sh_bundle(&format!(
+        "w=$(touch /mnt/r/sub/x 2>&1); echo sub_write=$?:$w; \
+         w=$(cat /mnt/r/sub/link 2>&1); echo sub_link=$?:$w; echo sub_readlink=$(readlink /mnt/r/sub/link); \
+         echo plain_link=$(cat /mnt/plain/link); w=$(cat /mnt/nosym/link 2>&1); echo nosym_link=$?:$w; {MOUNTINFO}"
+    ));
+    let s = src.path().to_str().unwrap().to_string();
+    bundle.edit(|c| {
+        add_mount(
+            c,
+            json!({"destination": "/mnt/r", "type": "bind", "source": s,
+                   "options": ["rbind", "rro", "rnosuid", "rnodev", "rnoexec", "rnoatime", "rnosymfollow"]}),
+        );
+        add_mount(c, json!({"destination": "/mnt/plain", "type": "bind", "source": s, "options": ["rbind"]}));
+        add_mount(
+            c,
+            json!({"destination": "/mnt/nosym", "type": "bind", "source": s, "options": ["bind", "nosymfollow"]}),
+        );
+    });
+    let out = run_ok(&rt, &bundle, "rattr");
+    // The non-recursive nosymfollow, on the bind mount itself.
+    assert!(fact(&out, "nosym_link").contains("Too many levels"), "{}", fact(&out, "nosym_link"));
+    assert!(fact(&out, "sub_write").contains("Read-only file system"), "{}", fact(&out, "sub_write"));
+    // nosymfollow: a symlink is not followed (ELOOP) but can still be read.
+    assert!(fact(&out, "sub_link").contains("Too many levels of symbolic links"), "{}", fact(&out, "sub_link"));
+    assert_eq!(fact(&out, "sub_readlink"), "inner");
+    assert_eq!(fact(&out, "plain_link"), "top");
+    let mounts = mountinfo(&out);
+    for point in ["/mnt/r", "/mnt/r/sub"] {
+        let m = mount_at(&mounts, point);
+        for opt in ["ro", "nosuid", "nodev", "noexec", "noatime", "nosymfollow"] {
+            assert!(m.has(opt), "{point} lacks {opt}: {m:?}");
+        }
+    }
+    let plain = mount_at(&mounts, "/mnt/plain/sub");
+    assert!(plain.has("rw") && !plain.has("nosymfollow"), "{plain:?}");
+}
+
+#[test]
 fn tmpfs_mount_data_sets_mode_size_and_flags() {
     let rt = Runtime::new();
     let bundle = sh_bundle(&format!("echo mode=$(stat -c %a /scratch); {MOUNTINFO}"));
@@ -625,6 +687,32 @@ fn linux_devices_are_created_with_type_numbers_mode_and_owner() {
 }
 
 #[test]
+fn linux_devices_are_allowed_in_the_device_cgroup_under_a_deny_all_rule_like_runc() {
+    let rt = Runtime::new();
+    // /dev/fuse's numbers: opening it is harmless, and it is not among the default devices.
+    let bundle = sh_bundle("echo dev=$(stat -c '%F %t %T' /dev/test1); echo open=$(: < /dev/test1 && echo ok)");
+    bundle.edit(|c| {
+        c["linux"]["devices"] = json!([{"path": "/dev/test1", "type": "c", "major": 10, "minor": 229}]);
+        c["linux"]["resources"] = json!({"devices": [{"allow": false, "access": "rwm"}]});
+    });
+    let out = run_ok(&rt, &bundle, "devcg");
+    assert_eq!(fact(&out, "dev"), "character special file a e5");
+    assert_eq!(fact(&out, "open"), "ok");
+
+    // `update` rewrites the device rules whole: the listed device stays allowed.
+    bundle.edit(|c| c["process"]["args"] = json!(["sleep", "60"]));
+    let id = unique_id("devcgupd");
+    rt.ok(&["run", "--detach", "--bundle", bundle.path().to_str().expect("utf-8"), &id]);
+    let resources = bundle.path().join("resources.json");
+    std::fs::write(&resources, r#"{"devices": [{"allow": false, "access": "rwm"}]}"#).expect("resources.json");
+    rt.ok(&["update", "--resources", resources.to_str().expect("utf-8"), &id]);
+    let out = rt.ok(&["exec", &id, "sh", "-c", ": < /dev/test1 && echo ok"]);
+    assert_eq!(out, "ok\n");
+    rt.ok(&["delete", "--force", &id]);
+    rt.assert_gone(&id);
+}
+
+#[test]
 fn dev_has_private_pts_ptmx_link_shm_and_fd_links() {
     let rt = Runtime::new();
     let bundle = sh_bundle(
@@ -720,6 +808,40 @@ fn hostname_and_domainname_are_set_inside_only() {
     assert_eq!(fact(&out, "domainname"), "example.test");
     assert_ne!(host_hostname(), "berth-it-host");
     assert_eq!(std::fs::read_to_string("/proc/sys/kernel/domainname").unwrap(), host_domain);
+}
+
+#[test]
+fn hostname_and_uts_sysctls_are_set_in_a_uts_namespace_joined_by_path_like_runc() {
+    let rt = Runtime::new();
+    let holder = berth_integration::NamespaceHolder::new("uts", "uts");
+    let bundle = sh_bundle("echo hostname=$(hostname); echo domainname=$(cat /proc/sys/kernel/domainname)");
+    bundle.edit(|c| {
+        set_ns(c, "uts", Some(holder.ns_path("uts").to_str().expect("utf-8")));
+        c["hostname"] = json!("berth-joined-uts");
+        c["linux"]["sysctl"] = json!({"kernel.domainname": "joined.test"});
+    });
+    let host_domain = std::fs::read_to_string("/proc/sys/kernel/domainname").expect("host domainname");
+    let out = run_ok(&rt, &bundle, "utsjoin");
+    assert_eq!(fact(&out, "hostname"), "berth-joined-uts");
+    assert_eq!(fact(&out, "domainname"), "joined.test");
+    // Set in the joined namespace, which keeps them; the host's are untouched.
+    let seen = std::process::Command::new("nsenter")
+        .arg(format!("--uts={}", holder.ns_path("uts").display()))
+        .arg("hostname")
+        .output()
+        .expect("running nsenter");
+    assert_eq!(String::from_utf8_lossy(&seen.stdout).trim(), "berth-joined-uts");
+    assert_ne!(host_hostname(), "berth-joined-uts");
+    assert_eq!(std::fs::read_to_string("/proc/sys/kernel/domainname").expect("host domainname"), host_domain);
+
+    // Joining the runtime's own UTS namespace by path would rename the host: still refused.
+    bundle.edit(|c| set_ns(c, "uts", Some("/proc/self/ns/uts")));
+    let id = unique_id("utshost");
+    let (code, _, err) = rt.run_container(&bundle, &id);
+    assert_ne!(code, 0);
+    assert!(err.contains("UTS namespace"), "{err}");
+    assert_ne!(host_hostname(), "berth-joined-uts");
+    rt.assert_gone(&id);
 }
 
 #[test]

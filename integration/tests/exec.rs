@@ -113,6 +113,17 @@ fn exec_fails_clearly_and_leaves_nothing_when_it_cannot_run() {
     let out = rt.run(&["exec", &id, "no-such-program"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("executable file not found"));
+    // The cause, as runc words it (the log line quotes the message, so its quotes are escaped).
+    for (program, cause) in [
+        ("/nope", "/nope\\\": stat /nope: no such file or directory"),
+        ("/etc/passwd", "/etc/passwd\\\": permission denied"),
+        ("/etc", "/etc\\\": is a directory"),
+    ] {
+        let out = rt.run(&["exec", &id, program]);
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(cause), "{program}: {stderr}");
+    }
     let after: Vec<i64> = serde_json::from_str(&rt.ok(&["ps", "--format", "json", &id])).unwrap();
     assert_eq!(before, after, "a failed exec left a process in the container");
     rt.ok(&["kill", &id, "KILL"]);

@@ -283,6 +283,23 @@ fn a_failing_start_container_hook_fails_start_before_the_program_runs() {
 }
 
 #[test]
+fn start_failing_in_a_start_container_hook_returns_once_the_container_has_stopped() {
+    let rt = Runtime::new();
+    let bundle = Bundle::new(&["true"]);
+    bundle.edit(|c| c["hooks"] = json!({ "startContainer": [failing_hook()] }));
+    // The race was ~1 in 15: delete right after the failed start saw init still running.
+    for _ in 0..30 {
+        let id = unique_id("hookstartdel");
+        rt.ok(&["create", "--bundle", bundle.path().to_str().unwrap(), &id]);
+        let out = rt.run(&["start", &id]);
+        assert!(!out.status.success(), "start succeeded with a failing startContainer hook");
+        assert_eq!(rt.status(&id), "stopped");
+        rt.ok(&["delete", &id]);
+        rt.assert_gone(&id);
+    }
+}
+
+#[test]
 fn poststart_and_poststop_failures_only_warn_and_later_hooks_still_run() {
     let rt = Runtime::new();
     let bundle = Bundle::new(&["sleep", "60"]);

@@ -203,6 +203,57 @@ fn all_five_capability_sets_are_exactly_the_configured_ones() {
 }
 
 #[test]
+fn ambient_caps_that_cannot_be_raised_are_skipped_with_a_warning_like_runc() {
+    let rt = Runtime::new();
+    let bundle = Bundle::new(&["cat", "/proc/self/status"]);
+    // `runc spec`'s (1.1) default: ambient caps, no inheritable ones, so none can be raised.
+    let runc_default = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"];
+    set_process(
+        &bundle,
+        "capabilities",
+        json!({"bounding": runc_default, "effective": runc_default, "permitted": runc_default,
+               "ambient": runc_default}),
+    );
+    let id = unique_id("ambient");
+    let (code, stdout, stderr) = rt.run_container(&bundle, &id);
+    assert_eq!(code, 0, "{stderr}");
+    let [inh, prm, _, _, amb] = caps_of(&stdout);
+    assert_eq!((inh, amb), (0, 0), "CapInh {inh:x} CapAmb {amb:x}");
+    assert_eq!(prm, CAP_AUDIT_WRITE | CAP_KILL | CAP_NET_BIND_SERVICE, "CapPrm {prm:x}");
+    for cap in runc_default {
+        assert!(stderr.contains(&format!("can't raise ambient capability {cap}")), "{cap}: {stderr}");
+    }
+    rt.assert_gone(&id);
+}
+
+#[test]
+fn memory_policy_is_the_programs_and_an_exec_processes_numa_policy() {
+    let rt = Runtime::new();
+    let bundle = Bundle::new(&["sh", "-c", "head -n1 /proc/self/numa_maps; sleep 60"]);
+    bundle.edit(|c| c["linux"]["memoryPolicy"] = json!({"mode": "MPOL_BIND", "nodes": "0"}));
+    let id = unique_id("mempolicy");
+    let output = rt.create_with_output(&bundle, &id);
+    rt.ok(&["start", &id]);
+    berth_integration::wait_until("the container's numa_maps line", Duration::from_secs(10), || {
+        !output.stdout().is_empty()
+    });
+    // numa_maps names each mapping's policy; the process-wide one shows on all of them.
+    assert!(output.stdout().contains(" bind:0 "), "{}", output.stdout());
+    let out = rt.ok(&["exec", &id, "head", "-n1", "/proc/self/numa_maps"]);
+    assert!(out.contains(" bind:0 "), "exec: {out}");
+    rt.ok(&["delete", "--force", &id]);
+    rt.assert_gone(&id);
+
+    // What set_mempolicy would refuse is refused at create, by name.
+    bundle.edit(|c| c["linux"]["memoryPolicy"] = json!({"mode": "MPOL_INTERLEAVE"}));
+    let id = unique_id("mempolicy");
+    let (code, _, stderr) = rt.run_container(&bundle, &id);
+    assert_ne!(code, 0);
+    assert!(stderr.contains("memoryPolicy") && stderr.contains("needs nodes"), "{stderr}");
+    rt.assert_gone(&id);
+}
+
+#[test]
 fn rlimit_nofile_soft_and_hard() {
     let rt = Runtime::new();
     let bundle = Bundle::new(&["sh", "-c", "ulimit -n; ulimit -Hn; grep 'Max open files' /proc/self/limits"]);

@@ -131,3 +131,66 @@ fn a_cgroup_that_already_has_processes_is_not_adopted() {
     rt.ok(&["delete", "--force", &id]);
     assert!(berth_integration::cgroup_dirs_named(path.trim_start_matches('/')).is_empty());
 }
+
+#[test]
+fn a_second_mount_of_a_cgroup_hierarchy_does_not_break_create() {
+    if host_is_v2() {
+        return; // the v1 hierarchies bound here exist on v1 and hybrid hosts only
+    }
+    let rt = Runtime::new();
+    let bundle = Bundle::new(&["cat", "/sys/fs/cgroup/memory/memory.limit_in_bytes"]);
+    bundle.edit(|c| c["linux"]["resources"] = json!({"memory": {"limit": 67108864}}));
+    let id = berth_integration::unique_id("cgbind");
+    // Read-only binds of the memory and cpu hierarchies (and the hybrid's cgroup2), made in a
+    // private mount namespace that dies with the runtime: nothing to clean up on the host.
+    let binds = tempfile::Builder::new().prefix("berth-it-cgbind-").tempdir().expect("tempdir");
+    let b = binds.path().display();
+    let script = format!(
+        "set -e; for h in memory cpu unified; do [ -d /sys/fs/cgroup/$h ] || continue; mkdir {b}/$h; \
+         mount --bind -o ro /sys/fs/cgroup/$h {b}/$h; done; \
+         exec \"$0\" --root \"$1\" run --bundle \"$2\" \"$3\""
+    );
+    let out = std::process::Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+        .arg(berth_integration::runtime_bin())
+        .arg(rt.root())
+        .arg(bundle.path())
+        .arg(&id)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("running unshare");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "67108864\n");
+    rt.assert_gone(&id);
+}
+
+#[test]
+fn memory_kernel_tcp_is_applied_on_v1_and_never_fails_create_or_update_like_runc() {
+    let rt = Runtime::new();
+    let file = "/sys/fs/cgroup/memory/memory.kmem.tcp.limit_in_bytes";
+    let has_file = !host_is_v2() && std::path::Path::new(file).exists();
+    let bundle = Bundle::new(&["sh", "-c", &format!("cat {file} 2>/dev/null || echo none")]);
+    bundle.edit(|c| c["linux"]["resources"] = json!({"memory": {"kernelTCP": 16777216}}));
+    let id = berth_integration::unique_id("kmemtcp");
+    let (code, out, err) = rt.run_container(&bundle, &id);
+    assert_eq!(code, 0, "{err}");
+    if has_file {
+        assert_eq!(out, "16777216\n");
+    } else {
+        assert!(err.contains("kernelTCP"), "no warning: {err}");
+    }
+    rt.assert_gone(&id);
+
+    // `update --kernel-memory-tcp` goes the same way.
+    bundle.edit(|c| c["process"]["args"] = json!(["sleep", "60"]));
+    let id = berth_integration::unique_id("kmemtcp");
+    rt.ok(&["run", "--detach", "--bundle", bundle.path().to_str().expect("utf-8"), &id]);
+    rt.ok(&["update", "--kernel-memory-tcp", "33554432", &id]);
+    if has_file {
+        let out = rt.ok(&["exec", &id, "cat", file]);
+        assert_eq!(out, "33554432\n");
+    }
+    rt.ok(&["delete", "--force", &id]);
+    rt.assert_gone(&id);
+}

@@ -135,6 +135,71 @@ fn a_default_errno_profile_keeps_only_what_it_allows() {
 }
 
 #[test]
+fn init_makes_no_syscall_but_execve_after_the_filter_with_and_without_no_new_privs() {
+    // The profile: init itself resolves the cwd with openat2.
+    let deny_openat2 = json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [{"names": ["openat2"], "action": "SCMP_ACT_ERRNO"}]
+    });
+    // What a static busybox `echo` needs, and nothing init would use to set itself up (no
+    // openat2, openat, getcwd, newfstatat, capset, setuid, chdir, prctl).
+    let strict = json!({
+        "defaultAction": "SCMP_ACT_ERRNO",
+        "syscalls": [{"names": ["execve", "exit", "exit_group", "brk", "arch_prctl", "set_tid_address",
+                                "mmap", "munmap", "mprotect", "write", "read", "getuid", "geteuid",
+                                "getgid", "getegid", "getpid", "rt_sigaction", "rt_sigprocmask"],
+                      "action": "SCMP_ACT_ALLOW"}]
+    });
+    for nnp in [false, true] {
+        let (code, _, err) = run_with(&["/bin/true"], deny_openat2.clone(), nnp);
+        assert_eq!(code, 0, "openat2 denied, nnp={nnp}: {err}");
+        let (code, out, err) = run_with(&["/bin/echo", "strict-ok"], strict.clone(), nnp);
+        assert_eq!((code, out.as_str()), (0, "strict-ok\n"), "strict allow-list, nnp={nnp}: {err}");
+    }
+}
+
+#[test]
+fn an_exec_process_makes_no_syscall_but_execve_after_the_filter_either() {
+    let strict = json!({
+        "defaultAction": "SCMP_ACT_ERRNO",
+        "syscalls": [{"names": ["execve", "exit", "exit_group", "brk", "arch_prctl", "set_tid_address",
+                                "mmap", "munmap", "mprotect", "write", "read", "getuid", "geteuid",
+                                "getgid", "getegid", "getpid", "rt_sigaction", "rt_sigprocmask",
+                                "nanosleep", "clock_nanosleep", "restart_syscall"],
+                      "action": "SCMP_ACT_ALLOW"}]
+    });
+    for nnp in [false, true] {
+        let rt = Runtime::new();
+        let bundle = Bundle::new(&["sleep", "60"]);
+        bundle.edit(|c| {
+            c["linux"]["seccomp"] = strict.clone();
+            c["process"]["noNewPrivileges"] = json!(nnp);
+        });
+        let id = berth_integration::unique_id("seccompexec");
+        rt.ok(&["run", "--detach", "--bundle", bundle.path().to_str().expect("utf-8"), &id]);
+        let out = rt.run(&["exec", &id, "/bin/echo", "exec-ok"]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "nnp={nnp}: {stderr}");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "exec-ok\n", "nnp={nnp}");
+        rt.ok(&["delete", "--force", &id]);
+        rt.assert_gone(&id);
+    }
+}
+
+#[test]
+fn cap_sys_admin_kept_to_install_the_filter_does_not_reach_the_program() {
+    let profile = json!({"defaultAction": "SCMP_ACT_ALLOW",
+                         "syscalls": [{"names": ["sync"], "action": "SCMP_ACT_ERRNO"}]});
+    // The bundle's default caps lack CAP_SYS_ADMIN (bit 21): 0x200000 must be clear everywhere.
+    let (code, out, err) = run_with(&["grep", "^Cap", "/proc/self/status"], profile, false);
+    assert_eq!(code, 0, "{err}");
+    for line in out.lines() {
+        let mask = u64::from_str_radix(line.split_whitespace().nth(1).unwrap_or("0"), 16).expect("hex caps");
+        assert_eq!(mask & (1 << 21), 0, "{line}");
+    }
+}
+
+#[test]
 fn seccomp_notify_is_refused_by_name_and_leaves_nothing() {
     let profile = json!({"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/run/x.sock",
                          "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]});

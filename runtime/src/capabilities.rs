@@ -29,10 +29,20 @@ pub fn drop_bounding(spec: &LinuxCapabilities) -> Result<()> {
     Ok(())
 }
 
-/// Sets the effective, permitted, inheritable and ambient sets exactly.
-pub fn apply(spec: &LinuxCapabilities) -> Result<()> {
-    let permitted = convert(spec.permitted())?;
-    let effective = convert(spec.effective())?;
+/// Sets the effective, permitted, inheritable and ambient sets exactly, except that `keep` (when
+/// currently permitted) stays permitted and effective: init keeps CAP_SYS_ADMIN this way to
+/// install seccomp without no_new_privs as its last step. An extra permitted or effective cap
+/// before execve does not reach the program: execve computes the new sets from the inheritable,
+/// ambient and bounding sets and the file, never from the old permitted set.
+pub fn apply(spec: &LinuxCapabilities, keep: Option<Capability>) -> Result<()> {
+    let mut permitted = convert(spec.permitted())?;
+    let mut effective = convert(spec.effective())?;
+    if let Some(cap) = keep {
+        if caps::has_cap(None, CapSet::Permitted, cap).context("reading permitted capabilities")? {
+            permitted.insert(cap);
+            effective.insert(cap);
+        }
+    }
     let inheritable = convert(spec.inheritable())?;
     let ambient = convert(spec.ambient())?;
     // Inheritable first, while permitted is still wide: capset refuses inheritable caps outside
@@ -48,9 +58,14 @@ pub fn apply(spec: &LinuxCapabilities) -> Result<()> {
     caps::set(None, CapSet::Permitted, &permitted).context("setting permitted capabilities")?;
     caps::set(None, CapSet::Effective, &effective).context("setting effective capabilities (not all in permitted?)")?;
     caps::clear(None, CapSet::Ambient).context("clearing ambient capabilities")?;
+    // As runc: an ambient cap the kernel refuses (it must be permitted and inheritable; `runc
+    // spec`'s own default lists ambient caps without inheritable ones) is skipped with a warning.
     for cap in ambient {
-        caps::raise(None, CapSet::Ambient, cap)
-            .with_context(|| format!("raising ambient {cap} (needs it permitted and inheritable)"))?;
+        if let Err(e) = caps::raise(None, CapSet::Ambient, cap) {
+            crate::logging::warn(&format!(
+                "can't raise ambient capability {cap} (it must be permitted and inheritable): {e}"
+            ));
+        }
     }
     Ok(())
 }

@@ -26,6 +26,7 @@ pub fn document() -> serde_json::Value {
             "apparmor": {"enabled": false},
             "selinux": {"enabled": false},
             "intelRdt": {"enabled": false},
+            "memoryPolicy": {"modes": crate::mempolicy::MODES, "flags": crate::mempolicy::FLAGS},
             "mountExtensions": {"idmap": {"enabled": false}}
         },
         "annotations": {"org.opencontainers.runc.checkpoint.enabled": "false"}

@@ -1,9 +1,10 @@
 //! The container's init, from clone to execve, as one ordered sequence (the order is the
 //! contract engines rely on and the security argument): join namespaces → rootfs → devices →
 //! createRuntime/createContainer hooks → pivot_root → hostname → sysctls → masked/readonly paths
-//! → console → rlimits → user/groups → capabilities → no_new_privs → cwd → ready → wait on the
-//! exec fifo → startContainer hooks → seccomp → execve. (Without no_new_privs, seccomp goes in
-//! before the capabilities are dropped, as installing it then needs CAP_SYS_ADMIN.)
+//! → memory policy → console → rlimits → user/groups → capabilities → no_new_privs → cwd → ready → wait on the
+//! exec fifo → startContainer hooks → seccomp → execve. Nothing but execve follows the seccomp
+//! filter, with or without no_new_privs (without it, installing the filter needs CAP_SYS_ADMIN,
+//! which init keeps permitted and effective until then; execve does not pass it on).
 
 use crate::cgroups::CgroupPaths;
 use crate::namespaces::Plan;
@@ -55,8 +56,14 @@ pub fn run(args: InitArgs, sync: &SyncSocket) -> Result<Infallible> {
     let process = spec.process().as_ref().context("no process")?;
     // Compiled now so a bad profile fails `create`; installed as late as possible (below).
     let seccomp = linux.seccomp().as_ref().map(crate::seccomp::compile).transpose()?;
+    let memory_policy = linux.memory_policy().as_ref().map(crate::mempolicy::compile).transpose()?;
 
-    // 1. namespaces joined by path (user first), then in a new user namespace become its root.
+    // 1. a network namespace made by our clone gets its loopback up (first: the namespace belongs
+    //    to the user namespace init is in now, so init has the capability over it); then the
+    //    namespaces joined by path (user first); then in a new user namespace become its root.
+    if args.plan.new_net {
+        crate::namespaces::bring_up_loopback()?;
+    }
     for (typ, path) in &args.plan.join {
         crate::namespaces::join(*typ, path)?;
     }
@@ -130,6 +137,11 @@ pub fn run(args: InitArgs, sync: &SyncSocket) -> Result<Infallible> {
         rootfs::readonly_root()?;
     }
 
+    // 5. the NUMA memory policy, which the program inherits through execve.
+    if let Some(policy) = &memory_policy {
+        policy.apply()?;
+    }
+
     // 6-9. session, terminal, limits, user, capabilities, cwd, program, fds.
     let prepared = prepare_process(process, args.console_socket, seccomp, args.preserve_fds)?;
 
@@ -153,27 +165,26 @@ pub fn run(args: InitArgs, sync: &SyncSocket) -> Result<Infallible> {
             return Err(e);
         }
     }
-    if let Err(e) = prepared.install_pending_seccomp() {
-        let _ = nix::unistd::write(&fifo, format!("E{e:#}").as_bytes());
-        return Err(e);
-    }
     nix::unistd::write(&fifo, b"0").context("writing to the exec fifo")?;
-    prepared.exec()
+    // `start` reads until EOF (execve closes the fifo): an error after the "0" still reaches it.
+    prepared.exec(|e| {
+        let _ = nix::unistd::write(&fifo, format!("E{e:#}").as_bytes());
+    })
 }
 
-/// A process fully set up except for what must come last: a seccomp filter still to install
-/// (with no_new_privs it goes on right before execve) and the execve itself.
+/// A process fully set up except for what must come last: the seccomp filter and the execve.
 pub struct PreparedProcess {
     program: CString,
     argv: Vec<CString>,
     env: Vec<CString>,
-    pending_seccomp: Option<crate::seccomp::Compiled>,
+    seccomp: Option<crate::seccomp::Compiled>,
 }
 
 /// Turns the calling process (already in the container's namespaces and root) into `process`:
 /// session and terminal, rlimits, user and groups, capabilities, umask, no_new_privs, cwd, the
 /// program to exec, and close-on-exec for every fd above the preserved ones. Shared by init and
-/// `exec`. Without no_new_privs, seccomp is installed here, while CAP_SYS_ADMIN is still held.
+/// `exec`. The seccomp filter is left to [`PreparedProcess::exec`]; without no_new_privs,
+/// installing it needs CAP_SYS_ADMIN, which is kept (permitted and effective only) until then.
 pub fn prepare_process(
     process: &Process,
     console_socket: Option<std::os::fd::OwnedFd>,
@@ -191,15 +202,10 @@ pub fn prepare_process(
         set_rlimit(rl)?;
     }
     let caps = process.capabilities().clone().unwrap_or_default();
-    let mut pending_seccomp = seccomp;
-    if !no_new_privs {
-        if let Some(filter) = pending_seccomp.take() {
-            filter.apply()?;
-        }
-    }
+    let keep_for_seccomp = (seccomp.is_some() && !no_new_privs).then_some(caps::Capability::CAP_SYS_ADMIN);
     crate::capabilities::drop_bounding(&caps)?;
     set_user(process)?;
-    crate::capabilities::apply(&caps)?;
+    crate::capabilities::apply(&caps, keep_for_seccomp)?;
     // As runc: 0022 unless set, never the umask of whoever ran the runtime.
     nix::sys::stat::umask(Mode::from_bits_truncate(process.user().umask().unwrap_or(0o022)));
     if no_new_privs {
@@ -223,31 +229,40 @@ pub fn prepare_process(
     for fd in 3..3 + preserve_fds {
         let _ = nix::fcntl::fcntl(unsafe_borrow(fd), nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()));
     }
-    Ok(PreparedProcess { program, argv: to_cstrings(&argv)?, env: to_cstrings(&env)?, pending_seccomp })
+    Ok(PreparedProcess { program, argv: to_cstrings(&argv)?, env: to_cstrings(&env)?, seccomp })
 }
 
 impl PreparedProcess {
-    /// Installs the seccomp filter that was kept for last (no_new_privs set), if any.
-    pub fn install_pending_seccomp(&self) -> Result<()> {
-        match &self.pending_seccomp {
-            Some(filter) => filter.apply(),
-            None => Ok(()),
-        }
-    }
-
-    /// Resets signals and execs the program; returns only on failure, which it also reports on
+    /// The last steps: default signal dispositions, the seccomp filter, execve. Once the filter
+    /// is in, the only syscall left is execve (and, should it fail, the report and exit), so a
+    /// profile needs to allow no more than any program needs to start. A failure to install the
+    /// filter goes to `on_seccomp_error` too. Returns only on failure, which it also reports on
     /// the process's stderr (the caller may already have been told that all went well).
-    pub fn exec(self) -> Result<Infallible> {
+    pub fn exec(self, on_seccomp_error: impl FnOnce(&anyhow::Error)) -> Result<Infallible> {
         reset_signals();
-        let err = match nix::unistd::execve(&self.program, &self.argv, &self.env) {
-            Ok(never) => match never {},
-            Err(e) => e,
-        };
+        // Built before the filter goes in: nothing may allocate (brk, mmap) after it.
+        let argv = null_terminated(&self.argv);
+        let env = null_terminated(&self.env);
+        if let Some(filter) = &self.seccomp {
+            if let Err(e) = filter.apply() {
+                on_seccomp_error(&e);
+                return Err(e);
+            }
+        }
+        // SAFETY: `program` is NUL-terminated; `argv` and `env` are NULL-terminated arrays of
+        // pointers into `self.argv` and `self.env`, which outlive the call.
+        unsafe { libc::execve(self.program.as_ptr(), argv.as_ptr(), env.as_ptr()) };
+        let err = std::io::Error::last_os_error();
         let msg = format!("berth-runtime: exec {}: {err}\n", self.program.to_string_lossy());
         // SAFETY: fd 2 is the process's stderr; write(2) reads `msg` for its length.
         unsafe { libc::write(2, msg.as_ptr().cast(), msg.len()) };
         Err(err).with_context(|| format!("exec {}", self.program.to_string_lossy()))
     }
+}
+
+/// The NULL-terminated pointer array execve takes; the pointers borrow from `items`.
+fn null_terminated(items: &[CString]) -> Vec<*const libc::c_char> {
+    items.iter().map(|s| s.as_ptr()).chain(std::iter::once(std::ptr::null())).collect()
 }
 
 /// The program starts with default signal dispositions and an empty mask, whatever the runtime
@@ -294,17 +309,14 @@ fn to_cstrings(items: &[String]) -> Result<Vec<CString>> {
 }
 
 /// Resolves argv[0] against PATH from the process env, like execvp, in the container's root.
+/// Errors use runc's (Go's exec.LookPath) wording, cause included: `exec: "/x": stat /x: no
+/// such file or directory`, `exec: "/x": permission denied`, `exec: "/x": is a directory`.
 fn find_executable(name: &str, env: &[String]) -> Result<CString> {
-    let is_exec = |p: &Path| {
-        let c = CString::new(p.as_os_str().as_encoded_bytes()).ok();
-        // SAFETY: access(2) on a valid NUL-terminated path.
-        c.is_some_and(|c| unsafe { libc::access(c.as_ptr(), libc::X_OK) } == 0) && p.is_file()
-    };
     if name.contains('/') {
-        if is_exec(Path::new(name)) {
-            return Ok(CString::new(name)?);
+        if let Err(cause) = check_executable(Path::new(name)) {
+            bail!("exec: {name:?}: {cause}");
         }
-        bail!("exec: {name:?}: no such executable file in the container");
+        return Ok(CString::new(name)?);
     }
     let path_var = env
         .iter()
@@ -312,11 +324,35 @@ fn find_executable(name: &str, env: &[String]) -> Result<CString> {
         .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
     for dir in path_var.split(':').filter(|d| !d.is_empty()) {
         let candidate = PathBuf::from(dir).join(name);
-        if is_exec(&candidate) {
+        if check_executable(&candidate).is_ok() {
             return Ok(CString::new(candidate.into_os_string().into_encoded_bytes())?);
         }
     }
     bail!("exec: {name:?}: executable file not found in $PATH")
+}
+
+/// Why `path` cannot be executed, in Go's words (what runc prints), or Ok.
+fn check_executable(path: &Path) -> std::result::Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path).map_err(|e| format!("stat {}: {}", path.display(), os_error_text(&e)))?;
+    if meta.is_dir() {
+        return Err(os_error_text(&std::io::Error::from_raw_os_error(libc::EISDIR)));
+    }
+    let c = CString::new(path.as_os_str().as_encoded_bytes()).map_err(|_| "path contains a NUL byte".to_string())?;
+    // SAFETY: access(2) on a valid NUL-terminated path. It also knows ACLs and the caller's ids.
+    let runnable = meta.permissions().mode() & 0o111 != 0 && unsafe { libc::access(c.as_ptr(), libc::X_OK) } == 0;
+    if !runnable {
+        return Err(os_error_text(&std::io::Error::from_raw_os_error(libc::EACCES)));
+    }
+    Ok(())
+}
+
+/// An OS error as Go prints it: the strerror text in lower case, without "(os error N)".
+fn os_error_text(err: &std::io::Error) -> String {
+    match err.raw_os_error() {
+        Some(n) => nix::errno::Errno::from_raw(n).desc().to_lowercase(),
+        None => err.to_string(),
+    }
 }
 
 fn enter_cwd(cwd: &Path) -> Result<()> {

@@ -13,6 +13,7 @@ pub mod features;
 pub mod hooks;
 pub mod init;
 pub mod logging;
+pub mod mempolicy;
 pub mod mount_options;
 pub mod namespaces;
 pub mod rootfs;

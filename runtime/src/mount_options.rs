@@ -42,7 +42,105 @@ pub const SUPPORTED: &[&str] = &[
     "rslave",
     "unbindable",
     "runbindable",
+    "nosymfollow",
+    "symfollow",
+    // Recursive attributes, set with mount_setattr(AT_RECURSIVE) once the mount is made.
+    "rro",
+    "rrw",
+    "rnosuid",
+    "rsuid",
+    "rnodev",
+    "rdev",
+    "rnoexec",
+    "rexec",
+    "rnoatime",
+    "ratime",
+    "rrelatime",
+    "rnorelatime",
+    "rstrictatime",
+    "rnostrictatime",
+    "rnodiratime",
+    "rdiratime",
+    "rnosymfollow",
+    "rsymfollow",
 ];
+
+/// `MOUNT_ATTR_*` of mount_setattr(2) (linux/mount.h).
+pub mod attr {
+    /// Read-only.
+    pub const RDONLY: u64 = 0x1;
+    /// No setuid.
+    pub const NOSUID: u64 = 0x2;
+    /// No device access.
+    pub const NODEV: u64 = 0x4;
+    /// No exec.
+    pub const NOEXEC: u64 = 0x8;
+    /// The access-time mode field (an enum, not bits).
+    pub const ATIME_MASK: u64 = 0x70;
+    /// relatime (the zero value of the field).
+    pub const RELATIME: u64 = 0x0;
+    /// noatime.
+    pub const NOATIME: u64 = 0x10;
+    /// strictatime.
+    pub const STRICTATIME: u64 = 0x20;
+    /// nodiratime.
+    pub const NODIRATIME: u64 = 0x80;
+    /// Do not follow symlinks (Linux 5.14).
+    pub const NOSYMFOLLOW: u64 = 0x0020_0000;
+}
+
+/// `MS_NOSYMFOLLOW` (Linux 5.10), which nix does not name.
+pub const MS_NOSYMFOLLOW: MsFlags = MsFlags::from_bits_retain(256);
+
+/// Attributes to set and clear on a mount and every mount below it (mount_setattr(2) with
+/// `AT_RECURSIVE`), from the `r*` options.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RecursiveAttrs {
+    /// `attr_set`.
+    pub set: u64,
+    /// `attr_clr`.
+    pub clear: u64,
+}
+
+impl RecursiveAttrs {
+    /// Nothing to change.
+    pub fn is_empty(&self) -> bool {
+        self.set == 0 && self.clear == 0
+    }
+
+    /// Applies one `r*` option; false when `opt` is not one.
+    fn add(&mut self, opt: &str) -> bool {
+        let (set, clear) = match opt {
+            "rro" => (attr::RDONLY, 0),
+            "rrw" => (0, attr::RDONLY),
+            "rnosuid" => (attr::NOSUID, 0),
+            "rsuid" => (0, attr::NOSUID),
+            "rnodev" => (attr::NODEV, 0),
+            "rdev" => (0, attr::NODEV),
+            "rnoexec" => (attr::NOEXEC, 0),
+            "rexec" => (0, attr::NOEXEC),
+            "rnodiratime" => (attr::NODIRATIME, 0),
+            "rdiratime" => (0, attr::NODIRATIME),
+            "rnosymfollow" => (attr::NOSYMFOLLOW, 0),
+            "rsymfollow" => (0, attr::NOSYMFOLLOW),
+            // The access-time mode is one field: the kernel wants it cleared whole and set anew.
+            // Turning noatime or strictatime off gives the default, relatime (as mount(8) does).
+            "rnoatime" => return self.set_atime(attr::NOATIME),
+            "rstrictatime" | "rnorelatime" => return self.set_atime(attr::STRICTATIME),
+            "rrelatime" | "ratime" | "rnostrictatime" => return self.set_atime(attr::RELATIME),
+            _ => return false,
+        };
+        self.set = (self.set & !clear) | set;
+        self.clear = (self.clear & !set) | clear;
+        true
+    }
+
+    fn set_atime(&mut self, mode: u64) -> bool {
+        self.set = (self.set & !attr::ATIME_MASK) | mode;
+        self.clear |= attr::ATIME_MASK;
+        true
+    }
+}
 
 /// A mount entry's options, split the way mount(2) wants them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,12 +156,14 @@ pub struct MountOptions {
     pub bind: bool,
     /// `rbind`.
     pub recursive: bool,
+    /// The `r*` attribute options, applied to the whole mount tree after mounting.
+    pub recursive_attrs: RecursiveAttrs,
     /// Everything else, comma-joined, passed as the filesystem's data (`mode=755`, `size=...`).
     pub data: String,
 }
 
 impl MountOptions {
-    /// Parses options; idmap and recursive-attribute options are refused by name.
+    /// Parses options; idmap and other unsupported options are refused by name.
     pub fn parse(options: &[String]) -> Result<MountOptions> {
         let mut out = MountOptions {
             flags: MsFlags::empty(),
@@ -71,6 +171,7 @@ impl MountOptions {
             propagation: Vec::new(),
             bind: false,
             recursive: false,
+            recursive_attrs: RecursiveAttrs::default(),
             data: String::new(),
         };
         let mut data = Vec::new();
@@ -117,28 +218,9 @@ impl MountOptions {
                     continue;
                 }
                 "idmap" | "ridmap" => bail!("mount option {opt:?} (idmapped mounts) is not supported yet"),
-                o if o.starts_with('r')
-                    && matches!(
-                        &o[1..],
-                        "ro" | "rw"
-                            | "nosuid"
-                            | "suid"
-                            | "nodev"
-                            | "dev"
-                            | "noexec"
-                            | "exec"
-                            | "atime"
-                            | "noatime"
-                            | "relatime"
-                            | "strictatime"
-                            | "nodiratime"
-                            | "diratime"
-                            | "norelatime"
-                            | "nostrictatime"
-                    ) =>
-                {
-                    bail!("recursive mount option {opt:?} is not supported yet")
-                }
+                "nosymfollow" => (MS_NOSYMFOLLOW, MsFlags::empty()),
+                "symfollow" => (MsFlags::empty(), MS_NOSYMFOLLOW),
+                o if out.recursive_attrs.add(o) => continue,
                 "tmpcopyup" => bail!("mount option \"tmpcopyup\" is not supported yet"),
                 other => {
                     data.push(other.to_string());
@@ -199,6 +281,19 @@ mod tests {
             let o = opts(&[opt]);
             assert!(o.data.is_empty(), "{opt} was taken as filesystem data");
         }
+    }
+
+    #[test]
+    fn recursive_options_become_mount_setattr_attributes() {
+        let o = opts(&["rbind", "rro", "rnosuid", "rnosymfollow", "rnoatime"]);
+        assert_eq!(o.recursive_attrs.set, attr::RDONLY | attr::NOSUID | attr::NOSYMFOLLOW | attr::NOATIME);
+        assert_eq!(o.recursive_attrs.clear, attr::ATIME_MASK);
+        assert!(o.flags.is_empty() && o.data.is_empty());
+        // Later ones win; the atime mode is replaced, not combined.
+        let o = opts(&["rro", "rrw", "rnoatime", "rstrictatime", "rsymfollow"]);
+        assert_eq!(o.recursive_attrs.set, attr::STRICTATIME);
+        assert_eq!(o.recursive_attrs.clear, attr::RDONLY | attr::ATIME_MASK | attr::NOSYMFOLLOW);
+        assert!(opts(&["nosymfollow"]).flags.contains(MS_NOSYMFOLLOW));
     }
 
     #[test]

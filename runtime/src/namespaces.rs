@@ -23,6 +23,33 @@ pub fn flag(typ: LinuxNamespaceType) -> CloneFlags {
     }
 }
 
+/// The name of a namespace type under `/proc/<pid>/ns/`.
+pub fn proc_name(typ: LinuxNamespaceType) -> &'static str {
+    match typ {
+        LinuxNamespaceType::Mount => "mnt",
+        LinuxNamespaceType::Cgroup => "cgroup",
+        LinuxNamespaceType::Uts => "uts",
+        LinuxNamespaceType::Ipc => "ipc",
+        LinuxNamespaceType::User => "user",
+        LinuxNamespaceType::Pid => "pid",
+        LinuxNamespaceType::Network => "net",
+        LinuxNamespaceType::Time => "time",
+    }
+}
+
+/// True when the container has a `typ` namespace apart from the runtime's: a new one, or one
+/// joined by path that is not the runtime's own (joining that would share the host's). What
+/// hostname, domainname and namespaced sysctls may change, as runc decides it.
+pub fn is_private(namespaces: &[LinuxNamespace], typ: LinuxNamespaceType) -> Result<bool> {
+    use std::os::unix::fs::MetadataExt;
+    let Some(ns) = namespaces.iter().find(|n| n.typ() == typ) else { return Ok(false) };
+    let Some(path) = ns.path().as_ref().filter(|p| !p.as_os_str().is_empty()) else { return Ok(true) };
+    let joined = std::fs::metadata(path).with_context(|| format!("stat of {typ:?} namespace {}", path.display()))?;
+    let own_path = format!("/proc/self/ns/{}", proc_name(typ));
+    let own = std::fs::metadata(&own_path).with_context(|| format!("stat of {own_path}"))?;
+    Ok((joined.dev(), joined.ino()) != (own.dev(), own.ino()))
+}
+
 /// The namespace plan of a container.
 #[derive(Debug)]
 pub struct Plan {
@@ -93,4 +120,31 @@ pub fn open(typ: LinuxNamespaceType, path: &std::path::Path) -> Result<File> {
 pub fn join(typ: LinuxNamespaceType, path: &std::path::Path) -> Result<()> {
     let file = open(typ, path)?;
     nix::sched::setns(&file, flag(typ)).with_context(|| format!("joining {typ:?} namespace {}", path.display()))
+}
+
+/// Brings the loopback interface up in the calling process's network namespace: the kernel
+/// creates a new namespace's `lo` down, and containers expect 127.0.0.1 to work (runc and crun
+/// bring it up too). An ioctl on a socket in the namespace, no `ip` command.
+pub fn bring_up_loopback() -> Result<()> {
+    use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
+    use std::os::fd::AsRawFd;
+    let sock = socket(AddressFamily::Inet, SockType::Datagram, SockFlag::SOCK_CLOEXEC, None)
+        .context("socket to configure the loopback interface")?;
+    // SAFETY: ifreq is plain data (a name array and a union of integers); all zeroes is valid.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(b"lo") {
+        *dst = *src as libc::c_char;
+    }
+    // SAFETY: SIOCGIFFLAGS writes the flags into `req`, a valid ifreq naming "lo" (NUL-terminated
+    // by the zeroed rest of the name).
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("reading the flags of lo (SIOCGIFFLAGS)");
+    }
+    // SAFETY: SIOCGIFFLAGS filled the union's flags member, the one read and written here.
+    unsafe { req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short };
+    // SAFETY: SIOCSIFFLAGS reads a valid ifreq naming "lo" with its new flags.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("bringing lo up (SIOCSIFFLAGS)");
+    }
+    Ok(())
 }

@@ -56,11 +56,56 @@ pub fn mount_all(ctx: &MountContext, mounts: &[Mount]) -> Result<()> {
 
 fn mount_one(ctx: &MountContext, root: &File, m: &Mount) -> Result<()> {
     let opts = MountOptions::parse(m.options().as_deref().unwrap_or_default())?;
+    mount_entry(ctx, root, m, &opts)?;
+    // As runc: the `r*` options go on the whole tree once it is mounted (and bound).
+    if !opts.recursive_attrs.is_empty() {
+        let mounted = open_in_root(root, m.destination(), OFlag::O_PATH).context("re-resolving the mount")?;
+        set_recursive_attrs(&mounted, opts.recursive_attrs)?;
+    }
+    Ok(())
+}
+
+/// mount_setattr(2) with `AT_RECURSIVE` on the mount at `mounted` (an `O_PATH` fd of it).
+fn set_recursive_attrs(mounted: &impl AsFd, attrs: crate::mount_options::RecursiveAttrs) -> Result<()> {
+    use std::os::fd::AsRawFd;
+    /// `struct mount_attr` (linux/mount.h).
+    #[repr(C)]
+    struct MountAttr {
+        attr_set: u64,
+        attr_clr: u64,
+        propagation: u64,
+        userns_fd: u64,
+    }
+    let attr = MountAttr { attr_set: attrs.set, attr_clr: attrs.clear, propagation: 0, userns_fd: 0 };
+    // SAFETY: mount_setattr reads `size_of::<MountAttr>()` bytes of `attr`, a valid mount_attr,
+    // and the empty NUL-terminated path; `mounted` is an open fd.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            mounted.as_fd().as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH | libc::AT_RECURSIVE,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if r != 0 {
+        return Err(std::io::Error::last_os_error()).with_context(|| {
+            format!(
+                "setting recursive mount attributes (mount_setattr set={:#x} clear={:#x}; needs Linux 5.12, 5.14 for rnosymfollow)",
+                attrs.set, attrs.clear
+            )
+        });
+    }
+    Ok(())
+}
+
+fn mount_entry(ctx: &MountContext, root: &File, m: &Mount, opts: &MountOptions) -> Result<()> {
     let typ = m.typ().as_deref().unwrap_or("");
     let bind = opts.bind || typ == "bind";
     let dest = m.destination();
     if typ == "cgroup" || typ == "cgroup2" {
-        return mount_cgroup(ctx, root, dest, &opts);
+        return mount_cgroup(ctx, root, dest, opts);
     }
     if bind {
         let source = m.source().as_ref().context("bind mount without a source")?;
@@ -80,7 +125,7 @@ fn mount_one(ctx: &MountContext, root: &File, m: &Mount) -> Result<()> {
             let mounted = open_in_root(root, dest, OFlag::O_PATH).context("re-resolving bind target")?;
             remount_bind(&proc_fd(&mounted), extra, opts.cleared)?;
         }
-        apply_propagation(root, dest, &opts)?;
+        apply_propagation(root, dest, opts)?;
         return Ok(());
     }
     let target = mkdir_all_in_root(root, dest, Kind::Dir)?;
@@ -105,7 +150,7 @@ fn mount_one(ctx: &MountContext, root: &File, m: &Mount) -> Result<()> {
             return Err(e).with_context(|| format!("mount -t {typ} {} {}", source.display(), dest.display()))
         }
     }
-    apply_propagation(root, dest, &opts)?;
+    apply_propagation(root, dest, opts)?;
     Ok(())
 }
 

@@ -14,10 +14,27 @@ fn how(flags: OFlag) -> OpenHow {
         .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS)
 }
 
+/// How many times a resolution is tried when the kernel reports a racing rename (EAGAIN).
+const RESOLVE_ATTEMPTS: u32 = 32;
+
 /// Opens `path` (absolute or relative) as if `root` were `/`.
 pub fn open_in_root<F: AsFd>(root: F, path: &Path, flags: OFlag) -> nix::Result<OwnedFd> {
     let rel = relative(path);
-    openat2(root, rel.as_path(), how(flags))
+    let root = root.as_fd();
+    retry_on_rename_race(|| openat2(root, rel.as_path(), how(flags)))
+}
+
+/// Runs an openat2 `RESOLVE_IN_ROOT` resolution, again while it fails with EAGAIN (the kernel
+/// refuses a `..` resolved while a rename ran anywhere on the system) or EINTR, at most
+/// [`RESOLVE_ATTEMPTS`] times in all; then its last error.
+fn retry_on_rename_race<T>(mut resolve: impl FnMut() -> nix::Result<T>) -> nix::Result<T> {
+    let mut attempts = 1;
+    loop {
+        match resolve() {
+            Err(Errno::EAGAIN | Errno::EINTR) if attempts < RESOLVE_ATTEMPTS => attempts += 1,
+            result => return result,
+        }
+    }
 }
 
 /// `path` with its leading `/` removed (`.` for the root itself).
@@ -125,6 +142,32 @@ mod tests {
         }
         assert!(root.join("etc/made").is_dir());
         assert!(root.join("etc/made2").is_dir());
+    }
+
+    #[test]
+    fn a_resolution_racing_a_rename_is_retried_a_bounded_number_of_times() {
+        let mut calls = 0;
+        let r = retry_on_rename_race(|| {
+            calls += 1;
+            if calls < 5 {
+                Err(Errno::EAGAIN)
+            } else {
+                Ok(calls)
+            }
+        });
+        assert_eq!(r, Ok(5));
+        let mut calls = 0;
+        let r: nix::Result<()> = retry_on_rename_race(|| {
+            calls += 1;
+            Err(Errno::EAGAIN)
+        });
+        assert_eq!((r, calls), (Err(Errno::EAGAIN), RESOLVE_ATTEMPTS));
+        let mut calls = 0;
+        let r: nix::Result<()> = retry_on_rename_race(|| {
+            calls += 1;
+            Err(Errno::ENOENT)
+        });
+        assert_eq!((r, calls), (Err(Errno::ENOENT), 1), "other errors are not retried");
     }
 
     #[test]

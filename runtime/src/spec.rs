@@ -124,9 +124,10 @@ pub fn validate(spec: &Spec) -> Result<()> {
             bail!("uid/gid mappings are set but there is no user namespace");
         }
     }
+    // As runc: a UTS namespace joined by path is the container's too (unless it is ours).
     if (spec.hostname().as_ref().is_some_and(|h| !h.is_empty())
         || spec.domainname().as_ref().is_some_and(|h| !h.is_empty()))
-        && !namespaces.iter().any(|n| n.typ() == LinuxNamespaceType::Uts && n.path().is_none())
+        && !crate::namespaces::is_private(&namespaces, LinuxNamespaceType::Uts)?
     {
         bail!("unable to set hostname or domainname without a private UTS namespace");
     }
@@ -134,6 +135,9 @@ pub fn validate(spec: &Spec) -> Result<()> {
         for key in sysctls.keys() {
             crate::sysctl::check_allowed(key, &namespaces)?;
         }
+    }
+    if let Some(policy) = linux.memory_policy() {
+        crate::mempolicy::compile(policy)?;
     }
     if linux.intel_rdt().is_some() {
         bail!("linux.intelRdt is not supported by berth-runtime");

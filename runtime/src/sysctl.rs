@@ -3,13 +3,13 @@
 use anyhow::{bail, Context, Result};
 use oci_spec::runtime::{LinuxNamespace, LinuxNamespaceType};
 
-/// Refuses a sysctl that would change the host (runc's rule): ipc ones need a new ipc
-/// namespace, `net.*` a new network namespace, hostname/domainname a new uts namespace.
+/// Refuses a sysctl that would change the host (runc's rule): ipc ones need an ipc namespace
+/// of the container's own, `net.*` a network one, hostname/domainname a uts one (new, or
+/// joined by path when not the runtime's).
 pub fn check_allowed(key: &str, namespaces: &[LinuxNamespace]) -> Result<()> {
     if key.is_empty() || key.contains("..") || key.contains('/') || key.contains('\0') {
         bail!("sysctl {key:?} is not a valid sysctl name");
     }
-    let owns = |t: LinuxNamespaceType| namespaces.iter().any(|n| n.typ() == t && n.path().is_none());
     let ipc = [
         "kernel.msgmax",
         "kernel.msgmnb",
@@ -29,8 +29,8 @@ pub fn check_allowed(key: &str, namespaces: &[LinuxNamespace]) -> Result<()> {
     } else {
         bail!("sysctl {key:?} is not namespaced and would change the host: refused");
     };
-    if !owns(needed) {
-        bail!("sysctl {key:?} needs a new {needed:?} namespace");
+    if !crate::namespaces::is_private(namespaces, needed)? {
+        bail!("sysctl {key:?} needs a {needed:?} namespace of the container's own (new, or joined by path)");
     }
     Ok(())
 }

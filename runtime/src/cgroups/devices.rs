@@ -10,7 +10,7 @@
 //! ([`default_allowed`]) are appended, as runc does.
 
 use anyhow::{bail, Context, Result};
-use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType};
+use oci_spec::runtime::{LinuxDevice, LinuxDeviceCgroup, LinuxDeviceType};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::Path;
 
@@ -48,6 +48,28 @@ pub fn default_allowed() -> Vec<LinuxDeviceCgroup> {
         rule(5, Some(2)),
         rule(136, None),
     ]
+}
+
+/// An rwm allow rule for each device `linux.devices` lists, so that init can create it and the
+/// container use it under a deny-all rule, as runc adds them. A fifo needs no device rule.
+pub fn allow_listed(devices: &[LinuxDevice]) -> Vec<LinuxDeviceCgroup> {
+    devices
+        .iter()
+        .filter_map(|d| {
+            let typ = match d.typ() {
+                LinuxDeviceType::C | LinuxDeviceType::U => LinuxDeviceType::C,
+                LinuxDeviceType::B => LinuxDeviceType::B,
+                LinuxDeviceType::P | LinuxDeviceType::A => return None,
+            };
+            let mut r = LinuxDeviceCgroup::default();
+            r.set_allow(true);
+            r.set_typ(Some(typ));
+            r.set_major(Some(d.major()));
+            r.set_minor(Some(d.minor()));
+            r.set_access(Some("rwm".to_string()));
+            Some(r)
+        })
+        .collect()
 }
 
 // The program's context, `struct bpf_cgroup_dev_ctx`: access_type (type in the low 16 bits,

@@ -11,7 +11,7 @@ pub mod resources;
 pub mod stats;
 
 use anyhow::{bail, Context, Result};
-use oci_spec::runtime::LinuxDeviceCgroup;
+use oci_spec::runtime::{LinuxDevice, LinuxDeviceCgroup};
 use serde::{Deserialize, Serialize};
 use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -54,8 +54,13 @@ fn unescape_mountinfo(s: &str) -> String {
 
 fn hierarchies() -> Result<Vec<Hierarchy>> {
     let text = std::fs::read_to_string("/proc/self/mountinfo").context("reading /proc/self/mountinfo")?;
+    Ok(one_mount_per_hierarchy(cgroup_mounts(&text)))
+}
+
+/// Every cgroup mount in `mountinfo`, in its order.
+fn cgroup_mounts(mountinfo: &str) -> Vec<Hierarchy> {
     let mut out = Vec::new();
-    for line in text.lines() {
+    for line in mountinfo.lines() {
         let Some((pre, post)) = line.split_once(" - ") else { continue };
         let pre: Vec<&str> = pre.split(' ').collect();
         let post: Vec<&str> = post.split(' ').collect();
@@ -67,7 +72,7 @@ fn hierarchies() -> Result<Vec<Hierarchy>> {
         if fstype != "cgroup" && !v2 {
             continue;
         }
-        let controllers = if v2 {
+        let mut controllers: Vec<String> = if v2 {
             Vec::new()
         } else {
             super_opts
@@ -81,6 +86,7 @@ fn hierarchies() -> Result<Vec<Hierarchy>> {
                 .map(str::to_string)
                 .collect()
         };
+        controllers.sort();
         out.push(Hierarchy {
             mountpoint: PathBuf::from(unescape_mountinfo(pre[4])),
             root: PathBuf::from(unescape_mountinfo(pre[3])),
@@ -88,7 +94,24 @@ fn hierarchies() -> Result<Vec<Hierarchy>> {
             v2,
         });
     }
-    Ok(out)
+    out
+}
+
+/// One mount per hierarchy: a hierarchy may be mounted many times (bind mounts of it or of one
+/// of its cgroups elsewhere, read-only copies), and the container's cgroup goes in one place.
+/// As runc: the mount under /sys/fs/cgroup showing the hierarchy's root, else the first one
+/// showing its root, else the first one. Keeps the order in which hierarchies first appear.
+fn one_mount_per_hierarchy(mounts: Vec<Hierarchy>) -> Vec<Hierarchy> {
+    let rank = |h: &Hierarchy| (!h.mountpoint.starts_with("/sys/fs/cgroup"), h.root != Path::new("/"));
+    let mut chosen: Vec<Hierarchy> = Vec::new();
+    for m in mounts {
+        match chosen.iter_mut().find(|c| c.v2 == m.v2 && c.controllers == m.controllers) {
+            Some(c) if rank(&m) < rank(c) => *c = m,
+            Some(_) => {}
+            None => chosen.push(m),
+        }
+    }
+    chosen
 }
 
 /// The layout this host uses for containers: v2 when `/sys/fs/cgroup` itself is cgroup2, v1 when
@@ -313,13 +336,15 @@ impl CgroupPaths {
         }
     }
 
-    /// Applies device rules, with the devices every container needs appended: v1 through
-    /// `devices.allow/deny`, v2 through a BPF device filter attached to the cgroup.
-    pub fn apply_devices(&self, rules: &[LinuxDeviceCgroup]) -> Result<()> {
+    /// Applies device rules, with the devices every container needs and those `linux.devices`
+    /// lists (`listed`, rwm each, as runc does) appended: v1 through `devices.allow/deny`, v2
+    /// through a BPF device filter attached to the cgroup.
+    pub fn apply_devices(&self, rules: &[LinuxDeviceCgroup], listed: &[LinuxDevice]) -> Result<()> {
         if rules.is_empty() {
             return Ok(());
         }
-        let all: Vec<LinuxDeviceCgroup> = rules.iter().cloned().chain(devices::default_allowed()).collect();
+        let all: Vec<LinuxDeviceCgroup> =
+            rules.iter().cloned().chain(devices::default_allowed()).chain(devices::allow_listed(listed)).collect();
         match self.mode {
             Mode::V2 => {
                 let dir = self.dirs.first().context("container has no cgroup v2 directory")?;
@@ -424,6 +449,36 @@ fn inherit_cpuset(dir: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_hierarchy_is_used_through_one_mount_preferring_sys_fs_cgroup_and_its_root() {
+        let mountinfo = "\
+40 30 0:35 /mnt /tmp/early-memory ro,relatime shared:9 - cgroup cgroup rw,memory
+41 30 0:36 / /sys/fs/cgroup/cpu,cpuacct rw,nosuid shared:10 - cgroup cgroup rw,cpu,cpuacct
+42 30 0:35 / /sys/fs/cgroup/memory rw,nosuid shared:11 - cgroup cgroup rw,memory
+43 30 0:37 / /sys/fs/cgroup/unified rw,nosuid shared:12 - cgroup2 cgroup2 rw,nsdelegate
+50 60 0:36 / /tmp/x/cpu ro,relatime shared:13 - cgroup cgroup rw,cpuacct,cpu
+51 60 0:37 / /tmp/x/unified ro,relatime shared:14 - cgroup2 cgroup2 rw,nsdelegate
+";
+        let chosen = one_mount_per_hierarchy(cgroup_mounts(mountinfo));
+        let points: Vec<&Path> = chosen.iter().map(|h| h.mountpoint.as_path()).collect();
+        assert_eq!(
+            points,
+            [
+                Path::new("/sys/fs/cgroup/memory"),
+                Path::new("/sys/fs/cgroup/cpu,cpuacct"),
+                Path::new("/sys/fs/cgroup/unified")
+            ]
+        );
+        // Outside /sys/fs/cgroup (a container's or a test's own mounts): the one with the root.
+        let elsewhere = "\
+40 30 0:35 /sub /a ro - cgroup cgroup rw,memory
+41 30 0:35 / /b rw - cgroup cgroup rw,memory
+";
+        let chosen = one_mount_per_hierarchy(cgroup_mounts(elsewhere));
+        assert_eq!(chosen.len(), 1);
+        assert_eq!(chosen[0].mountpoint, Path::new("/b"));
+    }
 
     #[test]
     fn dotdot_in_cgroups_path_is_refused() {

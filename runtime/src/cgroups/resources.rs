@@ -10,6 +10,9 @@ use oci_spec::runtime::{LinuxResources, LinuxThrottleDevice};
 /// One value to write into one cgroup interface file.
 pub type Write = (String, String);
 
+/// v1's `memory.kernelTCP` file; kernels without kmem accounting lack it.
+const KERNEL_TCP_V1: &str = "memory.kmem.tcp.limit_in_bytes";
+
 /// Refuses resources no layout here supports; run before anything is created.
 pub fn check(resources: Option<&LinuxResources>) -> Result<()> {
     let Some(r) = resources else { return Ok(()) };
@@ -22,9 +25,6 @@ pub fn check(resources: Option<&LinuxResources>) -> Result<()> {
         bail!("linux.resources.rdma is not supported by berth-runtime");
     }
     if let Some(m) = r.memory() {
-        if m.kernel_tcp().is_some_and(|v| v != 0) {
-            bail!("linux.resources.memory.kernelTCP is not supported (deprecated by the kernel)");
-        }
         if m.kernel().is_some_and(|v| v != 0) {
             crate::logging::warn("linux.resources.memory.kernel is deprecated by the kernel and ignored");
         }
@@ -131,6 +131,10 @@ pub fn plan(mode: Mode, r: &LinuxResources) -> Result<Vec<Write>> {
             }
             if let Some(s) = swap {
                 put("memory.memsw.limit_in_bytes", bytes(s).replace("max", "-1"));
+            }
+            // As runc: applied on v1 (v2 has no such limit, see `apply_resources`).
+            if let Some(tcp) = mem.kernel_tcp().filter(|t| *t != 0) {
+                put(KERNEL_TCP_V1, bytes(tcp).replace("max", "-1"));
             }
             if let Some(res) = mem.reservation().filter(|r| *r != 0) {
                 put("memory.soft_limit_in_bytes", res.to_string());
@@ -253,7 +257,14 @@ pub fn blkio_to_io_weight(weight: u16) -> u64 {
 impl CgroupPaths {
     /// Applies `linux.resources` (except device rules, see [`CgroupPaths::apply_devices`]).
     pub fn apply_resources(&self, r: &LinuxResources) -> Result<()> {
-        let writes = plan(self.mode, r)?;
+        let kernel_tcp = r.memory().as_ref().and_then(|m| m.kernel_tcp()).is_some_and(|t| t != 0);
+        let mut writes = plan(self.mode, r)?;
+        // memory.kernelTCP is deprecated by the kernel: where it cannot be applied, runc (and so
+        // berth) warns and goes on instead of failing.
+        if kernel_tcp && !self.dirs.iter().any(|d| d.join(KERNEL_TCP_V1).exists()) {
+            crate::logging::warn("linux.resources.memory.kernelTCP cannot be applied on this host (no kernel TCP memory limit in its cgroups); ignored");
+            writes.retain(|(file, _)| file != KERNEL_TCP_V1);
+        }
         let mut done = vec![false; writes.len()];
         for i in 0..writes.len() {
             if done[i] {
@@ -300,6 +311,15 @@ mod tests {
             r#"{"cpu":{"shares":0,"quota":0,"period":0},"memory":{"limit":0},"pids":{"limit":0},"blockIO":{"weight":0}}"#,
         );
         assert!(plan(Mode::V1, &r).unwrap().is_empty());
+        assert!(plan(Mode::V2, &r).unwrap().is_empty());
+    }
+
+    #[test]
+    fn kernel_tcp_is_a_v1_write_and_no_v2_one() {
+        let r = res(r#"{"memory":{"kernelTCP":16777216}}"#);
+        assert!(check(Some(&r)).is_ok());
+        let v1 = plan(Mode::V1, &r).unwrap();
+        assert_eq!(v1, [(KERNEL_TCP_V1.to_string(), "16777216".to_string())]);
         assert!(plan(Mode::V2, &r).unwrap().is_empty());
     }
 

@@ -134,7 +134,10 @@ fn setup(
     created?;
     if let Some(resources) = linux.resources() {
         cgroup.apply_resources(resources)?;
-        cgroup.apply_devices(resources.devices().as_deref().unwrap_or_default())?;
+        cgroup.apply_devices(
+            resources.devices().as_deref().unwrap_or_default(),
+            linux.devices().as_deref().unwrap_or_default(),
+        )?;
     }
 
     let mut state = State {

@@ -170,6 +170,8 @@ pub fn exec(root: &Path, opts: &ExecOptions) -> Result<i32> {
         bail!("--console-socket was given but no terminal was asked for (-t)");
     }
     let seccomp = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()).map(crate::seccomp::compile).transpose()?;
+    let memory_policy =
+        spec.linux().as_ref().and_then(|l| l.memory_policy().as_ref()).map(crate::mempolicy::compile).transpose()?;
     let namespaces = init_namespaces(&spec, c.state.pid)?;
     let (ours, theirs): (Option<OwnedFd>, Option<OwnedFd>) = if own_pty {
         let (a, b) = nix::sys::socket::socketpair(
@@ -195,7 +197,8 @@ pub fn exec(root: &Path, opts: &ExecOptions) -> Result<i32> {
     let pid = match unsafe { nix::unistd::fork() }.context("fork")? {
         nix::unistd::ForkResult::Child => {
             drop(parent_sock);
-            let err = match child(&namespaces, process, theirs, seccomp, opts.preserve_fds, &child_sock) {
+            let err = match child(&namespaces, process, theirs, seccomp, memory_policy, opts.preserve_fds, &child_sock)
+            {
                 Ok(never) => match never {},
                 Err(e) => e,
             };
@@ -234,6 +237,7 @@ fn child(
     process: Process,
     console: Option<OwnedFd>,
     seccomp: Option<crate::seccomp::Compiled>,
+    memory_policy: Option<crate::mempolicy::Compiled>,
     preserve_fds: i32,
     sync: &SyncSocket,
 ) -> Result<std::convert::Infallible> {
@@ -251,8 +255,15 @@ fn child(
         let zero = nix::unistd::Uid::from_raw(0);
         nix::unistd::setresuid(zero, zero, zero).context("setresuid 0 in the user namespace")?;
     }
+    if let Some(policy) = &memory_policy {
+        policy.apply()?;
+    }
     let prepared = crate::init::prepare_process(&process, console, seccomp, preserve_fds)?;
-    prepared.install_pending_seccomp()?;
     sync.send(&Message::Ready)?;
-    prepared.exec()
+    // Nobody reads the sync socket after Ready: a seccomp failure goes to the process's stderr.
+    prepared.exec(|e| {
+        let msg = format!("berth-runtime: exec: {e:#}\n");
+        // SAFETY: fd 2 is the process's stderr; write(2) reads `msg` for its length.
+        unsafe { libc::write(2, msg.as_ptr().cast(), msg.len()) };
+    })
 }

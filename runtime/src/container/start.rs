@@ -44,7 +44,8 @@ pub fn start(root: &Path, id: &str) -> Result<()> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     // Init's end of the fifo is close-on-exec: EOF means the program has been exec'd (or init
     // died), so poststart hooks see the user's program, as the spec orders them. Instead of "0",
-    // init sends "E<error>" when a startContainer hook failed.
+    // init sends "E<error>" when a startContainer hook failed, and "0" then "E<error>" when the
+    // seccomp filter (installed after the "0", right before execve) could not be installed.
     let (mut rest, mut buf) = (Vec::new(), [0u8; 512]);
     loop {
         match nix::unistd::read(&fifo, &mut buf) {
@@ -63,8 +64,18 @@ pub fn start(root: &Path, id: &str) -> Result<()> {
             Err(e) => return Err(e).context("waiting for the program to be exec'd"),
         }
     }
-    if first[0] == b'E' {
-        bail!("{}", String::from_utf8_lossy(&rest));
+    let error = match (first[0], rest.first()) {
+        (b'E', _) => Some(&rest[..]),
+        (_, Some(b'E')) => Some(&rest[1..]),
+        _ => None,
+    };
+    if let Some(error) = error {
+        // Init exits after sending the error, but its end of the fifo closes before it is a
+        // zombie: return only once it is gone, so that `state` says stopped and `delete` works.
+        if !super::wait_gone(c.state.pid, c.state.init_start_time, std::time::Duration::from_secs(10)) {
+            crate::logging::warn(&format!("container {id}: init still runs 10s after a failed start"));
+        }
+        bail!("{}", String::from_utf8_lossy(error));
     }
     if let Some(hooks) = c.state.hooks()? {
         let state = c.state.oci_json(Status::Running);

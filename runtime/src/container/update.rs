@@ -57,7 +57,7 @@ pub struct UpdateFlags {
     /// Kernel memory limit (deprecated by the kernel: ignored with a warning).
     #[arg(long)]
     pub kernel_memory: Option<String>,
-    /// Kernel TCP memory limit (not supported).
+    /// Kernel TCP memory limit (v1; ignored with a warning where the kernel has none).
     #[arg(long)]
     pub kernel_memory_tcp: Option<String>,
     /// Maximum number of processes (-1: unlimited).
@@ -227,7 +227,12 @@ pub fn update(root: &Path, id: &str, source: &Source) -> Result<()> {
     let to_write: LinuxResources = serde_json::from_value(to_write).context("resources to update")?;
     c.state.cgroup.apply_resources(&to_write)?;
     if to_write.devices().as_ref().is_some_and(|d| !d.is_empty()) {
-        c.state.cgroup.apply_devices(merged_r.devices().as_deref().unwrap_or_default())?;
+        // The rules are rewritten whole: the devices linux.devices lists stay allowed.
+        let listed: Vec<oci_spec::runtime::LinuxDevice> =
+            serde_json::from_value::<Option<Vec<_>>>(c.state.config["linux"]["devices"].clone())
+                .context("reading linux.devices of the saved config")?
+                .unwrap_or_default();
+        c.state.cgroup.apply_devices(merged_r.devices().as_deref().unwrap_or_default(), &listed)?;
     }
     c.state.config["linux"]["resources"] = merged;
     c.state.save(&c.dir.path)
