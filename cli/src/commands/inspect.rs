@@ -28,7 +28,7 @@ pub struct InspectArgs {
 /// docker's `image inspect` object, in docker's key order.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "PascalCase")]
-struct InspectedImage {
+pub struct InspectedImage {
     id: String,
     repo_tags: Vec<String>,
     repo_digests: Vec<String>,
@@ -99,9 +99,9 @@ pub async fn run(berthd: &Berthd, args: &InspectArgs) -> Result<()> {
 }
 
 /// The inspect object of the image `arg` names (`listed` supplies its other names).
-pub async fn image_object(images: &ImagesClient, arg: &str, listed: &[ImageSummary]) -> Result<Value> {
+pub async fn image_object(images: &ImagesClient, arg: &str, listed: &[ImageSummary]) -> Result<InspectedImage> {
     let response = inspect_one(images, arg).await?;
-    Ok(serde_json::to_value(inspected(&response, listed))?)
+    Ok(inspected(&response, listed))
 }
 
 async fn inspect_one(images: &ImagesClient, arg: &str) -> Result<InspectImageResponse> {

@@ -13,7 +13,7 @@ use serde_json::{json, Map, Value};
 use ttrpc::Code;
 
 use crate::commands::container::{create_config, entrypoint_and_cmd, get, image_config, process_args};
-use crate::commands::inspect::image_object;
+use crate::commands::inspect::{image_object, InspectedImage};
 use crate::daemon::{ctx, print_error, AlreadyReported, Berthd};
 use crate::humanize;
 use crate::template::Template;
@@ -82,7 +82,7 @@ pub async fn run(berthd: &Berthd, args: &InspectAnyArgs) -> Result<()> {
     match &template {
         Some(template) => {
             for object in &found {
-                writeln!(out, "{}", template.render(object)?)?;
+                writeln!(out, "{}", template.render(&serde_json::to_value(object)?)?)?;
             }
         }
         None => {
@@ -103,10 +103,10 @@ pub async fn run(berthd: &Berthd, args: &InspectAnyArgs) -> Result<()> {
 }
 
 /// A container's object, else (without a type) an image's; docker's "No such object" else.
-async fn find(berthd: &Berthd, name: &str, kind: Option<&str>) -> Result<Value> {
+async fn find(berthd: &Berthd, name: &str, kind: Option<&str>) -> Result<Found> {
     if kind != Some("image") {
         match get(berthd, name).await {
-            Ok(container) => return Ok(container_object(&container)),
+            Ok(container) => return Ok(Found::Container(Box::new(container_object(&container)))),
             Err(err) if kind == Some("container") || !is_not_found(&err) => return Err(err),
             Err(_) => {}
         }
@@ -114,7 +114,7 @@ async fn find(berthd: &Berthd, name: &str, kind: Option<&str>) -> Result<Value> 
     let images = berthd.images();
     let listed = images.list(ctx(), &ListImagesRequest::default()).await?;
     match image_object(&images, name, &listed.images).await {
-        Ok(object) => Ok(object),
+        Ok(object) => Ok(Found::Image(Box::new(object))),
         Err(_) if kind.is_none() => Err(anyhow::anyhow!("No such object: {name}")),
         Err(err) => Err(err),
     }
@@ -133,14 +133,13 @@ fn time_or_zero(nanos: i64) -> String {
 }
 
 /// docker's `container inspect` object.
-pub fn container_object(container: &Container) -> Value {
+pub fn container_object(container: &Container) -> InspectedContainer {
     let state = container.state.as_ref().cloned().unwrap_or_default();
     let config = create_config(container);
     let spec: Value = serde_json::from_slice(&container.spec).unwrap_or(Value::Null);
     let image = image_config(container);
     let argv = process_args(container);
     let (entrypoint, cmd) = entrypoint_and_cmd(container);
-    let strings_or_null = |list: Vec<String>| if list.is_empty() { Value::Null } else { json!(list) };
     let env = spec.pointer("/process/env").cloned().unwrap_or_else(|| json!(config.env));
     let working_dir = spec
         .pointer("/process/cwd")
@@ -165,49 +164,119 @@ pub fn container_object(container: &Container) -> Value {
     let mut labels: Map<String, Value> = image.get("Labels").and_then(Value::as_object).cloned().unwrap_or_default();
     labels.extend(config.labels.iter().chain(&container.labels).map(|(k, v)| (k.clone(), json!(v))));
 
-    json!({
-        "Id": container.id,
-        "Created": time_or_zero(container.created_at),
-        "Path": argv.first().cloned().unwrap_or_default(),
-        "Args": argv.get(1..).unwrap_or_default(),
-        "State": {
-            "Status": state.status,
-            "Running": state.status == "running" || state.status == "paused",
-            "Paused": state.status == "paused",
-            "Restarting": state.status == "restarting",
-            "OOMKilled": state.oom_killed,
-            "Dead": state.status == "dead",
-            "Pid": state.pid,
-            "ExitCode": state.exit_code,
-            "Error": state.error,
-            "StartedAt": time_or_zero(state.started_at),
-            "FinishedAt": time_or_zero(state.finished_at),
+    InspectedContainer {
+        id: container.id.clone(),
+        created: time_or_zero(container.created_at),
+        path: argv.first().cloned().unwrap_or_default(),
+        args: argv.get(1..).unwrap_or_default().to_vec(),
+        state: StateObject {
+            running: state.status == "running" || state.status == "paused",
+            paused: state.status == "paused",
+            restarting: state.status == "restarting",
+            oom_killed: state.oom_killed,
+            dead: state.status == "dead",
+            pid: state.pid,
+            exit_code: state.exit_code,
+            error: state.error.clone(),
+            started_at: time_or_zero(state.started_at),
+            finished_at: time_or_zero(state.finished_at),
+            status: state.status.clone(),
         },
-        "Image": container.image_id,
-        "LogPath": state.log_path,
-        "Name": format!("/{}", container.name),
-        "RestartCount": state.restart_count,
-        "Driver": "overlayfs",
-        "Platform": "linux",
-        "HostConfig": host_config(&config, &container.runtime),
-        "Mounts": mounts(&config),
-        "Config": {
-            "Hostname": hostname,
-            "User": user,
-            "AttachStdin": false,
-            "Tty": config.tty,
-            "OpenStdin": config.open_stdin,
-            "StdinOnce": false,
-            "Env": env,
-            "Cmd": strings_or_null(cmd),
-            "Image": container.image,
-            "WorkingDir": working_dir,
-            "Entrypoint": strings_or_null(entrypoint),
-            "Labels": labels,
-            "StopSignal": stop_signal,
-            "StopTimeout": config.stop_timeout,
+        image: container.image_id.clone(),
+        log_path: state.log_path.clone(),
+        name: format!("/{}", container.name),
+        restart_count: state.restart_count,
+        driver: "overlayfs",
+        platform: "linux",
+        host_config: host_config(&config, &container.runtime),
+        mounts: mounts(&config),
+        config: ConfigObject {
+            hostname,
+            user,
+            attach_stdin: false,
+            tty: config.tty,
+            open_stdin: config.open_stdin,
+            stdin_once: false,
+            env,
+            cmd: non_empty(cmd),
+            image: container.image.clone(),
+            working_dir,
+            entrypoint: non_empty(entrypoint),
+            labels,
+            stop_signal,
+            stop_timeout: config.stop_timeout,
         },
-    })
+    }
+}
+
+fn non_empty(list: Vec<String>) -> Option<Vec<String>> {
+    (!list.is_empty()).then_some(list)
+}
+
+/// docker's `container inspect` object, in docker's key order.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct InspectedContainer {
+    id: String,
+    created: String,
+    path: String,
+    args: Vec<String>,
+    state: StateObject,
+    image: String,
+    log_path: String,
+    name: String,
+    restart_count: u32,
+    driver: &'static str,
+    platform: &'static str,
+    host_config: Value,
+    mounts: Vec<Value>,
+    config: ConfigObject,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct StateObject {
+    status: String,
+    running: bool,
+    paused: bool,
+    restarting: bool,
+    #[serde(rename = "OOMKilled")]
+    oom_killed: bool,
+    dead: bool,
+    pid: u32,
+    exit_code: i32,
+    error: String,
+    started_at: String,
+    finished_at: String,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct ConfigObject {
+    hostname: String,
+    user: String,
+    attach_stdin: bool,
+    tty: bool,
+    open_stdin: bool,
+    stdin_once: bool,
+    env: Value,
+    cmd: Option<Vec<String>>,
+    image: String,
+    working_dir: String,
+    entrypoint: Option<Vec<String>>,
+    labels: Map<String, Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stop_signal: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stop_timeout: Option<i64>,
+}
+
+/// What `inspect` found for one name: docker prints either object as is.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+enum Found {
+    Container(Box<InspectedContainer>),
+    Image(Box<InspectedImage>),
 }
 
 /// docker's HostConfig from the create flags.
@@ -323,7 +392,7 @@ mod tests {
             .into(),
             ..Default::default()
         };
-        let object = container_object(&container);
+        let object = serde_json::to_value(container_object(&container)).unwrap();
         assert_eq!(object["Name"], "/web");
         assert_eq!(object["Path"], "sleep");
         assert_eq!(object["Args"], json!(["9"]));
