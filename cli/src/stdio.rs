@@ -5,12 +5,14 @@
 use std::io::{self, IsTerminal, Read, Write};
 
 use anyhow::{bail, Result};
-use berth_proto::tasks::{AttachInput, AttachOutput, ExecInput, ExecOutput};
-use tokio::signal::unix::{signal, SignalKind};
+use berth_proto::tasks::{AttachInput, AttachOutput, ExecInput, ExecOutput, KillTaskRequest};
+use berth_proto::tasks_ttrpc::TasksClient;
+use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::mpsc;
 use ttrpc::proto::Codec;
 use ttrpc::r#async::{CSReceiver, CSSender};
 
+use crate::daemon::ctx;
 use crate::terminal::{self, DetachKeys, RawMode};
 
 /// docker's stream numbers.
@@ -124,12 +126,49 @@ impl Relay {
     }
 }
 
+/// docker's `--sig-proxy`: without a terminal, the signals that would end this client go to
+/// the container's process instead (with a terminal, ctrl-c is a key it reads).
+pub struct SignalProxy {
+    pub tasks: TasksClient,
+    pub container: String,
+}
+
+/// The signals a user sends a foreground client: SIGINT, SIGTERM, SIGHUP, SIGQUIT.
+struct ProxiedSignals {
+    interrupt: Signal,
+    terminate: Signal,
+    hangup: Signal,
+    quit: Signal,
+}
+
+impl ProxiedSignals {
+    fn listen() -> io::Result<ProxiedSignals> {
+        Ok(ProxiedSignals {
+            interrupt: signal(SignalKind::interrupt())?,
+            terminate: signal(SignalKind::terminate())?,
+            hangup: signal(SignalKind::hangup())?,
+            quit: signal(SignalKind::quit())?,
+        })
+    }
+
+    /// The number of the next signal received.
+    async fn next(&mut self) -> u32 {
+        tokio::select! {
+            _ = self.interrupt.recv() => SignalKind::interrupt().as_raw_value() as u32,
+            _ = self.terminate.recv() => SignalKind::terminate().as_raw_value() as u32,
+            _ = self.hangup.recv() => SignalKind::hangup().as_raw_value() as u32,
+            _ = self.quit.recv() => SignalKind::quit().as_raw_value() as u32,
+        }
+    }
+}
+
 /// Relays until the process exits (its status) or the user detaches. The caller has sent the
 /// stream's first message and holds raw mode if any.
 pub async fn relay<S: StdioStream>(
     sender: CSSender<S::Input>,
     mut receiver: CSReceiver<S::Output>,
     relay: Relay,
+    proxy: Option<SignalProxy>,
 ) -> Result<Ending>
 where
     <S::Input as Codec>::E: std::fmt::Display,
@@ -138,6 +177,10 @@ where
     let mut stdin = relay.stdin.then(spawn_stdin_reader);
     let mut window_changes = if relay.tty { Some(signal(SignalKind::window_change())?) } else { None };
     let mut detach_keys = DetachKeys::default();
+    let mut proxied = match &proxy {
+        Some(_) => Some(ProxiedSignals::listen()?),
+        None => None,
+    };
     loop {
         tokio::select! {
             output = receiver.recv() => match output {
@@ -171,6 +214,13 @@ where
                 }
             },
             Some(()) = next_signal(&mut window_changes) => send_window_size::<S>(&sender).await?,
+            Some(number) = next_proxied(&mut proxied) => {
+                if let Some(proxy) = &proxy {
+                    let request = KillTaskRequest { id: proxy.container.clone(), signal: number, ..Default::default() };
+                    // The container may have exited meanwhile; its exit arrives on the stream.
+                    let _ = proxy.tasks.kill(ctx(), &request).await;
+                }
+            }
         }
     }
 }
@@ -193,7 +243,14 @@ async fn next_chunk(stdin: &mut Option<mpsc::Receiver<Vec<u8>>>) -> Option<Vec<u
     }
 }
 
-async fn next_signal(signals: &mut Option<tokio::signal::unix::Signal>) -> Option<()> {
+async fn next_proxied(signals: &mut Option<ProxiedSignals>) -> Option<u32> {
+    match signals {
+        Some(signals) => Some(signals.next().await),
+        None => std::future::pending().await,
+    }
+}
+
+async fn next_signal(signals: &mut Option<Signal>) -> Option<()> {
     match signals {
         Some(signals) => signals.recv().await,
         None => std::future::pending().await,

@@ -7,7 +7,7 @@ use berth_proto::tasks::AttachInput;
 use crate::commands::container::{get, CreatedWith};
 use crate::daemon::{ctx, Berthd};
 use crate::exit_code;
-use crate::stdio::{self, Ending, Relay};
+use crate::stdio::{self, Ending, Relay, SignalProxy};
 use crate::terminal;
 
 /// Attach local standard input, output, and error streams to a running container.
@@ -16,14 +16,18 @@ pub struct AttachArgs {
     /// Do not attach STDIN.
     #[arg(long = "no-stdin")]
     no_stdin: bool,
+    /// Proxy all received signals to the process (non-TTY mode only).
+    #[arg(long = "sig-proxy", default_value_t = true, action = clap::ArgAction::Set)]
+    sig_proxy: bool,
     /// Container name or id (prefix).
     container: String,
 }
 
-/// Which container, and whether berthd starts it once attached.
+/// Which container, whether berthd starts it once attached, and whether our signals go to it.
 pub struct AttachTo<'a> {
     pub id: &'a str,
     pub start: bool,
+    pub sig_proxy: bool,
 }
 
 /// Attaches to a running container until it exits (its status) or the user detaches (0).
@@ -35,7 +39,7 @@ pub async fn run(berthd: &Berthd, args: &AttachArgs) -> Result<u8> {
     }
     let created_with = CreatedWith::of(&container);
     let relay = Relay { stdin: created_with.open_stdin && !args.no_stdin, tty: created_with.tty };
-    match attach(berthd, &AttachTo { id: &container.id, start: false }, relay).await? {
+    match attach(berthd, &AttachTo { id: &container.id, start: false, sig_proxy: args.sig_proxy }, relay).await? {
         Ending::Exited(code) => Ok(exit_code::of_process(code)),
         Ending::Detached => Ok(0),
     }
@@ -59,5 +63,7 @@ pub async fn attach(berthd: &Berthd, to: &AttachTo<'_>, relay: Relay) -> Result<
     };
     stream.send(&first).await?;
     let (sender, receiver) = stream.split();
-    stdio::relay::<stdio::Attach>(sender, receiver, relay).await
+    let proxy =
+        (to.sig_proxy && !relay.tty).then(|| SignalProxy { tasks: berthd.tasks(), container: to.id.to_string() });
+    stdio::relay::<stdio::Attach>(sender, receiver, relay, proxy).await
 }

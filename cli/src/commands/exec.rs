@@ -77,7 +77,7 @@ pub async fn run(berthd: &Berthd, args: &ExecArgs) -> Result<u8> {
         return Ok(0);
     }
     let (sender, receiver) = stream.split();
-    match stdio::relay::<stdio::Exec>(sender, receiver, relay).await? {
+    match stdio::relay::<stdio::Exec>(sender, receiver, relay, None).await? {
         Ending::Exited(code) => Ok(exit_code::of_process(code)),
         Ending::Detached => Ok(0),
     }

@@ -24,6 +24,9 @@ pub struct RunArgs {
     /// Run container in background and print container ID.
     #[arg(short, long)]
     detach: bool,
+    /// Proxy received signals to the process (non-TTY mode only).
+    #[arg(long = "sig-proxy", default_value_t = true, action = clap::ArgAction::Set)]
+    sig_proxy: bool,
     #[command(flatten)]
     flags: ContainerFlags,
 }
@@ -69,7 +72,7 @@ pub async fn run(berthd: &Berthd, args: &RunArgs, config: &CreateConfig) -> Resu
         return Ok(0);
     }
     let relay = Relay { stdin: args.flags.interactive, tty: args.flags.tty };
-    match attach(berthd, &AttachTo { id: &id, start: true }, relay).await? {
+    match attach(berthd, &AttachTo { id: &id, start: true, sig_proxy: args.sig_proxy }, relay).await? {
         Ending::Exited(code) => Ok(exit_code::of_process(code)),
         Ending::Detached => Ok(0),
     }

@@ -44,7 +44,7 @@ pub async fn run(berthd: &Berthd, args: &StartArgs) -> Result<u8> {
     let container = get(berthd, name).await?;
     let created_with = CreatedWith::of(&container);
     let relay = Relay { stdin: args.interactive && created_with.open_stdin, tty: created_with.tty };
-    match attach(berthd, &AttachTo { id: &container.id, start: true }, relay).await? {
+    match attach(berthd, &AttachTo { id: &container.id, start: true, sig_proxy: true }, relay).await? {
         Ending::Exited(code) => Ok(exit_code::of_process(code)),
         Ending::Detached => Ok(0),
     }
