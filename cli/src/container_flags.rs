@@ -132,12 +132,7 @@ pub struct ContainerFlags {
     #[arg(long = "network", alias = "net")]
     pub network: Option<String>,
     /// IMAGE [COMMAND] [ARG...]: everything after the image belongs to the container.
-    #[arg(
-        required = true,
-        trailing_var_arg = true,
-        allow_hyphen_values = true,
-        value_name = "IMAGE [COMMAND] [ARG...]"
-    )]
+    #[arg(required = true, trailing_var_arg = true, value_name = "IMAGE [COMMAND] [ARG...]")]
     pub image_and_command: Vec<String>,
 }
 

@@ -146,6 +146,9 @@ enum ContainerCommand {
     Inspect(ContainerInspectArgs),
     /// Remove all stopped containers.
     Prune(PruneArgs),
+    /// A `container` verb berth does not have: said so, with no guess at a similar one.
+    #[command(external_subcommand)]
+    Unknown(Vec<String>),
 }
 
 /// The image commands, under docker's top-level names.
@@ -192,6 +195,9 @@ enum ImageCommand {
     Save(SaveArgs),
     /// Load images from a tar archive.
     Load(LoadArgs),
+    /// An `image` verb berth does not have: said so, with no guess at a similar one.
+    #[command(external_subcommand)]
+    Unknown(Vec<String>),
 }
 
 impl From<ImageCommand> for ImageOperation {
@@ -205,12 +211,45 @@ impl From<ImageCommand> for ImageOperation {
             ImageCommand::Tag(args) => ImageOperation::Tag(args),
             ImageCommand::Save(args) => ImageOperation::Save(args),
             ImageCommand::Load(args) => ImageOperation::Load(args),
+            ImageCommand::Unknown(_) => unreachable!("run reports unknown image verbs"),
         }
     }
 }
 
+/// Whether `argv` asks for a verb that exits as docker's `run` does (125 for a bad flag too).
+fn is_process_verb(argv: &[String]) -> bool {
+    let mut words = argv.iter().skip(1);
+    let mut verb = None;
+    while let Some(word) = words.next() {
+        match word.as_str() {
+            "-H" | "--host" => {
+                words.next();
+            }
+            w if w.starts_with('-') => {}
+            "container" => {}
+            w => {
+                verb = Some(w);
+                break;
+            }
+        }
+    }
+    matches!(verb, Some("run" | "create" | "start" | "exec"))
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let argv: Vec<String> = std::env::args().collect();
+    let cli = match Cli::try_parse_from(&argv) {
+        Ok(cli) => cli,
+        Err(err) => {
+            // Nothing is left to tell anyone if the terminal itself fails.
+            let _ = err.print();
+            return match err.use_stderr() {
+                false => ExitCode::SUCCESS,
+                true if is_process_verb(&argv) => ExitCode::from(exit_code::BERTH_FAILED),
+                true => ExitCode::from(err.exit_code().clamp(0, 255) as u8),
+            };
+        }
+    };
     let process_exit_codes = match &cli.command {
         Command::Container(operation) | Command::ContainerGroup(ContainerCommand::Operation(operation)) => {
             operation.has_process_exit_codes()
@@ -259,12 +298,16 @@ async fn run(cli: Cli) -> Result<u8> {
         Command::ContainerGroup(ContainerCommand::Prune(args)) => {
             commands::prune::run(&Berthd::connect(&address)?, &args).await.map(|()| 0)
         }
-        Command::Unknown(argv) => {
-            let verb = argv.first().cloned().unwrap_or_default();
-            anyhow::bail!(daemon::UnknownCommand(verb))
-        }
+        Command::Unknown(argv) => anyhow::bail!(unknown_verb("", &argv)),
+        Command::ContainerGroup(ContainerCommand::Unknown(argv)) => anyhow::bail!(unknown_verb("container ", &argv)),
+        Command::ImageGroup(ImageCommand::Unknown(argv)) => anyhow::bail!(unknown_verb("image ", &argv)),
+        Command::System(SystemCommand::Unknown(argv)) => anyhow::bail!(unknown_verb("system ", &argv)),
         other => run_other(other, &address).await.map(|()| 0),
     }
+}
+
+fn unknown_verb(group: &str, argv: &[String]) -> daemon::UnknownCommand {
+    daemon::UnknownCommand(format!("{group}{}", argv.first().map_or("", String::as_str)))
 }
 
 async fn run_container_operation(address: &str, operation: &ContainerOperation) -> Result<u8> {
@@ -360,6 +403,33 @@ mod tests {
             let Command::Unknown(argv) = cli.command else { panic!("expected an unknown command") };
             assert_eq!(argv[0], verb);
         }
+    }
+
+    #[test]
+    fn unknown_verbs_in_groups_are_not_guessed_at() {
+        let cli = Cli::try_parse_from(["berth", "container", "psx"]).expect("parses");
+        assert!(matches!(cli.command, Command::ContainerGroup(ContainerCommand::Unknown(_))));
+        let cli = Cli::try_parse_from(["berth", "image", "lss"]).expect("parses");
+        assert!(matches!(cli.command, Command::ImageGroup(ImageCommand::Unknown(_))));
+        let cli = Cli::try_parse_from(["berth", "system", "dff"]).expect("parses");
+        assert!(matches!(cli.command, Command::System(SystemCommand::Unknown(_))));
+    }
+
+    #[test]
+    fn unknown_flags_are_not_taken_for_the_image() {
+        assert!(Cli::try_parse_from(["berth", "run", "--bogus", "busybox"]).is_err());
+        let cli = Cli::try_parse_from(["berth", "run", "busybox", "ls", "--bogus"]).expect("parses");
+        let Command::Container(ContainerOperation::Run(run)) = cli.command else { panic!("expected run") };
+        assert_eq!(run.create_config().expect("config").cmd, Some(vec!["ls".to_string(), "--bogus".to_string()]));
+    }
+
+    #[test]
+    fn process_verbs_are_found_past_global_flags() {
+        let argv = |words: &[&str]| words.iter().map(|w| w.to_string()).collect::<Vec<_>>();
+        assert!(is_process_verb(&argv(&["berth", "run", "--bogus"])));
+        assert!(is_process_verb(&argv(&["berth", "-H", "unix:///x", "container", "exec", "-z"])));
+        assert!(!is_process_verb(&argv(&["berth", "ps", "--bogus"])));
+        assert!(!is_process_verb(&argv(&["berth", "-H", "run"])));
     }
 
     #[test]

@@ -38,7 +38,7 @@ pub struct ExecArgs {
     /// Container name or id.
     container: String,
     /// COMMAND [ARG...]
-    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "COMMAND")]
+    #[arg(required = true, trailing_var_arg = true, value_name = "COMMAND")]
     command: Vec<String>,
 }
 

@@ -7,7 +7,7 @@ use anyhow::Result;
 use berth_proto::system::DiskUsageResponse;
 use berth_proto::types::Empty;
 
-use crate::daemon::{ctx, Berthd};
+use crate::daemon::{ctx, Berthd, UnknownCommand};
 use crate::humanize;
 use crate::table;
 
@@ -21,6 +21,9 @@ pub enum SystemCommand {
     Df,
     /// Remove unreferenced content blobs and snapshots.
     Prune(PruneArgs),
+    /// A `system` verb berth does not have: said so, with no guess at a similar one.
+    #[command(external_subcommand)]
+    Unknown(Vec<String>),
 }
 
 /// Options of `system prune`.
@@ -40,6 +43,9 @@ pub async fn run(berthd: &Berthd, command: &SystemCommand) -> Result<()> {
         SystemCommand::Df => {
             let usage = system.disk_usage(ctx(), &Empty::default()).await?;
             out.write_all(disk_usage_table(&usage).as_bytes())?;
+        }
+        SystemCommand::Unknown(argv) => {
+            return Err(UnknownCommand(format!("system {}", argv.first().map_or("", String::as_str))).into())
         }
         SystemCommand::Prune(_) => {
             let pruned = system.prune(ctx(), &Empty::default()).await?;
