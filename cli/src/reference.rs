@@ -56,6 +56,14 @@ pub fn split_name(name: &str) -> (&str, Option<&str>, Option<&str>) {
     }
 }
 
+/// `name` as docker completes it when it names neither a tag nor a digest: `busybox:latest`.
+pub fn with_default_tag(name: &str) -> String {
+    match split_name(name) {
+        (_, None, None) => format!("{name}:latest"),
+        _ => name.to_string(),
+    }
+}
+
 impl fmt::Display for FamiliarName {
     /// `busybox:latest`, `busybox@sha256:…`, `busybox:1.36@sha256:…`: how docker prints a name
     /// in status lines.
@@ -141,6 +149,14 @@ mod tests {
     fn split(name: &str) -> (String, Option<String>, Option<String>) {
         let f = FamiliarName::parse(name);
         (f.repository, f.tag, f.digest)
+    }
+
+    #[test]
+    fn names_without_tag_or_digest_get_latest() {
+        assert_eq!(with_default_tag("busybox"), "busybox:latest");
+        assert_eq!(with_default_tag("localhost:5000/app"), "localhost:5000/app:latest");
+        assert_eq!(with_default_tag("busybox:1.36"), "busybox:1.36");
+        assert_eq!(with_default_tag("busybox@sha256:aa"), "busybox@sha256:aa");
     }
 
     #[test]

@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 use crate::commands::container::{process_args, short_id, status_text};
 use crate::daemon::{ctx, Berthd};
 use crate::humanize;
+use crate::reference::with_default_tag;
 use crate::table;
 use crate::template::Template;
 
@@ -204,16 +205,8 @@ impl Filters {
 
 /// Whether `image` (a name with or without tag, or an image id prefix) is the container's.
 fn is_ancestor(container: &Container, image: &str) -> bool {
-    let with_latest = |name: &str| {
-        let last = name.rsplit('/').next().unwrap_or(name);
-        if last.contains(':') || name.contains('@') {
-            name.to_string()
-        } else {
-            format!("{name}:latest")
-        }
-    };
     let hex = container.image_id.trim_start_matches("sha256:");
-    with_latest(&container.image) == with_latest(image)
+    with_default_tag(&container.image) == with_default_tag(image)
         || (image.len() >= 4 && hex.starts_with(image.trim_start_matches("sha256:")))
         || container.image_id == image
 }

@@ -50,7 +50,7 @@ pub async fn run(berthd: &Berthd, args: &PullArgs) -> Result<()> {
 
 /// Whether the pull fetched or unpacked anything: berthd's final status says so; without one,
 /// whether any layer moved bytes.
-fn downloaded(outcome: &Outcome) -> bool {
+pub fn downloaded(outcome: &Outcome) -> bool {
     match outcome.status.as_str() {
         status::DOWNLOADED => true,
         status::UP_TO_DATE => false,

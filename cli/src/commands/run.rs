@@ -1,17 +1,24 @@
-//! `berth run` and `berth create`: Containers.Create from the flags, then for `run` either
+//! `berth run` and `berth create`: the image pulled if missing (Transfer.Pull, with progress),
+//! Containers.Create from the flags, then for `run` either
 //! Tasks.Start (`-d`) or an Attach that starts the container and relays its stdio until it exits.
 
-use std::io::{self, Write};
+use std::io::{self, IsTerminal, Write};
 
 use anyhow::{Context, Result};
 use berth_proto::container_config::CreateConfig;
 use berth_proto::containers::CreateContainerRequest;
+use berth_proto::images::{GetImageRequest, PullRequest};
 use berth_proto::tasks::StartTaskRequest;
+use ttrpc::Code;
 
 use crate::commands::attach::{attach, AttachTo};
+use crate::commands::pull::downloaded;
 use crate::container_flags::ContainerFlags;
-use crate::daemon::{ctx, Berthd};
+use crate::daemon::{ctx, Berthd, NoSuchImage};
 use crate::exit_code::{self, BeforeStart};
+use crate::progress::{self, Direction};
+use crate::reference::{with_default_tag, FamiliarName};
+use crate::resolve::{resolve, ImageArg};
 use crate::stdio::{Ending, Relay};
 
 /// Create and run a new container from an image.
@@ -78,8 +85,10 @@ pub async fn run(berthd: &Berthd, args: &RunArgs, config: &CreateConfig) -> Resu
     }
 }
 
-/// Containers.Create; prints berthd's warnings; returns the full id.
+/// Containers.Create, after pulling the image as docker's client does (so the user sees the
+/// progress); prints berthd's warnings; returns the full id.
 async fn create_container(berthd: &Berthd, config: &CreateConfig) -> Result<String> {
+    pull_if_needed(berthd, config).await.context(BeforeStart)?;
     let request = CreateContainerRequest { config: serde_json::to_vec(config)?, ..Default::default() };
     let response = berthd.containers().create(ctx(), &request).await.context(BeforeStart)?;
     let mut err = io::stderr().lock();
@@ -87,4 +96,55 @@ async fn create_container(berthd: &Berthd, config: &CreateConfig) -> Result<Stri
         writeln!(err, "WARNING: {warning}")?;
     }
     Ok(response.container.into_option().unwrap_or_default().id)
+}
+
+/// `--pull missing` (the default) pulls an image not stored here, `always` every time, `never`
+/// leaves it to berthd to say it is missing. Progress bars go to a terminal's stderr and the
+/// summary to stderr: stdout is the container's (or `-d`'s id).
+async fn pull_if_needed(berthd: &Berthd, config: &CreateConfig) -> Result<()> {
+    match config.pull.as_deref().unwrap_or("missing") {
+        "never" => return Ok(()),
+        "always" => {}
+        _ => {
+            if is_stored(berthd, &config.image).await? {
+                return Ok(());
+            }
+            writeln!(io::stderr(), "Unable to find image '{}' locally", with_default_tag(&config.image))?;
+        }
+    }
+    let request = PullRequest {
+        reference: config.image.clone(),
+        platform: config.platform.clone().unwrap_or_default(),
+        ..Default::default()
+    };
+    let mut stream = berthd.transfer().pull(ctx(), &request).await?;
+    let quiet = !(io::stdout().is_terminal() && io::stderr().is_terminal());
+    let outcome = progress::follow(&mut stream, Direction::Pull, quiet).await?;
+    let name = progress::final_name(&outcome, &config.image)?;
+    let mut err = io::stderr().lock();
+    if let Some(digest) = outcome.image.target.as_ref().map(|t| t.digest.as_str()).filter(|d| !d.is_empty()) {
+        writeln!(err, "Digest: {digest}")?;
+    }
+    let familiar = FamiliarName::parse(&name);
+    if downloaded(&outcome) {
+        writeln!(err, "Status: Downloaded newer image for {familiar}")?;
+    } else {
+        writeln!(err, "Status: Image is up to date for {familiar}")?;
+    }
+    Ok(())
+}
+
+/// Whether an image of that name (or id prefix) is stored here.
+async fn is_stored(berthd: &Berthd, image: &str) -> Result<bool> {
+    let images = berthd.images();
+    match resolve(&images, image).await {
+        Ok(ImageArg::Id { .. }) => Ok(true),
+        Ok(ImageArg::Name(name)) => match images.get(ctx(), &GetImageRequest { name, ..Default::default() }).await {
+            Ok(_) => Ok(true),
+            Err(ttrpc::Error::RpcStatus(status)) if status.code() == Code::NOT_FOUND => Ok(false),
+            Err(err) => Err(err.into()),
+        },
+        Err(err) if err.downcast_ref::<NoSuchImage>().is_some() => Ok(false),
+        Err(err) => Err(err),
+    }
 }
