@@ -292,3 +292,41 @@ fn write_output(stream: u32, data: &[u8], tty: bool) -> io::Result<()> {
         out.flush()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn attach_event(output: AttachOutput) -> Event {
+        Attach::event(output)
+    }
+
+    #[test]
+    fn attach_outputs_are_ready_then_data_then_exit() {
+        assert!(matches!(attach_event(AttachOutput { attached: true, ..Default::default() }), Event::Ready));
+        let data = AttachOutput { data: b"hi\n".to_vec(), stream: 2, ..Default::default() };
+        assert!(matches!(attach_event(data), Event::Output { stream: 2, data } if data == b"hi\n"));
+        let exited = AttachOutput { exited: true, exit_code: 3, ..Default::default() };
+        assert!(matches!(attach_event(exited), Event::Exited(3)));
+    }
+
+    #[test]
+    fn exec_outputs_are_started_then_data_then_exit() {
+        let started = ExecOutput { started: true, exec_id: "e1".into(), ..Default::default() };
+        assert!(matches!(Exec::event(started), Event::Ready));
+        let data = ExecOutput { data: b"x".to_vec(), stream: 1, ..Default::default() };
+        assert!(matches!(Exec::event(data), Event::Output { stream: 1, .. }));
+        // An exit that carries the last bytes too still ends the relay with its code.
+        let exited = ExecOutput { exited: true, exit_code: 127, ..Default::default() };
+        assert!(matches!(Exec::event(exited), Event::Exited(127)));
+    }
+
+    #[test]
+    fn inputs_carry_stdin_its_end_and_sizes() {
+        assert_eq!(Attach::stdin_data(b"ls\n".to_vec()).data, b"ls\n");
+        assert!(Attach::close_stdin().close_stdin);
+        let resize = Exec::resize(80, 24);
+        assert_eq!((resize.width, resize.height), (80, 24));
+        assert!(resize.data.is_empty() && !resize.close_stdin);
+    }
+}

@@ -39,7 +39,7 @@ pub struct PsArgs {
     /// Format output: table, json, 'table TEMPLATE' or a Go template ('{{.ID}} {{.Names}}').
     #[arg(long)]
     format: Option<String>,
-    /// Display total file sizes (not measured by berth yet: shown as 0B).
+    /// Display total file sizes (a SIZE column; not measured by berth yet: 0B).
     #[arg(short, long)]
     size: bool,
 }
@@ -72,8 +72,9 @@ fn render(rows: &[Value], args: &PsArgs) -> Result<String> {
         return Ok(rows.iter().map(|r| format!("{r}\n")).collect());
     }
     let format = format.replace("\\t", "\t").replace("\\n", "\n");
+    let default_table = if args.size { format!("{DEFAULT_TABLE}\t{{{{.Size}}}}") } else { DEFAULT_TABLE.to_string() };
     let (table, source) = match format.strip_prefix("table") {
-        Some("") => (true, DEFAULT_TABLE.to_string()),
+        Some("") => (true, default_table),
         Some(rest) if rest.starts_with(char::is_whitespace) => (true, rest.trim_start().to_string()),
         _ => (false, format.clone()),
     };
