@@ -99,12 +99,14 @@ impl StdioStream for Exec {
 }
 
 /// What the user's side of the relay carries.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Relay {
     /// Forward our stdin (`-i`).
     pub stdin: bool,
     /// The process has a terminal (`-t`): raw mode, window sizes, detach keys.
     pub tty: bool,
+    /// The keys that detach (`--detach-keys`) when the process has a terminal.
+    pub detach_keys: DetachKeys,
 }
 
 impl Relay {
@@ -176,7 +178,7 @@ where
 {
     let mut stdin = relay.stdin.then(spawn_stdin_reader);
     let mut window_changes = if relay.tty { Some(signal(SignalKind::window_change())?) } else { None };
-    let mut detach_keys = DetachKeys::default();
+    let mut detach_keys = relay.detach_keys.clone();
     let mut proxied = match &proxy {
         Some(_) => Some(ProxiedSignals::listen()?),
         None => None,

@@ -9,10 +9,14 @@ use crate::daemon::{ctx, Berthd};
 use crate::exit_code;
 use crate::stdio::{self, Ending, Relay, SignalProxy};
 use crate::terminal;
+use crate::terminal::DetachKeys;
 
 /// Attach local standard input, output, and error streams to a running container.
 #[derive(clap::Args, Debug)]
 pub struct AttachArgs {
+    /// Override the key sequence for detaching (ctrl-p,ctrl-q by default).
+    #[arg(long = "detach-keys", default_value = "")]
+    detach_keys: String,
     /// Do not attach STDIN.
     #[arg(long = "no-stdin")]
     no_stdin: bool,
@@ -38,7 +42,11 @@ pub async fn run(berthd: &Berthd, args: &AttachArgs) -> Result<u8> {
         bail!("You cannot attach to a stopped container, start it first");
     }
     let created_with = CreatedWith::of(&container);
-    let relay = Relay { stdin: created_with.open_stdin && !args.no_stdin, tty: created_with.tty };
+    let relay = Relay {
+        stdin: created_with.open_stdin && !args.no_stdin,
+        tty: created_with.tty,
+        detach_keys: DetachKeys::parse(&args.detach_keys)?,
+    };
     match attach(berthd, &AttachTo { id: &container.id, start: false, sig_proxy: args.sig_proxy }, relay).await? {
         Ending::Exited(code) => Ok(exit_code::of_process(code)),
         Ending::Detached => Ok(0),

@@ -10,6 +10,7 @@ use crate::daemon::{ctx, Berthd};
 use crate::exit_code;
 use crate::stdio::{self, Ending, Relay};
 use crate::terminal;
+use crate::terminal::DetachKeys;
 
 /// Execute a command in a running container.
 #[derive(clap::Args, Debug)]
@@ -17,6 +18,9 @@ pub struct ExecArgs {
     /// Detached mode: run command in the background.
     #[arg(short, long)]
     detach: bool,
+    /// Override the key sequence for detaching (ctrl-p,ctrl-q by default).
+    #[arg(long = "detach-keys", default_value = "")]
+    detach_keys: String,
     /// Keep STDIN open even if not attached.
     #[arg(short, long)]
     interactive: bool,
@@ -63,7 +67,11 @@ impl ExecArgs {
 
 /// Runs the process; attached, exits with its status.
 pub async fn run(berthd: &Berthd, args: &ExecArgs) -> Result<u8> {
-    let relay = Relay { stdin: args.interactive && !args.detach, tty: args.tty };
+    let relay = Relay {
+        stdin: args.interactive && !args.detach,
+        tty: args.tty,
+        detach_keys: DetachKeys::parse(&args.detach_keys)?,
+    };
     relay.check()?;
     let _raw_mode = if args.detach { None } else { relay.raw_mode()? };
     let mut stream = berthd.tasks().exec(ctx()).await?;

@@ -20,6 +20,7 @@ use crate::progress::{self, Direction};
 use crate::reference::{with_default_tag, FamiliarName};
 use crate::resolve::{resolve, ImageArg};
 use crate::stdio::{Ending, Relay};
+use crate::terminal::DetachKeys;
 
 /// Create and run a new container from an image.
 #[derive(clap::Args, Debug)]
@@ -28,6 +29,9 @@ pub struct RunArgs {
     /// Print help.
     #[arg(long, action = clap::ArgAction::Help)]
     help: Option<bool>,
+    /// Override the key sequence for detaching (ctrl-p,ctrl-q by default).
+    #[arg(long = "detach-keys", default_value = "")]
+    detach_keys: String,
     /// Run container in background and print container ID.
     #[arg(short, long)]
     detach: bool,
@@ -78,7 +82,11 @@ pub async fn run(berthd: &Berthd, args: &RunArgs, config: &CreateConfig) -> Resu
         writeln!(io::stdout(), "{id}")?;
         return Ok(0);
     }
-    let relay = Relay { stdin: args.flags.interactive, tty: args.flags.tty };
+    let relay = Relay {
+        stdin: args.flags.interactive,
+        tty: args.flags.tty,
+        detach_keys: DetachKeys::parse(&args.detach_keys)?,
+    };
     match attach(berthd, &AttachTo { id: &id, start: true, sig_proxy: args.sig_proxy }, relay).await? {
         Ending::Exited(code) => Ok(exit_code::of_process(code)),
         Ending::Detached => Ok(0),

@@ -9,6 +9,7 @@ use crate::commands::container::{each, get, CreatedWith};
 use crate::daemon::{ctx, Berthd};
 use crate::exit_code;
 use crate::stdio::{Ending, Relay};
+use crate::terminal::DetachKeys;
 
 /// Start one or more stopped containers.
 #[derive(clap::Args, Debug)]
@@ -16,6 +17,9 @@ pub struct StartArgs {
     /// Attach STDOUT/STDERR and forward signals.
     #[arg(short, long)]
     attach: bool,
+    /// Override the key sequence for detaching (ctrl-p,ctrl-q by default).
+    #[arg(long = "detach-keys", default_value = "")]
+    detach_keys: String,
     /// Attach container's STDIN.
     #[arg(short, long)]
     interactive: bool,
@@ -43,7 +47,11 @@ pub async fn run(berthd: &Berthd, args: &StartArgs) -> Result<u8> {
     };
     let container = get(berthd, name).await?;
     let created_with = CreatedWith::of(&container);
-    let relay = Relay { stdin: args.interactive && created_with.open_stdin, tty: created_with.tty };
+    let relay = Relay {
+        stdin: args.interactive && created_with.open_stdin,
+        tty: created_with.tty,
+        detach_keys: DetachKeys::parse(&args.detach_keys)?,
+    };
     match attach(berthd, &AttachTo { id: &container.id, start: true, sig_proxy: true }, relay).await? {
         Ending::Exited(code) => Ok(exit_code::of_process(code)),
         Ending::Detached => Ok(0),
