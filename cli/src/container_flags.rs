@@ -310,7 +310,7 @@ pub fn parse_volume(spec: &str, cwd: &Path) -> Result<MountConfig> {
     let source = if source.starts_with('/') {
         source.to_string()
     } else if source == "." || source == ".." || source.starts_with("./") || source.starts_with("../") {
-        cwd.join(source).to_string_lossy().into_owned()
+        lexically_clean(&cwd.join(source))
     } else {
         return Err(NotSupportedYet(format!(
             "volumes are not supported yet (-v {spec}): bind a host path, -v /host/dir:{target}"
@@ -341,6 +341,21 @@ pub fn parse_volume(spec: &str, cwd: &Path) -> Result<MountConfig> {
         }
     }
     Ok(mount)
+}
+
+/// `path` without `.` and `..` components (docker cleans a relative `-v` source the same way).
+fn lexically_clean(path: &Path) -> String {
+    let mut clean = std::path::PathBuf::from("/");
+    for component in path.components() {
+        match component {
+            std::path::Component::Normal(part) => clean.push(part),
+            std::path::Component::ParentDir => {
+                clean.pop();
+            }
+            _ => {}
+        }
+    }
+    clean.to_string_lossy().into_owned()
 }
 
 /// `--mount type=bind|tmpfs,src=…,dst=…[,readonly][,bind-propagation=…][,tmpfs-size=…][,tmpfs-mode=…]`.
@@ -378,6 +393,9 @@ pub fn parse_mount(spec: &str) -> Result<MountConfig> {
         "bind" => {
             if mount.source.is_empty() {
                 bail!("invalid --mount {spec:?}: a bind mount needs a source");
+            }
+            if !mount.source.starts_with('/') {
+                bail!("invalid --mount {spec:?}: the bind source {:?} is not absolute", mount.source);
             }
             if !tmpfs_options.is_empty() {
                 bail!("invalid --mount {spec:?}: tmpfs options apply to type=tmpfs only");
@@ -627,7 +645,9 @@ mod tests {
         );
         assert!(!parse_volume("/a:/b", Path::new("/")).unwrap().read_only);
         assert_eq!(parse_volume("/a:/b:rw,rshared", Path::new("/")).unwrap().propagation.as_deref(), Some("rshared"));
-        assert_eq!(parse_volume("./a:/b", Path::new("/work")).unwrap().source, "/work/./a");
+        assert_eq!(parse_volume("./a:/b", Path::new("/work")).unwrap().source, "/work/a");
+        assert_eq!(parse_volume("../x/./y:/b", Path::new("/work/dir")).unwrap().source, "/work/x/y");
+        assert_eq!(parse_volume(".:/b", Path::new("/work")).unwrap().source, "/work");
     }
 
     #[test]
@@ -653,6 +673,7 @@ mod tests {
         assert_eq!(tmpfs.options, ["size=1048576", "mode=1770"]);
         assert!(parse_mount("type=bind,dst=/b").is_err());
         assert!(parse_mount("type=bind,src=/a").is_err());
+        assert!(parse_mount("type=bind,src=relative,dst=/b").is_err());
         assert!(parse_mount("src=vol,dst=/b").unwrap_err().to_string().contains("volumes are not supported yet"));
         assert!(parse_mount("type=bind,src=/a,dst=/b,colour=blue").is_err());
     }
