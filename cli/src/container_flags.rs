@@ -131,6 +131,20 @@ pub struct ContainerFlags {
     /// Connect a container to a network (none or host).
     #[arg(long = "network", alias = "net")]
     pub network: Option<String>,
+    /// docker flags that need networks or volumes, which berth does not have yet: refused with
+    /// a clear error rather than clap's "unexpected argument".
+    #[arg(short = 'p', long = "publish", hide = true)]
+    pub publish: Vec<String>,
+    #[arg(short = 'P', long = "publish-all", hide = true)]
+    pub publish_all: bool,
+    #[arg(long = "add-host", hide = true)]
+    pub add_host: Vec<String>,
+    #[arg(long, hide = true)]
+    pub dns: Vec<String>,
+    #[arg(long = "volumes-from", hide = true)]
+    pub volumes_from: Vec<String>,
+    #[arg(long, hide = true)]
+    pub link: Vec<String>,
     /// IMAGE [COMMAND] [ARG...]: everything after the image belongs to the container.
     #[arg(required = true, trailing_var_arg = true, value_name = "IMAGE [COMMAND] [ARG...]")]
     pub image_and_command: Vec<String>,
@@ -148,9 +162,25 @@ impl ContainerFlags {
         self.to_create_config(&|key| std::env::var(key).ok(), &cwd)
     }
 
+    /// The first docker flag given that berth does not support yet.
+    fn unsupported_flag(&self) -> Option<&'static str> {
+        [
+            (!self.publish.is_empty() || self.publish_all, "publishing ports (-p/-P) is not supported yet: berth has no networks other than none and host (try --network host)"),
+            (!self.add_host.is_empty(), "--add-host is not supported yet"),
+            (!self.dns.is_empty(), "--dns is not supported yet"),
+            (!self.volumes_from.is_empty(), "volumes are not supported yet (--volumes-from)"),
+            (!self.link.is_empty(), "--link is not supported yet: berth has no networks other than none and host"),
+        ]
+        .into_iter()
+        .find_map(|(given, message)| given.then_some(message))
+    }
+
     /// The `CreateConfig` these flags ask for; `lookup_env` answers bare `-e KEY`s and
     /// `--env-file` lines, `cwd` anchors relative `-v` sources.
     pub fn to_create_config(&self, lookup_env: &dyn Fn(&str) -> Option<String>, cwd: &Path) -> Result<CreateConfig> {
+        if let Some(message) = self.unsupported_flag() {
+            return Err(NotSupportedYet(message.to_string()).into());
+        }
         let mut env = Vec::new();
         for file in &self.env_file {
             let text = std::fs::read_to_string(file).with_context(|| format!("open {file}"))?;
@@ -803,6 +833,14 @@ mod tests {
     fn networks_other_than_none_and_host_are_refused() {
         let err = config(&["--network", "bridge", "busybox"]).unwrap_err().to_string();
         assert!(err.contains("networks other than none and host are not supported yet"), "{err}");
+    }
+
+    #[test]
+    fn flags_that_need_networks_or_volumes_are_refused_clearly() {
+        let err = config(&["-p", "8080:80", "busybox"]).unwrap_err().to_string();
+        assert!(err.contains("publishing ports (-p/-P) is not supported yet"), "{err}");
+        assert!(config(&["--volumes-from", "other", "busybox"]).is_err());
+        assert!(config(&["--dns", "1.1.1.1", "busybox"]).is_err());
     }
 
     #[test]
