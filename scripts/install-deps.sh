@@ -16,10 +16,17 @@
 #   docker-registry the OCI registry berthd's pull/push tests run on 127.0.0.1
 #   apache2-utils   htpasswd, for the registry instance with basic auth
 #   qemu-system-x86 the cgroup v2 VM lane (scripts/vm-test.sh)
+#
+# With --main, only what the main job (scripts/run-busybox.sh) needs: busybox-static, and umoci
+# and skopeo to make the image from it (plus containerd for its TIER=containerd).
 set -euo pipefail
 
 PACKAGES=(busybox-static runc crun hyperfine strace iproute2 util-linux python3
 	containerd docker.io podman skopeo umoci qemu-system-x86 docker-registry apache2-utils)
+if [[ ${1:-} == --main ]]; then
+	PACKAGES=(busybox-static skopeo umoci util-linux)
+	[[ ${TIER:-berth} == containerd ]] && PACKAGES+=(containerd)
+fi
 MIN_RUST=1.90
 
 die() {

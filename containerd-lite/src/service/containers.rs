@@ -109,7 +109,13 @@ impl berth_proto::containers_ttrpc::Containers for ContainersService {
             })?;
             image = find().await?;
         }
-        let image = image.ok_or_else(|| not_found(format!("No such image: {}", config.image)))?;
+        if image.is_none() {
+            return Err(not_found(format!("No such image: {}", config.image)));
+        }
+        // No gc between finding the image and the record that keeps its layers (the container's
+        // active snapshot): a concurrent rmi or prune could otherwise remove them.
+        let _gc = d.gc_lock.read().await;
+        let image = find().await?.ok_or_else(|| not_found(format!("No such image: {}", config.image)))?;
         let init = d.cfg.init_binary();
         let record = {
             let d = d.clone();
