@@ -1,6 +1,7 @@
 //! The part of Go's text/template that `--format` flags use, over JSON values: text, field paths
-//! (`{{.State.Status}}`, `{{.}}`), `{{json .X}}`, `{{index .Labels "k"}}`, `{{join .Args " "}}`,
-//! `{{upper .X}}`/`{{lower .X}}`, and `{{- -}}` whitespace trimming. Values print as Go prints
+//! (`{{.State.Status}}`, `{{.}}`), `{{range .X}}…{{else}}…{{end}}`, `{{if .X}}…{{end}}`,
+//! `{{json .X}}`, `{{index .Labels "k"}}`, `{{join .Args " "}}`, `{{upper .X}}`/`{{lower .X}}`,
+//! and `{{- -}}` whitespace trimming. Values print as Go prints
 //! them (`<no value>` for a missing key, `[a b]` for lists, `map[k:v]` for objects).
 
 use anyhow::{anyhow, bail, Result};
@@ -16,6 +17,18 @@ pub struct Template {
 enum Part {
     Text(String),
     Action(Action),
+    /// `{{range X}}body{{else}}otherwise{{end}}`: body once per element of X, with it as `.`.
+    Range {
+        over: Action,
+        body: Vec<Part>,
+        otherwise: Vec<Part>,
+    },
+    /// `{{if X}}body{{else}}otherwise{{end}}`.
+    If {
+        condition: Action,
+        body: Vec<Part>,
+        otherwise: Vec<Part>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -32,50 +45,157 @@ enum Argument {
     Text(String),
 }
 
+/// A template's source cut into text and the insides of `{{…}}`.
+enum Token {
+    Text(String),
+    Action(String),
+}
+
+/// What ended a run of parts.
+#[derive(Debug, PartialEq)]
+enum Ending {
+    End,
+    Else,
+    Eof,
+}
+
 impl Template {
-    /// Parses `source`; refuses actions outside the supported set (range, if, …).
+    /// Parses `source`; refuses actions outside the supported set (with, define, pipes, …).
     pub fn parse(source: &str) -> Result<Template> {
-        let mut parts = Vec::new();
-        let mut rest = source;
-        while let Some(open) = rest.find("{{") {
-            let mut text = rest[..open].to_string();
-            let after = &rest[open + 2..];
-            let close = after.find("}}").ok_or_else(|| anyhow!("template: unclosed action in {source:?}"))?;
-            let mut action = &after[..close];
-            rest = &after[close + 2..];
-            if let Some(trimmed) = action.strip_prefix('-') {
-                text.truncate(text.trim_end().len());
-                action = trimmed;
-            }
-            let trim_after = action.ends_with('-') && action.len() > 1;
-            if trim_after {
-                action = &action[..action.len() - 1];
-            }
-            if !text.is_empty() {
-                parts.push(Part::Text(text));
-            }
-            parts.push(Part::Action(parse_action(action.trim())?));
-            if trim_after {
-                rest = rest.trim_start();
-            }
+        let mut tokens = tokenize(source)?.into_iter();
+        match parse_parts(&mut tokens)? {
+            (parts, Ending::Eof) => Ok(Template { parts }),
+            (_, ending) => bail!("template: unexpected {{{{{}}}}}", if ending == Ending::End { "end" } else { "else" }),
         }
-        if !rest.is_empty() {
-            parts.push(Part::Text(rest.to_string()));
-        }
-        Ok(Template { parts })
     }
 
     /// The template applied to `value`.
     pub fn render(&self, value: &Value) -> Result<String> {
         let mut out = String::new();
-        for part in &self.parts {
-            match part {
-                Part::Text(text) => out.push_str(text),
-                Part::Action(Action::Field(path)) => out.push_str(&go_string(lookup(value, path))),
-                Part::Action(Action::Call(function, arguments)) => out.push_str(&call(function, arguments, value)?),
+        render_parts(&self.parts, value, &mut out)?;
+        Ok(out)
+    }
+}
+
+fn tokenize(source: &str) -> Result<Vec<Token>> {
+    let mut tokens = Vec::new();
+    let mut rest = source;
+    while let Some(open) = rest.find("{{") {
+        let mut text = rest[..open].to_string();
+        let after = &rest[open + 2..];
+        let close = after.find("}}").ok_or_else(|| anyhow!("template: unclosed action in {source:?}"))?;
+        let mut action = &after[..close];
+        rest = &after[close + 2..];
+        if let Some(trimmed) = action.strip_prefix('-') {
+            text.truncate(text.trim_end().len());
+            action = trimmed;
+        }
+        let trim_after = action.ends_with('-') && action.len() > 1;
+        if trim_after {
+            action = &action[..action.len() - 1];
+        }
+        if !text.is_empty() {
+            tokens.push(Token::Text(text));
+        }
+        tokens.push(Token::Action(action.trim().to_string()));
+        if trim_after {
+            rest = rest.trim_start();
+        }
+    }
+    if !rest.is_empty() {
+        tokens.push(Token::Text(rest.to_string()));
+    }
+    Ok(tokens)
+}
+
+/// Parts up to the `{{end}}` or `{{else}}` that closes the current block, or the end.
+fn parse_parts(tokens: &mut impl Iterator<Item = Token>) -> Result<(Vec<Part>, Ending)> {
+    let mut parts = Vec::new();
+    while let Some(token) = tokens.next() {
+        let action = match token {
+            Token::Text(text) => {
+                parts.push(Part::Text(text));
+                continue;
+            }
+            Token::Action(action) => action,
+        };
+        match action.split_once(' ').map_or((action.as_str(), ""), |(word, rest)| (word, rest.trim())) {
+            ("end", "") => return Ok((parts, Ending::End)),
+            ("else", "") => return Ok((parts, Ending::Else)),
+            (block @ ("range" | "if"), argument) => {
+                let head = parse_action(argument)?;
+                let (body, otherwise) = parse_block(tokens, block)?;
+                parts.push(if block == "range" {
+                    Part::Range { over: head, body, otherwise }
+                } else {
+                    Part::If { condition: head, body, otherwise }
+                });
+            }
+            _ => parts.push(Part::Action(parse_action(&action)?)),
+        }
+    }
+    Ok((parts, Ending::Eof))
+}
+
+/// A block's body and its `{{else}}` part, through its `{{end}}`.
+fn parse_block(tokens: &mut impl Iterator<Item = Token>, block: &str) -> Result<(Vec<Part>, Vec<Part>)> {
+    let (body, ending) = parse_parts(tokens)?;
+    let otherwise = match ending {
+        Ending::End => return Ok((body, Vec::new())),
+        Ending::Else => match parse_parts(tokens)? {
+            (otherwise, Ending::End) => otherwise,
+            _ => bail!("template: {{{{{block}}}}} without {{{{end}}}}"),
+        },
+        Ending::Eof => bail!("template: {{{{{block}}}}} without {{{{end}}}}"),
+    };
+    Ok((body, otherwise))
+}
+
+fn render_parts(parts: &[Part], dot: &Value, out: &mut String) -> Result<()> {
+    for part in parts {
+        match part {
+            Part::Text(text) => out.push_str(text),
+            Part::Action(Action::Field(path)) => out.push_str(&go_string(lookup(dot, path))),
+            Part::Action(Action::Call(function, arguments)) => out.push_str(&call(function, arguments, dot)?),
+            Part::Range { over, body, otherwise } => {
+                let items: Vec<Value> = match value_of(over, dot)? {
+                    Value::Array(list) => list,
+                    Value::Object(map) => map.into_iter().map(|(_, v)| v).collect(),
+                    _ => Vec::new(),
+                };
+                if items.is_empty() {
+                    render_parts(otherwise, dot, out)?;
+                }
+                for item in &items {
+                    render_parts(body, item, out)?;
+                }
+            }
+            Part::If { condition, body, otherwise } => {
+                let chosen = if is_true(&value_of(condition, dot)?) { body } else { otherwise };
+                render_parts(chosen, dot, out)?;
             }
         }
-        Ok(out)
+    }
+    Ok(())
+}
+
+/// An action's value, for `range` and `if`.
+fn value_of(action: &Action, dot: &Value) -> Result<Value> {
+    match action {
+        Action::Field(path) => Ok(lookup(dot, path).cloned().unwrap_or(Value::Null)),
+        Action::Call(function, arguments) => call(function, arguments, dot).map(Value::String),
+    }
+}
+
+/// Go's truth: false, 0, nil and empty strings, lists and maps are false.
+fn is_true(value: &Value) -> bool {
+    match value {
+        Value::Null => false,
+        Value::Bool(b) => *b,
+        Value::Number(n) => n.as_f64().is_some_and(|n| n != 0.0),
+        Value::String(s) => !s.is_empty(),
+        Value::Array(list) => !list.is_empty(),
+        Value::Object(map) => !map.is_empty(),
     }
 }
 
@@ -89,7 +209,9 @@ fn parse_action(action: &str) -> Result<Action> {
         {
             Ok(Action::Call(function.clone(), arguments.to_vec()))
         }
-        _ => bail!("template: unsupported action {{{{{action}}}}} (berth supports fields, json, index, join, upper, lower, len)"),
+        _ => bail!(
+            "template: unsupported action {{{{{action}}}}} (berth supports fields, range, if, json, index, join, upper, lower, len)"
+        ),
     }
 }
 
@@ -257,8 +379,23 @@ mod tests {
     }
 
     #[test]
+    fn range_and_if_walk_lists_and_choose_branches() {
+        let value =
+            json!({"Mounts": [{"Source": "/a"}, {"Source": "/b"}], "Tty": false, "Labels": {"x": "1"}, "None": []});
+        assert_eq!(render("{{range .Mounts}}{{.Source}} {{end}}", &value), "/a /b ");
+        assert_eq!(render("{{range .None}}x{{else}}empty{{end}}", &value), "empty");
+        assert_eq!(render("{{range .Labels}}{{.}}{{end}}", &value), "1");
+        assert_eq!(render("{{if .Tty}}tty{{else}}no tty{{end}}", &value), "no tty");
+        assert_eq!(render("{{if .Mounts}}{{len .Mounts}} mounts{{end}}", &value), "2 mounts");
+        assert_eq!(render("{{range .Mounts}}{{if .Source}}[{{.Source}}]{{end}}{{end}}", &value), "[/a][/b]");
+        assert!(Template::parse("{{range .Mounts}}").is_err());
+        assert!(Template::parse("{{end}}").is_err());
+        assert!(Template::parse("{{if .A}}{{else}}").is_err());
+    }
+
+    #[test]
     fn unsupported_actions_are_errors() {
-        assert!(Template::parse("{{range .Mounts}}{{.Source}}{{end}}").is_err());
+        assert!(Template::parse("{{with .Mounts}}{{.Source}}{{end}}").is_err());
         assert!(Template::parse("{{.A").is_err());
         assert!(Template::parse("{{index .A \"b}}").is_err());
     }
