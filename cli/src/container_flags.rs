@@ -17,6 +17,9 @@ pub struct ContainerFlags {
     /// Assign a name to the container.
     #[arg(long)]
     pub name: Option<String>,
+    /// Write the container ID to the file (which must not exist).
+    #[arg(long, value_name = "FILE")]
+    pub cidfile: Option<std::path::PathBuf>,
     /// Keep STDIN open even if not attached.
     #[arg(short, long)]
     pub interactive: bool,

@@ -321,7 +321,7 @@ async fn run_container_operation(address: &str, operation: &ContainerOperation) 
         }
         ContainerOperation::Create(args) => {
             let config = args.create_config()?;
-            commands::run::create(&berthd()?, &config).await
+            commands::run::create(&berthd()?, args, &config).await
         }
         ContainerOperation::Start(args) => commands::start::run(&berthd()?, args).await,
         ContainerOperation::Attach(args) => commands::attach::run(&berthd()?, args).await,

@@ -1,11 +1,11 @@
 //! `berth exec`: a new process in a running container (Tasks.Exec), its stdio relayed like
 //! `run`'s; exits with the process's status.
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use berth_proto::container_config::ExecConfig;
 use berth_proto::tasks::ExecInput;
 
-use crate::container_flags::resolve_env;
+use crate::container_flags::{parse_env_file, resolve_env};
 use crate::daemon::{ctx, Berthd};
 use crate::exit_code;
 use crate::stdio::{self, Ending, Relay};
@@ -30,6 +30,9 @@ pub struct ExecArgs {
     /// Set environment variables.
     #[arg(short, long = "env", value_name = "KEY[=VALUE]")]
     env: Vec<String>,
+    /// Read in a file of environment variables.
+    #[arg(long = "env-file", value_name = "FILE")]
+    env_file: Vec<String>,
     /// Username or UID (format: <name|uid>[:<group|gid>]).
     #[arg(short, long)]
     user: Option<String>,
@@ -47,12 +50,19 @@ pub struct ExecArgs {
 }
 
 impl ExecArgs {
-    fn exec_config(&self) -> ExecConfig {
+    fn exec_config(&self) -> Result<ExecConfig> {
         let (width, height) = if self.tty { terminal::window_size().unwrap_or_default() } else { (0, 0) };
-        ExecConfig {
+        let lookup_env = |key: &str| std::env::var(key).ok();
+        let mut env = Vec::new();
+        for file in &self.env_file {
+            let text = std::fs::read_to_string(file).with_context(|| format!("open {file}"))?;
+            env.extend(parse_env_file(&text, &lookup_env).with_context(|| format!("in env file {file}"))?);
+        }
+        env.extend(self.env.iter().filter_map(|e| resolve_env(e, &lookup_env)));
+        Ok(ExecConfig {
             container: self.container.clone(),
             cmd: self.command.clone(),
-            env: self.env.iter().filter_map(|e| resolve_env(e, &|key| std::env::var(key).ok())).collect(),
+            env,
             user: self.user.clone(),
             working_dir: self.workdir.clone(),
             tty: self.tty,
@@ -61,7 +71,7 @@ impl ExecArgs {
             privileged: self.privileged,
             width,
             height,
-        }
+        })
     }
 }
 
@@ -75,7 +85,7 @@ pub async fn run(berthd: &Berthd, args: &ExecArgs) -> Result<u8> {
     relay.check()?;
     let _raw_mode = if args.detach { None } else { relay.raw_mode()? };
     let mut stream = berthd.tasks().exec(ctx()).await?;
-    let first = ExecInput { config: serde_json::to_vec(&args.exec_config())?, ..Default::default() };
+    let first = ExecInput { config: serde_json::to_vec(&args.exec_config()?)?, ..Default::default() };
     stream.send(&first).await?;
     if args.detach {
         let started = stream.recv().await?;

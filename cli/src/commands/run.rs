@@ -2,7 +2,9 @@
 //! Containers.Create from the flags, then for `run` either
 //! Tasks.Start (`-d`) or an Attach that starts the container and relays its stdio until it exits.
 
+use std::fs::OpenOptions;
 use std::io::{self, IsTerminal, Write};
+use std::path::Path;
 
 use anyhow::{Context, Result};
 use berth_proto::container_config::CreateConfig;
@@ -68,15 +70,15 @@ impl CreateArgs {
 }
 
 /// Creates the container and prints its id.
-pub async fn create(berthd: &Berthd, config: &CreateConfig) -> Result<u8> {
-    let id = create_container(berthd, config).await?;
+pub async fn create(berthd: &Berthd, args: &CreateArgs, config: &CreateConfig) -> Result<u8> {
+    let id = create_with_cidfile(berthd, config, args.flags.cidfile.as_deref()).await?;
     writeln!(io::stdout(), "{id}")?;
     Ok(0)
 }
 
 /// Creates and starts the container; attached, exits with its status.
 pub async fn run(berthd: &Berthd, args: &RunArgs, config: &CreateConfig) -> Result<u8> {
-    let id = create_container(berthd, config).await?;
+    let id = create_with_cidfile(berthd, config, args.flags.cidfile.as_deref()).await?;
     if args.detach {
         berthd.tasks().start(ctx(), &StartTaskRequest { id: id.clone(), ..Default::default() }).await?;
         writeln!(io::stdout(), "{id}")?;
@@ -90,6 +92,28 @@ pub async fn run(berthd: &Berthd, args: &RunArgs, config: &CreateConfig) -> Resu
     match attach(berthd, &AttachTo { id: &id, start: true, sig_proxy: args.sig_proxy }, relay).await? {
         Ending::Exited(code) => Ok(exit_code::of_process(code)),
         Ending::Detached => Ok(0),
+    }
+}
+
+/// [`create_container`], with `--cidfile`: the file is made first (it must not exist, so two
+/// runs cannot share it), holds the id afterwards, and is removed if the create fails.
+async fn create_with_cidfile(berthd: &Berthd, config: &CreateConfig, cidfile: Option<&Path>) -> Result<String> {
+    let Some(path) = cidfile else {
+        return create_container(berthd, config).await;
+    };
+    let mut file = OpenOptions::new().write(true).create_new(true).open(path).with_context(|| {
+        format!("Container ID file found, make sure the other container isn't running or delete {}", path.display())
+    })?;
+    match create_container(berthd, config).await {
+        Ok(id) => {
+            file.write_all(id.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
+            Ok(id)
+        }
+        Err(err) => {
+            // Nothing was created: leave no stale id file.
+            let _ = std::fs::remove_file(path);
+            Err(err)
+        }
     }
 }
 
