@@ -228,7 +228,7 @@ pub struct InspectedContainer {
     restart_count: u32,
     driver: &'static str,
     platform: &'static str,
-    host_config: Value,
+    host_config: HostConfigObject,
     mounts: Vec<Value>,
     config: ConfigObject,
 }
@@ -280,7 +280,7 @@ enum Found {
 }
 
 /// docker's HostConfig from the create flags.
-fn host_config(config: &CreateConfig, runtime: &str) -> Value {
+fn host_config(config: &CreateConfig, runtime: &str) -> HostConfigObject {
     let binds: Vec<String> = config
         .mounts
         .iter()
@@ -313,36 +313,71 @@ fn host_config(config: &CreateConfig, runtime: &str) -> Value {
             format!("seccomp={profile}")
         });
     }
-    json!({
-        "Binds": if binds.is_empty() { Value::Null } else { json!(binds) },
-        "LogConfig": {"Type": "json-file", "Config": config.log_opts},
-        "NetworkMode": config.network.clone().unwrap_or_else(|| "none".to_string()),
-        "RestartPolicy": {
+    HostConfigObject {
+        binds: (!binds.is_empty()).then_some(binds),
+        log_config: json!({"Type": "json-file", "Config": config.log_opts}),
+        network_mode: config.network.clone().unwrap_or_else(|| "none".to_string()),
+        restart_policy: json!({
             "Name": if config.restart_policy.name.is_empty() { "no" } else { config.restart_policy.name.as_str() },
             "MaximumRetryCount": config.restart_policy.maximum_retry_count,
-        },
-        "AutoRemove": config.auto_remove,
-        "CapAdd": config.cap_add,
-        "CapDrop": config.cap_drop,
-        "GroupAdd": config.group_add,
-        "Privileged": config.privileged,
-        "ReadonlyRootfs": config.read_only,
-        "SecurityOpt": security_opt,
-        "Tmpfs": tmpfs,
-        "ShmSize": config.shm_size.unwrap_or(64 << 20),
-        "Runtime": config.runtime.clone().unwrap_or_else(|| runtime.to_string()),
-        "Init": config.init,
-        "Memory": config.memory.unwrap_or(0),
-        "MemorySwap": config.memory_swap.unwrap_or(0),
-        "NanoCpus": config.nano_cpus.unwrap_or(0),
-        "CpuShares": config.cpu_shares.unwrap_or(0),
-        "CpusetCpus": config.cpuset_cpus.clone().unwrap_or_default(),
-        "PidsLimit": config.pids_limit,
-        "Ulimits": config.ulimits.iter().map(|u| json!({"Name": u.name, "Soft": u.soft, "Hard": u.hard})).collect::<Vec<_>>(),
-        "Devices": config.devices.iter().map(|d| json!({"PathOnHost": d.host_path, "PathInContainer": d.container_path, "CgroupPermissions": d.permissions})).collect::<Vec<_>>(),
-        "Sysctls": config.sysctls,
-        "Mounts": mount_flags,
-    })
+        }),
+        auto_remove: config.auto_remove,
+        cap_add: config.cap_add.clone(),
+        cap_drop: config.cap_drop.clone(),
+        group_add: config.group_add.clone(),
+        privileged: config.privileged,
+        readonly_rootfs: config.read_only,
+        security_opt,
+        tmpfs,
+        shm_size: config.shm_size.unwrap_or(64 << 20),
+        sysctls: config.sysctls.clone(),
+        runtime: config.runtime.clone().unwrap_or_else(|| runtime.to_string()),
+        cpu_shares: config.cpu_shares.unwrap_or(0),
+        memory: config.memory.unwrap_or(0),
+        nano_cpus: config.nano_cpus.unwrap_or(0),
+        cpuset_cpus: config.cpuset_cpus.clone().unwrap_or_default(),
+        devices: config
+            .devices
+            .iter()
+            .map(|d| json!({"PathOnHost": d.host_path, "PathInContainer": d.container_path, "CgroupPermissions": d.permissions}))
+            .collect(),
+        memory_swap: config.memory_swap.unwrap_or(0),
+        pids_limit: config.pids_limit,
+        ulimits: config.ulimits.iter().map(|u| json!({"Name": u.name, "Soft": u.soft, "Hard": u.hard})).collect(),
+        mounts: mount_flags,
+        init: config.init,
+    }
+}
+
+/// docker's HostConfig, in docker's key order (the fields berth has).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct HostConfigObject {
+    binds: Option<Vec<String>>,
+    log_config: Value,
+    network_mode: String,
+    restart_policy: Value,
+    auto_remove: bool,
+    cap_add: Vec<String>,
+    cap_drop: Vec<String>,
+    group_add: Vec<String>,
+    privileged: bool,
+    readonly_rootfs: bool,
+    security_opt: Vec<String>,
+    tmpfs: Map<String, Value>,
+    shm_size: i64,
+    sysctls: std::collections::BTreeMap<String, String>,
+    runtime: String,
+    cpu_shares: u64,
+    memory: i64,
+    nano_cpus: i64,
+    cpuset_cpus: String,
+    devices: Vec<Value>,
+    memory_swap: i64,
+    pids_limit: Option<i64>,
+    ulimits: Vec<Value>,
+    mounts: Vec<Value>,
+    init: bool,
 }
 
 /// docker's top-level Mounts list.
