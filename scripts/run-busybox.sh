@@ -21,7 +21,13 @@ berth | containerd | runtime) ;;
 *) echo "${0##*/}: unknown TIER=$TIER (berth, containerd or runtime)" >&2; exit 2 ;;
 esac
 TIER=$TIER bash scripts/install-deps.sh --main >/dev/null
-bash scripts/build.sh >/dev/null
+echo "building berth (release; the first build takes a few minutes)..." >&2
+mkdir -p target
+if ! bash scripts/build.sh >target/run-busybox-build.log 2>&1; then
+	tail -n 40 target/run-busybox-build.log >&2
+	echo "${0##*/}: the build failed; the whole log is target/run-busybox-build.log" >&2
+	exit 1
+fi
 bin=$PWD/target/dist/bin
 
 SCRIPT='echo "hello from a berth container: hostname=$(hostname) pid=$$ uid=$(id -u)"; grep -E "^(CapEff|NoNewPrivs)" /proc/self/status'
@@ -46,7 +52,7 @@ trap cleanup EXIT
 
 if [[ $TIER == runtime ]]; then
 	ARGS=$(python3 -c 'import json,sys; print(json.dumps(["sh","-c",sys.argv[1]]))' "$SCRIPT") \
-		bash integration/fixtures/make-busybox-bundle.sh "$work/bundle" >/dev/null
+		bash integration/fixtures/make-busybox-bundle.sh "$work/bundle" >/dev/null 2>&1
 	echo "berth-runtime:" >&2
 	set +e
 	"$bin/berth-runtime" run --bundle "$work/bundle" "busybox-$$"
@@ -54,7 +60,7 @@ if [[ $TIER == runtime ]]; then
 	exit "$code"
 fi
 
-bash integration/fixtures/make-busybox-image.sh "$work/image" >/dev/null
+bash integration/fixtures/make-busybox-image.sh "$work/image" >/dev/null 2>&1
 
 if [[ $TIER == containerd ]]; then
 	# The shim and the runtime it runs by default (berth-runtime beside the shim's own executable).
