@@ -8,7 +8,7 @@ use anyhow::{bail, Result};
 use berth_proto::containers::{Container, ListContainersRequest};
 use serde_json::{json, Value};
 
-use crate::commands::container::{process_args, short_id, status_text};
+use crate::commands::container::{get, process_args, short_id, status_text};
 use crate::daemon::{ctx, Berthd};
 use crate::humanize;
 use crate::reference::with_default_tag;
@@ -33,7 +33,7 @@ pub struct PsArgs {
     /// Don't truncate output.
     #[arg(long = "no-trunc")]
     no_trunc: bool,
-    /// Filter output (status=, name=, label=, ancestor=, id=, exited=).
+    /// Filter output (status=, name=, label=, ancestor=, id=, exited=, before=, since=).
     #[arg(short, long = "filter", value_name = "KEY=VALUE")]
     filter: Vec<String>,
     /// Format output: table, json, 'table TEMPLATE' or a Go template ('{{.ID}} {{.Names}}').
@@ -46,7 +46,8 @@ pub struct PsArgs {
 
 /// Prints the containers.
 pub async fn run(berthd: &Berthd, args: &PsArgs) -> Result<()> {
-    let filters = Filters::parse(&args.filter)?;
+    let mut filters = Filters::parse(&args.filter)?;
+    filters.resolve_times(berthd).await?;
     let last = if args.latest { Some(1) } else { args.last.filter(|n| *n > 0) };
     let all = args.all || last.is_some() || filters.implies_all();
     let response = berthd.containers().list(ctx(), &ListContainersRequest { all, ..Default::default() }).await?;
@@ -154,9 +155,16 @@ fn ellipsis(text: &str, width: usize) -> String {
     }
 }
 
-/// `--filter`s: values of one key are alternatives, different keys must all match.
+/// `--filter`s: values of one key are alternatives, different keys must all match. `before=`
+/// and `since=` name containers whose creation times [`Filters::resolve_times`] looks up.
 #[derive(Debug, Default)]
-struct Filters(BTreeMap<String, Vec<String>>);
+struct Filters {
+    by_key: BTreeMap<String, Vec<String>>,
+    /// Only containers created before this (Unix nanoseconds).
+    created_before: Option<i64>,
+    /// Only containers created after this.
+    created_after: Option<i64>,
+}
 
 const STATUSES: [&str; 7] = ["created", "restarting", "running", "removing", "paused", "exited", "dead"];
 
@@ -172,23 +180,49 @@ impl Filters {
                     bail!("invalid filter 'status={value}': must be one of {}", STATUSES.join(", "))
                 }
                 "exited" if value.parse::<i32>().is_err() => bail!("invalid filter 'exited={value}'"),
-                "status" | "name" | "label" | "ancestor" | "id" | "exited" => {}
+                "status" | "name" | "label" | "ancestor" | "id" | "exited" | "before" | "since" => {}
                 _ => bail!("invalid filter '{key}'"),
             }
             map.entry(key.to_string()).or_default().push(value.to_string());
         }
-        Ok(Filters(map))
+        Ok(Filters { by_key: map, ..Default::default() })
+    }
+
+    /// The creation times of the containers `before=` and `since=` name (the earliest before,
+    /// the latest since, when given several).
+    async fn resolve_times(&mut self, berthd: &Berthd) -> Result<()> {
+        for (key, values) in &self.by_key {
+            for value in values {
+                let created = match key.as_str() {
+                    "before" | "since" => get(berthd, value).await?.created_at,
+                    _ => continue,
+                };
+                let bound = if key == "before" { &mut self.created_before } else { &mut self.created_after };
+                *bound = Some(match (*bound, key.as_str()) {
+                    (Some(old), "before") => old.min(created),
+                    (Some(old), _) => old.max(created),
+                    (None, _) => created,
+                });
+            }
+        }
+        Ok(())
     }
 
     /// docker lists stopped containers when asked for them by state or exit code.
     fn implies_all(&self) -> bool {
-        self.0.contains_key("status") || self.0.contains_key("exited")
+        self.by_key.contains_key("status") || self.by_key.contains_key("exited")
     }
 
     fn matches(&self, container: &Container) -> bool {
         let state = container.state.as_ref().cloned().unwrap_or_default();
-        self.0.iter().all(|(key, values)| {
+        if self.created_before.is_some_and(|t| container.created_at >= t)
+            || self.created_after.is_some_and(|t| container.created_at <= t)
+        {
+            return false;
+        }
+        self.by_key.iter().all(|(key, values)| {
             values.iter().any(|value| match key.as_str() {
+                "before" | "since" => true,
                 "status" => state.status == *value,
                 "name" => container.name.contains(value.trim_start_matches('/')),
                 "id" => container.id.starts_with(value.as_str()),
@@ -264,6 +298,16 @@ mod tests {
         assert!(filters(&["exited=3"]).matches(&job));
         assert!(!filters(&["exited=0"]).matches(&job));
         assert!(filters(&["status=exited"]).implies_all());
+        let mut before = filters(&["before=x"]);
+        before.created_before = Some(web.created_at + 1);
+        assert!(before.matches(&web));
+        before.created_before = Some(web.created_at);
+        assert!(!before.matches(&web));
+        let mut since = filters(&["since=x"]);
+        since.created_after = Some(web.created_at - 1);
+        assert!(since.matches(&web));
+        since.created_after = Some(web.created_at);
+        assert!(!since.matches(&web));
     }
 
     #[test]
