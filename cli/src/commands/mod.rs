@@ -8,6 +8,7 @@ pub mod images;
 pub mod inspect;
 pub mod inspect_container;
 pub mod kill;
+pub mod listing;
 pub mod load;
 pub mod logs;
 pub mod pause;

@@ -61,8 +61,17 @@ fn summarize(d: &Berthd, i: &Image) -> ImageSummary {
         s.config_digest = r.manifest.config.digest.to_string();
         s.size = r.size() as i64;
         s.unpacked = r.chain_ids().last().is_some_and(|top| d.snapshots.exists(&top.to_string()).unwrap_or(false));
+        s.image_created = r.config.created.clone().unwrap_or_default();
+        s.config_labels = config_labels(&r.config_bytes);
     }
     s
+}
+
+/// The config's `config.Labels` (absent or malformed: none).
+fn config_labels(config_bytes: &[u8]) -> std::collections::HashMap<String, String> {
+    let config: serde_json::Value = serde_json::from_slice(config_bytes).unwrap_or_default();
+    let labels = config.pointer("/config/Labels").and_then(serde_json::Value::as_object);
+    labels.into_iter().flatten().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string()))).collect()
 }
 
 fn get_image(d: &Berthd, name: &str) -> ttrpc::Result<Image> {
@@ -341,4 +350,18 @@ fn transfer_error(e: anyhow::Error) -> ttrpc::Error {
     let msg = super::one_line(&e);
     tracing::warn!("transfer failed: {msg}");
     super::status(code, msg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_labels_are_read_from_the_config_and_tolerate_their_absence() {
+        let labels = config_labels(br#"{"config":{"Labels":{"tier":"web","n":1}}}"#);
+        assert_eq!(labels.len(), 1);
+        assert_eq!(labels["tier"], "web");
+        assert!(config_labels(br#"{"config":{}}"#).is_empty());
+        assert!(config_labels(b"not json").is_empty());
+    }
 }
