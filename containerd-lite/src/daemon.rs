@@ -128,11 +128,13 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     }
     fs::set_permissions(&socket, fs::Permissions::from_mode(0o660))
         .with_context(|| format!("chmod {}", socket.display()))?;
-    server.start().await.with_context(|| format!("serving on {}", socket.display()))?;
-    // Shims keep containers running while berthd is away: reconnect to them.
+    // Shims keep containers running while berthd is away: reconnect to them, and record the
+    // exits that happened meanwhile, before the first client is answered (they wait in the
+    // listen backlog; shims retry the events they forward).
     if let Err(e) = Tasks::recover(&d).await {
         tracing::warn!("recovering containers: {e:#}");
     }
+    server.start().await.with_context(|| format!("serving on {}", socket.display()))?;
     tracing::info!(
         root = %d.cfg.root.display(),
         socket = %socket.display(),

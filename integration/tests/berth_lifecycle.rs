@@ -206,7 +206,7 @@ fn on_failure_restarts_up_to_its_limit_then_stays_exited() {
 fn always_restarts_until_stopped_and_a_manual_kill_counts_as_a_stop() {
     let b = berthd_with_busybox();
     // Its first two runs exit at once; the third stays up, so that `stop` meets a running
-    // process: a stop during the back-off between two runs is not honoured yet (a berthd bug).
+    // process (a stop during the back-off between two runs is the next container's case).
     let runs = tempfile::tempdir().expect("tempdir for the run counter");
     let volume = format!("{}:/runs", runs.path().display());
     let script = "n=$(($(cat /runs/n 2>/dev/null || echo 0) + 1)); echo $n > /runs/n; \
@@ -222,6 +222,20 @@ fn always_restarts_until_stopped_and_a_manual_kill_counts_as_a_stop() {
     assert_eq!(inspect(&b, &restarting, template), "2 exited", "an always container after stop");
     assert_eq!(inspect(&b, &restarting, "{{.State.ExitCode}}"), "0");
 
+    // A stop while it waits to be restarted ends the restarts too.
+    let bouncing = run_detached(&b, &["--restart", "always", IMAGE_REF, "sh", "-c", "exit 0"]);
+    poll("an always container between two runs", SETTLE, || {
+        (inspect(&b, &bouncing, "{{.State.Status}}") == "restarting").then_some(())
+    });
+    b.ok(&["stop", &bouncing]);
+    let count = inspect(&b, &bouncing, "{{.RestartCount}}");
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        inspect(&b, &bouncing, "{{.RestartCount}} {{.State.Status}}"),
+        format!("{count} exited"),
+        "an always container stopped while restarting"
+    );
+
     let killed = run_detached(&b, &["--restart", "always", IMAGE_REF, "sleep", "1000"]);
     b.ok(&["kill", &killed]);
     assert_eq!(b.ok(&["wait", &killed]).trim(), "137");
@@ -231,7 +245,7 @@ fn always_restarts_until_stopped_and_a_manual_kill_counts_as_a_stop() {
         "0 exited 137",
         "an always container restarted after berth kill"
     );
-    remove_and_check_leftovers(&b, &[restarting, killed]);
+    remove_and_check_leftovers(&b, &[restarting, bouncing, killed]);
 }
 
 #[test]
@@ -269,10 +283,9 @@ fn containers_outlive_a_berthd_crash_and_exits_meanwhile_are_recorded() {
     let followed = line_numbers(&follow.stdout);
     assert!(followed.len() >= 3 && followed[0] >= last, "logs -f after a berthd restart streamed: {follow}");
 
-    // The exit that happened while berthd was down is recorded, with its code.
-    poll("the exit while berthd was down to be recorded", SETTLE, || {
-        (inspect(&b, &short, "{{.State.Status}} {{.State.ExitCode}}") == "exited 5").then_some(())
-    });
+    // The exit that happened while berthd was down is recorded, with its code, before berthd
+    // answers anyone.
+    assert_eq!(inspect(&b, &short, "{{.State.Status}} {{.State.ExitCode}}"), "exited 5");
     let status = b.ok(&["ps", "-a", "--no-trunc", "--filter", &format!("id={short}"), "--format", "{{.Status}}"]);
     assert!(status.starts_with("Exited (5)"), "ps -a shows: {status}");
     assert_eq!(b.ok(&["wait", &short]).trim(), "5");
@@ -291,10 +304,9 @@ fn a_hundred_containers_start_concurrently_and_all_are_removed() {
     let b = berthd_with_busybox();
     let slots: Vec<String> = (0..CONTAINERS).map(|n| n.to_string()).collect();
     let started = Instant::now();
-    // Named: berthd's generated names are not reserved while a create is in flight, and two
-    // concurrent creates may draw the same one (a berthd bug, not what this test is about).
-    let ids = berth_concurrently(&b, THREADS, &slots, |n| {
-        ["run", "-d", "--name", &format!("many-{n}"), IMAGE_REF, "sleep", "1000"].map(String::from).to_vec()
+    // Unnamed: concurrent creates that draw the same generated name get another one.
+    let ids = berth_concurrently(&b, THREADS, &slots, |_| {
+        ["run", "-d", IMAGE_REF, "sleep", "1000"].map(String::from).to_vec()
     });
     let took = started.elapsed();
     let ids: Vec<String> = ids.iter().map(|id| id.trim().to_string()).collect();

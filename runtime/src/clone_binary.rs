@@ -27,6 +27,9 @@ pub fn is_cloned() -> bool {
 
 /// Re-executes the current command line from a sealed memfd copy of the binary, unless this
 /// process already runs from one. Returns only on failure.
+/// How often sealing the copy is tried while the kernel answers EBUSY.
+const SEAL_ATTEMPTS: u32 = 100;
+
 pub fn ensure_cloned() -> Result<()> {
     if is_cloned() {
         return Ok(());
@@ -42,7 +45,21 @@ pub fn ensure_cloned() -> Result<()> {
     .context("memfd_create for the sealed runtime copy (vm.memfd_noexec=2 forbids executable memfds)")?;
     let mut copy = File::from(memfd);
     std::io::copy(&mut exe, &mut copy).context("copying the runtime binary into a memfd")?;
-    fcntl(copy.as_fd(), FcntlArg::F_ADD_SEALS(SEALS)).context("sealing the runtime memfd")?;
+    // F_SEAL_WRITE fails with EBUSY while the kernel still holds references to pages the copy
+    // just wrote (seen under heavy load); they are released shortly.
+    let mut attempts = 0;
+    loop {
+        match fcntl(copy.as_fd(), FcntlArg::F_ADD_SEALS(SEALS)) {
+            Err(nix::errno::Errno::EBUSY) if attempts < SEAL_ATTEMPTS => {
+                attempts += 1;
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            other => {
+                other.context("sealing the runtime memfd")?;
+                break;
+            }
+        }
+    }
     let args: Vec<CString> = std::env::args_os()
         .map(|a| CString::new(a.into_encoded_bytes()))
         .collect::<Result<_, _>>()

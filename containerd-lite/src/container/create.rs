@@ -181,6 +181,7 @@ pub fn create(
         bail!("--init: berth-init was not found beside berthd");
     }
 
+    let generated = config.name.as_deref().is_none_or(str::is_empty);
     let name = match config.name.clone().filter(|n| !n.is_empty()) {
         Some(n) => {
             let n = n.strip_prefix('/').unwrap_or(&n).to_string();
@@ -255,7 +256,19 @@ pub fn create(
         created_at: crate::events::now_nanos(),
         state: ContainerState { status: Status::Created, ..Default::default() },
     };
-    d.containers.insert(&record)?;
+    let mut record = record;
+    let mut attempt = 0;
+    loop {
+        match d.containers.insert(&record) {
+            Ok(()) => break,
+            // A generated name taken meanwhile by a concurrent create: pick another.
+            Err(e) if generated && attempt < 20 && e.to_string().contains("is already in use") => {
+                attempt += 1;
+                record.name = names::generate(attempt);
+            }
+            Err(e) => return Err(e),
+        }
+    }
     undo.disarm();
     Ok(record)
 }

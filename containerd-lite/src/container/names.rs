@@ -120,15 +120,15 @@ const RIGHT: &[&str] = &[
     "yalow",
 ];
 
-/// A random `adjective_name`, with a digit appended after `attempt` collisions, as docker does.
+/// A random `adjective_name`, with a number appended after `attempt` collisions, as docker does.
 pub fn generate(attempt: u32) -> String {
-    let mut bytes = [0u8; 2];
+    let mut bytes = [0u8; 3];
     // Randomness only spreads names out; a fixed choice is still a valid name.
     let _ = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes));
     let name = format!("{}_{}", LEFT[bytes[0] as usize % LEFT.len()], RIGHT[bytes[1] as usize % RIGHT.len()]);
     if attempt == 0 {
         name
     } else {
-        format!("{name}{}", bytes[0] % 10)
+        format!("{name}{}", bytes[2] % 100)
     }
 }

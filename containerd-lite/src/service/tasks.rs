@@ -88,6 +88,7 @@ impl berth_proto::tasks_ttrpc::Tasks for TasksService {
         let record = lookup(&d, &first.id).await?;
         let id = record.id.clone();
         let (task, (mut rx, mut done)) = if first.start {
+            Tasks::clear_user_stop(&d, &id).map_err(internal)?;
             match Tasks::start(&d, &id, true).await {
                 Ok((task, Some(sub))) => (task, sub),
                 Ok((_, None)) => return Err(internal(anyhow::anyhow!("attach: no subscription"))),
@@ -148,6 +149,7 @@ impl berth_proto::tasks_ttrpc::Tasks for TasksService {
 
     async fn start(&self, _: &TtrpcContext, req: StartTaskRequest) -> ttrpc::Result<Empty> {
         let record = lookup(&self.0, &req.id).await?;
+        Tasks::clear_user_stop(&self.0, &record.id).map_err(internal)?;
         Tasks::start(&self.0, &record.id, false).await.map_err(start_error)?;
         Ok(Empty::new())
     }

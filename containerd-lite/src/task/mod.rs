@@ -219,10 +219,9 @@ impl Tasks {
             r.state.oom_killed = false;
             r.state.error.clear();
             r.state.shim_address = address.clone();
-            r.state.stopped_by_user = false;
         })?;
         d.events.publish("/tasks/start", serde_json::json!({"container_id": id, "pid": pid}));
-        spawn_waiter(d.clone(), task.clone());
+        let _waiter = spawn_waiter(d.clone(), task.clone());
         Ok((task, sub))
     }
 
@@ -233,13 +232,13 @@ impl Tasks {
         if by_user {
             d.containers.update(id, |r| r.state.stopped_by_user = true)?;
         }
-        let req = api::KillRequest { id: id.to_string(), signal, all, ..Default::default() };
-        match task.client.kill(ctx(CALL_TIMEOUT), &req).await {
-            Ok(_) => Ok(()),
-            // Gone meanwhile: what a kill wanted.
-            Err(ttrpc::Error::RpcStatus(s)) if s.code() == ttrpc::Code::NOT_FOUND => Ok(()),
-            Err(e) => Err(shim_error(&format!("Cannot kill container: {id}"), e)),
-        }
+        signal_task(&task, signal, all).await
+    }
+
+    /// Lets the next `start` of `id` run under its restart policy again (a user's start after
+    /// a stop or kill, as docker's).
+    pub fn clear_user_stop(d: &Berthd, id: &str) -> Result<()> {
+        d.containers.update(id, |r| r.state.stopped_by_user = false).map(|_| ())
     }
 
     /// Waits until the live task of `id` (if any) has exited; returns its exit code.
@@ -258,6 +257,14 @@ impl Tasks {
 
     /// docker stop: the stop signal, SIGKILL after `timeout`, returns once exited.
     pub async fn stop(d: &Arc<Berthd>, id: &str, timeout: Option<Duration>) -> Result<()> {
+        // Marked first, so that whichever run of a restart policy ends next is not restarted;
+        // between two runs, the stop ends the restarts right there.
+        d.containers.update(id, |r| {
+            if r.state.status == Status::Restarting {
+                r.state.status = Status::Exited;
+            }
+            r.state.stopped_by_user = true;
+        })?;
         let Some(task) = d.tasks.get(id) else { return Ok(()) };
         let record = d.containers.get(id)?.with_context(|| format!("No such container: {id}"))?;
         let signal = stop_signal(&record)?;
@@ -270,12 +277,12 @@ impl Tasks {
                 .await;
         }
         if !timeout.is_zero() {
-            Self::kill(d, id, signal, false, true).await?;
+            signal_task(&task, signal, false).await?;
             if Self::wait_exit(d, id, Some(timeout)).await.is_some() {
                 return Ok(());
             }
         }
-        Self::kill(d, id, libc::SIGKILL as u32, true, true).await?;
+        signal_task(&task, libc::SIGKILL as u32, true).await?;
         Self::wait_exit(d, id, Some(Duration::from_secs(60))).await;
         Ok(())
     }
@@ -395,15 +402,32 @@ impl Tasks {
             exited: watch::channel(None).0,
         });
         d.tasks.live.lock().map_err(|_| anyhow!("task table poisoned"))?.insert(id.clone(), task.clone());
-        let paused = state.status.enum_value() == Ok(api::Status::PAUSED);
+        let status = state.status.enum_value();
+        let paused = status == Ok(api::Status::PAUSED);
+        let stopped = status == Ok(api::Status::STOPPED);
         d.containers.update(&id, |r| {
-            if r.state.status != Status::Exited {
+            // An exit that happened meanwhile is recorded by the waiter, right away.
+            if !stopped && r.state.status != Status::Exited {
                 r.state.status = if paused { Status::Paused } else { Status::Running };
             }
         })?;
         tracing::info!(container = %id, pid = state.pid, "reconnected to its shim");
-        spawn_waiter(d.clone(), task);
+        let waiter = spawn_waiter(d.clone(), task);
+        if stopped {
+            // Its exit is recorded before berthd answers anyone.
+            let _ = waiter.await;
+        }
         Ok(())
+    }
+}
+
+/// Sends `signal` to the task's init (or all its processes); a task already gone is fine.
+async fn signal_task(task: &Task, signal: u32, all: bool) -> Result<()> {
+    let req = api::KillRequest { id: task.id.clone(), signal, all, ..Default::default() };
+    match task.client.kill(ctx(CALL_TIMEOUT), &req).await {
+        Ok(_) => Ok(()),
+        Err(ttrpc::Error::RpcStatus(s)) if s.code() == ttrpc::Code::NOT_FOUND => Ok(()),
+        Err(e) => Err(shim_error(&format!("Cannot kill container: {}", task.id), e)),
     }
 }
 
@@ -506,15 +530,19 @@ fn spawn_shim_log(bundle: &Path, id: &str) -> Result<()> {
     Ok(())
 }
 
-fn spawn_waiter(d: Arc<Berthd>, task: Arc<Task>) {
+fn spawn_waiter(d: Arc<Berthd>, task: Arc<Task>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let id = task.id.clone();
         let req = api::WaitRequest { id: id.clone(), ..Default::default() };
-        let code = match task.client.wait(ctx_forever(), &req).await {
-            Ok(resp) => resp.exit_status as i32,
+        let (code, exited_at) = match task.client.wait(ctx_forever(), &req).await {
+            Ok(resp) => {
+                let at =
+                    resp.exited_at.as_ref().map(|t| t.seconds * 1_000_000_000 + i64::from(t.nanos)).filter(|t| *t > 0);
+                (resp.exit_status as i32, at)
+            }
             Err(e) => {
                 tracing::warn!(container = %id, "waiting on the shim: {e}");
-                255
+                (255, None)
             }
         };
         task.io.mark_exited();
@@ -533,7 +561,7 @@ fn spawn_waiter(d: Arc<Berthd>, task: Arc<Task>) {
             r.state.status = Status::Exited;
             r.state.exit_code = code;
             r.state.pid = 0;
-            r.state.finished_at = crate::events::now_nanos();
+            r.state.finished_at = exited_at.unwrap_or_else(crate::events::now_nanos);
             r.state.shim_address.clear();
         });
         if let Err(e) = updated {
@@ -542,7 +570,7 @@ fn spawn_waiter(d: Arc<Berthd>, task: Arc<Task>) {
         d.events.publish("/tasks/exit", serde_json::json!({"container_id": id, "exit_status": code}));
         apply_exit_policy_now(&d, &id, code).await;
         task.exited.send_replace(Some(code));
-    });
+    })
 }
 
 fn apply_exit_policy(d: Arc<Berthd>, id: String, code: i32) {
