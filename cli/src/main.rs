@@ -23,6 +23,7 @@ use clap::{Parser, Subcommand};
 use commands::attach::AttachArgs;
 use commands::events::EventsArgs;
 use commands::exec::ExecArgs;
+use commands::history::HistoryArgs;
 use commands::images::ImagesArgs;
 use commands::inspect::InspectArgs;
 use commands::inspect_container::{ContainerInspectArgs, InspectAnyArgs};
@@ -168,6 +169,8 @@ enum ImageOperation {
     Save(SaveArgs),
     /// Load images from a tar archive.
     Load(LoadArgs),
+    /// Show the history of an image.
+    History(HistoryArgs),
     /// Display detailed information on images (`berth image inspect`; the top-level `inspect`
     /// also finds containers).
     #[command(skip)]
@@ -195,6 +198,8 @@ enum ImageCommand {
     Save(SaveArgs),
     /// Load images from a tar archive.
     Load(LoadArgs),
+    /// Show the history of an image.
+    History(HistoryArgs),
     /// An `image` verb berth does not have: said so, with no guess at a similar one.
     #[command(external_subcommand)]
     Unknown(Vec<String>),
@@ -211,6 +216,7 @@ impl From<ImageCommand> for ImageOperation {
             ImageCommand::Tag(args) => ImageOperation::Tag(args),
             ImageCommand::Save(args) => ImageOperation::Save(args),
             ImageCommand::Load(args) => ImageOperation::Load(args),
+            ImageCommand::History(args) => ImageOperation::History(args),
             ImageCommand::Unknown(_) => unreachable!("run reports unknown image verbs"),
         }
     }
@@ -368,6 +374,7 @@ async fn run_image_operation(berthd: &Berthd, operation: &ImageOperation) -> Res
         ImageOperation::Save(args) => commands::save::run(berthd, args).await,
         ImageOperation::Load(args) => commands::load::run(berthd, args).await,
         ImageOperation::Inspect(args) => commands::inspect::run(berthd, args).await,
+        ImageOperation::History(args) => commands::history::run(berthd, args).await,
     }
 }
 

@@ -13,6 +13,7 @@ use crate::daemon::{ctx, not_found_as_no_such_image, print_error, AlreadyReporte
 use crate::humanize;
 use crate::reference::FamiliarName;
 use crate::resolve::{resolve, ImageArg};
+use crate::template::Template;
 
 /// Go's zero time, which docker shows for an image never tagged.
 const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
@@ -20,6 +21,9 @@ const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
 /// Display detailed information on one or more images.
 #[derive(clap::Args, Debug)]
 pub struct InspectArgs {
+    /// Format output using a Go template ('{{.Id}}', '{{.Config.Cmd}}', '{{json .Config}}').
+    #[arg(short, long)]
+    format: Option<String>,
     /// NAME[:TAG|@DIGEST] or image ID (prefix).
     #[arg(required = true, value_name = "IMAGE")]
     images: Vec<String>,
@@ -71,8 +75,10 @@ struct TargetDescriptor {
     size: i64,
 }
 
-/// Prints the images found as one JSON array, then an error line for each one not found.
+/// Prints the images found as one JSON array (or a `--format` line each), then an error line
+/// for each one not found.
 pub async fn run(berthd: &Berthd, args: &InspectArgs) -> Result<()> {
+    let template = args.format.as_deref().map(Template::parse).transpose()?;
     let images = berthd.images();
     let listed = images.list(ctx(), &ListImagesRequest::default()).await?;
     let mut found = Vec::new();
@@ -83,12 +89,20 @@ pub async fn run(berthd: &Berthd, args: &InspectArgs) -> Result<()> {
             Err(err) => errors.push(err),
         }
     }
-    let mut json = Vec::new();
-    let mut serializer =
-        serde_json::Serializer::with_formatter(&mut json, serde_json::ser::PrettyFormatter::with_indent(b"    "));
-    found.serialize(&mut serializer)?;
-    json.push(b'\n');
-    io::stdout().lock().write_all(&json)?;
+    let output = match &template {
+        Some(template) => render_each(template, &found)?,
+        None => {
+            let mut json = Vec::new();
+            let mut serializer = serde_json::Serializer::with_formatter(
+                &mut json,
+                serde_json::ser::PrettyFormatter::with_indent(b"    "),
+            );
+            found.serialize(&mut serializer)?;
+            json.push(b'\n');
+            json
+        }
+    };
+    io::stdout().lock().write_all(&output)?;
     for err in &errors {
         print_error(err);
     }
@@ -98,13 +112,24 @@ pub async fn run(berthd: &Berthd, args: &InspectArgs) -> Result<()> {
     Ok(())
 }
 
+/// One line per image: `template` applied to its inspect object.
+fn render_each(template: &Template, found: &[InspectedImage]) -> Result<Vec<u8>> {
+    let mut out = String::new();
+    for image in found {
+        out.push_str(&template.render(&serde_json::to_value(image)?)?);
+        out.push('\n');
+    }
+    Ok(out.into_bytes())
+}
+
 /// The inspect object of the image `arg` names (`listed` supplies its other names).
 pub async fn image_object(images: &ImagesClient, arg: &str, listed: &[ImageSummary]) -> Result<InspectedImage> {
     let response = inspect_one(images, arg).await?;
     Ok(inspected(&response, listed))
 }
 
-async fn inspect_one(images: &ImagesClient, arg: &str) -> Result<InspectImageResponse> {
+/// The Images.Inspect answer for the image `arg` names (a name or an ID prefix).
+pub async fn inspect_one(images: &ImagesClient, arg: &str) -> Result<InspectImageResponse> {
     let name = match resolve(images, arg).await? {
         ImageArg::Name(name) => name,
         ImageArg::Id { names, .. } => names.into_iter().next().ok_or_else(|| NoSuchImage(arg.to_string()))?,
@@ -241,5 +266,13 @@ mod tests {
         assert_eq!(object["Size"], 4_261_000);
         assert_eq!(object["Metadata"]["LastTagTime"], ZERO_TIME);
         assert!(object.get("Variant").is_none());
+        let image = inspected(&response, &[]);
+        let render = |format: &str| {
+            String::from_utf8(render_each(&Template::parse(format).unwrap(), std::slice::from_ref(&image)).unwrap())
+                .unwrap()
+        };
+        assert_eq!(render("{{.Id}}"), "sha256:cc\n");
+        assert_eq!(render("{{.Config.Cmd}}"), "[sh]\n");
+        assert_eq!(render("{{json .Config}}"), "{\"Cmd\":[\"sh\"]}\n");
     }
 }

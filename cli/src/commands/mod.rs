@@ -4,6 +4,7 @@ pub mod attach;
 pub mod container;
 pub mod events;
 pub mod exec;
+pub mod history;
 pub mod images;
 pub mod inspect;
 pub mod inspect_container;
