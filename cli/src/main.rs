@@ -24,6 +24,7 @@ use commands::attach::AttachArgs;
 use commands::events::EventsArgs;
 use commands::exec::ExecArgs;
 use commands::history::HistoryArgs;
+use commands::image_prune::ImagePruneArgs;
 use commands::images::ImagesArgs;
 use commands::inspect::InspectArgs;
 use commands::inspect_container::{ContainerInspectArgs, InspectAnyArgs};
@@ -171,6 +172,9 @@ enum ImageOperation {
     Load(LoadArgs),
     /// Show the history of an image.
     History(HistoryArgs),
+    /// Remove unused images (`berth image prune`; docker has no top-level `prune`).
+    #[command(skip)]
+    Prune(ImagePruneArgs),
     /// Display detailed information on images (`berth image inspect`; the top-level `inspect`
     /// also finds containers).
     #[command(skip)]
@@ -200,6 +204,8 @@ enum ImageCommand {
     Load(LoadArgs),
     /// Show the history of an image.
     History(HistoryArgs),
+    /// Remove unused images.
+    Prune(ImagePruneArgs),
     /// An `image` verb berth does not have: said so, with no guess at a similar one.
     #[command(external_subcommand)]
     Unknown(Vec<String>),
@@ -217,6 +223,7 @@ impl From<ImageCommand> for ImageOperation {
             ImageCommand::Save(args) => ImageOperation::Save(args),
             ImageCommand::Load(args) => ImageOperation::Load(args),
             ImageCommand::History(args) => ImageOperation::History(args),
+            ImageCommand::Prune(args) => ImageOperation::Prune(args),
             ImageCommand::Unknown(_) => unreachable!("run reports unknown image verbs"),
         }
     }
@@ -375,6 +382,7 @@ async fn run_image_operation(berthd: &Berthd, operation: &ImageOperation) -> Res
         ImageOperation::Load(args) => commands::load::run(berthd, args).await,
         ImageOperation::Inspect(args) => commands::inspect::run(berthd, args).await,
         ImageOperation::History(args) => commands::history::run(berthd, args).await,
+        ImageOperation::Prune(args) => commands::image_prune::run(berthd, args).await,
     }
 }
 

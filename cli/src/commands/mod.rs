@@ -5,6 +5,7 @@ pub mod container;
 pub mod events;
 pub mod exec;
 pub mod history;
+pub mod image_prune;
 pub mod images;
 pub mod inspect;
 pub mod inspect_container;
