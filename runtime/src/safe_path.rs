@@ -26,8 +26,9 @@ pub fn open_in_root<F: AsFd>(root: F, path: &Path, flags: OFlag) -> nix::Result<
 
 /// Runs an openat2 `RESOLVE_IN_ROOT` resolution, again while it fails with EAGAIN (the kernel
 /// refuses a `..` resolved while a rename ran anywhere on the system) or EINTR, at most
-/// [`RESOLVE_ATTEMPTS`] times in all; then its last error.
-fn retry_on_rename_race<T>(mut resolve: impl FnMut() -> nix::Result<T>) -> nix::Result<T> {
+/// [`RESOLVE_ATTEMPTS`] times in all; then its last error. berthd's layer unpack and image
+/// file reads use it too.
+pub fn retry_on_rename_race<T>(mut resolve: impl FnMut() -> nix::Result<T>) -> nix::Result<T> {
     let mut attempts = 1;
     loop {
         match resolve() {

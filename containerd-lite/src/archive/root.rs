@@ -16,21 +16,7 @@ use nix::sys::stat::{self, FchmodatFlags, FileStat, Mode, SFlag, UtimensatFlags}
 use nix::sys::time::TimeSpec;
 use nix::unistd::{self, Gid, Uid, UnlinkatFlags};
 
-/// How many times a resolution is retried when the kernel reports a racing rename (EAGAIN).
-const RESOLVE_ATTEMPTS: usize = 64;
-
-/// Runs an openat2 `RESOLVE_IN_ROOT` resolution, again while it fails with EAGAIN (the kernel
-/// refuses a `..` from a symlink target resolved while a rename ran anywhere on the system) or
-/// EINTR, at most [`RESOLVE_ATTEMPTS`] times in all; then its last error.
-fn retry_on_rename_race<T>(mut resolve: impl FnMut() -> nix::Result<T>) -> nix::Result<T> {
-    let mut attempts = 1;
-    loop {
-        match resolve() {
-            Err(Errno::EAGAIN | Errno::EINTR) if attempts < RESOLVE_ATTEMPTS => attempts += 1,
-            result => return result,
-        }
-    }
-}
+use berth_runtime::safe_path::retry_on_rename_race;
 
 /// A layer entry's path, made relative to the layer root and cleaned lexically: it has no empty,
 /// `.` or `..` components and no NUL byte. No components means the root itself.
@@ -269,37 +255,4 @@ fn remove_tree(parent: BorrowedFd<'_>, name: &OsStr) -> io::Result<()> {
         }
     }
     Ok(unistd::unlinkat(parent, name, UnlinkatFlags::RemoveDir)?)
-}
-
-#[cfg(test)]
-mod retry_tests {
-    use super::*;
-
-    #[test]
-    fn a_resolution_racing_a_rename_is_retried_a_bounded_number_of_times() {
-        let mut calls = 0;
-        assert_eq!(
-            retry_on_rename_race(|| {
-                calls += 1;
-                if calls < 3 {
-                    Err(Errno::EAGAIN)
-                } else {
-                    Ok(calls)
-                }
-            }),
-            Ok(3)
-        );
-        let mut calls = 0;
-        let r: nix::Result<()> = retry_on_rename_race(|| {
-            calls += 1;
-            Err(Errno::EAGAIN)
-        });
-        assert_eq!((r, calls), (Err(Errno::EAGAIN), RESOLVE_ATTEMPTS));
-        let mut calls = 0;
-        let r: nix::Result<()> = retry_on_rename_race(|| {
-            calls += 1;
-            Err(Errno::ELOOP)
-        });
-        assert_eq!((r, calls), (Err(Errno::ELOOP), 1), "other errors are not retried");
-    }
 }

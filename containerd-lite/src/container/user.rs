@@ -17,7 +17,6 @@ use crate::snapshot::Mount;
 
 /// Longest /etc/passwd or /etc/group read.
 const MAX_FILE: u64 = 4 << 20;
-const RESOLVE_ATTEMPTS: usize = 64;
 
 /// The numeric identity a container's process runs as.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,13 +68,7 @@ impl ImageFiles {
                 OpenHow::new().flags(OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_NOCTTY | OFlag::O_CLOEXEC).resolve(
                     ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS | ResolveFlag::RESOLVE_NO_XDEV,
                 );
-            let mut attempts = 0;
-            let opened = loop {
-                match fcntl::openat2(&root, OsStr::new(rel), how) {
-                    Err(Errno::EAGAIN | Errno::EINTR) if attempts < RESOLVE_ATTEMPTS => attempts += 1,
-                    other => break other,
-                }
-            };
+            let opened = berth_runtime::safe_path::retry_on_rename_race(|| fcntl::openat2(&root, OsStr::new(rel), how));
             let fd = match opened {
                 Ok(fd) => fd,
                 Err(Errno::ENOENT | Errno::ENOTDIR | Errno::ELOOP | Errno::EXDEV) => continue,

@@ -52,15 +52,25 @@ pub struct Endpoint {
     pub socket: PathBuf,
 }
 
-/// Runs `BINARY … start` in `bundle` and returns the address it printed.
-pub async fn start(binary: &Path, endpoint: &Endpoint, id: &str, bundle: &Path) -> Result<String> {
+/// `BINARY -namespace NS -address SOCK -publish-binary BERTHD -id ID [EXTRA…] ACTION` in
+/// `bundle`, with containerd's environment, run to completion within 30 s.
+async fn run_shim_command(
+    binary: &Path,
+    endpoint: &Endpoint,
+    id: &str,
+    bundle: &Path,
+    extra: &[&std::ffi::OsStr],
+    action: &str,
+) -> Result<std::process::Output> {
     let berthd = std::env::current_exe().context("finding berthd's executable")?;
     let output = Command::new(binary)
         .args(["-namespace", NAMESPACE, "-address"])
         .arg(&endpoint.socket)
         .arg("-publish-binary")
         .arg(&berthd)
-        .args(["-id", id, "start"])
+        .args(["-id", id])
+        .args(extra)
+        .arg(action)
         .current_dir(bundle)
         .env("TTRPC_ADDRESS", &endpoint.socket)
         .env("NAMESPACE", NAMESPACE)
@@ -70,16 +80,17 @@ pub async fn start(binary: &Path, endpoint: &Endpoint, id: &str, bundle: &Path) 
         .output();
     let output = tokio::time::timeout(Duration::from_secs(30), output)
         .await
-        .with_context(|| format!("{} start: no answer in 30 s", binary.display()))?
-        .with_context(|| format!("running {} start", binary.display()))?;
+        .with_context(|| format!("{} {action}: no answer in 30 s", binary.display()))?
+        .with_context(|| format!("running {} {action}", binary.display()))?;
     if !output.status.success() {
-        bail!(
-            "failed to start shim: {} start: {}: {}",
-            binary.display(),
-            output.status,
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
+        bail!("{} {action}: {}: {}", binary.display(), output.status, String::from_utf8_lossy(&output.stderr).trim());
     }
+    Ok(output)
+}
+
+/// Runs `BINARY … start` in `bundle` and returns the address it printed.
+pub async fn start(binary: &Path, endpoint: &Endpoint, id: &str, bundle: &Path) -> Result<String> {
+    let output = run_shim_command(binary, endpoint, id, bundle, &[], "start").await.context("failed to start shim")?;
     let text = String::from_utf8_lossy(&output.stdout).trim().to_string();
     // containerd 1.7+ shims may print a JSON bootstrap; 1.6's print the bare address.
     let address = match serde_json::from_str::<serde_json::Value>(&text) {
@@ -101,28 +112,9 @@ pub async fn connect(address: &str) -> Result<TaskClient> {
 
 /// Runs `BINARY … -bundle BUNDLE delete`, the cleanup containerd runs for a shim that died.
 pub async fn delete(binary: &Path, endpoint: &Endpoint, id: &str, bundle: &Path) -> Result<()> {
-    let berthd = std::env::current_exe().context("finding berthd's executable")?;
-    let output = Command::new(binary)
-        .args(["-namespace", NAMESPACE, "-address"])
-        .arg(&endpoint.socket)
-        .arg("-publish-binary")
-        .arg(&berthd)
-        .args(["-id", id, "-bundle"])
-        .arg(bundle)
-        .arg("delete")
-        .current_dir(bundle)
-        .env("TTRPC_ADDRESS", &endpoint.socket)
-        .stdin(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .output();
-    let output = tokio::time::timeout(Duration::from_secs(30), output)
+    run_shim_command(binary, endpoint, id, bundle, &["-bundle".as_ref(), bundle.as_os_str()], "delete")
         .await
-        .with_context(|| format!("{} delete: no answer in 30 s", binary.display()))?
-        .with_context(|| format!("running {} delete", binary.display()))?;
-    if !output.status.success() {
-        bail!("{} delete: {}: {}", binary.display(), output.status, String::from_utf8_lossy(&output.stderr).trim());
-    }
-    Ok(())
+        .map(|_| ())
 }
 
 /// A ttrpc context with a deadline, for calls that must not hang on a wedged shim.
