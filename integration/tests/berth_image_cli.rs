@@ -1,0 +1,120 @@
+//! The image side of the `berth` CLI against berthd and a registry on 127.0.0.1: `images`
+//! templates and filters, `image inspect --format`, `image history` and `image prune`, read from
+//! the busybox image the fixture builds (its config has a `created` time and two history entries,
+//! one an empty layer).
+
+use berth_integration::engines::berthd::Berthd;
+use berth_integration::engines::registry::{busybox_image, Registry};
+use serde_json::Value;
+
+/// The busybox layout's `latest` config, as JSON, and its digest (docker's image ID).
+fn busybox_config() -> (Value, String) {
+    let layout = busybox_image().layout();
+    let read = |digest: &str| -> Value {
+        let hex = digest.strip_prefix("sha256:").expect("sha256 digest");
+        let bytes = std::fs::read(layout.join("blobs/sha256").join(hex)).expect("reading a layout blob");
+        serde_json::from_slice(&bytes).expect("layout blob is JSON")
+    };
+    let index: Value = serde_json::from_slice(&std::fs::read(layout.join("index.json")).expect("index.json"))
+        .expect("index.json is JSON");
+    let manifest = index["manifests"]
+        .as_array()
+        .expect("manifests")
+        .iter()
+        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == "latest")
+        .expect("a latest manifest");
+    let manifest = read(manifest["digest"].as_str().expect("manifest digest"));
+    let config_digest = manifest["config"]["digest"].as_str().expect("config digest").to_string();
+    (read(&config_digest), config_digest)
+}
+
+/// A berthd with the registry's busybox pulled; the name it was pulled as.
+fn pulled_busybox(registry: &Registry) -> (Berthd, String) {
+    registry.push_busybox();
+    let b = Berthd::start();
+    let name = format!("{}/busybox:latest", registry.host());
+    b.ok(&["pull", &name]);
+    (b, name)
+}
+
+#[test]
+fn images_format_templates_filters_and_no_trunc_show_the_pulled_image() {
+    let registry = Registry::start();
+    let (b, name) = pulled_busybox(&registry);
+    let (config, id) = busybox_config();
+    let short = &id["sha256:".len().."sha256:".len() + 12];
+
+    assert_eq!(b.ok(&["images", "--format", "{{.Repository}}:{{.Tag}}"]), format!("{name}\n"));
+    assert_eq!(b.ok(&["images", "--format", "{{.ID}} {{.Size}}"]).split(' ').next(), Some(short));
+    assert_eq!(b.ok(&["images", "-q", "--no-trunc"]), format!("{id}\n"));
+    assert!(b.ok(&["images", "-a", "--no-trunc"]).contains(&id));
+    let table = b.ok(&["images", "--format", "table {{.Repository}}\\t{{.ID}}"]);
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 2, "{table}");
+    assert!(lines[0].starts_with("REPOSITORY") && lines[0].contains("IMAGE ID"), "{table}");
+    assert!(lines[1].ends_with(short), "{table}");
+
+    // CREATED is the config's own time, which inspect shows too.
+    let created = config["created"].as_str().expect("config created");
+    let json: Value = serde_json::from_str(b.ok(&["images", "--format", "{{json .}}"]).trim()).expect("json line");
+    let (date, time) = (&created[..10], &created[11..19]);
+    assert_eq!(json["CreatedAt"], format!("{date} {time} +0000 UTC"), "{json}");
+    assert_eq!(b.ok(&["image", "inspect", "--format", "{{.Created}}", &name]), format!("{created}\n"));
+
+    b.ok(&["tag", &name, "localhost/other:v2"]);
+    let listed = |filter: &str| b.ok(&["images", "--filter", filter, "--format", "{{.Repository}}:{{.Tag}}"]);
+    assert_eq!(listed("reference=localhost/*"), "localhost/other:v2\n");
+    assert_eq!(listed("reference=*/busybox"), format!("{name}\n"));
+    assert_eq!(listed("dangling=true"), "");
+    assert_eq!(listed("dangling=false").lines().count(), 2);
+    assert_eq!(listed("label=nope"), "");
+    assert_eq!(listed(&format!("before={name}")), "");
+    let bad = b.berth(&["images", "--filter", "colour=red"]);
+    assert_ne!(bad.code, 0);
+    assert!(bad.stderr.contains("invalid filter 'colour'"), "{bad}");
+}
+
+#[test]
+fn image_inspect_format_and_history_read_the_config() {
+    let registry = Registry::start();
+    let (b, name) = pulled_busybox(&registry);
+    let (config, id) = busybox_config();
+
+    assert_eq!(b.ok(&["image", "inspect", "--format", "{{.Id}}", &name]), format!("{id}\n"));
+    assert_eq!(b.ok(&["image", "inspect", "-f", "{{.Config.Cmd}}", &name]), "[sh]\n");
+    let config_json: Value =
+        serde_json::from_str(&b.ok(&["image", "inspect", "--format", "{{json .Config}}", &name])).expect("json");
+    assert_eq!(config_json, config["config"]);
+
+    let history = b.ok(&["image", "history", &name]);
+    let lines: Vec<&str> = history.lines().collect();
+    assert_eq!(lines.len(), 3, "header and two entries: {history}");
+    assert!(lines[0].starts_with("IMAGE") && lines[0].contains("CREATED BY") && lines[0].contains("COMMENT"));
+    assert!(lines[1].starts_with(&id[7..19]) && lines[1].contains("make-busybox-image.sh: config"), "{history}");
+    assert!(lines[1].contains(" 0B "), "the empty layer's size: {history}");
+    assert!(lines[2].starts_with("<missing>") && lines[2].contains("busybox-static rootfs"), "{history}");
+    assert!(!lines[2].contains(" 0B "), "the layer's size: {history}");
+    assert_eq!(b.ok(&["history", "-q", "--no-trunc", &name]), format!("{id}\n<missing>\n"));
+    assert_eq!(
+        b.ok(&["image", "history", "--format", "{{.CreatedBy}}", &name]),
+        "make-busybox-image.sh: config\nmake-busybox-image.sh: busybox-static rootfs\n"
+    );
+}
+
+#[test]
+fn image_prune_removes_dangling_images_and_with_all_every_unused_one() {
+    let registry = Registry::start();
+    let (b, name) = pulled_busybox(&registry);
+    let (_, id) = busybox_config();
+
+    assert_eq!(b.ok(&["image", "prune", "-f"]), "Total reclaimed space: 0B\n");
+    assert_eq!(b.ok(&["images", "-q"]).lines().count(), 1, "a tagged image is not dangling");
+
+    let out = b.ok(&["image", "prune", "-a", "-f"]);
+    assert!(out.starts_with("Deleted Images:\n"), "{out}");
+    assert!(out.contains(&format!("untagged: {name}\n")), "{out}");
+    assert!(out.contains(&format!("deleted: {id}\n")), "{out}");
+    let reclaimed = out.lines().last().expect("a last line");
+    assert!(reclaimed.starts_with("Total reclaimed space: ") && reclaimed != "Total reclaimed space: 0B", "{out}");
+    assert_eq!(b.ok(&["images", "-q"]), "");
+}
