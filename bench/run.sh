@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# The whole stack against containerd's, side by side on this machine:
+# The whole stack against containerd's, docker's and podman's, side by side on this machine:
 #   latency:     `berth run --rm IMAGE true` (berth → berthd → berth shim → berth-runtime) vs
-#                `ctr run --rm IMAGE ID true` (containerd 1.6 → runc shim → runc), one hyperfine
-#                run, both with no network namespace setup beyond their own defaults
+#                `ctr run --rm IMAGE ID true` (containerd 1.6 → runc shim → runc),
+#                `docker run --rm --network none` (dockerd 20.10, runc) and
+#                `podman run --rm --network none` (podman 4.3, runc), one hyperfine run; berth's
+#                default network is none too (no networks yet)
 #   concurrency: COUNT `run -d … sleep` started at once, wall time, berth vs ctr
 #   memory:      with COUNT running containers, RSS and PSS of the daemon plus all its shims,
 #                berth vs containerd
@@ -16,9 +18,9 @@
 #   BENCH_WORK  scratch dir (default ${TMPDIR:-/tmp}/berth-bench-run)
 #
 # Needs root, containerd + ctr + containerd-shim-runc-v2 + runc (Debian), hyperfine, umoci and
-# skopeo. Timings are never a pass/fail test: the script fails only when a command fails.
-# docker and podman rows are not measured yet (their daemons need the setup PEERS.md
-# describes; see bench/README.md).
+# skopeo, docker.io and podman (private instances, started by this crate's `peer-engines` the way
+# the interop tests start them). PEERS=0 leaves docker and podman out. Timings are never a
+# pass/fail test: the script fails only when a command fails.
 set -euo pipefail
 
 SELF=$(readlink -f "${BASH_SOURCE[0]}")
@@ -28,6 +30,7 @@ BIN=${BIN:-$REPO_ROOT/target/dist/bin}
 COUNT=${COUNT:-100}
 RUNS=${RUNS:-30}
 BENCH_WORK=${BENCH_WORK:-${TMPDIR:-/tmp}/berth-bench-run}
+PEERS=${PEERS:-1}
 IMAGE=localhost/busybox:latest
 NS=berthbench
 CD=$BENCH_WORK/containerd
@@ -53,6 +56,11 @@ BERTHD_PID=
 
 cleanup() {
 	set +e
+	if [[ -n ${PEER_PID:-} ]]; then
+		# Closing its stdin tells peer-engines to remove its containers and stop the daemons.
+		eval "exec $PEER_IN>&-"
+		wait "$PEER_PID" 2>/dev/null
+	fi
 	if [[ -n $BERTHD_PID ]]; then
 		"${BERTH[@]}" ps -aq | xargs -r -n 20 "${BERTH[@]}" rm -f >/dev/null 2>&1
 		kill -TERM "$BERTHD_PID"
@@ -92,6 +100,21 @@ for _ in $(seq 100); do
 done
 "${CTR[@]}" images import "$BENCH_WORK/image/busybox-oci.tar" >/dev/null
 "${BERTH[@]}" load -q -i "$BENCH_WORK/image/busybox-docker.tar" >/dev/null
+DOCKER= PODMAN_CMD=
+if [[ $PEERS != 0 ]]; then
+	(cd "$REPO_ROOT" && cargo build --release --quiet -p berth-bench --bin peer-engines)
+	coproc PEER { "$REPO_ROOT/target/release/peer-engines" "$BENCH_WORK/peers" "$BENCH_WORK/image/busybox-docker.tar" 2>"$BENCH_WORK/peers.log"; }
+	PEER_PID=$PEER_PID
+	PEER_IN=${PEER[1]}
+	while IFS= read -r line <&"${PEER[0]}"; do
+		case $line in
+		docker=*) DOCKER=${line#docker=} ;;
+		podman=*) PODMAN_CMD=${line#podman=} ;;
+		ready) break ;;
+		esac
+	done
+	[[ -n $DOCKER && -n $PODMAN_CMD ]] || die "peer-engines did not start docker and podman; see $BENCH_WORK/peers.log"
+fi
 
 STAMP=$(date -u +%Y%m%d-%H%M%S)
 OUT=$BENCH_DIR/results/run-$STAMP
@@ -104,9 +127,16 @@ echo "containerd $(containerd --version | awk '{print $3}'), runc $(runc --versi
 "${CTR[@]}" run --rm "$IMAGE" bench-smoke echo ctr ok
 B="${BERTH[*]} run --rm $IMAGE true"
 C="${CTR[*]} run --rm $IMAGE bench\$\$ true"
+PEER_ROWS=()
+if [[ -n $DOCKER ]]; then
+	eval "$DOCKER run --rm --network none $IMAGE echo docker ok"
+	eval "$PODMAN_CMD run --rm --network none $IMAGE echo podman ok"
+	PEER_ROWS=(-n 'docker run --rm --network none' "$DOCKER run --rm --network none $IMAGE true"
+		-n 'podman run --rm --network none' "$PODMAN_CMD run --rm --network none $IMAGE true")
+fi
 hyperfine --warmup 3 --runs "$RUNS" --shell bash --style basic \
 	--export-json "$OUT/latency.json" --export-markdown "$OUT/latency.md" \
-	-n 'berth run --rm' "$B" -n 'ctr run --rm (runc shim + runc)' "$C" 2>&1 | tee "$OUT/latency.txt"
+	-n 'berth run --rm' "$B" -n 'ctr run --rm (runc shim + runc)' "$C" "${PEER_ROWS[@]}" 2>&1 | tee "$OUT/latency.txt"
 
 # --- COUNT concurrent starts, then memory with COUNT running ---------------------
 start_all() { # $1: berth|ctr
@@ -156,6 +186,8 @@ r = json.load(open(sys.argv[12]))["results"]
 print("| measure | berth | containerd | berth / containerd |")
 print("|---|---|---|---|")
 print(f"| `run --rm true`, mean of {len(r[0]['times'])} | {r[0]['mean']*1000:.1f} ms | {r[1]['mean']*1000:.1f} ms | {r[0]['mean']/r[1]['mean']:.2f}× |")
+for peer in r[2:]:
+    print(f"| vs {peer['command']} | {r[0]['mean']*1000:.1f} ms | {peer['mean']*1000:.1f} ms ({peer['command'].split()[0]}) | {r[0]['mean']/peer['mean']:.2f}× |")
 print(f"| {count} concurrent `run -d` ({running} / {c_running} running after) | {t1-t0:.2f} s | {t3-t2:.2f} s | {(t1-t0)/(t3-t2):.2f}× |")
 print(f"| RSS, daemon + shims, {count} running | {b_rss/1024:.1f} MiB | {c_rss/1024:.1f} MiB | {b_rss/c_rss:.2f}× |")
 print(f"| PSS, daemon + shims, {count} running | {b_pss/1024:.1f} MiB | {c_pss/1024:.1f} MiB | {b_pss/c_pss:.2f}× |")
