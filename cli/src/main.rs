@@ -85,6 +85,8 @@ enum Command {
     Events(EventsArgs),
     /// Show the client's and berthd's versions.
     Version,
+    /// Display system-wide information.
+    Info,
     /// A verb berth does not have (yet): said so, with no guess at a similar one.
     #[command(external_subcommand)]
     Unknown(Vec<String>),
@@ -361,6 +363,7 @@ async fn run_other(command: Command, address: &str) -> Result<()> {
         Command::System(command) => commands::system::run(&Berthd::connect(address)?, &command).await,
         Command::Events(args) => commands::events::run(&Berthd::connect(address)?, &args).await,
         Command::Version => commands::version::run(address).await,
+        Command::Info => commands::info::run(&Berthd::connect(address)?).await,
         Command::Ps(_)
         | Command::Inspect(_)
         | Command::Container(_)

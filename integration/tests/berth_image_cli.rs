@@ -118,3 +118,24 @@ fn image_prune_removes_dangling_images_and_with_all_every_unused_one() {
     assert!(reclaimed.starts_with("Total reclaimed space: ") && reclaimed != "Total reclaimed space: 0B", "{out}");
     assert_eq!(b.ok(&["images", "-q"]), "");
 }
+
+#[test]
+fn info_counts_images_and_containers_and_names_the_root_dir() {
+    let registry = Registry::start();
+    let (b, name) = pulled_busybox(&registry);
+    b.ok(&["tag", &name, "localhost/other:v2"]);
+    let info = b.ok(&["info"]);
+    for line in [
+        " Containers: 0\n",
+        "  Running: 0\n",
+        "  Stopped: 0\n",
+        " Images: 1\n",
+        " Storage Driver: overlayfs\n",
+        " Default Runtime: io.containerd.berth.v2\n",
+    ] {
+        assert!(info.contains(line), "no {line:?} in:\n{info}");
+    }
+    assert!(info.contains(&format!(" Berth Root Dir: {}\n", b.root().display())), "{info}");
+    assert!(info.contains(&format!(" CPUs: {}\n", std::thread::available_parallelism().map_or(1, usize::from))));
+    assert_eq!(b.ok(&["system", "info"]), info);
+}

@@ -7,6 +7,7 @@ pub mod exec;
 pub mod history;
 pub mod image_prune;
 pub mod images;
+pub mod info;
 pub mod inspect;
 pub mod inspect_container;
 pub mod kill;

@@ -19,6 +19,8 @@ const SIZE_PRECISION: usize = 4;
 pub enum SystemCommand {
     /// Show disk usage.
     Df,
+    /// Display system-wide information.
+    Info,
     /// Remove unreferenced content blobs and snapshots.
     Prune(PruneArgs),
     /// A `system` verb berth does not have: said so, with no guess at a similar one.
@@ -44,6 +46,7 @@ pub async fn run(berthd: &Berthd, command: &SystemCommand) -> Result<()> {
             let usage = system.disk_usage(ctx(), &Empty::default()).await?;
             out.write_all(disk_usage_table(&usage).as_bytes())?;
         }
+        SystemCommand::Info => crate::commands::info::run(berthd).await?,
         SystemCommand::Unknown(argv) => {
             return Err(UnknownCommand(format!("system {}", argv.first().map_or("", String::as_str))).into())
         }
