@@ -30,6 +30,7 @@ use commands::inspect::InspectArgs;
 use commands::inspect_container::{ContainerInspectArgs, InspectAnyArgs};
 use commands::kill::KillArgs;
 use commands::load::LoadArgs;
+use commands::login::{LoginArgs, LogoutArgs};
 use commands::logs::LogsArgs;
 use commands::pause::PauseArgs;
 use commands::prune::PruneArgs;
@@ -87,6 +88,10 @@ enum Command {
     Version,
     /// Display system-wide information.
     Info,
+    /// Log in to a registry.
+    Login(LoginArgs),
+    /// Log out from a registry.
+    Logout(LogoutArgs),
     /// A verb berth does not have (yet): said so, with no guess at a similar one.
     #[command(external_subcommand)]
     Unknown(Vec<String>),
@@ -364,6 +369,8 @@ async fn run_other(command: Command, address: &str) -> Result<()> {
         Command::Events(args) => commands::events::run(&Berthd::connect(address)?, &args).await,
         Command::Version => commands::version::run(address).await,
         Command::Info => commands::info::run(&Berthd::connect(address)?).await,
+        Command::Login(args) => commands::login::login(&Berthd::connect(address)?, &args).await,
+        Command::Logout(args) => commands::login::logout(&Berthd::connect(address)?, &args).await,
         Command::Ps(_)
         | Command::Inspect(_)
         | Command::Container(_)

@@ -59,6 +59,8 @@ pub enum RegistryError {
     Interrupted { registry: String, digest: Digest, received: u64, reason: String },
     #[error("registry {registry} rejected {what}: {reason}")]
     Rejected { registry: String, what: String, reason: String },
+    #[error("login attempt to {url} failed with status: {status}")]
+    LoginFailed { url: String, status: String },
     #[error("reading registry credentials from {}: {reason}", path.display())]
     AuthConfig { path: PathBuf, reason: String },
     #[error("{what}: {source}")]
@@ -147,8 +149,10 @@ pub struct RegistryClient {
 
 struct Inner {
     insecure: Vec<String>,
-    /// Credentials by registry (`docker.io`, `host:port`).
-    auths: HashMap<String, RegistryAuth>,
+    /// The docker `config.json` credentials come from and `login` writes to.
+    auth_file: Option<PathBuf>,
+    /// Credentials by registry (`docker.io`, `host:port`); `login`/`logout` change them.
+    auths: Mutex<HashMap<String, RegistryAuth>>,
     /// One oci-client per registry: the transport is per registry, and each keeps its tokens.
     clients: Mutex<HashMap<String, oci_client::Client>>,
     /// Plain HTTP clients per registry, for the bounded manifest GET.
@@ -185,13 +189,14 @@ impl RegistryClient {
     /// anonymous access, an unreadable or malformed one is an error).
     pub fn new(opts: RegistryOptions) -> Result<Self, RegistryError> {
         let path = opts.auth_file.or_else(default_auth_file);
-        let auths = match path {
-            Some(path) => load_auths(&path)?,
+        let auths = match &path {
+            Some(path) => load_auths(path)?,
             None => HashMap::new(),
         };
         let inner = Inner {
             insecure: opts.insecure,
-            auths,
+            auth_file: path,
+            auths: Mutex::new(auths),
             clients: Mutex::new(HashMap::new()),
             http: Mutex::new(HashMap::new()),
         };
@@ -442,11 +447,88 @@ impl RegistryClient {
     ) -> Result<(oci_client::Client, oci_client::Reference, RegistryAuth), RegistryError> {
         let client = self.client_for(&r.registry)?;
         let oref = r.to_oci();
-        let auth = self.inner.auths.get(&r.registry).cloned().unwrap_or(RegistryAuth::Anonymous);
+        let auth = lock(&self.inner.auths).get(&r.registry).cloned().unwrap_or(RegistryAuth::Anonymous);
         // oci-client only authenticates (and only fetches bearer tokens) for a registry whose
         // auth it has stored, anonymous included.
         client.store_auth_if_needed(oref.resolve_registry(), &auth).await;
         Ok((client, oref, auth))
+    }
+
+    /// Checks `user`/`password` against `registry` (`GET /v2/` with basic auth, then the token
+    /// endpoint a bearer challenge names), then stores them in the auth file and in memory, as
+    /// `docker login` does.
+    pub async fn login(&self, registry: &str, user: &str, password: &str) -> Result<(), RegistryError> {
+        let scheme = match transport_for(registry, &self.inner.insecure) {
+            Transport::Https => "https",
+            Transport::Http => "http",
+        };
+        let url = format!("{scheme}://{registry}/v2/");
+        let http = self.http_for(registry)?;
+        let unreachable =
+            |e: reqwest::Error| RegistryError::Unreachable { registry: registry.to_string(), reason: chain(&e) };
+        let response = http.get(&url).basic_auth(user, Some(password)).send().await.map_err(unreachable)?;
+        let status = match (response.status().as_u16(), bearer_challenge(&response)) {
+            (401, Some((realm, service))) => {
+                let mut token_request = http.get(&realm).basic_auth(user, Some(password)).query(&[("account", user)]);
+                if let Some(service) = service {
+                    token_request = token_request.query(&[("service", service)]);
+                }
+                token_request.send().await.map_err(unreachable)?.status()
+            }
+            _ => response.status(),
+        };
+        if !status.is_success() {
+            return Err(RegistryError::LoginFailed { url, status: status.to_string() });
+        }
+        self.store_auth(registry, Some((user, password)))
+    }
+
+    /// Forgets the credentials of `registry` (auth file and memory); whether there were any.
+    pub fn logout(&self, registry: &str) -> Result<bool, RegistryError> {
+        let known = lock(&self.inner.auths).contains_key(registry);
+        self.store_auth(registry, None)?;
+        Ok(known)
+    }
+
+    /// Sets (or with None removes) the `auths` entry of `registry` in the auth file, keeping
+    /// everything else in it, and in memory.
+    fn store_auth(&self, registry: &str, credentials: Option<(&str, &str)>) -> Result<(), RegistryError> {
+        let path = self.inner.auth_file.clone().ok_or_else(|| RegistryError::AuthConfig {
+            path: PathBuf::from("config.json"),
+            reason: "no auth file: set --auth-file, $DOCKER_CONFIG or $HOME".to_string(),
+        })?;
+        let bad = |reason: String| RegistryError::AuthConfig { path: path.clone(), reason };
+        let mut config: serde_json::Value = match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => serde_json::json!({}),
+            Err(e) => return Err(bad(e.to_string())),
+        };
+        let auths = config
+            .as_object_mut()
+            .ok_or_else(|| bad("not a JSON object".to_string()))?
+            .entry("auths")
+            .or_insert_with(|| serde_json::json!({}));
+        let auths = auths.as_object_mut().ok_or_else(|| bad("auths is not a JSON object".to_string()))?;
+        auths.retain(|key, _| auth_key_registry(key) != registry);
+        if let Some((user, password)) = credentials {
+            let key = if registry == DOCKER_HUB { "https://index.docker.io/v1/" } else { registry };
+            auths.insert(
+                key.to_string(),
+                serde_json::json!({ "auth": encode_base64(format!("{user}:{password}").as_bytes()) }),
+            );
+        }
+        write_private(&path, &serde_json::to_vec_pretty(&config).map_err(|e| bad(e.to_string()))?)
+            .map_err(|e| bad(e.to_string()))?;
+        let mut memory = lock(&self.inner.auths);
+        match credentials {
+            Some((user, password)) => {
+                memory.insert(registry.to_string(), RegistryAuth::Basic(user.into(), password.into()))
+            }
+            None => memory.remove(registry),
+        };
+        // The registry's client caches the credentials (and tokens) it was first given.
+        lock(&self.inner.clients).remove(registry);
+        Ok(())
     }
 
     fn client_for(&self, registry: &str) -> Result<oci_client::Client, RegistryError> {
@@ -472,6 +554,50 @@ impl RegistryClient {
         clients.insert(registry.to_string(), client.clone());
         Ok(client)
     }
+}
+
+/// The `realm` and `service` of a `WWW-Authenticate: Bearer …` challenge.
+fn bearer_challenge(response: &reqwest::Response) -> Option<(String, Option<String>)> {
+    let header = response.headers().get(reqwest::header::WWW_AUTHENTICATE)?.to_str().ok()?;
+    let params = header.strip_prefix("Bearer ").or_else(|| header.strip_prefix("bearer "))?;
+    let param = |name: &str| {
+        params.split(',').find_map(|kv| {
+            let (k, v) = kv.trim().split_once('=')?;
+            (k == name).then(|| v.trim_matches('"').to_string())
+        })
+    };
+    Some((param("realm")?, param("service")))
+}
+
+/// Writes `bytes` to `path` (owner-only, created with its directory if need be) through a
+/// temporary file, so a reader never sees half of it.
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let tmp = dir.join(format!(".{}.tmp", path.file_name().and_then(|n| n.to_str()).unwrap_or("config.json")));
+    let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
+/// Standard base64 with padding.
+fn encode_base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk.iter().enumerate().fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -681,7 +807,7 @@ fn load_auths(path: &Path) -> Result<HashMap<String, RegistryAuth>, RegistryErro
 
 /// The registry an `auths` key names: `host`, `https://host`, `https://host/v1/`; Docker Hub's
 /// keys (`https://index.docker.io/v1/`, `registry-1.docker.io`) are `docker.io`.
-fn auth_key_registry(key: &str) -> String {
+pub fn auth_key_registry(key: &str) -> String {
     let rest = key.strip_prefix("https://").or_else(|| key.strip_prefix("http://")).unwrap_or(key);
     let host = rest.split('/').next().unwrap_or(rest);
     match host {
@@ -785,5 +911,43 @@ mod tests {
         assert_eq!(manifest_media_type(br#"{"config":{},"layers":[]}"#).as_deref(), Ok(OCI_IMAGE_MEDIA_TYPE));
         assert!(manifest_media_type(b"{}").is_err());
         assert!(manifest_media_type(b"<html>").is_err());
+    }
+
+    #[test]
+    fn base64_encoding_round_trips_through_the_auth_file_decoder() {
+        for text in ["", "u", "u:", "u:p", "alice:s3cret!", "\u{e9}t\u{e9}:x"] {
+            let encoded = encode_base64(text.as_bytes());
+            assert_eq!(decode_base64(&encoded).as_deref(), Some(text.as_bytes()), "{encoded}");
+        }
+        assert_eq!(encode_base64(b"u:p"), "dTpw");
+        assert_eq!(encode_base64(b"user:pw"), "dXNlcjpwdw==");
+    }
+
+    #[test]
+    fn stored_credentials_keep_the_rest_of_the_auth_file_and_logout_removes_them() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("docker/config.json");
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        let other = serde_json::json!({"auths": {"https://other.example/v1/": {"auth": "eDp5"}}, "credsStore": "none"});
+        std::fs::write(&path, other.to_string()).expect("writing");
+        let client = RegistryClient::new(RegistryOptions { auth_file: Some(path.clone()), ..Default::default() })
+            .expect("client");
+
+        client.store_auth("127.0.0.1:5000", Some(("u", "p"))).expect("storing");
+        let written: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).expect("reading")).expect("json");
+        assert_eq!(written["auths"]["127.0.0.1:5000"]["auth"], "dTpw");
+        assert_eq!(written["auths"]["https://other.example/v1/"]["auth"], "eDp5");
+        assert_eq!(written["credsStore"], "none");
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&path).expect("stat").permissions().mode() & 0o777, 0o600);
+        assert!(
+            matches!(load_auths(&path).expect("loads").get("127.0.0.1:5000"), Some(RegistryAuth::Basic(u, p)) if u == "u" && p == "p")
+        );
+
+        assert!(client.logout("127.0.0.1:5000").expect("logout"));
+        assert!(!client.logout("127.0.0.1:5000").expect("second logout"));
+        let auths = load_auths(&path).expect("loads");
+        assert!(!auths.contains_key("127.0.0.1:5000"));
+        assert!(auths.contains_key("other.example"));
     }
 }

@@ -139,3 +139,42 @@ fn info_counts_images_and_containers_and_names_the_root_dir() {
     assert!(info.contains(&format!(" CPUs: {}\n", std::thread::available_parallelism().map_or(1, usize::from))));
     assert_eq!(b.ok(&["system", "info"]), info);
 }
+
+#[test]
+fn login_checks_credentials_with_the_registry_stores_them_for_pulls_and_logout_removes_them() {
+    let registry = Registry::start_with_auth("u", "p");
+    registry.push_busybox();
+    let host = registry.host();
+    let dir = tempfile::tempdir().expect("auth file dir");
+    let auth_file = dir.path().join("config.json");
+    let b = Berthd::start_with(&["--auth-file", auth_file.to_str().expect("utf-8 path")]);
+    let name = format!("{host}/busybox:latest");
+
+    let wrong = b.berth(&["login", "-u", "u", "-p", "wrong", &host]);
+    assert_ne!(wrong.code, 0, "{wrong}");
+    let expected =
+        format!("Error response from daemon: login attempt to http://{host}/v2/ failed with status: 401 Unauthorized");
+    assert!(wrong.stderr.contains(&expected), "{wrong}");
+    assert!(!auth_file.exists(), "a failed login wrote the auth file");
+
+    let mut login = b.berth_cmd(&["login", "-u", "u", "--password-stdin", &host]);
+    login.stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    let mut child = login.spawn().expect("spawning berth login");
+    std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), b"p\n").expect("writing the password");
+    let out = child.wait_with_output().expect("berth login");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "Login Succeeded\n");
+    let config: Value = serde_json::from_slice(&std::fs::read(&auth_file).expect("auth file")).expect("json");
+    assert_eq!(config["auths"][&host]["auth"], "dTpw", "base64 of u:p: {config}");
+
+    // The daemon uses the new credentials at once, without a restart.
+    b.ok(&["pull", &name]);
+
+    assert_eq!(b.ok(&["logout", &host]), format!("Removing login credentials for {host}\n"));
+    let config: Value = serde_json::from_slice(&std::fs::read(&auth_file).expect("auth file")).expect("json");
+    assert!(config["auths"].get(&host).is_none(), "{config}");
+    assert_eq!(b.ok(&["logout", &host]), format!("Not logged in to {host}\n"));
+    b.ok(&["rmi", &name]);
+    let denied = b.berth(&["pull", &name]);
+    assert_ne!(denied.code, 0, "pulled after logout: {denied}");
+}

@@ -13,6 +13,7 @@ pub mod inspect_container;
 pub mod kill;
 pub mod listing;
 pub mod load;
+pub mod login;
 pub mod logs;
 pub mod pause;
 pub mod prune;

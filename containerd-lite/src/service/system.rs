@@ -2,13 +2,17 @@
 
 use std::sync::Arc;
 
-use berth_proto::system::{DiskUsageResponse, Envelope, PruneResponse, SubscribeRequest};
+use berth_proto::system::{
+    DiskUsageResponse, Envelope, LoginRequest, LoginResponse, LogoutRequest, LogoutResponse, PruneResponse,
+    SubscribeRequest,
+};
 use berth_proto::types::Empty;
 use tokio::sync::broadcast::error::RecvError;
 use ttrpc::asynchronous::{ServerStreamSender, TtrpcContext};
 
-use super::{blocking, internal};
+use super::{blocking, internal, invalid, status};
 use crate::daemon::Berthd;
+use crate::registry::{auth_key_registry, RegistryError};
 
 pub struct EventsService(pub Arc<Berthd>);
 pub struct SystemService(pub Arc<Berthd>);
@@ -80,5 +84,53 @@ impl berth_proto::system_ttrpc::System for SystemService {
             })
         })
         .await
+    }
+
+    async fn login(&self, _: &TtrpcContext, req: LoginRequest) -> ttrpc::Result<LoginResponse> {
+        let registry = registry_of(&req.server)?;
+        if req.username.is_empty() || req.password.is_empty() {
+            return Err(invalid("Username and password are required"));
+        }
+        self.0.registry.login(&registry, &req.username, &req.password).await.map_err(login_error)?;
+        Ok(LoginResponse { registry, ..Default::default() })
+    }
+
+    async fn logout(&self, _: &TtrpcContext, req: LogoutRequest) -> ttrpc::Result<LogoutResponse> {
+        let registry = registry_of(&req.server)?;
+        let removed = self.0.registry.logout(&registry).map_err(internal)?;
+        Ok(LogoutResponse { registry, removed, ..Default::default() })
+    }
+}
+
+/// The registry a login server names, as the auth file's keys are read (empty: Docker Hub).
+fn registry_of(server: &str) -> ttrpc::Result<String> {
+    let server = if server.is_empty() { "docker.io" } else { server };
+    let registry = auth_key_registry(server);
+    if registry.is_empty() || registry.contains(char::is_whitespace) {
+        return Err(invalid(format!("invalid registry address {server:?}")));
+    }
+    Ok(registry)
+}
+
+/// Rejected credentials are the client's to fix; an unreachable registry is not berthd's fault.
+fn login_error(e: RegistryError) -> ttrpc::Error {
+    match e {
+        RegistryError::LoginFailed { .. } => status(ttrpc::Code::UNAUTHENTICATED, e),
+        RegistryError::Unreachable { .. } => status(ttrpc::Code::UNAVAILABLE, e),
+        other => internal(other),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn login_servers_name_registries_as_the_auth_file_does() {
+        assert_eq!(registry_of("").unwrap(), "docker.io");
+        assert_eq!(registry_of("https://index.docker.io/v1/").unwrap(), "docker.io");
+        assert_eq!(registry_of("127.0.0.1:5000").unwrap(), "127.0.0.1:5000");
+        assert_eq!(registry_of("http://127.0.0.1:5000/v2/").unwrap(), "127.0.0.1:5000");
+        assert!(registry_of("bad host").is_err());
     }
 }
