@@ -129,11 +129,12 @@ fn image_line(direction: Direction, progress: &Progress) -> String {
     }
 }
 
-/// The plain line for a layer's status change: `0123456789ab: Downloading 1234 bytes`.
+/// The plain line for a layer's status change: `0123456789ab: Downloading 1.2MB/2.4MB`.
 fn layer_line(direction: Direction, progress: &Progress) -> String {
     let mut line = format!("{}: {}", short_id(&progress.id), label(direction, &progress.status));
     if counts_bytes(&progress.status) && progress.total > 0 {
-        line.push_str(&format!(" {} bytes", progress.total));
+        let (current, total) = (progress.current as f64, progress.total as f64);
+        line.push_str(&format!(" {}/{}", docker_size(current), docker_size(total)));
     }
     if !progress.message.is_empty() {
         line.push_str(&format!(": {}", progress.message));
@@ -331,8 +332,11 @@ mod tests {
     fn layer_lines_use_docker_words_short_ids_and_byte_totals() {
         assert_eq!(
             layer_line(Direction::Pull, &progress(LAYER, "downloading", 1234, "")),
-            "0123456789ab: Downloading 1234 bytes"
+            "0123456789ab: Downloading 0B/1.23kB"
         );
+        let mut halfway = progress(LAYER, "downloading", 2_400_000, "");
+        halfway.current = 1_200_000;
+        assert_eq!(layer_line(Direction::Pull, &halfway), "0123456789ab: Downloading 1.2MB/2.4MB");
         assert_eq!(layer_line(Direction::Pull, &progress(LAYER, "done", 0, "")), "0123456789ab: Pull complete");
         assert_eq!(layer_line(Direction::Push, &progress(LAYER, "done", 0, "")), "0123456789ab: Pushed");
         assert_eq!(
@@ -366,7 +370,7 @@ mod tests {
         .collect();
         assert_eq!(
             printed,
-            ["0123456789ab: Downloading 10 bytes", "0123456789ab: Extracting 10 bytes", "0123456789ab: Pull complete"]
+            ["0123456789ab: Downloading 0B/10B", "0123456789ab: Extracting 0B/10B", "0123456789ab: Pull complete"]
         );
     }
 

@@ -211,7 +211,7 @@ pub fn select_platform<'a>(index: &'a Index, platform: &Platform, digest: &Diges
             let have: Vec<String> =
                 index.manifests.iter().filter_map(|m| m.platform.as_ref().map(|p| p.to_string())).collect();
             anyhow::anyhow!(
-                "no manifest for platform {platform} in index {digest} (it has: {})",
+                "no matching manifest for {platform} in the manifest list entries (index {digest} has: {})",
                 if have.is_empty() { "none".into() } else { have.join(", ") }
             )
         })
@@ -377,5 +377,9 @@ mod tests {
         assert_eq!(got.digest, Digest::sha256(b"2"));
         let err = select_platform(&index, &"linux/s390x".parse().unwrap(), &d).unwrap_err();
         assert!(err.to_string().contains("linux/amd64, linux/arm64"), "{err}");
+        assert!(
+            err.to_string().starts_with("no matching manifest for linux/s390x in the manifest list entries"),
+            "docker's words: {err}"
+        );
     }
 }

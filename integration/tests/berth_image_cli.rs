@@ -178,3 +178,27 @@ fn login_checks_credentials_with_the_registry_stores_them_for_pulls_and_logout_r
     let denied = b.berth(&["pull", &name]);
     assert_ne!(denied.code, 0, "pulled after logout: {denied}");
 }
+
+#[test]
+fn pull_progress_shows_human_sizes_and_system_df_counts_each_image_once() {
+    let registry = Registry::start();
+    registry.push_busybox();
+    let b = Berthd::start();
+    let name = format!("{}/busybox:latest", registry.host());
+    let out = b.ok(&["pull", &name]);
+    let downloading = out.lines().find(|l| l.contains(": Downloading ")).unwrap_or_else(|| panic!("{out}"));
+    let sizes = downloading.split(": Downloading ").nth(1).expect("sizes");
+    let (current, total) = sizes.split_once('/').unwrap_or_else(|| panic!("not current/total: {downloading}"));
+    assert!(current.ends_with('B') && total.ends_with("MB"), "{downloading}");
+
+    b.ok(&["tag", &name, "localhost/other:v2"]);
+    let df = b.ok(&["system", "df"]);
+    let lines: Vec<Vec<&str>> = df.lines().map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(lines[0], ["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"], "{df}");
+    assert_eq!(&lines[1][..3], ["Images", "1", "0"], "two names, one image: {df}");
+    assert_eq!(lines[1][3], lines[1][4], "an unused image is reclaimable: {df}");
+    assert_eq!(lines[1][5], "(100%)", "{df}");
+    assert_eq!(lines[2], ["Containers", "0", "0", "0B", "0B"], "{df}");
+    assert_eq!(lines[3][..2], ["Local", "Volumes"], "{df}");
+    assert_eq!(lines[4][..2], ["Build", "Cache"], "{df}");
+}

@@ -1,10 +1,13 @@
-//! `berth system df` (System.DiskUsage as docker's table) and `berth system prune` (System.Prune:
+//! `berth system df` (Images.List and Containers.List as docker's table) and `berth system prune` (System.Prune:
 //! garbage collection of unreferenced blobs and snapshots).
 
 use std::io::{self, Write};
 
 use anyhow::Result;
-use berth_proto::system::DiskUsageResponse;
+use std::collections::{HashMap, HashSet};
+
+use berth_proto::containers::{Container, ListContainersRequest};
+use berth_proto::images::{ImageSummary, ListImagesRequest};
 use berth_proto::types::Empty;
 
 use crate::daemon::{ctx, Berthd, UnknownCommand};
@@ -43,8 +46,10 @@ pub async fn run(berthd: &Berthd, command: &SystemCommand) -> Result<()> {
     let mut out = io::stdout().lock();
     match command {
         SystemCommand::Df => {
-            let usage = system.disk_usage(ctx(), &Empty::default()).await?;
-            out.write_all(disk_usage_table(&usage).as_bytes())?;
+            let images = berthd.images().list(ctx(), &ListImagesRequest::default()).await?;
+            let containers =
+                berthd.containers().list(ctx(), &ListContainersRequest { all: true, ..Default::default() }).await?;
+            out.write_all(disk_usage_table(&images.images, &containers.containers).as_bytes())?;
         }
         SystemCommand::Info => crate::commands::info::run(berthd).await?,
         SystemCommand::Unknown(argv) => {
@@ -67,49 +72,69 @@ pub async fn run(berthd: &Berthd, command: &SystemCommand) -> Result<()> {
     Ok(())
 }
 
-/// docker's `system df` table. Images take the blobs and snapshots together (ACTIVE is 0: berthd
-/// runs no containers yet); RECLAIMABLE is what `system prune` would free now.
-fn disk_usage_table(usage: &DiskUsageResponse) -> String {
+/// docker's `system df` table. Images count once per ID, ACTIVE when a container uses them,
+/// and RECLAIMABLE is the size of the others (what `image prune -a` frees). Containers' writable
+/// layers are not measured yet (0B); berth has no volumes or build cache.
+fn disk_usage_table(images: &[ImageSummary], containers: &[Container]) -> String {
     let size = |bytes| humanize::size(bytes, SIZE_PRECISION);
-    let image_bytes = usage.content_bytes.saturating_add(usage.snapshot_bytes);
-    let reclaimable = match image_bytes {
-        0 => size(usage.reclaimable_bytes),
-        total => {
-            format!("{} ({}%)", size(usage.reclaimable_bytes), usage.reclaimable_bytes.saturating_mul(100) / total)
-        }
+    let with_share = |reclaimable: i64, total: i64| match total {
+        0 => size(reclaimable),
+        total => format!("{} ({}%)", size(reclaimable), reclaimable.saturating_mul(100) / total),
     };
+    let sizes_by_id: HashMap<&str, i64> = images.iter().map(|s| (s.config_digest.as_str(), s.size)).collect();
+    let used: HashSet<&str> = containers.iter().map(|c| c.image_id.as_str()).collect();
+    let images_bytes: i64 = sizes_by_id.values().sum();
+    let unused_bytes: i64 = sizes_by_id.iter().filter(|(id, _)| !used.contains(*id)).map(|(_, bytes)| bytes).sum();
+    let active_images = sizes_by_id.keys().filter(|id| used.contains(*id)).count();
+    let running = containers.iter().filter(|c| c.state.as_ref().is_some_and(|s| s.status == "running")).count();
     let row = |cells: [String; 5]| cells.to_vec();
     table::render(&[
         row(["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"].map(str::to_string)),
-        row(["Images".into(), usage.images.to_string(), "0".into(), size(image_bytes), reclaimable]),
-        row(["Content blobs".into(), usage.blobs.to_string(), "-".into(), size(usage.content_bytes), "-".into()]),
-        row(["Snapshots".into(), usage.snapshots.to_string(), "-".into(), size(usage.snapshot_bytes), "-".into()]),
+        row([
+            "Images".into(),
+            sizes_by_id.len().to_string(),
+            active_images.to_string(),
+            size(images_bytes),
+            with_share(unused_bytes, images_bytes),
+        ]),
+        row(["Containers".into(), containers.len().to_string(), running.to_string(), size(0), size(0)]),
+        row(["Local Volumes".into(), "0".into(), "0".into(), size(0), size(0)]),
+        row(["Build Cache".into(), "0".into(), "0".into(), size(0), size(0)]),
     ])
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use berth_proto::containers::ContainerState;
+
+    fn image(id: &str, size: i64) -> ImageSummary {
+        ImageSummary { config_digest: id.to_string(), size, ..Default::default() }
+    }
+
+    fn container(image_id: &str, status: &str) -> Container {
+        Container {
+            image_id: image_id.to_string(),
+            state: Some(ContainerState { status: status.to_string(), ..Default::default() }).into(),
+            ..Default::default()
+        }
+    }
 
     #[test]
-    fn disk_usage_table_reads_like_dockers() {
-        let usage = DiskUsageResponse {
-            images: 2,
-            content_bytes: 4_000_000,
-            blobs: 7,
-            snapshots: 3,
-            snapshot_bytes: 12_430_000,
-            reclaimable_bytes: 1_643_000,
-            ..Default::default()
-        };
+    fn disk_usage_counts_each_image_once_and_unused_ones_as_reclaimable() {
+        // Two names of one image, and a second image no container uses.
+        let images = [image("sha256:aa", 12_430_000), image("sha256:aa", 12_430_000), image("sha256:bb", 4_000_000)];
+        let containers = [container("sha256:aa", "running"), container("sha256:aa", "exited")];
         assert_eq!(
-            disk_usage_table(&usage),
+            disk_usage_table(&images, &containers),
             "\
 TYPE            TOTAL     ACTIVE    SIZE      RECLAIMABLE
-Images          2         0         16.43MB   1.643MB (10%)
-Content blobs   7         -         4MB       -
-Snapshots       3         -         12.43MB   -
+Images          2         1         16.43MB   4MB (24%)
+Containers      2         1         0B        0B
+Local Volumes   0         0         0B        0B
+Build Cache     0         0         0B        0B
 "
         );
+        assert!(disk_usage_table(&[], &[]).contains("Images          0         0         0B        0B\n"));
     }
 }
