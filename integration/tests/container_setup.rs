@@ -525,6 +525,64 @@ fn tmpfs_mount_data_sets_mode_size_and_flags() {
 }
 
 #[test]
+fn tmpcopyup_fills_the_tmpfs_with_the_directory_it_hides() {
+    use std::os::unix::fs::{symlink, PermissionsExt};
+    let rt = Runtime::new();
+    let bundle = sh_bundle(&format!(
+        "cd /etc-like && for f in passwd secret sub sub/deep link; do \
+           echo \"entry $f $(stat -c '%a %u:%g %Y' $f)\"; done; \
+         echo root=$(stat -c '%a %u:%g' .); echo link=$(readlink link); echo deep=$(cat sub/deep); \
+         echo new > sub/added && echo wrote=$(cat sub/added); {MOUNTINFO}"
+    ));
+    let dir = bundle.rootfs().join("etc-like");
+    std::fs::create_dir(&dir).expect("mkdir etc-like");
+    std::fs::write(dir.join("passwd"), "root:x:0:0::/root:/bin/sh\n").expect("passwd");
+    std::fs::write(dir.join("secret"), "s\n").expect("secret");
+    std::fs::create_dir(dir.join("sub")).expect("sub");
+    std::fs::write(dir.join("sub/deep"), "deep-content\n").expect("deep");
+    symlink("passwd", dir.join("link")).expect("link");
+    let chmod = |p: &str, mode: u32| {
+        std::fs::set_permissions(dir.join(p), std::fs::Permissions::from_mode(mode)).expect("chmod");
+    };
+    chmod("secret", 0o640);
+    chmod("sub", 0o710);
+    chmod(".", 0o751);
+    std::os::unix::fs::chown(dir.join("secret"), Some(1234), Some(5678)).expect("chown");
+    std::os::unix::fs::chown(&dir, Some(42), Some(43)).expect("chown");
+    // Old times, set last: a copy that does not keep them shows the time of the copy.
+    for (p, t) in [("passwd", "200001010000"), ("secret", "200102030405"), ("sub/deep", "200203040506")] {
+        let ok = std::process::Command::new("touch").args(["-h", "-t", t]).arg(dir.join(p)).status().expect("touch");
+        assert!(ok.success());
+    }
+    let ok = std::process::Command::new("touch").args(["-t", "200304050607"]).arg(dir.join("sub")).status().unwrap();
+    assert!(ok.success());
+    let host_stat = |p: &str| {
+        let out = std::process::Command::new("stat").args(["-c", "%a %u:%g %Y"]).arg(dir.join(p)).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let expected: Vec<String> =
+        ["passwd", "secret", "sub", "sub/deep", "link"].iter().map(|p| format!("entry {p} {}", host_stat(p))).collect();
+    bundle.edit(|c| {
+        add_mount(
+            c,
+            json!({"destination": "/etc-like", "type": "tmpfs", "source": "tmpfs",
+                   "options": ["nosuid", "nodev", "tmpcopyup"]}),
+        )
+    });
+    let out = run_ok(&rt, &bundle, "tmpcopyup");
+    let entries: Vec<&str> = out.lines().filter(|l| l.starts_with("entry ")).collect();
+    assert_eq!(entries, expected, "copied entries differ from the rootfs's:\n{out}");
+    assert_eq!(fact(&out, "root"), "751 42:43", "{out}");
+    assert_eq!((fact(&out, "link"), fact(&out, "deep"), fact(&out, "wrote")), ("passwd", "deep-content", "new"));
+    let mounts = mountinfo(&out);
+    let m = mount_at(&mounts, "/etc-like");
+    assert_eq!(m.fstype, "tmpfs", "{m:?}");
+    assert!(m.has("nosuid") && m.has("nodev"), "{m:?}");
+    // The container wrote to the tmpfs, not to the rootfs below it.
+    assert!(!dir.join("sub/added").exists(), "a write inside the tmpfs reached the rootfs");
+}
+
+#[test]
 fn default_special_filesystems_are_mounted_with_their_flags() {
     let rt = Runtime::new();
     let bundle = sh_bundle(&format!(

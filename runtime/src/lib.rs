@@ -9,6 +9,7 @@ pub mod cgroups;
 pub mod clone_binary;
 pub mod console;
 pub mod container;
+pub mod copy_tree;
 pub mod features;
 pub mod hooks;
 pub mod init;

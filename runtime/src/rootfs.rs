@@ -132,6 +132,12 @@ fn mount_entry(ctx: &MountContext, root: &File, m: &Mount, opts: &MountOptions) 
     let target_path = proc_fd(&target);
     let source = m.source().clone().unwrap_or_else(|| PathBuf::from(typ));
     let data = (!opts.data.is_empty()).then_some(opts.data.as_str());
+    if opts.tmpcopyup {
+        if typ != "tmpfs" {
+            bail!("mount option \"tmpcopyup\" applies to tmpfs mounts only, not {typ:?}");
+        }
+        return mount_tmpfs_copyup(root, dest, &target_path, opts, data);
+    }
     let result = mount(Some(source.as_path()), &target_path, Some(typ), opts.flags, data);
     match (result, typ) {
         (Ok(()), _) => {}
@@ -152,6 +158,27 @@ fn mount_entry(ctx: &MountContext, root: &File, m: &Mount, opts: &MountOptions) 
     }
     apply_propagation(root, dest, opts)?;
     Ok(())
+}
+
+/// `tmpcopyup`, as runc: a tmpfs over `dest` that starts with the directory's content (modes,
+/// owners, symlinks, times). The directory stays reachable through an fd opened before the
+/// mount hides it; a read-only tmpfs is made read-only after the copy.
+fn mount_tmpfs_copyup(root: &File, dest: &Path, target: &Path, opts: &MountOptions, data: Option<&str>) -> Result<()> {
+    let lower = File::open(target).with_context(|| format!("opening {} to copy it up", dest.display()))?;
+    let lower_path = proc_fd(&lower);
+    let writable = opts.flags - MsFlags::MS_RDONLY;
+    mount(Some("tmpfs"), target, Some("tmpfs"), writable, data)
+        .with_context(|| format!("mount -t tmpfs tmpfs {}", dest.display()))?;
+    let mounted = open_in_root(root, dest, OFlag::O_PATH | OFlag::O_DIRECTORY).context("re-resolving the tmpfs")?;
+    let upper_path = proc_fd(&mounted);
+    crate::copy_tree::copy_dir_contents(&lower_path, &upper_path)
+        .with_context(|| format!("copying {} up into its tmpfs", dest.display()))?;
+    crate::copy_tree::copy_attributes(&lower_path, &upper_path)?;
+    if opts.flags.contains(MsFlags::MS_RDONLY) {
+        mount(NONE, &upper_path, NONE, MsFlags::MS_REMOUNT | opts.flags, data)
+            .context("remounting the tmpfs read-only")?;
+    }
+    apply_propagation(root, dest, opts)
 }
 
 fn apply_propagation(root: &File, dest: &Path, opts: &MountOptions) -> Result<()> {
