@@ -677,6 +677,36 @@ fn mount_propagation_options_show_in_mountinfo_and_govern_host_mounts() {
 }
 
 #[test]
+fn a_mount_made_in_an_rshared_volume_appears_on_the_host_with_rootfs_propagation_rshared() {
+    let rt = Runtime::new();
+    // Declared first, dropped last: the mounts below go before their directories.
+    let dir = tempfile::Builder::new().prefix("berth-it-bidir-").tempdir().unwrap();
+    let vol = dir.path().join("vol");
+    std::fs::create_dir(&vol).unwrap();
+    // A shared mount point on the host (a Bidirectional volume), in this test's scratch dir.
+    let _vol = HostTmpfs::mount(&vol, true);
+    std::fs::create_dir(vol.join("sub")).unwrap();
+    // Unmounts what the container mounts there, whatever happens.
+    let _inner = HostTmpfs(vol.join("sub"));
+
+    let bundle = sh_bundle("mount -t tmpfs -o size=1m from-container /vol/sub && echo inside > /vol/sub/marker");
+    let vol_s = vol.to_str().unwrap().to_string();
+    bundle.edit(|c| {
+        c["linux"]["rootfsPropagation"] = json!("rshared");
+        add_mount(c, json!({"destination": "/vol", "source": vol_s, "options": ["rbind", "rshared"]}));
+        for set in ["bounding", "effective", "permitted"] {
+            c["process"]["capabilities"][set].as_array_mut().unwrap().push(json!("CAP_SYS_ADMIN"));
+        }
+    });
+    run_ok(&rt, &bundle, "bidir");
+    let marker = std::fs::read_to_string(vol.join("sub/marker"));
+    assert_eq!(marker.ok().as_deref(), Some("inside\n"), "the container's mount did not reach the host");
+    let host = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let sub = format!(" {} ", vol.join("sub").display());
+    assert!(host.lines().any(|l| l.contains(&sub) && l.contains("from-container")), "not on the host:\n{host}");
+}
+
+#[test]
 fn rootfs_propagation_sets_the_propagation_of_the_container_root() {
     let rt = Runtime::new();
     let bundle = sh_bundle(MOUNTINFO);

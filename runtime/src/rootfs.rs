@@ -29,20 +29,40 @@ pub struct MountContext<'a> {
     pub cgroup: &'a crate::cgroups::CgroupPaths,
 }
 
-/// Makes the new mount namespace private to the container (`rootfsPropagation`, default
-/// rslave as runc does, so host mounts still propagate in but nothing leaks out), then binds
-/// the rootfs onto itself so it is a mount point pivot_root accepts.
+/// Sets `rootfsPropagation` on the new mount namespace's `/` (default rslave as runc does, so
+/// host mounts still propagate in but nothing leaks out; `rshared` keeps the host's peer groups,
+/// so mounts made in a Bidirectional volume reach the host), then binds the rootfs onto itself
+/// so it is a mount point pivot_root accepts.
 pub fn prepare(rootfs: &Path, propagation: Option<&str>) -> Result<()> {
     let flags = match propagation {
         None | Some("") => MsFlags::MS_SLAVE | MsFlags::MS_REC,
         Some(p) => propagation_flags(p).with_context(|| format!("unknown rootfsPropagation {p:?}"))?,
     };
-    // The rootfs's own mount must not be shared for pivot_root, whatever the request.
-    let root_flags = if flags.contains(MsFlags::MS_SHARED) { MsFlags::MS_SLAVE | MsFlags::MS_REC } else { flags };
-    mount(NONE, "/", NONE, root_flags, NONE).context("setting propagation of /")?;
+    mount(NONE, "/", NONE, flags, NONE).context("setting propagation of /")?;
+    if flags.contains(MsFlags::MS_SHARED) {
+        // pivot_root refuses a new root whose parent mount is shared; as runc, only that one
+        // mount (in this namespace) becomes private, and the rootfs bound from it with it.
+        let parent = mount_point_of(rootfs)?;
+        mount(NONE, &parent, NONE, MsFlags::MS_PRIVATE, NONE)
+            .with_context(|| format!("making {} (the rootfs's parent mount) private", parent.display()))?;
+    }
     mount(Some(rootfs), rootfs, NONE, MsFlags::MS_BIND | MsFlags::MS_REC, NONE)
         .with_context(|| format!("bind-mounting rootfs {} onto itself", rootfs.display()))?;
     Ok(())
+}
+
+/// The mount point of the mount `path` is on: the longest mount point in /proc/self/mountinfo
+/// that contains it.
+fn mount_point_of(path: &Path) -> Result<PathBuf> {
+    let path = path.canonicalize().with_context(|| format!("resolving {}", path.display()))?;
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").context("reading /proc/self/mountinfo")?;
+    mountinfo
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4).map(crate::cgroups::unescape_mountinfo))
+        .map(PathBuf::from)
+        .filter(|mp| path.starts_with(mp))
+        .max_by_key(|mp| mp.components().count())
+        .with_context(|| format!("no mount contains {}", path.display()))
 }
 
 /// Mounts every entry of `mounts`, in order.

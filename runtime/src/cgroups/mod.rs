@@ -48,7 +48,8 @@ struct Hierarchy {
     v2: bool,
 }
 
-fn unescape_mountinfo(s: &str) -> String {
+/// A /proc/self/mountinfo field with its octal escapes (`\040` for a space) decoded.
+pub(crate) fn unescape_mountinfo(s: &str) -> String {
     s.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
 }
 
