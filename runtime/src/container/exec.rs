@@ -41,6 +41,8 @@ pub struct ExecOptions {
     pub no_new_privs: bool,
     /// Pass fds 3..3+N to the process.
     pub preserve_fds: i32,
+    /// `--cgroup`: sub-cgroups of the container's to run in.
+    pub cgroups: Vec<crate::cgroups::ExecCgroup>,
 }
 
 /// The process to run, from process.json or the container's process with the flags applied.
@@ -210,7 +212,11 @@ pub fn exec(root: &Path, opts: &ExecOptions) -> Result<i32> {
     };
     drop(child_sock);
     let setup = (|| -> Result<()> {
-        c.state.cgroup.join_exec(pid, c.state.pid)?;
+        if opts.cgroups.is_empty() {
+            c.state.cgroup.join_exec(pid, c.state.pid)?;
+        } else {
+            c.state.cgroup.join_exec_sub(pid, &opts.cgroups)?;
+        }
         parent_sock.send(&Message::Go)?;
         parent_sock.expect(Message::Ready)?;
         if let Some(pid_file) = &opts.pid_file {
