@@ -187,3 +187,30 @@ fn exec_cgroup_runs_the_process_in_an_existing_sub_cgroup() {
     rt.ok(&["delete", "--force", &id]);
     rt.assert_gone(&id);
 }
+
+#[test]
+fn exec_into_a_paused_container_needs_ignore_paused_and_runs_once_resumed() {
+    let rt = Runtime::new();
+    let bundle = Bundle::new(&["sleep", "60"]);
+    let (id, _) = running(&rt, &bundle, "execpaused");
+    rt.ok(&["pause", &id]);
+    let out = rt.run(&["exec", &id, "true"]);
+    assert!(!out.status.success(), "exec into a paused container was accepted");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--ignore-paused"), "{out:?}");
+
+    let pending = rt
+        .command(&["exec", "--ignore-paused", &id, "sh", "-c", "echo ran"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The process joined the frozen cgroup: it runs only after the resume.
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(rt.status(&id), "paused");
+    rt.ok(&["resume", &id]);
+    let out = pending.wait_with_output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "ran\n");
+    rt.ok(&["delete", "--force", &id]);
+    rt.assert_gone(&id);
+}

@@ -168,6 +168,9 @@ enum Command {
         /// Run in an existing sub-cgroup of the container's: [CONTROLLER:]PATH (repeatable).
         #[arg(long = "cgroup", value_parser = berth_runtime::cgroups::ExecCgroup::parse)]
         cgroups: Vec<berth_runtime::cgroups::ExecCgroup>,
+        /// Allow exec in a paused container (the process runs once the container is resumed).
+        #[arg(long)]
+        ignore_paused: bool,
     },
     /// List the processes of a container.
     Ps {
@@ -327,6 +330,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
             no_new_privs,
             preserve_fds,
             cgroups,
+            ignore_paused,
         } => {
             berth_runtime::clone_binary::ensure_cloned()?;
             berth_runtime::init::mark_cloexec_from(3)?;
@@ -345,6 +349,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
                 no_new_privs,
                 preserve_fds,
                 cgroups,
+                ignore_paused,
             };
             container::exec::exec(&root, &opts)
         }
