@@ -583,6 +583,29 @@ fn tmpcopyup_fills_the_tmpfs_with_the_directory_it_hides() {
 }
 
 #[test]
+fn personality_linux32_makes_the_container_a_32_bit_machine() {
+    let rt = Runtime::new();
+    let bundle = sh_bundle("echo machine=$(uname -m)");
+    assert_eq!(fact(&run_ok(&rt, &bundle, "persona"), "machine"), std::env::consts::ARCH);
+    bundle.edit(|c| c["linux"]["personality"] = json!({"domain": "LINUX32"}));
+    let out = run_ok(&rt, &bundle, "persona");
+    let machine = fact(&out, "machine");
+    assert_ne!(machine, std::env::consts::ARCH, "{out}");
+    if cfg!(target_arch = "x86_64") {
+        assert_eq!(machine, "i686");
+    }
+    bundle.edit(|c| c["linux"]["personality"] = json!({"domain": "LINUX"}));
+    assert_eq!(fact(&run_ok(&rt, &bundle, "persona"), "machine"), std::env::consts::ARCH);
+    // Flags are refused by name, not ignored.
+    bundle.edit(|c| c["linux"]["personality"] = json!({"domain": "LINUX32", "flags": ["ADDR_NO_RANDOMIZE"]}));
+    let id = unique_id("persona");
+    let (code, _, err) = rt.run_container(&bundle, &id);
+    assert_ne!(code, 0, "personality flags were accepted");
+    assert!(err.contains("personality flags"), "{err}");
+    rt.assert_gone(&id);
+}
+
+#[test]
 fn default_special_filesystems_are_mounted_with_their_flags() {
     let rt = Runtime::new();
     let bundle = sh_bundle(&format!(

@@ -141,6 +141,9 @@ pub fn run(args: InitArgs, sync: &SyncSocket) -> Result<Infallible> {
     if let Some(policy) = &memory_policy {
         policy.apply()?;
     }
+    if let Some(p) = linux.personality() {
+        crate::personality::apply(crate::personality::compile(p)?)?;
+    }
 
     // 6-9. session, terminal, limits, user, capabilities, cwd, program, fds.
     let prepared = prepare_process(process, args.console_socket, seccomp, args.preserve_fds)?;

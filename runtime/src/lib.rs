@@ -17,6 +17,7 @@ pub mod logging;
 pub mod mempolicy;
 pub mod mount_options;
 pub mod namespaces;
+pub mod personality;
 pub mod rootfs;
 pub mod safe_path;
 pub mod seccomp;

@@ -142,8 +142,8 @@ pub fn validate(spec: &Spec) -> Result<()> {
     if linux.intel_rdt().is_some() {
         bail!("linux.intelRdt is not supported by berth-runtime");
     }
-    if linux.personality().is_some() {
-        bail!("linux.personality is not supported by berth-runtime yet");
+    if let Some(p) = linux.personality() {
+        crate::personality::compile(p)?;
     }
     if linux.mount_label().as_ref().is_some_and(|l| !l.is_empty())
         || process.selinux_label().as_ref().is_some_and(|l| !l.is_empty())
