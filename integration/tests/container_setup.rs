@@ -606,6 +606,22 @@ fn personality_linux32_makes_the_container_a_32_bit_machine() {
 }
 
 #[test]
+fn io_priority_is_set_for_the_container_process() {
+    let rt = Runtime::new();
+    let bundle = sh_bundle("echo ioprio=$(ionice)");
+    bundle.edit(|c| c["process"]["ioPriority"] = json!({"class": "IOPRIO_CLASS_BE", "priority": 6}));
+    assert_eq!(fact(&run_ok(&rt, &bundle, "ioprio"), "ioprio"), "best-effort: prio 6");
+    bundle.edit(|c| c["process"]["ioPriority"] = json!({"class": "IOPRIO_CLASS_IDLE", "priority": 0}));
+    assert_eq!(fact(&run_ok(&rt, &bundle, "ioprio"), "ioprio"), "idle");
+    bundle.edit(|c| c["process"]["ioPriority"] = json!({"class": "IOPRIO_CLASS_BE", "priority": 8}));
+    let id = unique_id("ioprio");
+    let (code, _, err) = rt.run_container(&bundle, &id);
+    assert_ne!(code, 0, "priority 8 was accepted");
+    assert!(err.contains("out of range"), "{err}");
+    rt.assert_gone(&id);
+}
+
+#[test]
 fn default_special_filesystems_are_mounted_with_their_flags() {
     let rt = Runtime::new();
     let bundle = sh_bundle(&format!(

@@ -214,3 +214,14 @@ fn exec_into_a_paused_container_needs_ignore_paused_and_runs_once_resumed() {
     rt.ok(&["delete", "--force", &id]);
     rt.assert_gone(&id);
 }
+
+#[test]
+fn exec_gets_the_io_priority_of_the_container_process() {
+    let rt = Runtime::new();
+    let bundle = Bundle::new(&["sleep", "60"]);
+    bundle.edit(|c| c["process"]["ioPriority"] = json!({"class": "IOPRIO_CLASS_BE", "priority": 5}));
+    let (id, _) = running(&rt, &bundle, "execioprio");
+    assert_eq!(rt.ok(&["exec", &id, "ionice"]), "best-effort: prio 5\n");
+    rt.ok(&["delete", "--force", &id]);
+    rt.assert_gone(&id);
+}

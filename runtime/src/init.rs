@@ -196,6 +196,10 @@ pub fn prepare_process(
 ) -> Result<PreparedProcess> {
     let no_new_privs = process.no_new_privileges().unwrap_or(false);
     nix::unistd::setsid().context("setsid")?;
+    // Before the user and capabilities change: the realtime class needs CAP_SYS_ADMIN.
+    if let Some(p) = process.io_priority() {
+        crate::io_priority::apply(crate::io_priority::compile(p)?)?;
+    }
     if process.terminal().unwrap_or(false) {
         let socket = console_socket.context("process.terminal is set but no --console-socket was given")?;
         let size = process.console_size().as_ref().map(|b| (b.height() as u16, b.width() as u16));

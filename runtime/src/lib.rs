@@ -13,6 +13,7 @@ pub mod copy_tree;
 pub mod features;
 pub mod hooks;
 pub mod init;
+pub mod io_priority;
 pub mod logging;
 pub mod mempolicy;
 pub mod mount_options;

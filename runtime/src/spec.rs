@@ -159,8 +159,8 @@ pub fn validate(spec: &Spec) -> Result<()> {
     if process.scheduler().is_some() {
         bail!("process.scheduler is not supported by berth-runtime yet");
     }
-    if process.io_priority().is_some() {
-        bail!("process.ioPriority is not supported by berth-runtime yet");
+    if let Some(p) = process.io_priority() {
+        crate::io_priority::compile(p)?;
     }
     if process.exec_cpu_affinity().is_some() {
         bail!("process.execCPUAffinity is not supported by berth-runtime yet");
