@@ -622,6 +622,24 @@ fn io_priority_is_set_for_the_container_process() {
 }
 
 #[test]
+fn scheduler_policy_and_nice_are_set_for_the_container_process() {
+    let rt = Runtime::new();
+    // /proc/self/stat of awk itself: field 19 is the nice value, 41 the policy (3 = SCHED_BATCH).
+    let bundle = sh_bundle("awk '{print \"nice=\" $19; print \"policy=\" $41}' /proc/self/stat");
+    bundle.edit(|c| c["process"]["scheduler"] = json!({"policy": "SCHED_BATCH", "nice": 7}));
+    let out = run_ok(&rt, &bundle, "sched");
+    assert_eq!((fact(&out, "policy"), fact(&out, "nice")), ("3", "7"), "{out}");
+    bundle.edit(|c| c["process"]["scheduler"] = json!({"policy": "SCHED_IDLE"}));
+    assert_eq!(fact(&run_ok(&rt, &bundle, "sched"), "policy"), "5");
+    bundle.edit(|c| c["process"]["scheduler"] = json!({"policy": "SCHED_OTHER", "nice": 30}));
+    let id = unique_id("sched");
+    let (code, _, err) = rt.run_container(&bundle, &id);
+    assert_ne!(code, 0, "nice 30 was accepted");
+    assert!(err.contains("out of range"), "{err}");
+    rt.assert_gone(&id);
+}
+
+#[test]
 fn default_special_filesystems_are_mounted_with_their_flags() {
     let rt = Runtime::new();
     let bundle = sh_bundle(&format!(

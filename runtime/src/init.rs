@@ -196,9 +196,12 @@ pub fn prepare_process(
 ) -> Result<PreparedProcess> {
     let no_new_privs = process.no_new_privileges().unwrap_or(false);
     nix::unistd::setsid().context("setsid")?;
-    // Before the user and capabilities change: the realtime class needs CAP_SYS_ADMIN.
+    // Before the user and capabilities change: the realtime classes need CAP_SYS_ADMIN/NICE.
     if let Some(p) = process.io_priority() {
         crate::io_priority::apply(crate::io_priority::compile(p)?)?;
+    }
+    if let Some(s) = process.scheduler() {
+        crate::scheduler::apply(&crate::scheduler::compile(s)?)?;
     }
     if process.terminal().unwrap_or(false) {
         let socket = console_socket.context("process.terminal is set but no --console-socket was given")?;

@@ -21,6 +21,7 @@ pub mod namespaces;
 pub mod personality;
 pub mod rootfs;
 pub mod safe_path;
+pub mod scheduler;
 pub mod seccomp;
 pub mod signal;
 pub mod spec;

@@ -156,8 +156,8 @@ pub fn validate(spec: &Spec) -> Result<()> {
         }
         bail!("apparmor profile {profile:?} requested but AppArmor is not enabled on this host");
     }
-    if process.scheduler().is_some() {
-        bail!("process.scheduler is not supported by berth-runtime yet");
+    if let Some(s) = process.scheduler() {
+        crate::scheduler::compile(s)?;
     }
     if let Some(p) = process.io_priority() {
         crate::io_priority::compile(p)?;
