@@ -217,7 +217,7 @@ fn features_describes_this_build() {
     let actions = v["linux"]["seccomp"]["actions"].as_array().unwrap();
     assert!(!actions.iter().any(|a| a == "SCMP_ACT_NOTIFY"), "notify is not supported");
     let mount_options = v["mountOptions"].as_array().unwrap();
-    for opt in ["rbind", "nosymfollow", "rro", "rnosymfollow", "rnoatime"] {
+    for opt in ["rbind", "nosymfollow", "rro", "rnosymfollow", "rnoatime", "tmpcopyup"] {
         assert!(mount_options.iter().any(|o| o == opt), "{opt} not listed");
     }
     let modes = v["linux"]["memoryPolicy"]["modes"].as_array().unwrap();

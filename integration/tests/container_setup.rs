@@ -525,6 +525,121 @@ fn tmpfs_mount_data_sets_mode_size_and_flags() {
 }
 
 #[test]
+fn tmpcopyup_fills_the_tmpfs_with_the_directory_it_hides() {
+    use std::os::unix::fs::{symlink, PermissionsExt};
+    let rt = Runtime::new();
+    let bundle = sh_bundle(&format!(
+        "cd /etc-like && for f in passwd secret sub sub/deep link; do \
+           echo \"entry $f $(stat -c '%a %u:%g %Y' $f)\"; done; \
+         echo root=$(stat -c '%a %u:%g' .); echo link=$(readlink link); echo deep=$(cat sub/deep); \
+         echo new > sub/added && echo wrote=$(cat sub/added); {MOUNTINFO}"
+    ));
+    let dir = bundle.rootfs().join("etc-like");
+    std::fs::create_dir(&dir).expect("mkdir etc-like");
+    std::fs::write(dir.join("passwd"), "root:x:0:0::/root:/bin/sh\n").expect("passwd");
+    std::fs::write(dir.join("secret"), "s\n").expect("secret");
+    std::fs::create_dir(dir.join("sub")).expect("sub");
+    std::fs::write(dir.join("sub/deep"), "deep-content\n").expect("deep");
+    symlink("passwd", dir.join("link")).expect("link");
+    let chmod = |p: &str, mode: u32| {
+        std::fs::set_permissions(dir.join(p), std::fs::Permissions::from_mode(mode)).expect("chmod");
+    };
+    chmod("secret", 0o640);
+    chmod("sub", 0o710);
+    chmod(".", 0o751);
+    std::os::unix::fs::chown(dir.join("secret"), Some(1234), Some(5678)).expect("chown");
+    std::os::unix::fs::chown(&dir, Some(42), Some(43)).expect("chown");
+    // Old times, set last: a copy that does not keep them shows the time of the copy.
+    for (p, t) in [("passwd", "200001010000"), ("secret", "200102030405"), ("sub/deep", "200203040506")] {
+        let ok = std::process::Command::new("touch").args(["-h", "-t", t]).arg(dir.join(p)).status().expect("touch");
+        assert!(ok.success());
+    }
+    let ok = std::process::Command::new("touch").args(["-t", "200304050607"]).arg(dir.join("sub")).status().unwrap();
+    assert!(ok.success());
+    let host_stat = |p: &str| {
+        let out = std::process::Command::new("stat").args(["-c", "%a %u:%g %Y"]).arg(dir.join(p)).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let expected: Vec<String> =
+        ["passwd", "secret", "sub", "sub/deep", "link"].iter().map(|p| format!("entry {p} {}", host_stat(p))).collect();
+    bundle.edit(|c| {
+        add_mount(
+            c,
+            json!({"destination": "/etc-like", "type": "tmpfs", "source": "tmpfs",
+                   "options": ["nosuid", "nodev", "tmpcopyup"]}),
+        )
+    });
+    let out = run_ok(&rt, &bundle, "tmpcopyup");
+    let entries: Vec<&str> = out.lines().filter(|l| l.starts_with("entry ")).collect();
+    assert_eq!(entries, expected, "copied entries differ from the rootfs's:\n{out}");
+    assert_eq!(fact(&out, "root"), "751 42:43", "{out}");
+    assert_eq!((fact(&out, "link"), fact(&out, "deep"), fact(&out, "wrote")), ("passwd", "deep-content", "new"));
+    let mounts = mountinfo(&out);
+    let m = mount_at(&mounts, "/etc-like");
+    assert_eq!(m.fstype, "tmpfs", "{m:?}");
+    assert!(m.has("nosuid") && m.has("nodev"), "{m:?}");
+    // The container wrote to the tmpfs, not to the rootfs below it.
+    assert!(!dir.join("sub/added").exists(), "a write inside the tmpfs reached the rootfs");
+}
+
+#[test]
+fn personality_linux32_makes_the_container_a_32_bit_machine() {
+    let rt = Runtime::new();
+    let bundle = sh_bundle("echo machine=$(uname -m)");
+    assert_eq!(fact(&run_ok(&rt, &bundle, "persona"), "machine"), std::env::consts::ARCH);
+    bundle.edit(|c| c["linux"]["personality"] = json!({"domain": "LINUX32"}));
+    let out = run_ok(&rt, &bundle, "persona");
+    let machine = fact(&out, "machine");
+    assert_ne!(machine, std::env::consts::ARCH, "{out}");
+    if cfg!(target_arch = "x86_64") {
+        assert_eq!(machine, "i686");
+    }
+    bundle.edit(|c| c["linux"]["personality"] = json!({"domain": "LINUX"}));
+    assert_eq!(fact(&run_ok(&rt, &bundle, "persona"), "machine"), std::env::consts::ARCH);
+    // Flags are refused by name, not ignored.
+    bundle.edit(|c| c["linux"]["personality"] = json!({"domain": "LINUX32", "flags": ["ADDR_NO_RANDOMIZE"]}));
+    let id = unique_id("persona");
+    let (code, _, err) = rt.run_container(&bundle, &id);
+    assert_ne!(code, 0, "personality flags were accepted");
+    assert!(err.contains("personality flags"), "{err}");
+    rt.assert_gone(&id);
+}
+
+#[test]
+fn io_priority_is_set_for_the_container_process() {
+    let rt = Runtime::new();
+    let bundle = sh_bundle("echo ioprio=$(ionice)");
+    bundle.edit(|c| c["process"]["ioPriority"] = json!({"class": "IOPRIO_CLASS_BE", "priority": 6}));
+    assert_eq!(fact(&run_ok(&rt, &bundle, "ioprio"), "ioprio"), "best-effort: prio 6");
+    bundle.edit(|c| c["process"]["ioPriority"] = json!({"class": "IOPRIO_CLASS_IDLE", "priority": 0}));
+    assert_eq!(fact(&run_ok(&rt, &bundle, "ioprio"), "ioprio"), "idle");
+    bundle.edit(|c| c["process"]["ioPriority"] = json!({"class": "IOPRIO_CLASS_BE", "priority": 8}));
+    let id = unique_id("ioprio");
+    let (code, _, err) = rt.run_container(&bundle, &id);
+    assert_ne!(code, 0, "priority 8 was accepted");
+    assert!(err.contains("out of range"), "{err}");
+    rt.assert_gone(&id);
+}
+
+#[test]
+fn scheduler_policy_and_nice_are_set_for_the_container_process() {
+    let rt = Runtime::new();
+    // /proc/self/stat of awk itself: field 19 is the nice value, 41 the policy (3 = SCHED_BATCH).
+    let bundle = sh_bundle("awk '{print \"nice=\" $19; print \"policy=\" $41}' /proc/self/stat");
+    bundle.edit(|c| c["process"]["scheduler"] = json!({"policy": "SCHED_BATCH", "nice": 7}));
+    let out = run_ok(&rt, &bundle, "sched");
+    assert_eq!((fact(&out, "policy"), fact(&out, "nice")), ("3", "7"), "{out}");
+    bundle.edit(|c| c["process"]["scheduler"] = json!({"policy": "SCHED_IDLE"}));
+    assert_eq!(fact(&run_ok(&rt, &bundle, "sched"), "policy"), "5");
+    bundle.edit(|c| c["process"]["scheduler"] = json!({"policy": "SCHED_OTHER", "nice": 30}));
+    let id = unique_id("sched");
+    let (code, _, err) = rt.run_container(&bundle, &id);
+    assert_ne!(code, 0, "nice 30 was accepted");
+    assert!(err.contains("out of range"), "{err}");
+    rt.assert_gone(&id);
+}
+
+#[test]
 fn default_special_filesystems_are_mounted_with_their_flags() {
     let rt = Runtime::new();
     let bundle = sh_bundle(&format!(
@@ -616,6 +731,36 @@ fn mount_propagation_options_show_in_mountinfo_and_govern_host_mounts() {
     assert!(!is_mounted(&mounts, "/mnt/private/late"));
     let shared = mount_at(&mounts, "/mnt/shared");
     assert!(shared.tag("shared:"), "{shared:?}");
+}
+
+#[test]
+fn a_mount_made_in_an_rshared_volume_appears_on_the_host_with_rootfs_propagation_rshared() {
+    let rt = Runtime::new();
+    // Declared first, dropped last: the mounts below go before their directories.
+    let dir = tempfile::Builder::new().prefix("berth-it-bidir-").tempdir().unwrap();
+    let vol = dir.path().join("vol");
+    std::fs::create_dir(&vol).unwrap();
+    // A shared mount point on the host (a Bidirectional volume), in this test's scratch dir.
+    let _vol = HostTmpfs::mount(&vol, true);
+    std::fs::create_dir(vol.join("sub")).unwrap();
+    // Unmounts what the container mounts there, whatever happens.
+    let _inner = HostTmpfs(vol.join("sub"));
+
+    let bundle = sh_bundle("mount -t tmpfs -o size=1m from-container /vol/sub && echo inside > /vol/sub/marker");
+    let vol_s = vol.to_str().unwrap().to_string();
+    bundle.edit(|c| {
+        c["linux"]["rootfsPropagation"] = json!("rshared");
+        add_mount(c, json!({"destination": "/vol", "source": vol_s, "options": ["rbind", "rshared"]}));
+        for set in ["bounding", "effective", "permitted"] {
+            c["process"]["capabilities"][set].as_array_mut().unwrap().push(json!("CAP_SYS_ADMIN"));
+        }
+    });
+    run_ok(&rt, &bundle, "bidir");
+    let marker = std::fs::read_to_string(vol.join("sub/marker"));
+    assert_eq!(marker.ok().as_deref(), Some("inside\n"), "the container's mount did not reach the host");
+    let host = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let sub = format!(" {} ", vol.join("sub").display());
+    assert!(host.lines().any(|l| l.contains(&sub) && l.contains("from-container")), "not on the host:\n{host}");
 }
 
 #[test]

@@ -134,3 +134,94 @@ fn exec_fails_clearly_and_leaves_nothing_when_it_cannot_run() {
     rt.ok(&["delete", &id]);
     rt.assert_gone(&id);
 }
+
+#[test]
+fn exec_cgroup_runs_the_process_in_an_existing_sub_cgroup() {
+    let rt = Runtime::new();
+    let bundle = Bundle::new(&["sleep", "60"]);
+    let (id, _) = running(&rt, &bundle, "execcg");
+    let dirs = berth_integration::cgroup_dirs_named(&id);
+    assert!(!dirs.is_empty(), "no cgroup of {id}");
+    for d in &dirs {
+        for sub in ["sub", "other"] {
+            std::fs::create_dir(d.join(sub)).unwrap();
+            // A v1 cpuset cgroup takes no process before it has cpus and mems.
+            for file in ["cpuset.cpus", "cpuset.mems"] {
+                if let Ok(value) = std::fs::read_to_string(d.join(file)) {
+                    std::fs::write(d.join(sub).join(file), value.trim()).unwrap();
+                }
+            }
+        }
+    }
+    // /proc/self/cgroup inside the container's cgroup namespace: paths relative to its cgroup.
+    let cgroups = |args: &[&str]| -> Vec<String> {
+        let mut cmd = vec!["exec"];
+        cmd.extend_from_slice(args);
+        cmd.extend_from_slice(&[id.as_str(), "cat", "/proc/self/cgroup"]);
+        // A hybrid host's side cgroup2 tree holds no container cgroup: only the v1 lines count.
+        let v2 = berth_integration::host_is_v2();
+        rt.ok(&cmd).lines().filter(|l| v2 || !l.starts_with("0::")).map(str::to_string).collect()
+    };
+    let everywhere = cgroups(&["--cgroup", "sub"]);
+    assert!(everywhere.iter().all(|l| l.ends_with(":/sub")), "not in sub everywhere: {everywhere:?}");
+    // Per controller (cgroup v1 only): memory in other, the rest in sub.
+    if !berth_integration::host_is_v2() {
+        let memory = cgroups(&["--cgroup", "sub", "--cgroup", "memory:other"]);
+        for line in &memory {
+            let controllers = line.split(':').nth(1).unwrap();
+            let want = if controllers.split(',').any(|c| c == "memory") { ":/other" } else { ":/sub" };
+            assert!(line.ends_with(want), "{line} (want {want}): {memory:?}");
+        }
+        assert!(memory.iter().any(|l| l.ends_with(":/other")), "{memory:?}");
+    }
+    // A sub-cgroup that does not exist, or one outside the container's, is refused.
+    for bad in ["missing", "../escape", "memory:../x"] {
+        let out = rt.run(&["exec", "--cgroup", bad, &id, "true"]);
+        assert!(!out.status.success(), "--cgroup {bad} was accepted");
+    }
+    for d in &dirs {
+        for sub in ["sub", "other"] {
+            let _ = std::fs::remove_dir(d.join(sub));
+        }
+    }
+    rt.ok(&["delete", "--force", &id]);
+    rt.assert_gone(&id);
+}
+
+#[test]
+fn exec_into_a_paused_container_needs_ignore_paused_and_runs_once_resumed() {
+    let rt = Runtime::new();
+    let bundle = Bundle::new(&["sleep", "60"]);
+    let (id, _) = running(&rt, &bundle, "execpaused");
+    rt.ok(&["pause", &id]);
+    let out = rt.run(&["exec", &id, "true"]);
+    assert!(!out.status.success(), "exec into a paused container was accepted");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--ignore-paused"), "{out:?}");
+
+    let pending = rt
+        .command(&["exec", "--ignore-paused", &id, "sh", "-c", "echo ran"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The process joined the frozen cgroup: it runs only after the resume.
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(rt.status(&id), "paused");
+    rt.ok(&["resume", &id]);
+    let out = pending.wait_with_output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "ran\n");
+    rt.ok(&["delete", "--force", &id]);
+    rt.assert_gone(&id);
+}
+
+#[test]
+fn exec_gets_the_io_priority_of_the_container_process() {
+    let rt = Runtime::new();
+    let bundle = Bundle::new(&["sleep", "60"]);
+    bundle.edit(|c| c["process"]["ioPriority"] = json!({"class": "IOPRIO_CLASS_BE", "priority": 5}));
+    let (id, _) = running(&rt, &bundle, "execioprio");
+    assert_eq!(rt.ok(&["exec", &id, "ionice"]), "best-effort: prio 5\n");
+    rt.ok(&["delete", "--force", &id]);
+    rt.assert_gone(&id);
+}

@@ -141,6 +141,9 @@ pub fn run(args: InitArgs, sync: &SyncSocket) -> Result<Infallible> {
     if let Some(policy) = &memory_policy {
         policy.apply()?;
     }
+    if let Some(p) = linux.personality() {
+        crate::personality::apply(crate::personality::compile(p)?)?;
+    }
 
     // 6-9. session, terminal, limits, user, capabilities, cwd, program, fds.
     let prepared = prepare_process(process, args.console_socket, seccomp, args.preserve_fds)?;
@@ -193,6 +196,13 @@ pub fn prepare_process(
 ) -> Result<PreparedProcess> {
     let no_new_privs = process.no_new_privileges().unwrap_or(false);
     nix::unistd::setsid().context("setsid")?;
+    // Before the user and capabilities change: the realtime classes need CAP_SYS_ADMIN/NICE.
+    if let Some(p) = process.io_priority() {
+        crate::io_priority::apply(crate::io_priority::compile(p)?)?;
+    }
+    if let Some(s) = process.scheduler() {
+        crate::scheduler::apply(&crate::scheduler::compile(s)?)?;
+    }
     if process.terminal().unwrap_or(false) {
         let socket = console_socket.context("process.terminal is set but no --console-socket was given")?;
         let size = process.console_size().as_ref().map(|b| (b.height() as u16, b.width() as u16));

@@ -165,6 +165,12 @@ enum Command {
         /// Pass this many extra fds (from 3 up) to the process.
         #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(i32).range(0..=65536))]
         preserve_fds: i32,
+        /// Run in an existing sub-cgroup of the container's: [CONTROLLER:]PATH (repeatable).
+        #[arg(long = "cgroup", value_parser = berth_runtime::cgroups::ExecCgroup::parse)]
+        cgroups: Vec<berth_runtime::cgroups::ExecCgroup>,
+        /// Allow exec in a paused container (the process runs once the container is resumed).
+        #[arg(long)]
+        ignore_paused: bool,
     },
     /// List the processes of a container.
     Ps {
@@ -323,6 +329,8 @@ fn dispatch(cli: Cli) -> Result<i32> {
             cap,
             no_new_privs,
             preserve_fds,
+            cgroups,
+            ignore_paused,
         } => {
             berth_runtime::clone_binary::ensure_cloned()?;
             berth_runtime::init::mark_cloexec_from(3)?;
@@ -340,6 +348,8 @@ fn dispatch(cli: Cli) -> Result<i32> {
                 caps: cap,
                 no_new_privs,
                 preserve_fds,
+                cgroups,
+                ignore_paused,
             };
             container::exec::exec(&root, &opts)
         }

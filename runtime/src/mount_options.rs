@@ -44,6 +44,8 @@ pub const SUPPORTED: &[&str] = &[
     "runbindable",
     "nosymfollow",
     "symfollow",
+    // tmpfs only: the destination's existing content is copied into the new tmpfs.
+    "tmpcopyup",
     // Recursive attributes, set with mount_setattr(AT_RECURSIVE) once the mount is made.
     "rro",
     "rrw",
@@ -158,6 +160,8 @@ pub struct MountOptions {
     pub recursive: bool,
     /// The `r*` attribute options, applied to the whole mount tree after mounting.
     pub recursive_attrs: RecursiveAttrs,
+    /// `tmpcopyup`: copy what the destination holds into the new tmpfs.
+    pub tmpcopyup: bool,
     /// Everything else, comma-joined, passed as the filesystem's data (`mode=755`, `size=...`).
     pub data: String,
 }
@@ -172,6 +176,7 @@ impl MountOptions {
             bind: false,
             recursive: false,
             recursive_attrs: RecursiveAttrs::default(),
+            tmpcopyup: false,
             data: String::new(),
         };
         let mut data = Vec::new();
@@ -221,7 +226,10 @@ impl MountOptions {
                 "nosymfollow" => (MS_NOSYMFOLLOW, MsFlags::empty()),
                 "symfollow" => (MsFlags::empty(), MS_NOSYMFOLLOW),
                 o if out.recursive_attrs.add(o) => continue,
-                "tmpcopyup" => bail!("mount option \"tmpcopyup\" is not supported yet"),
+                "tmpcopyup" => {
+                    out.tmpcopyup = true;
+                    continue;
+                }
                 other => {
                     data.push(other.to_string());
                     continue;

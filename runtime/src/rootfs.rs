@@ -29,20 +29,40 @@ pub struct MountContext<'a> {
     pub cgroup: &'a crate::cgroups::CgroupPaths,
 }
 
-/// Makes the new mount namespace private to the container (`rootfsPropagation`, default
-/// rslave as runc does, so host mounts still propagate in but nothing leaks out), then binds
-/// the rootfs onto itself so it is a mount point pivot_root accepts.
+/// Sets `rootfsPropagation` on the new mount namespace's `/` (default rslave as runc does, so
+/// host mounts still propagate in but nothing leaks out; `rshared` keeps the host's peer groups,
+/// so mounts made in a Bidirectional volume reach the host), then binds the rootfs onto itself
+/// so it is a mount point pivot_root accepts.
 pub fn prepare(rootfs: &Path, propagation: Option<&str>) -> Result<()> {
     let flags = match propagation {
         None | Some("") => MsFlags::MS_SLAVE | MsFlags::MS_REC,
         Some(p) => propagation_flags(p).with_context(|| format!("unknown rootfsPropagation {p:?}"))?,
     };
-    // The rootfs's own mount must not be shared for pivot_root, whatever the request.
-    let root_flags = if flags.contains(MsFlags::MS_SHARED) { MsFlags::MS_SLAVE | MsFlags::MS_REC } else { flags };
-    mount(NONE, "/", NONE, root_flags, NONE).context("setting propagation of /")?;
+    mount(NONE, "/", NONE, flags, NONE).context("setting propagation of /")?;
+    if flags.contains(MsFlags::MS_SHARED) {
+        // pivot_root refuses a new root whose parent mount is shared; as runc, only that one
+        // mount (in this namespace) becomes private, and the rootfs bound from it with it.
+        let parent = mount_point_of(rootfs)?;
+        mount(NONE, &parent, NONE, MsFlags::MS_PRIVATE, NONE)
+            .with_context(|| format!("making {} (the rootfs's parent mount) private", parent.display()))?;
+    }
     mount(Some(rootfs), rootfs, NONE, MsFlags::MS_BIND | MsFlags::MS_REC, NONE)
         .with_context(|| format!("bind-mounting rootfs {} onto itself", rootfs.display()))?;
     Ok(())
+}
+
+/// The mount point of the mount `path` is on: the longest mount point in /proc/self/mountinfo
+/// that contains it.
+fn mount_point_of(path: &Path) -> Result<PathBuf> {
+    let path = path.canonicalize().with_context(|| format!("resolving {}", path.display()))?;
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").context("reading /proc/self/mountinfo")?;
+    mountinfo
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4).map(crate::cgroups::unescape_mountinfo))
+        .map(PathBuf::from)
+        .filter(|mp| path.starts_with(mp))
+        .max_by_key(|mp| mp.components().count())
+        .with_context(|| format!("no mount contains {}", path.display()))
 }
 
 /// Mounts every entry of `mounts`, in order.
@@ -132,6 +152,12 @@ fn mount_entry(ctx: &MountContext, root: &File, m: &Mount, opts: &MountOptions) 
     let target_path = proc_fd(&target);
     let source = m.source().clone().unwrap_or_else(|| PathBuf::from(typ));
     let data = (!opts.data.is_empty()).then_some(opts.data.as_str());
+    if opts.tmpcopyup {
+        if typ != "tmpfs" {
+            bail!("mount option \"tmpcopyup\" applies to tmpfs mounts only, not {typ:?}");
+        }
+        return mount_tmpfs_copyup(root, dest, &target_path, opts, data);
+    }
     let result = mount(Some(source.as_path()), &target_path, Some(typ), opts.flags, data);
     match (result, typ) {
         (Ok(()), _) => {}
@@ -152,6 +178,27 @@ fn mount_entry(ctx: &MountContext, root: &File, m: &Mount, opts: &MountOptions) 
     }
     apply_propagation(root, dest, opts)?;
     Ok(())
+}
+
+/// `tmpcopyup`, as runc: a tmpfs over `dest` that starts with the directory's content (modes,
+/// owners, symlinks, times). The directory stays reachable through an fd opened before the
+/// mount hides it; a read-only tmpfs is made read-only after the copy.
+fn mount_tmpfs_copyup(root: &File, dest: &Path, target: &Path, opts: &MountOptions, data: Option<&str>) -> Result<()> {
+    let lower = File::open(target).with_context(|| format!("opening {} to copy it up", dest.display()))?;
+    let lower_path = proc_fd(&lower);
+    let writable = opts.flags - MsFlags::MS_RDONLY;
+    mount(Some("tmpfs"), target, Some("tmpfs"), writable, data)
+        .with_context(|| format!("mount -t tmpfs tmpfs {}", dest.display()))?;
+    let mounted = open_in_root(root, dest, OFlag::O_PATH | OFlag::O_DIRECTORY).context("re-resolving the tmpfs")?;
+    let upper_path = proc_fd(&mounted);
+    crate::copy_tree::copy_dir_contents(&lower_path, &upper_path)
+        .with_context(|| format!("copying {} up into its tmpfs", dest.display()))?;
+    crate::copy_tree::copy_attributes(&lower_path, &upper_path)?;
+    if opts.flags.contains(MsFlags::MS_RDONLY) {
+        mount(NONE, &upper_path, NONE, MsFlags::MS_REMOUNT | opts.flags, data)
+            .context("remounting the tmpfs read-only")?;
+    }
+    apply_propagation(root, dest, opts)
 }
 
 fn apply_propagation(root: &File, dest: &Path, opts: &MountOptions) -> Result<()> {

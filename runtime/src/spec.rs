@@ -142,8 +142,8 @@ pub fn validate(spec: &Spec) -> Result<()> {
     if linux.intel_rdt().is_some() {
         bail!("linux.intelRdt is not supported by berth-runtime");
     }
-    if linux.personality().is_some() {
-        bail!("linux.personality is not supported by berth-runtime yet");
+    if let Some(p) = linux.personality() {
+        crate::personality::compile(p)?;
     }
     if linux.mount_label().as_ref().is_some_and(|l| !l.is_empty())
         || process.selinux_label().as_ref().is_some_and(|l| !l.is_empty())
@@ -156,11 +156,11 @@ pub fn validate(spec: &Spec) -> Result<()> {
         }
         bail!("apparmor profile {profile:?} requested but AppArmor is not enabled on this host");
     }
-    if process.scheduler().is_some() {
-        bail!("process.scheduler is not supported by berth-runtime yet");
+    if let Some(s) = process.scheduler() {
+        crate::scheduler::compile(s)?;
     }
-    if process.io_priority().is_some() {
-        bail!("process.ioPriority is not supported by berth-runtime yet");
+    if let Some(p) = process.io_priority() {
+        crate::io_priority::compile(p)?;
     }
     if process.exec_cpu_affinity().is_some() {
         bail!("process.execCPUAffinity is not supported by berth-runtime yet");

@@ -37,6 +37,30 @@ pub struct CgroupPaths {
     pub created: Vec<PathBuf>,
 }
 
+/// One `exec --cgroup [CONTROLLER:]PATH`: a sub-cgroup of the container's cgroup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecCgroup {
+    /// The v1 controller whose hierarchy it is for (None: every hierarchy).
+    pub controller: Option<String>,
+    /// Relative to the container's cgroup; never leaves it.
+    pub path: PathBuf,
+}
+
+impl ExecCgroup {
+    /// Parses `PATH` or `CONTROLLER:PATH`; a path that could leave the container's cgroup is refused.
+    pub fn parse(arg: &str) -> Result<ExecCgroup> {
+        let (controller, path) = match arg.split_once(':') {
+            Some((c, p)) if !c.is_empty() => (Some(c.to_string()), p),
+            _ => (None, arg),
+        };
+        let path = PathBuf::from(path.trim_start_matches('/'));
+        if path.as_os_str().is_empty() || path.components().any(|c| !matches!(c, Component::Normal(_))) {
+            bail!("invalid --cgroup {arg:?}: want [CONTROLLER:]PATH, a sub-cgroup of the container's (no \"..\")");
+        }
+        Ok(ExecCgroup { controller, path })
+    }
+}
+
 /// One mounted cgroup hierarchy.
 #[derive(Debug, Clone)]
 struct Hierarchy {
@@ -48,7 +72,8 @@ struct Hierarchy {
     v2: bool,
 }
 
-fn unescape_mountinfo(s: &str) -> String {
+/// A /proc/self/mountinfo field with its octal escapes (`\040` for a space) decoded.
+pub(crate) fn unescape_mountinfo(s: &str) -> String {
     s.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
 }
 
@@ -272,6 +297,35 @@ impl CgroupPaths {
         std::fs::write(&procs, pid.to_string()).with_context(|| format!("adding pid {pid} to {}", procs.display()))
     }
 
+    /// `exec --cgroup`: moves an exec'd process into the existing sub-cgroups `subs` names, each
+    /// in the hierarchy of its controller or, without one, in every hierarchy; a hierarchy none
+    /// names gets the container's cgroup (runc 1.2's semantics).
+    pub fn join_exec_sub(&self, pid: i32, subs: &[ExecCgroup]) -> Result<()> {
+        if self.mode == Mode::V2 && subs.iter().any(|s| s.controller.is_some()) {
+            bail!("exec --cgroup CONTROLLER:PATH needs cgroup v1; give PATH alone on cgroup v2");
+        }
+        let hierarchies = hierarchies()?;
+        for dir in &self.dirs {
+            let controllers = hierarchies
+                .iter()
+                .filter(|h| dir.starts_with(&h.mountpoint))
+                .max_by_key(|h| h.mountpoint.components().count())
+                .map_or(&[][..], |h| &h.controllers[..]);
+            let sub = subs
+                .iter()
+                .find(|s| s.controller.as_ref().is_some_and(|c| controllers.contains(c)))
+                .or_else(|| subs.iter().find(|s| s.controller.is_none()));
+            let target = sub.map_or_else(|| dir.clone(), |s| dir.join(&s.path));
+            if !target.is_dir() {
+                bail!("cgroup {} does not exist (exec --cgroup needs an existing sub-cgroup)", target.display());
+            }
+            let procs = target.join("cgroup.procs");
+            std::fs::write(&procs, pid.to_string())
+                .with_context(|| format!("adding pid {pid} to {}", procs.display()))?;
+        }
+        Ok(())
+    }
+
     /// Pids in the container's cgroup, including the sub-cgroups its processes made (in any v1
     /// hierarchy: a process may have moved to a sub-cgroup of one controller only).
     pub fn pids(&self) -> Result<Vec<i32>> {
@@ -448,6 +502,16 @@ fn inherit_cpuset(dir: &Path) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn exec_cgroup_paths_stay_inside_the_container_cgroup() {
+        let parsed = ExecCgroup::parse("memory:a/b").unwrap();
+        assert_eq!((parsed.controller.as_deref(), parsed.path.as_path()), (Some("memory"), Path::new("a/b")));
+        assert_eq!(ExecCgroup::parse("/sub").unwrap(), ExecCgroup { controller: None, path: "sub".into() });
+        for bad in ["", "../x", "a/../../x", "memory:", "memory:.."] {
+            assert!(ExecCgroup::parse(bad).is_err(), "{bad:?} accepted");
+        }
+    }
     use super::*;
 
     #[test]

@@ -41,6 +41,10 @@ pub struct ExecOptions {
     pub no_new_privs: bool,
     /// Pass fds 3..3+N to the process.
     pub preserve_fds: i32,
+    /// `--cgroup`: sub-cgroups of the container's to run in.
+    pub cgroups: Vec<crate::cgroups::ExecCgroup>,
+    /// `--ignore-paused`: exec into a paused container (the process runs once it is resumed).
+    pub ignore_paused: bool,
 }
 
 /// The process to run, from process.json or the container's process with the flags applied.
@@ -154,9 +158,12 @@ fn init_namespaces(spec: &Spec, pid: i32) -> Result<Vec<(LinuxNamespaceType, std
 /// Runs the exec; returns the exit code to exit with (0 when detached).
 pub fn exec(root: &Path, opts: &ExecOptions) -> Result<i32> {
     let c = Container::open(root, &opts.id)?;
+    let paused = c.status() == Status::Paused;
     match c.status() {
         Status::Running | Status::Created => {}
-        Status::Paused => bail!("cannot exec in a paused container {}", opts.id),
+        // As runc 1.2: the new process joins the frozen cgroup, so this waits for a resume.
+        Status::Paused if opts.ignore_paused => {}
+        Status::Paused => bail!("cannot exec in a paused container {} (use --ignore-paused to override)", opts.id),
         status => bail!("cannot exec in container {}: it is {status}", opts.id),
     }
     let spec: Spec = serde_json::from_value(c.state.config.clone()).context("reading the saved config")?;
@@ -209,8 +216,19 @@ pub fn exec(root: &Path, opts: &ExecOptions) -> Result<i32> {
         nix::unistd::ForkResult::Parent { child } => child.as_raw(),
     };
     drop(child_sock);
+    let mut c = Some(c);
     let setup = (|| -> Result<()> {
-        c.state.cgroup.join_exec(pid, c.state.pid)?;
+        let container = c.as_ref().context("the container lock is gone")?;
+        if opts.cgroups.is_empty() {
+            container.state.cgroup.join_exec(pid, container.state.pid)?;
+        } else {
+            container.state.cgroup.join_exec_sub(pid, &opts.cgroups)?;
+        }
+        if paused {
+            // The process is frozen with the container until someone resumes it, which needs
+            // the lock (dropping it unlocks the flock the child inherited too).
+            c = None;
+        }
         parent_sock.send(&Message::Go)?;
         parent_sock.expect(Message::Ready)?;
         if let Some(pid_file) = &opts.pid_file {
