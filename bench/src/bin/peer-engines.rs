@@ -17,12 +17,16 @@ use berth_integration::engines::podman::Podman;
 /// `env K=V … PROGRAM ARGS…`, single-quoted for a shell.
 fn shell_line(cmd: &Command) -> String {
     let quote = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
+    // env's options (-u) come before its assignments.
     let mut parts = vec!["env".to_string()];
     for (k, v) in cmd.get_envs() {
-        let k = k.to_string_lossy();
-        match v {
-            Some(v) => parts.push(quote(&format!("{k}={}", v.to_string_lossy()))),
-            None => parts.push(format!("-u {}", quote(&k))),
+        if v.is_none() {
+            parts.push(format!("-u {}", quote(&k.to_string_lossy())));
+        }
+    }
+    for (k, v) in cmd.get_envs() {
+        if let Some(v) = v {
+            parts.push(quote(&format!("{}={}", k.to_string_lossy(), v.to_string_lossy())));
         }
     }
     parts.push(quote(&cmd.get_program().to_string_lossy()));
