@@ -202,3 +202,25 @@ fn pull_progress_shows_human_sizes_and_system_df_counts_each_image_once() {
     assert_eq!(lines[3][..2], ["Local", "Volumes"], "{df}");
     assert_eq!(lines[4][..2], ["Build", "Cache"], "{df}");
 }
+
+#[test]
+fn events_since_replays_what_berthd_kept_and_until_ends_the_stream() {
+    let registry = Registry::start();
+    let (b, name) = pulled_busybox(&registry);
+    // Whole seconds: the pull's events happened before now + 1.
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs() + 1;
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+
+    let started = std::time::Instant::now();
+    let past = b.ok(&["events", "--since", "10m", "--until", &now.to_string()]);
+    assert!(started.elapsed() < std::time::Duration::from_secs(10), "an until in the past ends at once");
+    let familiar = name.clone();
+    assert!(past.lines().any(|l| l.contains(" image ") && l.contains(&familiar)), "{past}");
+
+    let later = (now + 3).to_string();
+    b.ok(&["tag", &name, "localhost/other:v2"]);
+    let out = b.ok(&["events", "--since", &now.to_string(), "--until", &later, "--filter", "type=image"]);
+    assert!(out.contains("localhost/other:v2"), "the tag since then: {out}");
+    let none = b.ok(&["events", "--since", &(now + 1000).to_string(), "--until", &later]);
+    assert_eq!(none, "", "nothing since a future time");
+}

@@ -27,12 +27,26 @@ pub struct EventsArgs {
     /// One JSON object per event ({"time":…,"namespace":…,"topic":…,"event":{…}}).
     #[arg(long)]
     json: bool,
+    /// Show events since TIME (RFC 3339, Unix seconds, or a duration ago: 10m, 1h30m) that
+    /// berthd still keeps (its last 1000), then live ones.
+    #[arg(long, value_name = "TIME")]
+    since: Option<String>,
+    /// Stream events until TIME (same forms), then end.
+    #[arg(long, value_name = "TIME")]
+    until: Option<String>,
 }
 
 /// Streams events until the daemon ends the stream or the user interrupts.
 pub async fn run(berthd: &Berthd, args: &EventsArgs) -> Result<()> {
     let filters = Filters::parse(&args.filters)?;
-    let req = SubscribeRequest { filters: filters.topic_prefixes.clone(), ..Default::default() };
+    let now = humanize::now_nanos();
+    let time = |value: &Option<String>| value.as_deref().map(|v| parse_time(v, now)).transpose();
+    let req = SubscribeRequest {
+        filters: filters.topic_prefixes.clone(),
+        since: time(&args.since)?.unwrap_or(0),
+        until: time(&args.until)?.unwrap_or(0),
+        ..Default::default()
+    };
     let mut stream = berthd.events().subscribe(ctx(), &req).await?;
     let mut containers = ContainerNames::new(berthd.containers());
     while let Some(e) = stream.recv().await? {
@@ -59,6 +73,57 @@ pub async fn run(berthd: &Berthd, args: &EventsArgs) -> Result<()> {
         out.flush()?;
     }
     Ok(())
+}
+
+/// docker's `--since`/`--until` TIME in Unix nanoseconds: RFC 3339 (or a bare date), Unix
+/// seconds with an optional fraction, or a Go duration (`90s`, `10m`, `1h30m`) before `now`.
+fn parse_time(value: &str, now: i64) -> Result<i64> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(value) {
+        return t.timestamp_nanos_opt().ok_or_else(|| anyhow::anyhow!("time {value:?} is out of range"));
+    }
+    if let Ok(date) = chrono::NaiveDate::parse_from_str(value, "%Y-%m-%d") {
+        let midnight = date.and_hms_opt(0, 0, 0).expect("midnight exists");
+        return midnight
+            .and_utc()
+            .timestamp_nanos_opt()
+            .ok_or_else(|| anyhow::anyhow!("time {value:?} is out of range"));
+    }
+    if let Some((seconds, fraction)) = value.split_once('.').or(Some((value, ""))) {
+        let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+        if digits(seconds) && (fraction.is_empty() || (digits(fraction) && fraction.len() <= 9)) {
+            let nanos: i64 = if fraction.is_empty() { 0 } else { format!("{fraction:0<9}").parse()? };
+            return Ok(seconds.parse::<i64>()?.saturating_mul(1_000_000_000).saturating_add(nanos));
+        }
+    }
+    Ok(now.saturating_sub(go_duration_nanos(value)?))
+}
+
+/// A Go duration (`1h30m`, `90s`, `1.5h`, `500ms`) in nanoseconds.
+fn go_duration_nanos(value: &str) -> Result<i64> {
+    let invalid = || anyhow::anyhow!("invalid time {value:?}: use RFC 3339, Unix seconds or a duration like 10m");
+    let mut rest = value;
+    let mut total = 0f64;
+    if rest.is_empty() {
+        return Err(invalid());
+    }
+    while !rest.is_empty() {
+        let number_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+        let number: f64 = rest[..number_len].parse().map_err(|_| invalid())?;
+        rest = &rest[number_len..];
+        let unit_len = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+        let unit = match &rest[..unit_len] {
+            "ns" => 1.0,
+            "us" | "µs" => 1e3,
+            "ms" => 1e6,
+            "s" => 1e9,
+            "m" => 60e9,
+            "h" => 3600e9,
+            _ => return Err(invalid()),
+        };
+        rest = &rest[unit_len..];
+        total += number * unit;
+    }
+    Ok(total as i64)
 }
 
 /// One event in docker's terms.
@@ -283,5 +348,18 @@ mod tests {
         assert!(!filters.matches(&untag));
         assert!(Filters::parse(&["colour=red".into()]).is_err());
         assert_eq!(Filters::parse(&["/images/".into()]).expect("prefix").topic_prefixes, ["/images/"]);
+    }
+
+    #[test]
+    fn since_and_until_take_rfc3339_unix_seconds_and_durations_ago() {
+        let now = 1_700_000_000 * 1_000_000_000;
+        assert_eq!(parse_time("2023-11-14T22:13:20Z", 0).unwrap(), now);
+        assert_eq!(parse_time("2023-11-14", 0).unwrap(), 1_699_920_000 * 1_000_000_000);
+        assert_eq!(parse_time("1700000000", 0).unwrap(), now);
+        assert_eq!(parse_time("1700000000.5", 0).unwrap(), now + 500_000_000);
+        assert_eq!(parse_time("10m", now).unwrap(), now - 600 * 1_000_000_000);
+        assert_eq!(parse_time("1h30m", now).unwrap(), now - 5400 * 1_000_000_000);
+        assert!(parse_time("yesterday", now).is_err());
+        assert!(parse_time("", now).is_err());
     }
 }

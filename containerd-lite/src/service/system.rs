@@ -25,14 +25,38 @@ impl berth_proto::system_ttrpc::Events for EventsService {
         req: SubscribeRequest,
         stream: ServerStreamSender<Envelope>,
     ) -> ttrpc::Result<()> {
-        let mut rx = self.0.events.subscribe();
+        let wanted =
+            |e: &Envelope| req.filters.is_empty() || req.filters.iter().any(|f| e.topic.starts_with(f.as_str()));
+        let before_until = |e: &Envelope| req.until <= 0 || e.timestamp <= req.until;
+        let (past, mut rx) = if req.since > 0 {
+            self.0.events.subscribe_since(req.since)
+        } else {
+            (Vec::new(), self.0.events.subscribe())
+        };
+        for e in past.iter().filter(|e| wanted(e) && before_until(e)) {
+            // The subscriber went away.
+            if stream.send(e).await.is_err() {
+                return Ok(());
+            }
+        }
+        let until = (req.until > 0).then(|| {
+            let wait = req.until.saturating_sub(crate::events::now_nanos()).max(0);
+            tokio::time::Instant::now() + std::time::Duration::from_nanos(wait as u64)
+        });
         loop {
-            match rx.recv().await {
+            let received = match until {
+                Some(deadline) => match tokio::time::timeout_at(deadline, rx.recv()).await {
+                    Ok(received) => received,
+                    Err(_) => return Ok(()),
+                },
+                None => rx.recv().await,
+            };
+            match received {
+                Ok(e) if !before_until(&e) => return Ok(()),
                 Ok(e) => {
-                    if !req.filters.is_empty() && !req.filters.iter().any(|f| e.topic.starts_with(f.as_str())) {
+                    if !wanted(&e) {
                         continue;
                     }
-                    // The subscriber went away.
                     if stream.send(&e).await.is_err() {
                         return Ok(());
                     }
