@@ -15,8 +15,9 @@ fi
 # The integration tests run the real binaries: cargo test alone does not build them.
 cargo build --workspace --locked
 cargo test --workspace --locked
-# The cgroup v2 lane: the suites that depend on the cgroup layout, plus cgroup_v2, inside a qemu VM
-# booted in the unified hierarchy (the host's cgroups may well be v1). BERTH_VM_LANE=0 skips it.
+# The cgroup v2 lane: the suites that depend on the cgroup layout, plus cgroup_v2 and berth_run
+# (berthd, its shim and the runtime), inside a qemu VM booted in the unified hierarchy (the host's
+# cgroups may well be v1). BERTH_VM_LANE=0 skips it.
 if [[ ${BERTH_VM_LANE:-1} != 0 ]]; then
 	bash scripts/vm-test.sh
 else

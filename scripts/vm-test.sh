@@ -20,6 +20,11 @@
 # berth-runtime, integration/fixtures and bash at their host paths, plus their shared libraries.
 # The tests run as root in the root cgroup with BERTH_REQUIRE_V2=1, so a guest that is not pure
 # v2 fails them instead of skipping them.
+# Tests that drive a private berthd (their source uses integration/src/engines/berthd.rs) also get
+# berthd, berth, containerd-shim-berth-v2 and berth-init from their target dir, beside
+# berth-runtime; the busybox image's docker-archive, built on the host with
+# integration/fixtures/make-busybox-image.sh (the guest has no umoci or skopeo), whose guest path
+# they find in BERTH_IMAGE_ARCHIVE; and the overlay module for berthd's snapshotter.
 #
 # Environment:
 #   BERTH_VM_CACHE     kernel cache (default: <cargo target dir>/vm)
@@ -27,8 +32,11 @@
 #   BERTH_VM_TEST_TIMEOUT  seconds one test binary may take in the guest (default 900)
 #   BERTH_VM_MEM, BERTH_VM_CPUS   guest RAM in MiB (default 1024) and vCPUs (default 2)
 #   BERTH_VM_ACCEL     tcg (default) or kvm where /dev/kvm works
-#   BERTH_VM_MODULES   kernel modules to load in the guest, with their dependencies (e.g.
-#                      "overlay"); the current tests need none
+#   BERTH_VM_MODULES   further kernel modules to load in the guest, with their dependencies
+#                      (the lane always loads fuse: container_setup opens a device node with
+#                      /dev/fuse's numbers; and overlay for berthd's tests)
+#   BERTH_IMAGE_ARCHIVE  the busybox docker-archive for berthd's tests (default: built on the
+#                      host for each run)
 #   BERTH_VM_ENV       names of further host variables to pass into the guest (RUST_BACKTRACE,
 #                      RUST_TEST_THREADS, RUST_LOG and BERTH_RUNTIME always are)
 #   BERTH_VM_KEEP=1    keep the work dir ($BERTH_VM_CACHE/work/run.*: initramfs, console log)
@@ -36,7 +44,7 @@
 #                      binaries' deps/ dir, as the tests themselves find it)
 set -euo pipefail
 
-DEFAULT_TESTS=(lifecycle container_setup cli resources exec seccomp update_events cgroup_v2)
+DEFAULT_TESTS=(lifecycle container_setup cli resources exec seccomp update_events cgroup_v2 berth_run)
 KERNEL_META=linux-image-cloud-amd64
 
 REPO=$(cd "$(dirname "$0")/.." && pwd -P)
@@ -141,9 +149,15 @@ ensure_kernel() {
 }
 
 # ------------------------------------------------------------------------ test binaries ----
+# True when integration test NAME drives a private berthd (integration/src/engines/berthd.rs).
+needs_berthd() {
+	grep -q 'engines::berthd' "$REPO/integration/tests/$1.rs" 2>/dev/null
+}
+
 # Resolves TEST arguments to "name path" lines in TESTS. Names are built with cargo (with the
-# runtime the tests run); paths are taken as they are.
+# runtime the tests run); paths are taken as they are. Sets NEED_BERTHD when a test needs berthd.
 TESTS=()
+NEED_BERTHD=0
 resolve_tests() {
 	local names=() t line name exe
 	for t in "$@"; do
@@ -151,15 +165,23 @@ resolve_tests() {
 			[[ -f $t && -x $t ]] || die "test binary $t does not exist or is not executable"
 			name=${t##*/}
 			TESTS+=("${name%-*} $(readlink -f "$t")")
+			if needs_berthd "${name%-*}"; then NEED_BERTHD=1; fi
 		else
 			[[ -f $REPO/integration/tests/$t.rs ]] || die "no integration test named $t (integration/tests/$t.rs)"
 			names+=("$t")
+			if needs_berthd "$t"; then NEED_BERTHD=1; fi
 		fi
 	done
 	((${#names[@]})) || return 0
 	command -v cargo >/dev/null || die "cargo not found"
-	log "building berth-runtime and the test binaries: ${names[*]}"
-	(cd "$REPO" && cargo build --locked -p berth-runtime) >&2 || die "cargo build -p berth-runtime failed"
+	if ((NEED_BERTHD)); then
+		# berthd, berth, the shim and berth-init as well, built as scripts/test.sh builds them.
+		log "building the workspace's binaries and the test binaries: ${names[*]}"
+		(cd "$REPO" && cargo build --workspace --locked) >&2 || die "cargo build --workspace failed"
+	else
+		log "building berth-runtime and the test binaries: ${names[*]}"
+		(cd "$REPO" && cargo build --locked -p berth-runtime) >&2 || die "cargo build -p berth-runtime failed"
+	fi
 	# The workspace-wide build, as scripts/test.sh makes it: a -p build unifies features
 	# differently and would compile a second copy of every binary.
 	local json
@@ -226,6 +248,40 @@ resolve_modules() {
 
 shquote() { printf "'%s'" "${1//\'/\'\\\'\'}"; }
 
+# The guest path of the busybox image archive of berthd's tests.
+GUEST_IMAGE_ARCHIVE=/etc/vm/busybox-docker.tar
+
+# Stages what the berthd tests need: the daemon, the CLI, the shim and berth-init beside the
+# berth-runtime of every such test binary's target dir (where the fixture, berthd and the shim
+# look for one another), and the image archive.
+stage_berthd() {
+	local stage=$1 t name exe dir b archive
+	for t in "${TESTS[@]}"; do
+		name=${t%% *} exe=${t#* }
+		needs_berthd "$name" || continue
+		dir=$(dirname "$(dirname "$exe")")
+		for b in berthd berth containerd-shim-berth-v2 berth-runtime berth-init; do
+			if [[ ! -x $dir/$b ]]; then
+				[[ $b == berth-init ]] && continue # optional: only --init needs it
+				die "$dir/$b not found: cargo build --workspace"
+			fi
+			[[ -e $stage$dir/$b ]] || stage_file "$dir/$b" "$stage"
+		done
+	done
+	archive=${BERTH_IMAGE_ARCHIVE:-}
+	if [[ -z $archive ]]; then
+		log "building the busybox image (integration/fixtures/make-busybox-image.sh)"
+		bash "$REPO/integration/fixtures/make-busybox-image.sh" "$WORK/image" >/dev/null 2>"$WORK/image.log" || {
+			cat "$WORK/image.log" >&2
+			die "make-busybox-image.sh failed (umoci and skopeo: bash scripts/install-deps.sh)"
+		}
+		archive=$WORK/image/busybox-docker.tar
+	fi
+	[[ -f $archive ]] || die "image archive $archive not found (BERTH_IMAGE_ARCHIVE)"
+	cp "$archive" "$stage$GUEST_IMAGE_ARCHIVE"
+	rm -rf "$WORK/image"
+}
+
 # Builds $WORK/initrd.cpio for TESTS with TEST_ARGS.
 build_initramfs() {
 	local stage=$WORK/stage runtime t name exe m v a
@@ -256,6 +312,7 @@ build_initramfs() {
 	mkdir -p "$stage$REPO/integration"
 	cp -a "$REPO/integration/fixtures" "$stage$REPO/integration/"
 	stage_file "$(command -v bash)" "$stage"
+	if ((NEED_BERTHD)); then stage_berthd "$stage"; fi
 	while IFS= read -r -d '' a; do stage_libs "$a" "$stage"; done < <(find "$stage" -type f -perm -u+x -print0)
 
 	: >"$stage/etc/vm/modules"
@@ -268,6 +325,7 @@ build_initramfs() {
 
 	{
 		echo "export BERTH_REQUIRE_V2=1 BERTH_VM_TEST_TIMEOUT=$TEST_TIMEOUT"
+		if ((NEED_BERTHD)); then echo "export BERTH_IMAGE_ARCHIVE=$GUEST_IMAGE_ARCHIVE"; fi
 		for v in RUST_BACKTRACE RUST_TEST_THREADS RUST_LOG BERTH_RUNTIME ${BERTH_VM_ENV:-}; do
 			if [[ -n ${!v+x} ]]; then echo "export $v=$(shquote "${!v}")"; fi
 		done
@@ -419,6 +477,13 @@ if ((SETUP_ONLY)); then
 	exit 0
 fi
 resolve_tests "${ARGS[@]}"
+# The modules the suites need: container_setup opens a device node with /dev/fuse's numbers
+# (ENODEV without the driver); berthd's snapshotter mounts overlayfs.
+LANE_MODULES=(fuse)
+if ((NEED_BERTHD)); then LANE_MODULES+=(overlay); fi
+for m in "${LANE_MODULES[@]}"; do
+	if [[ " $MODULES " != *" $m "* ]]; then MODULES="$MODULES $m"; fi
+done
 
 trap cleanup EXIT
 trap 'exit 130' INT

@@ -6,13 +6,17 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use berth_integration::engines::berthd::Berthd;
-use berth_integration::engines::image::{BusyboxImage, IMAGE_REF};
+use berth_integration::engines::image::{prebuilt_docker_archive, BusyboxImage, IMAGE_REF};
 use serde_json::Value;
 
-/// The busybox image archive, built once per test binary.
+/// The busybox image archive, built once per test binary, or the prebuilt one
+/// `BERTH_IMAGE_ARCHIVE` names (the cgroup v2 VM has neither umoci nor skopeo).
 fn image_archive() -> PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
+        if let Some(archive) = prebuilt_docker_archive() {
+            return archive;
+        }
         let dir = std::env::temp_dir().join(format!("berth-it-run-image-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("image dir");
         BusyboxImage::build(&dir).docker_archive()
@@ -134,6 +138,23 @@ fn run_flags_are_applied_inside_the_container() {
     let env_file = scratch.path().join("env");
     std::fs::write(&env_file, "# comment\nFROM_FILE=yes\n").expect("write");
     let volume = format!("{}:/data:ro", scratch.path().display());
+    // The limits as the container's own cgroup shows them: on v2 its cgroup namespace puts its
+    // cgroup at /sys/fs/cgroup; cpu.weight is runc's conversion of 512 shares.
+    let v2 = berth_integration::host_is_v2();
+    let require_v2 = matches!(std::env::var_os("BERTH_REQUIRE_V2"), Some(v) if !v.is_empty() && v != "0");
+    assert!(v2 || !require_v2, "BERTH_REQUIRE_V2 is set, but /sys/fs/cgroup is not cgroup v2 alone");
+    let (cgroup_files, cgroup_values) = if v2 {
+        (
+            "cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/pids.max /sys/fs/cgroup/cpu.max /sys/fs/cgroup/cpu.weight",
+            ["67108864", "33", "50000 100000", "20"],
+        )
+    } else {
+        (
+            "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max \
+             /sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/cpu/cpu.shares",
+            ["67108864", "33", "50000", "512"],
+        )
+    };
     let script = [
         "echo env=$FOO/$FROM_FILE",
         "pwd",
@@ -143,10 +164,7 @@ fn run_flags_are_applied_inside_the_container() {
         "touch /scratch/ok && echo tmpfs-rw",
         "cat /data/f",
         "touch /data/g 2>/dev/null || echo bind-ro",
-        "cat /sys/fs/cgroup/memory/memory.limit_in_bytes",
-        "cat /sys/fs/cgroup/pids/pids.max",
-        "cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us",
-        "cat /sys/fs/cgroup/cpu/cpu.shares",
+        cgroup_files,
         "ulimit -n",
         "grep NoNewPrivs /proc/self/status",
         "df -k /dev/shm | tail -1",
@@ -198,7 +216,8 @@ fn run_flags_are_applied_inside_the_container() {
     assert_eq!(lines[2], "uid=65534(nobody) gid=65534(nogroup) groups=1234");
     assert_eq!(lines[3], "myhost");
     assert_eq!(&lines[4..8], ["root-ro", "tmpfs-rw", "bound", "bind-ro"]);
-    assert_eq!(&lines[8..13], ["67108864", "33", "50000", "512", "100"]);
+    assert_eq!(&lines[8..12], cgroup_values, "cgroup {}: {out}", if v2 { "v2" } else { "v1" });
+    assert_eq!(lines[12], "100");
     assert_eq!(lines[13], "NoNewPrivs:\t1");
     assert!(lines[14].split_whitespace().nth(1) == Some("8192"), "shm size: {}", lines[14]);
 

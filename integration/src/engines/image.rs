@@ -39,3 +39,14 @@ impl BusyboxImage {
         self.dir.join("busybox-docker.tar")
     }
 }
+
+/// The variable that names a prebuilt docker-archive of [`IMAGE_REF`], for hosts without umoci
+/// and skopeo: scripts/vm-test.sh builds the image on the host and stages it in its VM.
+pub const IMAGE_ARCHIVE_ENV: &str = "BERTH_IMAGE_ARCHIVE";
+
+/// The docker-archive [`IMAGE_ARCHIVE_ENV`] names, if it is set (and not empty).
+pub fn prebuilt_docker_archive() -> Option<PathBuf> {
+    let path = PathBuf::from(std::env::var_os(IMAGE_ARCHIVE_ENV).filter(|v| !v.is_empty())?);
+    assert!(path.is_file(), "{IMAGE_ARCHIVE_ENV}={} is not a file", path.display());
+    Some(path)
+}
