@@ -272,9 +272,9 @@ fn v2_device_rules_deny_and_allow() {
     if !pure_v2_host("v2_device_rules_deny_and_allow") {
         return;
     }
-    // Deny everything, allow /dev/null, and allow only mknod of 1:11 (/dev/kmsg) so the runtime can
-    // make the node that the rules then refuse to open. /dev/zero stays readable: like runc (and
-    // our v1 driver), the runtime appends rules for the default devices every container gets.
+    // Deny everything but /dev/null. /dev/zero stays readable: like runc (and our v1 driver), the
+    // runtime appends rules for the default devices every container gets, and for those listed
+    // in linux.devices. The host's /dev/kmsg, bound in by a mount (not listed), is refused.
     let script = "echo x > /dev/null && echo null_write=ok; head -c 1 /dev/zero | od -An -tx1 | tr -d ' '; \
                   echo probe > /dev/berth-kmsg; echo kmsg_write=$?";
     let rt = Runtime::new();
@@ -282,14 +282,15 @@ fn v2_device_rules_deny_and_allow() {
     bundle.edit(|c| {
         c["linux"]["devices"] = json!([
             {"path": "/dev/null", "type": "c", "major": 1, "minor": 3},
-            {"path": "/dev/zero", "type": "c", "major": 1, "minor": 5},
-            {"path": "/dev/berth-kmsg", "type": "c", "major": 1, "minor": 11}
+            {"path": "/dev/zero", "type": "c", "major": 1, "minor": 5}
         ]);
         c["linux"]["resources"] = json!({"devices": [
             {"allow": false, "access": "rwm"},
-            {"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rwm"},
-            {"allow": true, "type": "c", "major": 1, "minor": 11, "access": "m"}
+            {"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rwm"}
         ]});
+        c["mounts"].as_array_mut().expect("mounts").push(
+            json!({"destination": "/dev/berth-kmsg", "type": "bind", "source": "/dev/kmsg", "options": ["bind"]}),
+        );
     });
     let id = unique_id("v2dev");
     let (code, out, err) = rt.run_container(&bundle, &id);

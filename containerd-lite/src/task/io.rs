@@ -16,9 +16,6 @@ use tokio::sync::{broadcast, watch, Mutex};
 
 use super::log::JsonLog;
 
-/// After the process exited, its output counts as complete once the FIFO stayed empty this long.
-const DRAIN_QUIET: std::time::Duration = std::time::Duration::from_millis(100);
-
 async fn write_log(log: &Arc<std::sync::Mutex<JsonLog>>, stream: u32, data: &[u8]) {
     let (log, chunk) = (log.clone(), data.to_vec());
     let written = tokio::task::spawn_blocking(move || {
@@ -92,10 +89,18 @@ impl FifoSet {
     }
 }
 
+/// One output FIFO as the copier reads it.
+pub struct OutputFifo {
+    stream: u32,
+    path: PathBuf,
+    rx: pipe::Receiver,
+}
+
 /// Opens the output FIFOs for reading. They are opened read-write: the open never waits, and
-/// no end-of-file is ever read, whenever the shim opens or closes its ends (shims differ in
-/// when they do); the copier ends once the process has exited and the FIFOs are drained.
-pub fn open_outputs(fifos: &FifoSet) -> Result<Vec<(u32, pipe::Receiver)>> {
+/// no early end-of-file is read, whenever the shim opens its ends (shims differ in when they
+/// do). Once the process has exited, the copier switches to a read-only end, whose end-of-file
+/// then means the shim closed its writer: everything was delivered.
+pub fn open_outputs(fifos: &FifoSet) -> Result<Vec<OutputFifo>> {
     let mut out = Vec::new();
     for (stream, path) in [(STDOUT, Some(&fifos.stdout)), (STDERR, fifos.stderr.as_ref())] {
         let Some(path) = path else { continue };
@@ -103,7 +108,7 @@ pub fn open_outputs(fifos: &FifoSet) -> Result<Vec<(u32, pipe::Receiver)>> {
             .read_write(true)
             .open_receiver(path)
             .with_context(|| format!("opening {}", path.display()))?;
-        out.push((stream, rx));
+        out.push(OutputFifo { stream, path: path.clone(), rx });
     }
     Ok(out)
 }
@@ -153,34 +158,37 @@ impl ProcessIo {
         let _ = tokio::time::timeout(limit, rx.wait_for(|d| *d)).await;
     }
 
-    /// Copies `outputs` to the log (if any) and to subscribers until each is at end-of-file.
-    pub fn spawn_copier(
-        self: &Arc<Self>,
-        outputs: Vec<(u32, pipe::Receiver)>,
-        log: Option<Arc<std::sync::Mutex<JsonLog>>>,
-    ) {
+    /// Copies `outputs` to the log (if any) and to subscribers until the process has exited and
+    /// each output is at end-of-file.
+    pub fn spawn_copier(self: &Arc<Self>, outputs: Vec<OutputFifo>, log: Option<Arc<std::sync::Mutex<JsonLog>>>) {
         let io = self.clone();
         tokio::spawn(async move {
             let mut readers = Vec::new();
-            for (stream, rx) in outputs {
+            for output in outputs {
                 let io = io.clone();
                 let log = log.clone();
                 let mut exited = io.exited.subscribe();
                 readers.push(tokio::spawn(async move {
+                    let OutputFifo { stream, path, mut rx } = output;
                     let mut buf = vec![0u8; 32 * 1024];
-                    let mut draining = false;
+                    let mut read_only = false;
                     loop {
-                        let ready = if draining {
-                            // Output still in flight after the exit gets a short quiet period.
-                            match tokio::time::timeout(DRAIN_QUIET, rx.readable()).await {
-                                Ok(r) => r,
-                                Err(_) => break,
-                            }
+                        let ready = if read_only {
+                            rx.readable().await
                         } else {
                             tokio::select! {
                                 r = rx.readable() => r,
                                 _ = exited.wait_for(|e| *e) => {
-                                    draining = true;
+                                    // The pipe's data stays while any end is open: the
+                                    // read-only end is opened before the read-write one goes.
+                                    match pipe::OpenOptions::new().open_receiver(&path) {
+                                        Ok(ro) => rx = ro,
+                                        Err(e) => {
+                                            tracing::warn!(path = %path.display(), "reopening an output FIFO: {e}");
+                                            break;
+                                        }
+                                    }
+                                    read_only = true;
                                     continue;
                                 }
                             }

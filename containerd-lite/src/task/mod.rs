@@ -554,9 +554,8 @@ fn spawn_waiter(d: Arc<Berthd>, task: Arc<Task>) -> tokio::task::JoinHandle<()> 
         let shutdown = api::ShutdownRequest { id: id.clone(), ..Default::default() };
         let _ = task.client.shutdown(ctx(Duration::from_secs(5)), &shutdown).await;
         cleanup_bundle(&task.bundle);
-        if let Ok(mut live) = d.tasks.live.lock() {
-            live.remove(&id);
-        }
+        // The exit is recorded before the task leaves the live table: whoever finds no live
+        // task reads this exit from the record.
         let updated = d.containers.update(&id, |r| {
             r.state.status = Status::Exited;
             r.state.exit_code = code;
@@ -566,6 +565,9 @@ fn spawn_waiter(d: Arc<Berthd>, task: Arc<Task>) -> tokio::task::JoinHandle<()> 
         });
         if let Err(e) = updated {
             tracing::warn!(container = %id, "recording the exit: {e:#}");
+        }
+        if let Ok(mut live) = d.tasks.live.lock() {
+            live.remove(&id);
         }
         d.events.publish("/tasks/exit", serde_json::json!({"container_id": id, "exit_status": code}));
         apply_exit_policy_now(&d, &id, code).await;
