@@ -11,12 +11,12 @@ use nix::fcntl::{Flock, FlockArg};
 
 use crate::config::Config;
 use crate::container::ContainerStore;
-use crate::content::ContentStore;
 use crate::events::Events;
-use crate::meta::Metadata;
-use crate::registry::{RegistryClient, RegistryOptions};
+use crate::image::registry::{RegistryClient, RegistryOptions};
 use crate::service;
-use crate::snapshot::{Kind, Snapshotter};
+use crate::store::content::ContentStore;
+use crate::store::meta::Metadata;
+use crate::store::snapshot::{Kind, Snapshotter};
 use crate::task::Tasks;
 
 /// Everything the services share.
@@ -46,12 +46,12 @@ impl Berthd {
             .with_context(|| format!("opening the snapshotter in {}", cfg.root.display()))?;
         // Unpacks a killed daemon left half done: nothing refers to them, and no pull runs yet.
         for info in snapshots.list().context("listing snapshots")? {
-            if info.kind == Kind::Active && info.key.starts_with(crate::pull::EXTRACT_PREFIX) {
+            if info.kind == Kind::Active && info.key.starts_with(crate::image::pull::EXTRACT_PREFIX) {
                 tracing::info!(key = %info.key, "removing an interrupted unpack");
                 snapshots.remove(&info.key).with_context(|| format!("removing interrupted unpack {:?}", info.key))?;
             }
         }
-        crate::lease::delete_stale(&meta)?;
+        crate::store::lease::delete_stale(&meta)?;
         let containers = ContainerStore::new(meta.db()).context("opening the container store")?;
         let tasks = Tasks::new(&cfg.socket());
         let registry = RegistryClient::new(RegistryOptions {

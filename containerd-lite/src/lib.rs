@@ -1,22 +1,17 @@
-//! berthd, the manager tier: content store, metadata, overlayfs snapshots, layer apply and
-//! registry pull/push, served over ttrpc to the `berth` CLI.
+//! berthd, the manager tier, grouped by concern as containerd groups its plugins:
+//!
+//! - `store`: the content store, redb metadata, overlayfs snapshots, leases and garbage collection;
+//! - `image`: image references and manifests, registry pull/push, layer apply, image archives;
+//! - `container`: container records, docker's spec defaults, create;
+//! - `task`: running containers through their shims (stdio, logs, exec, exits, recovery);
+//! - `service`: the ttrpc services, thin adapters over the modules above;
+//! - `daemon`, `config`, `events`: the process, its settings and its event bus.
 
-pub mod archive;
 pub mod config;
 pub mod container;
-pub mod content;
 pub mod daemon;
-pub mod digest;
 pub mod events;
-pub mod gc;
 pub mod image;
-pub mod lease;
-pub mod meta;
-pub mod oci_archive;
-pub mod pull;
-pub mod push;
-pub mod reference;
-pub mod registry;
 pub mod service;
-pub mod snapshot;
+pub mod store;
 pub mod task;

@@ -6,7 +6,7 @@
 use berth_integration::engines::berthd::{berth_bin, walk, Berthd};
 use berth_integration::engines::process::{run, run_ok, Background};
 use berth_integration::engines::registry::{busybox_image, Registry};
-use berthd::digest::Digest;
+use berthd::store::digest::Digest;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::io::Read;

@@ -3,11 +3,11 @@
 //! push, and the errors a user sees (unknown tag, unreachable, unauthorized).
 
 use berth_integration::engines::registry::{free_port, Registry};
-use berthd::digest::Digest;
-use berthd::reference::Reference;
-use berthd::registry::{
+use berthd::image::reference::Reference;
+use berthd::image::registry::{
     transport_for, BlobFetch, BlobPush, Fetched, RegistryClient, RegistryError, RegistryOptions, Transport,
 };
+use berthd::store::digest::Digest;
 use serde_json::Value;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -13,9 +13,9 @@ use super::spec::{self, ImageRuntimeConfig, SpecInputs};
 use super::user::{self, ImageFiles};
 use super::{names, ContainerRecord, ContainerState, Status, DEFAULT_RUNTIME};
 use crate::daemon::Berthd;
+use crate::image::reference::Reference;
 use crate::image::{self, Descriptor, Platform};
-use crate::meta::Image;
-use crate::reference::Reference;
+use crate::store::meta::Image;
 
 /// The snapshot label that keeps the image config a container was made from (gc follows it).
 const CONFIG_REF_LABEL: &str = "containerd.io/gc.ref.content.config";

@@ -13,7 +13,7 @@ use nix::errno::Errno;
 use nix::fcntl::{self, OFlag, OpenHow, ResolveFlag};
 use nix::sys::stat::{fstat, Mode, SFlag};
 
-use crate::snapshot::Mount;
+use crate::store::snapshot::Mount;
 
 /// Longest /etc/passwd or /etc/group read.
 const MAX_FILE: u64 = 4 << 20;

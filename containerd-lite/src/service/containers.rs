@@ -99,14 +99,16 @@ impl berth_proto::containers_ttrpc::Containers for ContainersService {
             if pull == "never" {
                 return Err(not_found(format!("No such image: {}", config.image)));
             }
-            crate::pull::pull(&d, &config.image, &platform, &crate::pull::Reporter::none()).await.map_err(|e| {
-                let msg = super::one_line(&e);
-                if msg.contains("not found") || msg.contains("unknown") || msg.contains("MANIFEST_UNKNOWN") {
-                    not_found(format!("No such image: {} ({msg})", config.image))
-                } else {
-                    internal(e)
-                }
-            })?;
+            crate::image::pull::pull(&d, &config.image, &platform, &crate::image::pull::Reporter::none())
+                .await
+                .map_err(|e| {
+                    let msg = super::one_line(&e);
+                    if msg.contains("not found") || msg.contains("unknown") || msg.contains("MANIFEST_UNKNOWN") {
+                        not_found(format!("No such image: {} ({msg})", config.image))
+                    } else {
+                        internal(e)
+                    }
+                })?;
             image = find().await?;
         }
         if image.is_none() {

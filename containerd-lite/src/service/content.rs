@@ -12,10 +12,10 @@ use berth_proto::types::Empty;
 use ttrpc::asynchronous::{ServerStream, ServerStreamSender, TtrpcContext};
 
 use super::{blocking, internal, invalid, not_found};
-use crate::content::{ContentError, IngestStatus};
 use crate::daemon::Berthd;
-use crate::digest::Digest;
 use crate::events::nanos;
+use crate::store::content::{ContentError, IngestStatus};
+use crate::store::digest::Digest;
 
 pub struct ContentService(pub Arc<Berthd>);
 

@@ -12,12 +12,12 @@ use ttrpc::asynchronous::{ServerStreamReceiver, ServerStreamSender, TtrpcContext
 
 use super::{blocking, internal, invalid, not_found};
 use crate::daemon::Berthd;
-use crate::digest::Digest;
 use crate::events::nanos;
+use crate::image::pull::{self, Reporter};
+use crate::image::reference::Reference;
 use crate::image::{self, Descriptor, Platform};
-use crate::meta::{Image, Target};
-use crate::pull::{self, Reporter};
-use crate::reference::Reference;
+use crate::store::digest::Digest;
+use crate::store::meta::{Image, Target};
 
 pub struct ImagesService(pub Arc<Berthd>);
 pub struct TransferService(pub Arc<Berthd>);
@@ -164,7 +164,7 @@ impl berth_proto::images_ttrpc::Images for ImagesService {
             d2.meta.delete_image(&image.name).map_err(internal)?;
             let mut resp = DeleteImageResponse { untagged: vec![image.name.clone()], ..Default::default() };
             if req.sync {
-                let stats = crate::gc::collect(&d2.meta, &d2.content, &d2.snapshots).map_err(internal)?;
+                let stats = crate::store::gc::collect(&d2.meta, &d2.content, &d2.snapshots).map_err(internal)?;
                 resp.bytes_freed = stats.bytes_freed as i64;
                 if let Some(r) = resolved {
                     let config = &r.manifest.config.digest;
@@ -306,7 +306,7 @@ impl berth_proto::images_ttrpc::Transfer for TransferService {
         let img = image.clone();
         let task = tokio::spawn(async move {
             let report = Reporter::new(tx);
-            crate::push::push(&d, &img, &dest, &platform, &report).await
+            crate::image::push::push(&d, &img, &dest, &platform, &report).await
         });
         stream_progress(&stream, rx).await;
         let digest =
@@ -339,12 +339,12 @@ impl berth_proto::images_ttrpc::Transfer for TransferService {
 
 /// A failed transfer as the client sees it: registry errors keep their own one-line message.
 fn transfer_error(e: anyhow::Error) -> ttrpc::Error {
-    use crate::registry::RegistryError;
+    use crate::image::registry::RegistryError;
     let code = match e.downcast_ref::<RegistryError>() {
         Some(RegistryError::ManifestUnknown { .. }) | Some(RegistryError::BlobUnknown { .. }) => ttrpc::Code::NOT_FOUND,
         Some(RegistryError::Unauthorized { .. }) => ttrpc::Code::PERMISSION_DENIED,
         Some(RegistryError::Unreachable { .. }) => ttrpc::Code::UNAVAILABLE,
-        _ if e.downcast_ref::<crate::reference::ReferenceError>().is_some() => ttrpc::Code::INVALID_ARGUMENT,
+        _ if e.downcast_ref::<crate::image::reference::ReferenceError>().is_some() => ttrpc::Code::INVALID_ARGUMENT,
         _ => ttrpc::Code::UNKNOWN,
     };
     let msg = super::one_line(&e);

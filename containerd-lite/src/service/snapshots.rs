@@ -13,7 +13,7 @@ use ttrpc::asynchronous::{ServerStreamSender, TtrpcContext};
 use super::{blocking, internal, invalid, not_found};
 use crate::daemon::Berthd;
 use crate::events::nanos;
-use crate::snapshot::{Info, Kind, Mount, SnapshotError};
+use crate::store::snapshot::{Info, Kind, Mount, SnapshotError};
 
 pub struct SnapshotsService(pub Arc<Berthd>);
 

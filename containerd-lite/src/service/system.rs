@@ -12,7 +12,7 @@ use ttrpc::asynchronous::{ServerStreamSender, TtrpcContext};
 
 use super::{blocking, internal, invalid, status};
 use crate::daemon::Berthd;
-use crate::registry::{auth_key_registry, RegistryError};
+use crate::image::registry::{auth_key_registry, RegistryError};
 
 pub struct EventsService(pub Arc<Berthd>);
 pub struct SystemService(pub Arc<Berthd>);
@@ -75,7 +75,7 @@ impl berth_proto::system_ttrpc::System for SystemService {
         let _gc = d.gc_lock.write().await;
         let d2 = d.clone();
         let stats =
-            blocking(move || crate::gc::collect(&d2.meta, &d2.content, &d2.snapshots).map_err(internal)).await?;
+            blocking(move || crate::store::gc::collect(&d2.meta, &d2.content, &d2.snapshots).map_err(internal)).await?;
         Ok(PruneResponse {
             blobs_removed: stats.blobs_removed as i64,
             snapshots_removed: stats.snapshots_removed as i64,
@@ -96,7 +96,7 @@ impl berth_proto::system_ttrpc::System for SystemService {
                 snapshot_bytes += d.snapshots.usage(&s.key).map(|u| u.size).unwrap_or(0);
             }
             // What gc would free now: it computes its marks and removes nothing.
-            let reclaimable = crate::gc::reclaimable(&d.meta, &d.content, &d.snapshots).map_err(internal)?;
+            let reclaimable = crate::store::gc::reclaimable(&d.meta, &d.content, &d.snapshots).map_err(internal)?;
             Ok(DiskUsageResponse {
                 images: images.len() as i64,
                 content_bytes: content_bytes as i64,

@@ -1,5 +1,5 @@
 //! Transfer's save and load: image archives streamed as `Chunk`s, written and read by
-//! [`crate::oci_archive`] on a blocking thread through bounded channels, so neither side holds
+//! [`crate::image::oci_archive`] on a blocking thread through bounded channels, so neither side holds
 //! more than a few chunks in memory.
 
 use std::io::{self, Read, Write};
@@ -12,11 +12,11 @@ use ttrpc::asynchronous::{ServerStreamReceiver, ServerStreamSender};
 use super::images::{normalize, to_pb};
 use super::{blocking, internal, invalid, not_found};
 use crate::daemon::Berthd;
+use crate::image::oci_archive::{self, Format, InvalidArchive};
+use crate::image::pull::{self, Reporter};
 use crate::image::{self, Descriptor, Platform};
-use crate::lease::TransferLease;
-use crate::meta::{Image, Resource};
-use crate::oci_archive::{self, Format, InvalidArchive};
-use crate::pull::{self, Reporter};
+use crate::store::lease::TransferLease;
+use crate::store::meta::{Image, Resource};
 
 /// Bytes per `Chunk` sent (ttrpc messages are limited to 4 MiB).
 const CHUNK_SIZE: usize = 1 << 20;

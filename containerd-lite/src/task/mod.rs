@@ -63,7 +63,7 @@ fn shim_error(what: &str, e: ttrpc::Error) -> anyhow::Error {
     }
 }
 
-fn to_api_mounts(mounts: &[crate::snapshot::Mount]) -> Vec<api::Mount> {
+fn to_api_mounts(mounts: &[crate::store::snapshot::Mount]) -> Vec<api::Mount> {
     mounts
         .iter()
         .map(|m| api::Mount {
@@ -629,7 +629,7 @@ async fn remove_stopped(d: &Arc<Berthd>, id: &str) -> Result<()> {
     tokio::task::spawn_blocking(move || -> Result<()> {
         cleanup_bundle(&Tasks::bundle(&d2, &id2));
         match d2.snapshots.remove(&record.snapshot_key) {
-            Ok(()) | Err(crate::snapshot::SnapshotError::NotFound { .. }) => {}
+            Ok(()) | Err(crate::store::snapshot::SnapshotError::NotFound { .. }) => {}
             Err(e) => return Err(e).with_context(|| format!("removing the snapshot of {id2}")),
         }
         let dir = container_dir(&d2, &id2);

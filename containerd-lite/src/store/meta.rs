@@ -12,7 +12,7 @@ use redb::{ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition, Wr
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::digest::Digest;
+use crate::store::digest::Digest;
 
 /// Image name → [`Image`].
 const IMAGES: TableDefinition<&str, &[u8]> = TableDefinition::new("images");

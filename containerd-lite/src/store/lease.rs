@@ -9,8 +9,8 @@ use std::sync::Arc;
 use anyhow::Context;
 
 use crate::daemon::Berthd;
-use crate::digest::Digest;
-use crate::meta::{Metadata, Resource};
+use crate::store::digest::Digest;
+use crate::store::meta::{Metadata, Resource};
 
 /// Leases of transfers; a transfer does not survive a daemon restart, so the daemon deletes
 /// leftovers at start.

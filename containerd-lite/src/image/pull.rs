@@ -13,17 +13,17 @@ use berth_proto::images::Progress;
 use futures::TryStreamExt;
 use tokio::sync::mpsc::UnboundedSender;
 
-use crate::archive::{self, Compression};
-use crate::content::{ContentError, ContentStore};
 use crate::daemon::Berthd;
-use crate::digest::Digest;
+use crate::image::archive::{self, Compression};
+use crate::image::reference::Reference;
+use crate::image::registry::RegistryError;
 use crate::image::{self, Descriptor, Platform};
-use crate::lease::TransferLease;
-use crate::meta::Image;
-use crate::meta::Resource;
-use crate::reference::Reference;
-use crate::registry::RegistryError;
-use crate::snapshot::{Kind, SnapshotError, Snapshotter};
+use crate::store::content::{ContentError, ContentStore};
+use crate::store::digest::Digest;
+use crate::store::lease::TransferLease;
+use crate::store::meta::Image;
+use crate::store::meta::Resource;
+use crate::store::snapshot::{Kind, SnapshotError, Snapshotter};
 
 /// How many layers download at once (containerd's default is 3).
 const CONCURRENT_DOWNLOADS: usize = 3;
@@ -261,7 +261,7 @@ async fn fetch_blob(
 
 /// The content store's (blocking, page-cache) writer as the registry client's async sink: a
 /// chunk is at most a few hundred KiB, hashed and written in well under a millisecond.
-struct Sink<'a>(&'a mut crate::content::Writer);
+struct Sink<'a>(&'a mut crate::store::content::Writer);
 
 impl tokio::io::AsyncWrite for Sink<'_> {
     fn poll_write(
@@ -330,8 +330,10 @@ pub async fn unpack(
         let meta = d.meta.clone();
         let digest = manifest.config.digest.clone();
         let top = top.to_string();
-        tokio::task::spawn_blocking(move || meta.set_content_label(&digest, crate::gc::SNAPSHOT_REF_LABEL, Some(&top)))
-            .await??;
+        tokio::task::spawn_blocking(move || {
+            meta.set_content_label(&digest, crate::store::gc::SNAPSHOT_REF_LABEL, Some(&top))
+        })
+        .await??;
     }
     Ok(any)
 }

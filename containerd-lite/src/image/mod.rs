@@ -1,6 +1,13 @@
 //! Reading images out of the content store: index → platform manifest → config and layers,
 //! platform matching, chain IDs. Every digest and size from a manifest is parsed as hostile input.
 
+pub mod archive;
+pub mod oci_archive;
+pub mod pull;
+pub mod push;
+pub mod reference;
+pub mod registry;
+
 use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
@@ -8,9 +15,9 @@ use std::str::FromStr;
 use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
 
-use crate::content::ContentStore;
-use crate::digest::Digest;
-use crate::meta::Target;
+use crate::store::content::ContentStore;
+use crate::store::digest::Digest;
+use crate::store::meta::Target;
 
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";

@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
 
-use crate::digest::{Algorithm, Digest, Hasher};
+use crate::store::digest::{Algorithm, Digest, Hasher};
 
 /// Algorithms whose blobs live under `blobs/`.
 const ALGORITHMS: [Algorithm; 2] = [Algorithm::Sha256, Algorithm::Sha512];

@@ -5,7 +5,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use crate::digest::{Digest, DigestError};
+use crate::store::digest::{Digest, DigestError};
 
 /// Docker Hub's canonical name; `index.docker.io` is an alias of it.
 pub const DOCKER_HUB: &str = "docker.io";

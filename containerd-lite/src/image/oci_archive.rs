@@ -12,10 +12,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
 
-use crate::content::{ContentError, ContentStore};
-use crate::digest::Digest;
+use crate::image::reference::Reference;
 use crate::image::{self, Descriptor, Index, Manifest, Platform};
-use crate::reference::Reference;
+use crate::store::content::{ContentError, ContentStore};
+use crate::store::digest::Digest;
 
 /// The full image name, as containerd (and docker ≥ 25) annotate index.json entries.
 pub const ANNOTATION_IMAGE_NAME: &str = "io.containerd.image.name";

@@ -33,7 +33,7 @@ use std::path::{Path, PathBuf};
 use nix::sys::stat::SFlag;
 use nix::sys::time::TimeSpec;
 
-use crate::digest::{Algorithm, Digest, Hasher};
+use crate::store::digest::{Algorithm, Digest, Hasher};
 use root::{EntryPath, LayerRoot, Slot};
 
 /// OCI whiteout prefix: `.wh.name` deletes `name` from the layers below.

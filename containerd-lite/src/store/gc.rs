@@ -16,9 +16,9 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use anyhow::Context as _;
 use serde::Deserialize;
 
-use crate::content::{ContentError, ContentStore};
-use crate::digest::Digest;
-use crate::meta::{Metadata, Resource};
+use crate::store::content::{ContentError, ContentStore};
+use crate::store::digest::Digest;
+use crate::store::meta::{Metadata, Resource};
 
 /// Content or a snapshot carrying this label is a root.
 pub const ROOT_LABEL: &str = "containerd.io/gc.root";
@@ -351,7 +351,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::meta::{Image, Target};
+    use crate::store::meta::{Image, Target};
 
     struct Env {
         _tmp: tempfile::TempDir,

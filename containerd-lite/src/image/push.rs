@@ -7,12 +7,12 @@ use std::sync::Arc;
 use anyhow::Context;
 
 use crate::daemon::Berthd;
-use crate::digest::Digest;
+use crate::image::pull::Reporter;
+use crate::image::reference::Reference;
+use crate::image::registry::BlobPush;
 use crate::image::{self, Descriptor, Platform};
-use crate::meta::Image;
-use crate::pull::Reporter;
-use crate::reference::Reference;
-use crate::registry::BlobPush;
+use crate::store::digest::Digest;
+use crate::store::meta::Image;
 
 /// Pushes `image` to `dest` and returns the digest the destination tag now points at.
 pub async fn push(
@@ -23,7 +23,7 @@ pub async fn push(
     report: &Reporter,
 ) -> anyhow::Result<Digest> {
     // The image may be removed while it is pushed: the lease keeps its content.
-    let lease = crate::lease::TransferLease::new(d, "push").await?;
+    let lease = crate::store::lease::TransferLease::new(d, "push").await?;
     lease.protect_content(&image.target.digest).await?;
     report.resolving(&dest.name());
     let target = Descriptor::from(&image.target);

@@ -18,8 +18,8 @@ use oci_client::manifest::{
 use oci_client::secrets::RegistryAuth;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use crate::digest::Digest;
-use crate::reference::{Reference, DOCKER_HUB};
+use crate::image::reference::{Reference, DOCKER_HUB};
+use crate::store::digest::Digest;
 
 /// The largest manifest or index berth accepts, as containerd does.
 pub const MAX_MANIFEST_SIZE: usize = crate::image::MAX_METADATA_BLOB as usize;

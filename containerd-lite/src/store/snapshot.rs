@@ -591,9 +591,9 @@ impl Snapshotter {
 }
 
 /// Gc sees every snapshot with its parent, kind and labels, and removes unreachable committed ones.
-impl crate::gc::SnapshotGc for Snapshotter {
-    fn snapshots(&self) -> Result<Vec<crate::gc::SnapshotNode>, anyhow::Error> {
-        let nodes = self.list()?.into_iter().map(|info| crate::gc::SnapshotNode {
+impl crate::store::gc::SnapshotGc for Snapshotter {
+    fn snapshots(&self) -> Result<Vec<crate::store::gc::SnapshotNode>, anyhow::Error> {
+        let nodes = self.list()?.into_iter().map(|info| crate::store::gc::SnapshotNode {
             committed: info.kind == Kind::Committed,
             key: info.key,
             parent: info.parent,
@@ -1137,7 +1137,7 @@ mod tests {
 
     #[test]
     fn gc_sees_keys_with_parents_and_removes_through_the_snapshotter() {
-        use crate::gc::SnapshotGc;
+        use crate::store::gc::SnapshotGc;
         let f = fixture();
         commit_layer(&f.snapshotter, "base", None, |_| {});
         f.snapshotter.view("view", Some("base"), no_labels()).expect("view");
