@@ -9,7 +9,7 @@ use berth_integration::engines::berthd::Berthd;
 use berth_integration::engines::image::{prebuilt_docker_archive, BusyboxImage, IMAGE_REF};
 use serde_json::Value;
 
-/// The busybox image archive, built once per test binary, or the prebuilt one
+/// The busybox image archive, built once per test binary under cargo's tmp directory, or the prebuilt one
 /// `BERTH_IMAGE_ARCHIVE` names (the cgroup v2 VM has neither umoci nor skopeo).
 fn image_archive() -> PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
@@ -17,9 +17,8 @@ fn image_archive() -> PathBuf {
         if let Some(archive) = prebuilt_docker_archive() {
             return archive;
         }
-        let dir = std::env::temp_dir().join(format!("berth-it-run-image-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("image dir");
-        BusyboxImage::build(&dir).docker_archive()
+        // Under cargo's tmp directory (not /tmp): kept for the next run, gone with cargo clean.
+        BusyboxImage::build(&PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("berth-run-image")).docker_archive()
     })
     .clone()
 }
