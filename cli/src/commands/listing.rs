@@ -1,4 +1,4 @@
-//! `--format` for listings (`images`, `image history`): `json` lines, a Go template per row, or
+//! `--format` for listings (`ps`, `images`, `image history`): `json` lines, a Go template per row, or
 //! `table TEMPLATE` with a header row rendered from the column names docker gives each field.
 
 use anyhow::Result;

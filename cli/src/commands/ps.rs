@@ -12,8 +12,6 @@ use crate::commands::container::{get, process_args, short_id, status_text};
 use crate::daemon::{ctx, Berthd};
 use crate::humanize;
 use crate::reference::with_default_tag;
-use crate::table;
-use crate::template::Template;
 
 /// List containers.
 #[derive(clap::Args, Debug, Default)]
@@ -68,39 +66,12 @@ fn render(rows: &[Value], args: &PsArgs) -> Result<String> {
     if args.quiet {
         return Ok(rows.iter().map(|r| format!("{}\n", r["ID"].as_str().unwrap_or_default())).collect());
     }
-    let format = args.format.as_deref().unwrap_or("table");
-    if format == "json" {
-        return Ok(rows.iter().map(|r| format!("{r}\n")).collect());
-    }
-    let format = format.replace("\\t", "\t").replace("\\n", "\n");
     let default_table = if args.size { format!("{DEFAULT_TABLE}\t{{{{.Size}}}}") } else { DEFAULT_TABLE.to_string() };
-    let (table, source) = match format.strip_prefix("table") {
-        Some("") => (true, default_table),
-        Some(rest) if rest.starts_with(char::is_whitespace) => (true, rest.trim_start().to_string()),
-        _ => (false, format.clone()),
-    };
-    let template = Template::parse(&source)?;
-    if !table {
-        let mut out = String::new();
-        for row in rows {
-            out.push_str(&template.render(row)?);
-            out.push('\n');
-        }
-        return Ok(out);
-    }
-    let mut cells: Vec<Vec<String>> = vec![split_cells(&template.render(&headers())?)];
-    for row in rows {
-        cells.push(split_cells(&template.render(row)?));
-    }
-    Ok(table::render(&cells))
+    super::listing::render(rows, args.format.as_deref(), &default_table, &headers())
 }
 
 /// docker's default `ps` table.
 const DEFAULT_TABLE: &str = "{{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}";
-
-fn split_cells(line: &str) -> Vec<String> {
-    line.split('\t').map(str::to_string).collect()
-}
 
 /// The header of each field, as docker names them.
 fn headers() -> Value {
