@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::{anyhow, bail, Context, Result};
-use berth_proto::container_config::{CreateConfig, DeviceMapping, MountConfig, RestartPolicy, Ulimit};
+use berth_proto::container_config::{CreateConfig, DeviceMapping, MountConfig, RestartPolicy, Ulimit, ULIMIT_NAMES};
 
 use crate::daemon::NotSupportedYet;
 use crate::signals;
@@ -496,26 +496,6 @@ pub fn parse_device(spec: &str) -> Result<DeviceMapping> {
         permissions: permissions.to_string(),
     })
 }
-
-/// The resource names `--ulimit` knows (docker's, from go-units).
-const ULIMIT_NAMES: [&str; 16] = [
-    "core",
-    "cpu",
-    "data",
-    "fsize",
-    "locks",
-    "memlock",
-    "msgqueue",
-    "nice",
-    "nofile",
-    "nproc",
-    "rss",
-    "rtprio",
-    "rttime",
-    "sigpending",
-    "stack",
-    "as",
-];
 
 /// `--ulimit nofile=1024[:2048]`; the hard limit defaults to the soft one.
 pub fn parse_ulimit(spec: &str) -> Result<Ulimit> {

@@ -112,6 +112,26 @@ pub struct MountConfig {
     pub create_source: bool,
 }
 
+/// The resource names `--ulimit` takes (docker's, from go-units).
+pub const ULIMIT_NAMES: [&str; 16] = [
+    "core",
+    "cpu",
+    "data",
+    "fsize",
+    "locks",
+    "memlock",
+    "msgqueue",
+    "nice",
+    "nofile",
+    "nproc",
+    "rss",
+    "rtprio",
+    "rttime",
+    "sigpending",
+    "stack",
+    "as",
+];
+
 /// `--ulimit`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]

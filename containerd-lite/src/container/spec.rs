@@ -180,25 +180,7 @@ pub fn capabilities(config: &CreateConfig) -> Result<Vec<String>> {
 }
 
 fn ulimit_type(name: &str) -> Result<String> {
-    const KNOWN: &[&str] = &[
-        "core",
-        "cpu",
-        "data",
-        "fsize",
-        "locks",
-        "memlock",
-        "msgqueue",
-        "nice",
-        "nofile",
-        "nproc",
-        "rss",
-        "rtprio",
-        "rttime",
-        "sigpending",
-        "stack",
-        "as",
-    ];
-    if !KNOWN.contains(&name) {
+    if !berth_proto::container_config::ULIMIT_NAMES.contains(&name) {
         bail!("invalid ulimit type: {name}");
     }
     Ok(format!("RLIMIT_{}", name.to_ascii_uppercase()))
