@@ -182,20 +182,21 @@ pub fn create(
     }
 
     let generated = config.name.as_deref().is_none_or(str::is_empty);
+    let existing = d.containers.list()?;
     let name = match config.name.clone().filter(|n| !n.is_empty()) {
         Some(n) => {
             let n = n.strip_prefix('/').unwrap_or(&n).to_string();
             super::validate_name(&n)?;
-            if d.containers.list()?.iter().any(|r| r.name == n) {
-                let other = d.containers.lookup(&n)?;
-                bail!("Conflict. The container name \"/{n}\" is already in use by container \"{}\". You have to remove (or rename) that container to be able to reuse that name.", other.id);
+            // Checked before anything is made; the insert checks again, atomically.
+            if let Some(other) = existing.iter().find(|r| r.name == n) {
+                return Err(super::store::name_in_use(&n, &other.id));
             }
             n
         }
-        None => {
-            let taken: Vec<String> = d.containers.list()?.into_iter().map(|r| r.name).collect();
-            (0..).map(names::generate).find(|n| !taken.contains(n)).unwrap_or_else(|| names::generate(1))
-        }
+        None => (0..)
+            .map(names::generate)
+            .find(|n| !existing.iter().any(|r| r.name == *n))
+            .unwrap_or_else(|| names::generate(1)),
     };
     let id = super::new_id()?;
     let snapshot_key = format!("berth/container/{id}");

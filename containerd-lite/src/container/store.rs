@@ -20,6 +20,13 @@ pub enum LookupError {
     Ambiguous(String),
 }
 
+/// docker's error for a name another container has.
+pub fn name_in_use(name: &str, other_id: &str) -> anyhow::Error {
+    anyhow::anyhow!(
+        "Conflict. The container name \"/{name}\" is already in use by container \"{other_id}\". You have to remove (or rename) that container to be able to reuse that name."
+    )
+}
+
 /// The containers table.
 #[derive(Clone)]
 pub struct ContainerStore {
@@ -85,11 +92,7 @@ impl ContainerStore {
                     bail!("container id {} already exists", record.id);
                 }
                 if other.name == record.name {
-                    bail!(
-                        "Conflict. The container name \"/{}\" is already in use by container \"{}\". You have to remove (or rename) that container to be able to reuse that name.",
-                        record.name,
-                        other.id
-                    );
+                    return Err(name_in_use(&record.name, &other.id));
                 }
             }
             let bytes = serde_json::to_vec(record).context("encoding a container record")?;
@@ -115,11 +118,7 @@ impl ContainerStore {
                     let (key, value) = entry.context("containers: read")?;
                     let other = decode(key.value(), value.value())?;
                     if other.id != record.id && other.name == record.name {
-                        bail!(
-                            "Error when allocating new name: Conflict. The container name \"/{}\" is already in use by container \"{}\". You have to remove (or rename) that container to be able to reuse that name.",
-                            record.name,
-                            other.id
-                        );
+                        return Err(name_in_use(&record.name, &other.id).context("Error when allocating new name"));
                     }
                 }
             }
