@@ -30,6 +30,9 @@ async fn write_log(log: &Arc<std::sync::Mutex<JsonLog>>, stream: u32, data: &[u8
     }
 }
 
+/// The most one read from an output FIFO takes.
+const READ_CHUNK: usize = 32 * 1024;
+
 /// 1 for stdout, 2 for stderr, as in the API.
 pub const STDOUT: u32 = 1;
 pub const STDERR: u32 = 2;
@@ -120,7 +123,8 @@ pub fn open_stdin(path: &Path) -> Result<pipe::Sender> {
 
 /// One process's output, shared by its copier and the clients attached to it.
 pub struct ProcessIo {
-    tx: broadcast::Sender<Output>,
+    /// Made by the first attached client: a detached container never pays for its buffer.
+    tx: std::sync::Mutex<Option<broadcast::Sender<Output>>>,
     /// Becomes true when the process has exited (the shim's Wait returned).
     exited: watch::Sender<bool>,
     /// Becomes true when every output was drained and delivered.
@@ -131,7 +135,7 @@ pub struct ProcessIo {
 impl ProcessIo {
     pub fn new() -> Arc<ProcessIo> {
         Arc::new(ProcessIo {
-            tx: broadcast::channel(1024).0,
+            tx: std::sync::Mutex::new(None),
             exited: watch::channel(false).0,
             done: watch::channel(false).0,
             stdin: Mutex::new(None),
@@ -140,7 +144,17 @@ impl ProcessIo {
 
     /// A new attached client: every chunk from now on, then `done`.
     pub fn subscribe(&self) -> Subscription {
-        (self.tx.subscribe(), self.done.subscribe())
+        let mut tx = self.tx.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let rx = tx.get_or_insert_with(|| broadcast::channel(1024).0).subscribe();
+        (rx, self.done.subscribe())
+    }
+
+    /// Hands a chunk to the attached clients, if there are any.
+    fn publish(&self, output: Output) {
+        let tx = self.tx.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(tx) = tx.as_ref() {
+            let _ = tx.send(output);
+        }
     }
 
     pub fn is_done(&self) -> bool {
@@ -170,7 +184,6 @@ impl ProcessIo {
                 let mut exited = io.exited.subscribe();
                 readers.push(tokio::spawn(async move {
                     let OutputFifo { stream, path, mut rx } = output;
-                    let mut buf = vec![0u8; 32 * 1024];
                     let mut read_only = false;
                     loop {
                         let ready = if read_only {
@@ -197,14 +210,17 @@ impl ProcessIo {
                             tracing::warn!("waiting for container output: {e}");
                             break;
                         }
-                        match rx.try_read(&mut buf) {
+                        // The buffer exists only while there is something to read: an idle
+                        // container holds none.
+                        let mut data = Vec::with_capacity(READ_CHUNK);
+                        match rx.try_read_buf(&mut data) {
                             Ok(0) => break,
-                            Ok(n) => {
-                                let data = buf[..n].to_vec();
+                            Ok(_) => {
+                                data.shrink_to_fit();
                                 if let Some(log) = &log {
                                     write_log(log, stream, &data).await;
                                 }
-                                let _ = io.tx.send(Output::Data(stream, Arc::new(data)));
+                                io.publish(Output::Data(stream, Arc::new(data)));
                             }
                             Err(e)
                                 if matches!(
