@@ -135,6 +135,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         tracing::warn!("recovering containers: {e:#}");
     }
     server.start().await.with_context(|| format!("serving on {}", socket.display()))?;
+    crate::memory::spawn_trimmer();
     tracing::info!(
         root = %d.cfg.root.display(),
         socket = %socket.display(),

@@ -12,6 +12,7 @@ pub mod container;
 pub mod daemon;
 pub mod events;
 pub mod image;
+pub mod memory;
 pub mod service;
 pub mod store;
 pub mod task;

@@ -74,6 +74,7 @@ pub struct Pulled {
 }
 
 pub async fn pull(d: &Arc<Berthd>, reference: &str, platform: &Platform, report: &Reporter) -> anyhow::Result<Pulled> {
+    let _activity = crate::memory::activity();
     let r = Reference::parse(reference)?;
     let lease = TransferLease::new(d, "pull").await?;
     let name = r.to_string();

@@ -77,6 +77,7 @@ pub async fn export(d: Arc<Berthd>, req: ExportRequest, stream: ServerStreamSend
 /// Reads an archive from the stream, stores its blobs, unpacks and names its images. The names
 /// are stored last, once every image unpacked: a failed load names nothing.
 pub async fn import(d: Arc<Berthd>, mut stream: ServerStreamReceiver<Chunk>) -> ttrpc::Result<ImportResponse> {
+    let _activity = crate::memory::activity();
     // The archive is spooled to a file under the root first, without any lock: a slow or stalled
     // client must not hold up garbage collection (and the removals that wait for it).
     let spool_dir = d.cfg.root.join("tmp");

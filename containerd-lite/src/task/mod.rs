@@ -113,6 +113,7 @@ impl Tasks {
             return Ok((task, sub));
         }
         let record = d.containers.get(id)?.with_context(|| format!("No such container: {id}"))?;
+        crate::memory::note_activity();
         match Self::launch(d, &record, subscribe).await {
             Ok(started) => Ok(started),
             Err(e) => {
@@ -570,6 +571,7 @@ fn spawn_waiter(d: Arc<Berthd>, task: Arc<Task>) -> tokio::task::JoinHandle<()> 
             live.remove(&id);
         }
         d.events.publish("/tasks/exit", serde_json::json!({"container_id": id, "exit_status": code}));
+        crate::memory::note_activity();
         apply_exit_policy_now(&d, &id, code).await;
         task.exited.send_replace(Some(code));
     })
