@@ -3,8 +3,10 @@
 //! (`docker=<command>`, `podman=<command>`: a client command line with its environment, ready for
 //! `run --rm …`), and keeps them until its stdin closes; then removes their containers and stops
 //! them. bench/run.sh uses it to measure docker and podman beside berth in one hyperfine run.
+//! With `--networked` (only inside a network namespace made for it: see bench/network.sh),
+//! dockerd gets its default networking (docker0, iptables, userland proxy).
 //!
-//! usage: peer-engines DIR DOCKER_ARCHIVE
+//! usage: peer-engines [--networked] DIR DOCKER_ARCHIVE
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -35,12 +37,20 @@ fn shell_line(cmd: &Command) -> String {
 }
 
 fn main() -> Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let [dir, archive] = args.as_slice() else { bail!("usage: peer-engines DIR DOCKER_ARCHIVE") };
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let networked = args.first().is_some_and(|a| a == "--networked");
+    if networked {
+        args.remove(0);
+    }
+    let [dir, archive] = args.as_slice() else { bail!("usage: peer-engines [--networked] DIR DOCKER_ARCHIVE") };
     let (dir, archive) = (PathBuf::from(dir), Path::new(archive));
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let runc = Path::new("/usr/sbin/runc");
-    let dockerd = Dockerd::start(&dir.join("docker"), "/berthbench-docker", &[]);
+    let dockerd = if networked {
+        Dockerd::start_networked(&dir.join("docker"), "/berthbench-docker")
+    } else {
+        Dockerd::start(&dir.join("docker"), "/berthbench-docker", &[])
+    };
     dockerd.load(archive);
     let podman = Podman::new(&dir.join("podman"), runc);
     podman.load(archive);

@@ -1,6 +1,7 @@
 //! A private dockerd 20.10 (Debian's `docker.io`) in a directory of its own: data-root, exec-root,
 //! pidfile, socket, trust key and CLI config all inside it, no iptables rules, no bridge, no
-//! ip_forward change, containers' cgroups under a parent of the caller's choosing. It runs on a
+//! ip_forward change (unless started networked, inside a network namespace the caller made),
+//! containers' cgroups under a parent of the caller's choosing. It runs on a
 //! private [`Containerd`] rather than starting its own, whose config would put an opt directory in
 //! /opt/containerd. dockerd itself still creates the empty /run/docker/plugins.
 
@@ -31,6 +32,17 @@ impl Dockerd {
     /// Starts containerd and dockerd with everything under `dir` (created); containers' cgroups go
     /// under `cgroup_parent`; each `(name, binary)` of `runtimes` is added with `--add-runtime`.
     pub fn start(dir: &Path, cgroup_parent: &str, runtimes: &[(&str, &Path)]) -> Dockerd {
+        Dockerd::start_inner(dir, cgroup_parent, runtimes, false)
+    }
+
+    /// As [`Dockerd::start`], with docker's default networking (docker0, its iptables rules,
+    /// ip_forward, the userland proxy). Only for a process already in a network namespace of its
+    /// own: docker changes that namespace's firewall and does not undo it.
+    pub fn start_networked(dir: &Path, cgroup_parent: &str) -> Dockerd {
+        Dockerd::start_inner(dir, cgroup_parent, &[], true)
+    }
+
+    fn start_inner(dir: &Path, cgroup_parent: &str, runtimes: &[(&str, &Path)], networked: bool) -> Dockerd {
         for bin in [DOCKERD, DOCKER] {
             super::engine_binary(bin);
         }
@@ -61,9 +73,12 @@ impl Dockerd {
             .arg(dir.join("docker.pid"))
             .arg("--host")
             .arg(format!("unix://{}", socket.display()))
-            .args(["--iptables=false", "--ip6tables=false", "--ip-forward=false", "--ip-masq=false"])
-            .args(["--bridge=none", "--userland-proxy=false", "--storage-driver=overlay2"])
+            .arg("--storage-driver=overlay2")
             .args(["--exec-opt", "native.cgroupdriver=cgroupfs", "--cgroup-parent", cgroup_parent]);
+        if !networked {
+            cmd.args(["--iptables=false", "--ip6tables=false", "--ip-forward=false", "--ip-masq=false"])
+                .args(["--bridge=none", "--userland-proxy=false"]);
+        }
         for (name, binary) in runtimes {
             cmd.arg("--add-runtime").arg(format!("{name}={}", binary.display()));
         }
