@@ -15,3 +15,4 @@ pub mod image;
 pub mod service;
 pub mod store;
 pub mod task;
+pub mod volume;
