@@ -281,11 +281,16 @@ enum Found {
 
 /// docker's HostConfig from the create flags.
 fn host_config(config: &CreateConfig, runtime: &str) -> HostConfigObject {
+    // `-v` mounts: binds that create their source, and named volumes (an anonymous `-v /path`
+    // is only in Config.Volumes for docker).
     let binds: Vec<String> = config
         .mounts
         .iter()
-        .filter(|m| m.kind == "bind" && m.create_source)
-        .map(|m| format!("{}:{}{}", m.source, m.target, if m.read_only { ":ro" } else { "" }))
+        .filter(|m| (m.kind == "bind" && m.create_source) || (m.kind == "volume" && !m.mode.is_empty() && !m.anonymous))
+        .map(|m| match m.mode.as_str() {
+            "" | "z" => format!("{}:{}", m.source, m.target),
+            mode => format!("{}:{}:{mode}", m.source, m.target),
+        })
         .collect();
     let mount_flags: Vec<Value> = config
         .mounts
@@ -386,11 +391,23 @@ fn mounts(config: &CreateConfig) -> Vec<Value> {
         .mounts
         .iter()
         .map(|m| {
+            if m.kind == "volume" {
+                return json!({
+                    "Type": "volume",
+                    "Name": m.source,
+                    "Source": m.host_path,
+                    "Destination": m.target,
+                    "Driver": "local",
+                    "Mode": m.mode,
+                    "RW": !m.read_only,
+                    "Propagation": "",
+                });
+            }
             json!({
                 "Type": m.kind,
                 "Source": m.source,
                 "Destination": m.target,
-                "Mode": if m.kind == "bind" && m.create_source { if m.read_only { "ro" } else { "" } } else { "" },
+                "Mode": if m.kind == "bind" && m.create_source { m.mode.as_str() } else { "" },
                 "RW": !m.read_only,
                 "Propagation": if m.kind == "bind" { m.propagation.clone().unwrap_or_else(|| "rprivate".to_string()) } else { String::new() },
             })
@@ -407,7 +424,8 @@ mod tests {
     fn container_object_has_dockers_shape() {
         let config = br#"{"image":"busybox","name":"web","cmd":["sleep","9"],"tty":true,
             "labels":{"a":"b"},"memory":67108864,"restart_policy":{"name":"on-failure","maximum_retry_count":2},
-            "mounts":[{"kind":"bind","source":"/srv","target":"/data","read_only":true,"create_source":true}]}"#;
+            "mounts":[{"kind":"bind","source":"/srv","target":"/data","read_only":true,"create_source":true,"mode":"ro"},
+                {"kind":"volume","source":"vol","target":"/v","mode":"z","host_path":"/var/lib/berth/volumes/vol/_data"}]}"#;
         let spec = br#"{"hostname":"box","process":{"args":["sleep","9"],"env":["PATH=/bin"],"cwd":"/"}}"#;
         let container = Container {
             id: "c".repeat(64),
@@ -446,10 +464,15 @@ mod tests {
         assert_eq!(object["Config"]["Labels"], json!({"a": "b", "img": "1"}));
         assert_eq!(object["Config"]["Tty"], true);
         assert_eq!(object["HostConfig"]["Memory"], 67_108_864);
-        assert_eq!(object["HostConfig"]["Binds"], json!(["/srv:/data:ro"]));
+        assert_eq!(object["HostConfig"]["Binds"], json!(["/srv:/data:ro", "vol:/v"]));
         assert_eq!(object["HostConfig"]["RestartPolicy"], json!({"Name": "on-failure", "MaximumRetryCount": 2}));
         assert_eq!(object["Mounts"][0]["Destination"], "/data");
         assert_eq!(object["Mounts"][0]["RW"], false);
+        assert_eq!(
+            object["Mounts"][1],
+            json!({"Type": "volume", "Name": "vol", "Source": "/var/lib/berth/volumes/vol/_data", "Destination": "/v",
+                   "Driver": "local", "Mode": "z", "RW": true, "Propagation": ""})
+        );
         let status = Template::parse("{{.State.Status}} {{json .Config.Cmd}}").unwrap().render(&object).unwrap();
         assert_eq!(status, r#"running ["sleep","9"]"#);
     }

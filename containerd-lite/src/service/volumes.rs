@@ -27,6 +27,7 @@ fn to_pb(d: &Berthd, r: &VolumeRecord, used_by: Vec<String>) -> PbVolume {
         scope: "local".into(),
         anonymous: r.anonymous,
         used_by,
+        size: -1,
         ..Default::default()
     }
 }
@@ -91,7 +92,13 @@ impl berth_proto::volumes_ttrpc::Volumes for VolumesService {
                 .into_iter()
                 .filter_map(|r| {
                     let users = in_use.remove(&r.name).unwrap_or_default();
-                    filters.matches(&r, !users.is_empty()).then(|| to_pb(&d, &r, users))
+                    filters.matches(&r, !users.is_empty()).then(|| {
+                        let mut volume = to_pb(&d, &r, users);
+                        if req.with_size {
+                            volume.size = i64::try_from(d.volumes.size(&r.name)).unwrap_or(i64::MAX);
+                        }
+                        volume
+                    })
                 })
                 .collect();
             Ok(ListVolumesResponse { volumes, ..Default::default() })
