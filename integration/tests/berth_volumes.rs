@@ -141,7 +141,7 @@ fn the_images_volume_is_an_anonymous_volume_that_run_rm_removes() {
     assert_eq!(mounts[0]["RW"], true);
     assert_eq!(mounts[0]["Source"], b.root().join("volumes").join(&name).join("_data").display().to_string());
     assert_eq!(b.ok(&["start", "-a", "withvol"]), HELLO);
-    assert_eq!(volume_names(&b), [name.clone()]);
+    assert_eq!(volume_names(&b), std::slice::from_ref(&name));
 
     // A mount at the path replaces the image's volume.
     b.ok(&["run", "--rm", "-v", "mine:/data", VOLUME_IMAGE, "true"]);
