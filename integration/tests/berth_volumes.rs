@@ -9,8 +9,10 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 use berth_integration::engines::berthd::Berthd;
+use berth_integration::engines::docker::Dockerd;
 use berth_integration::engines::image::{BusyboxImage, IMAGE_REF};
-use berth_integration::engines::process::run_ok;
+use berth_integration::engines::process::{run, run_ok};
+use berth_integration::engines::scratch::Scratch;
 use serde_json::Value;
 
 /// An image whose config declares `VOLUME /data` and whose /data holds files with owners, modes
@@ -315,5 +317,69 @@ fn bad_volume_input_is_refused_with_dockers_errors_and_leaves_nothing() {
     assert!(volume_names(&b).is_empty(), "{:?}", volume_names(&b));
     assert!(volume_dirs(&b).is_empty(), "{:?}", volume_dirs(&b));
     assert!(b.ok(&["ps", "-aq"]).is_empty());
+    assert_clean(&b);
+}
+
+/// What a user sees of one command: failed or not, stdout, stderr, with container ids replaced.
+/// Lines are sorted: docker lists volumes in no particular order (a Go map's).
+fn seen(out: &berth_integration::engines::process::Outcome, ids: &[String]) -> (bool, Vec<String>, String) {
+    let scrub = |text: &str| ids.iter().fold(text.to_string(), |t, id| t.replace(id.as_str(), "<id>"));
+    let mut lines: Vec<String> = scrub(&out.stdout).lines().map(String::from).collect();
+    lines.sort();
+    (out.code == 0, lines, scrub(&out.stderr))
+}
+
+#[test]
+fn volume_messages_match_docker_20_10() {
+    let b = daemon();
+    let scratch = Scratch::new("vols");
+    let dockerd = Dockerd::start(&scratch.path().join("docker"), scratch.cgroup_parent(), &[]);
+    dockerd.load(&busybox().docker_archive());
+    let docker = |args: &[&str]| run(dockerd.docker().args(args));
+
+    let (berth_id, docker_id) = {
+        let create = ["create", "--network", "none", "--name", "user", "-v", "named1:/n", IMAGE_REF, "true"];
+        (b.ok(&create).trim().to_string(), run_ok(dockerd.docker().args(create)).trim().to_string())
+    };
+    let steps: &[&[&str]] = &[
+        &["volume", "create", "--label", "a=b", "lab"],
+        &["volume", "create", "lab"],
+        &["volume", "ls"],
+        &["volume", "ls", "-q", "--filter", "label=a=b"],
+        &["volume", "ls", "-q", "--filter", "dangling=true"],
+        &["volume", "inspect", "-f", "{{.Name}} {{.Driver}} {{.Scope}} {{.Labels}} {{.Options}}", "lab"],
+        &["volume", "inspect", "nosuch"],
+        &["volume", "rm", "nosuch"],
+        &["volume", "rm", "-f", "nosuch"],
+        &["volume", "create", "a/b"],
+        &["volume", "create", "-d", "nfs", "x1"],
+        &["volume", "rm", "named1"],
+        &["volume", "rm", "-f", "named1"],
+        &[
+            "inspect",
+            "-f",
+            "{{range .Mounts}}{{.Type}} {{.Name}} {{.Destination}} {{.Driver}} {{.Mode}} {{.RW}} {{.Propagation}}{{end}}",
+            "user",
+        ],
+        &["rm", "user"],
+        &["volume", "prune", "-f"],
+        &["volume", "ls"],
+    ];
+    for step in steps {
+        let ours = seen(&b.berth(step), std::slice::from_ref(&berth_id));
+        let theirs = seen(&docker(step), std::slice::from_ref(&docker_id));
+        assert_eq!(ours, theirs, "berth {step:?} (left) differs from docker (right)");
+    }
+    // docker's run/create wrap the daemon's message ("docker: …\nSee 'docker create --help'.").
+    for spec in ["v1:/", "v1:data", "a/b:/d", "v1:/d:bogus"] {
+        let args = ["create", "--network", "none", "-v", spec, "-v", "v2:/d", IMAGE_REF, "true"];
+        let ours = b.berth(&args);
+        let theirs = docker(&args);
+        assert!(ours.code != 0 && theirs.code != 0, "-v {spec}: {ours}\n{theirs}");
+        // berth checks a mode before calling berthd: "Error: …" rather than the daemon's words.
+        let message =
+            ours.stderr.trim().trim_start_matches("Error response from daemon: ").trim_start_matches("Error: ");
+        assert!(theirs.stderr.contains(message), "-v {spec}: berth says {message:?}, docker {:?}", theirs.stderr);
+    }
     assert_clean(&b);
 }

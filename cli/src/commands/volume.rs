@@ -166,11 +166,10 @@ pub async fn run(berthd: &Berthd, command: &VolumeCommand) -> Result<()> {
             for name in &args.volumes {
                 match volumes.get(ctx(), &GetVolumeRequest { name: name.clone(), ..Default::default() }).await {
                     Ok(response) => found.push(InspectedVolume::from(&*response.volume)),
-                    Err(ttrpc::Error::RpcStatus(status)) if status.code() == ttrpc::Code::NOT_FOUND => {
-                        writeln!(io::stderr(), "Error: No such volume: {name}")?;
+                    Err(err) => {
+                        report(err, name);
                         failed = true;
                     }
-                    Err(err) => return Err(err.into()),
                 }
             }
             match &template {
@@ -199,7 +198,7 @@ pub async fn run(berthd: &Berthd, command: &VolumeCommand) -> Result<()> {
                 match volumes.remove(ctx(), &request).await {
                     Ok(_) => writeln!(out, "{name}")?,
                     Err(err) => {
-                        print_error(&err.into());
+                        report(err, name);
                         failed = true;
                     }
                 }
@@ -226,6 +225,17 @@ pub async fn run(berthd: &Berthd, command: &VolumeCommand) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Prints a failure about volume `name` as docker's CLI does: its own line for a missing volume,
+/// the daemon's message otherwise.
+fn report(err: ttrpc::Error, name: &str) {
+    match &err {
+        ttrpc::Error::RpcStatus(status) if status.code() == ttrpc::Code::NOT_FOUND => {
+            print_error(&anyhow::anyhow!("No such volume: {name}"))
+        }
+        _ => print_error(&err.into()),
+    }
 }
 
 /// What docker prints after a volume prune.
