@@ -285,6 +285,10 @@ fn volume_commands_print_like_docker() {
     assert_eq!(out.code, 1, "{out}");
     assert!(out.stderr.contains("No such volume: nosuch"), "{out}");
     assert_eq!(b.berth(&["volume", "rm", "-f", "nosuch"]).code, 0);
+    b.ok(&["volume", "create", "spare"]);
+    let pruned = b.ok(&["system", "prune", "--volumes"]);
+    assert!(pruned.starts_with("Deleted Volumes:\nspare\n\n"), "{pruned}");
+    assert_eq!(volume_names(&b), ["used"]);
     let df = b.ok(&["system", "df"]);
     let volumes_row: Vec<&str> =
         df.lines().find(|l| l.starts_with("Local Volumes")).expect("row").split_whitespace().collect();

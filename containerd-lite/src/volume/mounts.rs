@@ -121,8 +121,9 @@ pub fn resolve(
                 d.volumes.create(&m.source, "", m.volume_labels.clone(), Default::default(), anonymous)?;
             if new {
                 created.push(volume.name.clone());
-                m.anonymous = anonymous;
             }
+            // Whatever the request said: only a volume made here for this container is its own.
+            m.anonymous = new && anonymous;
             m.source = volume.name.clone();
             let host_path = d.volumes.mountpoint(&volume.name);
             m.host_path = host_path.display().to_string();
