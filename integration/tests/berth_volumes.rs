@@ -48,6 +48,7 @@ fn volume_image_archive() -> PathBuf {
             run_ok(Command::new("chmod").arg("0640").arg(data.join("hello")));
             run_ok(Command::new("chmod").arg("1777").arg(data.join("sub")));
             std::os::unix::fs::symlink("/etc/passwd", data.join("link")).expect("symlink");
+            std::fs::hard_link(data.join("hello"), data.join("hello2")).expect("hard link");
             run_ok(Command::new("umoci").args(["repack", "--image", &image("vol")]).arg(&bundle));
             run_ok(Command::new("umoci").args(["config", "--image", &image("vol"), "--config.volume", "/data"]));
             // Only this image, named by a full reference (berth load takes that as its name).
@@ -110,9 +111,10 @@ fn an_empty_volume_gets_the_images_files_unless_nocopy() {
         VOLUME_IMAGE,
         "sh",
         "-c",
-        "cat /data/hello; echo; stat -c '%u:%g %a' /data/hello; readlink /data/link; stat -c %a /data/sub",
+        "cat /data/hello; echo; stat -c '%u:%g %a' /data/hello; readlink /data/link; stat -c %a /data/sub; \
+         [ /data/hello -ef /data/hello2 ] && echo hard-linked",
     ]);
-    assert_eq!(out, format!("{HELLO}\n1234:5678 640\n/etc/passwd\n1777\n"));
+    assert_eq!(out, format!("{HELLO}\n1234:5678 640\n/etc/passwd\n1777\nhard-linked\n"));
     let on_host = b.root().join("volumes/filled/_data/hello");
     assert_eq!(std::fs::read_to_string(&on_host).expect("the volume's copy on the host"), HELLO);
     // A volume with content is not filled again.

@@ -3,14 +3,17 @@
 //! extended attributes; the volume's own directory takes the image directory's owner and mode), as
 //! docker does. Docker copies at the first mount of the volume; berthd copies when the container
 //! is created, from the image's layers, which is the same content since a new container's
-//! writable layer is still empty. Hard links become separate copies.
+//! writable layer is still empty. Files hard-linked together in the image are hard-linked in the
+//! volume (busybox's applets are one file under many names).
 //!
 //! Image content is hostile: the image directory is found with openat2(RESOLVE_IN_ROOT) and the
 //! walk goes from directory fd to directory fd with O_NOFOLLOW, so no symlink is ever followed,
 //! in the image or in the volume (which another container may be writing into).
 
+use std::collections::HashMap;
 use std::ffi::{CStr, CString, OsStr};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -99,7 +102,10 @@ impl ImageTree {
             }
             Err(e) => return Err(e).with_context(|| format!("opening {container_path} in the image")),
         };
-        copy_dir(&src, &dst, 0).with_context(|| format!("copying the image's {container_path} into the volume"))?;
+        let mut copier = Copier { root: &dst, links: HashMap::new() };
+        copier
+            .copy_dir(&src, &dst, &mut PathBuf::new())
+            .with_context(|| format!("copying the image's {container_path} into the volume"))?;
         let st = stat::fstat(&src).with_context(|| format!("stat {container_path} in the image"))?;
         copy_xattrs(src.as_fd(), dst.as_fd())?;
         set_metadata(dst.as_fd(), &st).with_context(|| format!("setting the owner of {}", volume_dir.display()))
@@ -127,65 +133,107 @@ fn is_empty(dir: &OwnedFd) -> Result<bool> {
     Ok(true)
 }
 
-/// Copies the entries of directory `src` into directory `dst`, recursively, never following a
-/// symlink.
-fn copy_dir(src: &OwnedFd, dst: &OwnedFd, depth: usize) -> Result<()> {
-    if depth > MAX_DEPTH {
-        bail!("the directory tree is deeper than {MAX_DEPTH} levels");
-    }
-    let listing_fd = fcntl::openat(src, ".", OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())?;
-    let mut listing = Dir::from_fd(listing_fd)?;
-    let mut names: Vec<CString> = Vec::new();
-    for entry in listing.iter() {
-        let name = entry.context("reading a directory")?.file_name().to_owned();
-        if name.as_bytes() != b"." && name.as_bytes() != b".." {
-            names.push(name);
-        }
-    }
-    for name in &names {
-        copy_entry(src, dst, name, depth).with_context(|| format!("{}", name.to_string_lossy()))?;
-    }
-    Ok(())
+/// One copy into a volume: its root, and the files copied so far that have other hard links.
+struct Copier<'a> {
+    root: &'a OwnedFd,
+    /// (device, inode) in the image → the copy's path under `root`.
+    links: HashMap<(u64, u64), PathBuf>,
 }
 
-fn copy_entry(src: &OwnedFd, dst: &OwnedFd, name: &CStr, depth: usize) -> Result<()> {
-    let st = stat::fstatat(src, name, AtFlags::AT_SYMLINK_NOFOLLOW)?;
-    let kind = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT;
-    let flags = OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-    if kind == SFlag::S_IFDIR {
-        match stat::mkdirat(dst, name, Mode::from_bits_truncate(0o700)) {
-            Ok(()) | Err(Errno::EEXIST) => {}
-            Err(e) => return Err(e.into()),
+impl Copier<'_> {
+    /// Copies the entries of directory `src` into directory `dst` (at `rel` under the root),
+    /// recursively, never following a symlink.
+    fn copy_dir(&mut self, src: &OwnedFd, dst: &OwnedFd, rel: &mut PathBuf) -> Result<()> {
+        if rel.components().count() > MAX_DEPTH {
+            bail!("the directory tree is deeper than {MAX_DEPTH} levels");
         }
-        let s = fcntl::openat(src, name, flags | OFlag::O_RDONLY | OFlag::O_DIRECTORY, Mode::empty())?;
-        let d = fcntl::openat(dst, name, flags | OFlag::O_RDONLY | OFlag::O_DIRECTORY, Mode::empty())?;
-        copy_dir(&s, &d, depth + 1)?;
-        copy_xattrs(s.as_fd(), d.as_fd())?;
-        set_metadata(d.as_fd(), &st)?;
-    } else if kind == SFlag::S_IFREG {
-        let s = fcntl::openat(src, name, flags | OFlag::O_RDONLY | OFlag::O_NONBLOCK, Mode::empty())?;
-        let d = fcntl::openat(
-            dst,
-            name,
-            flags | OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL,
-            Mode::from_bits_truncate(0o600),
-        )?;
-        let (mut reader, mut writer) = (std::fs::File::from(s), std::fs::File::from(d));
-        std::io::copy(&mut reader, &mut writer)?;
-        copy_xattrs(reader.as_fd(), writer.as_fd())?;
-        set_metadata(writer.as_fd(), &st)?;
-    } else if kind == SFlag::S_IFLNK {
-        let target = fcntl::readlinkat(src, name)?;
-        unistd::symlinkat(target.as_os_str(), dst, name)?;
-        set_link_metadata(dst, name, &st)?;
-    } else if matches!(kind, SFlag::S_IFCHR | SFlag::S_IFBLK | SFlag::S_IFIFO) {
-        stat::mknodat(dst, name, kind, Mode::from_bits_truncate(0o600), st.st_rdev)?;
-        set_link_metadata(dst, name, &st)?;
-        // Not a symlink (made just above, in a directory only berthd writes to).
-        stat::fchmodat(dst, name, Mode::from_bits_truncate(st.st_mode & 0o7777), stat::FchmodatFlags::FollowSymlink)?;
+        let listing_fd =
+            fcntl::openat(src, ".", OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())?;
+        let mut listing = Dir::from_fd(listing_fd)?;
+        let mut names: Vec<CString> = Vec::new();
+        for entry in listing.iter() {
+            let name = entry.context("reading a directory")?.file_name().to_owned();
+            if name.as_bytes() != b"." && name.as_bytes() != b".." {
+                names.push(name);
+            }
+        }
+        for name in &names {
+            rel.push(OsStr::from_bytes(name.as_bytes()));
+            let copied = self.copy_entry(src, dst, name, rel);
+            rel.pop();
+            copied.with_context(|| format!("{}", name.to_string_lossy()))?;
+        }
+        Ok(())
     }
-    // Sockets are not copied: a socket file means nothing without its process.
-    Ok(())
+
+    fn copy_entry(&mut self, src: &OwnedFd, dst: &OwnedFd, name: &CStr, rel: &mut PathBuf) -> Result<()> {
+        let st = stat::fstatat(src, name, AtFlags::AT_SYMLINK_NOFOLLOW)?;
+        let kind = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT;
+        let flags = OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+        if kind == SFlag::S_IFDIR {
+            match stat::mkdirat(dst, name, Mode::from_bits_truncate(0o700)) {
+                Ok(()) | Err(Errno::EEXIST) => {}
+                Err(e) => return Err(e.into()),
+            }
+            let s = fcntl::openat(src, name, flags | OFlag::O_RDONLY | OFlag::O_DIRECTORY, Mode::empty())?;
+            let d = fcntl::openat(dst, name, flags | OFlag::O_RDONLY | OFlag::O_DIRECTORY, Mode::empty())?;
+            self.copy_dir(&s, &d, rel)?;
+            copy_xattrs(s.as_fd(), d.as_fd())?;
+            set_metadata(d.as_fd(), &st)?;
+        } else if kind == SFlag::S_IFREG {
+            let inode = (st.st_dev, st.st_ino);
+            if st.st_nlink > 1 {
+                if let Some(first) = self.links.get(&inode) {
+                    return self.link(first, dst, name);
+                }
+            }
+            let s = fcntl::openat(src, name, flags | OFlag::O_RDONLY | OFlag::O_NONBLOCK, Mode::empty())?;
+            let d = fcntl::openat(
+                dst,
+                name,
+                flags | OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL,
+                Mode::from_bits_truncate(0o600),
+            )?;
+            let (mut reader, mut writer) = (std::fs::File::from(s), std::fs::File::from(d));
+            std::io::copy(&mut reader, &mut writer)?;
+            copy_xattrs(reader.as_fd(), writer.as_fd())?;
+            set_metadata(writer.as_fd(), &st)?;
+            if st.st_nlink > 1 {
+                self.links.insert(inode, rel.clone());
+            }
+        } else if kind == SFlag::S_IFLNK {
+            let target = fcntl::readlinkat(src, name)?;
+            unistd::symlinkat(target.as_os_str(), dst, name)?;
+            set_link_metadata(dst, name, &st)?;
+        } else if matches!(kind, SFlag::S_IFCHR | SFlag::S_IFBLK | SFlag::S_IFIFO) {
+            stat::mknodat(dst, name, kind, Mode::from_bits_truncate(0o600), st.st_rdev)?;
+            set_link_metadata(dst, name, &st)?;
+            // Not a symlink (made just above, in a directory only berthd writes to).
+            stat::fchmodat(
+                dst,
+                name,
+                Mode::from_bits_truncate(st.st_mode & 0o7777),
+                stat::FchmodatFlags::FollowSymlink,
+            )?;
+        }
+        // Sockets are not copied: a socket file means nothing without its process.
+        Ok(())
+    }
+
+    /// Hard-links `name` in `dst` to the earlier copy at `first` (under the root). The path is
+    /// resolved beneath the root without symlinks: a container sharing the volume cannot
+    /// redirect it.
+    fn link(&self, first: &Path, dst: &OwnedFd, name: &CStr) -> Result<()> {
+        let parent = first.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let how = OpenHow::new().flags(OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC).resolve(
+            ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS | ResolveFlag::RESOLVE_NO_MAGICLINKS,
+        );
+        let parent_fd = fcntl::openat2(self.root, parent, how)
+            .with_context(|| format!("opening {} in the volume", parent.display()))?;
+        let old = first.file_name().context("a hard link's first name")?;
+        unistd::linkat(&parent_fd, old, dst, name, AtFlags::empty())?;
+        Ok(())
+    }
 }
 
 /// Owner, then mode (chown clears set-id bits), then times of an open file or directory.
@@ -261,13 +309,14 @@ mod tests {
     }
 
     #[test]
-    fn copies_files_dirs_symlinks_and_modes_without_following_links() {
+    fn copies_files_dirs_symlinks_hard_links_and_modes_without_following_links() {
         let image = tempfile::tempdir().expect("tempdir");
         let data = image.path().join("data");
         std::fs::create_dir_all(data.join("sub")).expect("mkdir");
         std::fs::write(data.join("sub/file"), "hello").expect("write");
         std::fs::set_permissions(data.join("sub/file"), std::fs::Permissions::from_mode(0o640)).expect("chmod");
         std::os::unix::fs::symlink("/etc/passwd", data.join("link")).expect("symlink");
+        std::fs::hard_link(data.join("sub/file"), data.join("same")).expect("hard link");
         std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o1777)).expect("chmod");
         let volume = tempfile::tempdir().expect("tempdir");
         let tree = ImageTree::open(&bind(image.path()), Path::new("/nonexistent")).expect("open");
@@ -276,6 +325,8 @@ mod tests {
         assert_eq!(std::fs::metadata(volume.path().join("sub/file")).expect("meta").mode() & 0o7777, 0o640);
         assert_eq!(std::fs::read_link(volume.path().join("link")).expect("link"), Path::new("/etc/passwd"));
         assert_eq!(std::fs::metadata(volume.path()).expect("meta").mode() & 0o7777, 0o1777);
+        let (a, b) = (volume.path().join("sub/file"), volume.path().join("same"));
+        assert_eq!(std::fs::metadata(a).expect("meta").ino(), std::fs::metadata(b).expect("meta").ino());
         tree.release().expect("release");
     }
 
