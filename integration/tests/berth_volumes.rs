@@ -241,6 +241,12 @@ fn volumes_from_mounts_another_containers_volumes_and_binds() {
     assert!(out.stderr.contains("No such container: nosuch"), "{out}");
     // The volume of `source` is not removed with a container that only borrowed it.
     b.ok(&["run", "--name", "borrower", "--volumes-from", "source", IMAGE_REF, "true"]);
+    let borrower = inspect(&b, "borrower");
+    assert_eq!(borrower["HostConfig"]["VolumesFrom"], serde_json::json!(["source"]));
+    let mut destinations: Vec<&str> =
+        borrower["Mounts"].as_array().expect("Mounts").iter().filter_map(|m| m["Destination"].as_str()).collect();
+    destinations.sort();
+    assert_eq!(destinations, ["/hb", "/vf"]);
     b.ok(&["rm", "-v", "borrower"]);
     assert_eq!(volume_dirs(&b), ["vf"]);
     assert_clean(&b);
