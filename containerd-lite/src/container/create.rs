@@ -145,7 +145,9 @@ impl Undo<'_> {
 impl Drop for Undo<'_> {
     fn drop(&mut self) {
         if !self.volumes.is_empty() {
-            self.d.volumes.remove_unused_among(&self.d.containers, &self.volumes, false);
+            for name in self.d.volumes.remove_unused_among(&self.d.containers, &self.volumes, false) {
+                self.d.events.publish("/volumes/delete", serde_json::json!({"name": name}));
+            }
         }
         if let Some(key) = self.snapshot.take() {
             if let Err(e) = self.d.snapshots.remove(&key) {

@@ -650,7 +650,9 @@ async fn remove_stopped(d: &Arc<Berthd>, id: &str, volumes: bool) -> Result<()> 
                 .filter(|m| m.kind == "volume" && m.anonymous)
                 .map(|m| m.source.clone())
                 .collect();
-            d2.volumes.remove_unused_among(&d2.containers, &anonymous, true);
+            for name in d2.volumes.remove_unused_among(&d2.containers, &anonymous, true) {
+                d2.events.publish("/volumes/delete", serde_json::json!({"name": name}));
+            }
         }
         Ok(())
     })

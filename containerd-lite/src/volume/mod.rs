@@ -229,21 +229,32 @@ impl Volumes {
 
     /// Removes the volumes among `names` that no container uses (any more), only anonymous ones
     /// with `anonymous_only`: a removed container's (`rm -v`, `run --rm`; named volumes stay), a
-    /// failed create's. Failures are logged: the caller is cleaning up already.
-    pub fn remove_unused_among(&self, containers: &ContainerStore, names: &[String], anonymous_only: bool) {
+    /// failed create's. Returns the names removed; failures are logged: the caller is cleaning up
+    /// already.
+    pub fn remove_unused_among(
+        &self,
+        containers: &ContainerStore,
+        names: &[String],
+        anonymous_only: bool,
+    ) -> Vec<String> {
         let _guard = self.lock();
+        let mut removed = Vec::new();
         for name in names {
-            let result = (|| -> Result<()> {
-                let Some(record) = self.get(name)? else { return Ok(()) };
+            let result = (|| -> Result<bool> {
+                let Some(record) = self.get(name)? else { return Ok(false) };
                 if (record.anonymous || !anonymous_only) && users_of(containers, name)?.is_empty() {
                     self.remove_unused(name)?;
+                    return Ok(true);
                 }
-                Ok(())
+                Ok(false)
             })();
-            if let Err(e) = result {
-                tracing::warn!(volume = %name, "removing an unused volume: {e:#}");
+            match result {
+                Ok(true) => removed.push(name.clone()),
+                Ok(false) => {}
+                Err(e) => tracing::warn!(volume = %name, "removing an unused volume: {e:#}"),
             }
         }
+        removed
     }
 
     /// Bytes the files of volume `name` take (apparent sizes, each inode once; symlinks not

@@ -121,6 +121,7 @@ pub fn resolve(
                 d.volumes.create(&m.source, "", m.volume_labels.clone(), Default::default(), anonymous)?;
             if new {
                 created.push(volume.name.clone());
+                d.events.publish("/volumes/create", serde_json::json!({"name": volume.name}));
             }
             // Whatever the request said: only a volume made here for this container is its own.
             m.anonymous = new && anonymous;
