@@ -395,3 +395,42 @@ fn volume_messages_match_docker_20_10() {
     }
     assert_clean(&b);
 }
+
+/// Unmounts its paths (last first) when dropped, so a failing test leaves no host mount.
+struct HostMounts(Vec<PathBuf>);
+
+impl Drop for HostMounts {
+    fn drop(&mut self) {
+        for path in self.0.iter().rev() {
+            let _ = Command::new("umount").arg("-l").arg(path).status();
+        }
+    }
+}
+
+#[test]
+fn bind_propagation_rslave_shows_later_host_mounts_and_the_default_does_not() {
+    let b = daemon();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let source = dir.path().join("src");
+    std::fs::create_dir_all(source.join("sub")).expect("mkdir");
+    let mut host_mounts = HostMounts(Vec::new());
+    // A shared mount of its own: what the host shares is what a slave receives.
+    run_ok(Command::new("mount").arg("--bind").arg(&source).arg(&source));
+    host_mounts.0.push(source.clone());
+    run_ok(Command::new("mount").arg("--make-shared").arg(&source));
+    let slave = format!("type=bind,src={},dst=/h,bind-propagation=rslave", source.display());
+    let private = format!("type=bind,src={},dst=/h", source.display());
+    b.ok(&["run", "-d", "--name", "slave", "--mount", &slave, IMAGE_REF, "sleep", "1000"]);
+    b.ok(&["run", "-d", "--name", "private", "--mount", &private, IMAGE_REF, "sleep", "1000"]);
+
+    run_ok(Command::new("mount").args(["-t", "tmpfs", "berth-it-propagation"]).arg(source.join("sub")));
+    host_mounts.0.push(source.join("sub"));
+    std::fs::write(source.join("sub/marker"), "").expect("write");
+    assert_eq!(b.ok(&["exec", "slave", "ls", "/h/sub"]), "marker\n");
+    assert_eq!(b.ok(&["exec", "private", "ls", "/h/sub"]), "");
+    assert_eq!(inspect(&b, "slave")["Mounts"][0]["Propagation"], "rslave");
+    assert_eq!(inspect(&b, "private")["Mounts"][0]["Propagation"], "rprivate");
+    b.remove_all_containers();
+    drop(host_mounts);
+    assert_clean(&b);
+}
