@@ -320,6 +320,16 @@ fn bad_volume_input_is_refused_with_dockers_errors_and_leaves_nothing() {
         (&["run", "--rm", "-v", "v1:/d", "-v", "v2:/d", IMAGE_REF, "true"], "Duplicate mount point: /d"),
         (&["run", "--rm", "-v", "v1:/d", "--mount", "src=v2,dst=/d/", IMAGE_REF, "true"], "Duplicate mount point: /d"),
         (&["run", "--rm", "-v", "v1:/d:bogus", IMAGE_REF, "true"], "invalid mode: bogus"),
+        // Failures after the volume was made take it back.
+        (
+            &["run", "--rm", "-v", "fresh:/d", "--mount", "type=bind,src=/no/such/dir,dst=/x", IMAGE_REF, "true"],
+            "bind source path does not exist: /no/such/dir",
+        ),
+        (&["run", "--rm", "-v", "fresh:/d", "-u", "ghost", IMAGE_REF, "true"], "ghost"),
+        (
+            &["run", "--rm", "-v", "fresh:/d", "--volumes-from", "nosuch", IMAGE_REF, "true"],
+            "No such container: nosuch",
+        ),
     ];
     for (args, message) in cases {
         let out = b.berth(args);
