@@ -47,6 +47,7 @@ impl berth_proto::volumes_ttrpc::Volumes for VolumesService {
     async fn create(&self, _: &TtrpcContext, req: CreateVolumeRequest) -> ttrpc::Result<VolumeResponse> {
         let d = self.0.clone();
         blocking(move || {
+            let _guard = d.volumes.lock();
             let (record, new) = d
                 .volumes
                 .create(

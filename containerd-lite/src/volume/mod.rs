@@ -74,7 +74,8 @@ pub struct Volumes {
 }
 
 impl Volumes {
-    /// Uses `db` (creating the table) and `<root>/volumes`.
+    /// Uses `db` (creating the table) and `<root>/volumes`. A directory there without a record is
+    /// what a daemon killed between the two steps of a create or a remove left: it is removed.
     pub fn open(db: Arc<redb::Database>, root: &Path) -> Result<Volumes> {
         let txn = db.begin_write().context("volumes: begin")?;
         txn.open_table(VOLUMES).context("volumes: create table")?;
@@ -85,7 +86,17 @@ impl Volumes {
             .mode(0o701)
             .create(&dir)
             .with_context(|| format!("creating {}", dir.display()))?;
-        Ok(Volumes { db, dir, lock: Mutex::new(()) })
+        let volumes = Volumes { db, dir, lock: Mutex::new(()) };
+        for entry in std::fs::read_dir(&volumes.dir).with_context(|| format!("reading {}", volumes.dir.display()))? {
+            let entry = entry.with_context(|| format!("reading {}", volumes.dir.display()))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if volumes.get(&name)?.is_none() {
+                tracing::info!(volume = %name, "removing the directory of a volume that has no record");
+                std::fs::remove_dir_all(entry.path())
+                    .with_context(|| format!("removing {}", entry.path().display()))?;
+            }
+        }
+        Ok(volumes)
     }
 
     /// See the `lock` field.
@@ -120,7 +131,8 @@ impl Volumes {
     }
 
     /// Creates a volume (a random 64-hex name when `name` is empty). An existing volume of that
-    /// name is returned unchanged, as docker does. Returns the record and whether it is new.
+    /// name is returned unchanged, as docker does. Returns the record and whether it is new. The
+    /// caller holds the lock.
     pub fn create(
         &self,
         name: &str,
@@ -363,6 +375,18 @@ mod tests {
         let volumes = Volumes::open(db.clone(), dir.path()).expect("volumes");
         let containers = ContainerStore::new(db).expect("containers");
         (dir, volumes, containers)
+    }
+
+    #[test]
+    fn directories_without_a_record_are_removed_on_open() {
+        let (dir, v, _) = volumes();
+        v.create("kept", "", BTreeMap::new(), BTreeMap::new(), false).expect("create");
+        std::fs::create_dir_all(dir.path().join("volumes/orphan/_data")).expect("mkdir");
+        drop(v);
+        let db = Arc::new(redb::Database::open(dir.path().join("m.redb")).expect("db"));
+        let v = Volumes::open(db, dir.path()).expect("reopen");
+        assert!(v.mountpoint("kept").is_dir());
+        assert!(!dir.path().join("volumes/orphan").exists());
     }
 
     #[test]
