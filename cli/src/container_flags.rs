@@ -337,7 +337,7 @@ pub fn parse_volume(spec: &str, cwd: &Path) -> Result<MountConfig> {
         [source, target, options] => (*source, *target, *options),
         _ => bail!("invalid volume specification: '{spec}'"),
     };
-    if source.is_empty() && parts.len() > 1 || target.is_empty() {
+    if parts.len() > 1 && parts[0].is_empty() || target.is_empty() {
         bail!("invalid volume specification: '{spec}'");
     }
     let bind = source.starts_with('/')
@@ -352,12 +352,17 @@ pub fn parse_volume(spec: &str, cwd: &Path) -> Result<MountConfig> {
     } else {
         ("volume", source.to_string())
     };
+    if kind == "bind" && !target.starts_with('/') {
+        bail!("invalid volume specification: '{spec}'");
+    }
+    // docker shows "z" for a named volume given without options, "" for an anonymous one.
+    let mode = if options.is_empty() && kind == "volume" && !source.is_empty() { "z" } else { options };
     let mut mount = MountConfig {
         kind: kind.to_string(),
         source,
         target: target.to_string(),
-        create_source: kind == "bind",
-        mode: if options.is_empty() && kind == "volume" { "z".to_string() } else { options.to_string() },
+        create_source: true,
+        mode: mode.to_string(),
         ..Default::default()
     };
     for option in options.split(',').filter(|o| !o.is_empty()) {
@@ -469,6 +474,8 @@ pub fn parse_mount(spec: &str) -> Result<MountConfig> {
             if !tmpfs_options.is_empty() || mount.propagation.is_some() {
                 bail!("invalid --mount {spec:?}: bind and tmpfs options do not apply to type=volume");
             }
+            // What docker's inspect shows for every --mount volume.
+            mount.mode = "z".to_string();
         }
         other => bail!("invalid --mount {spec:?}: mount type {other:?} is not supported (use volume, bind or tmpfs)"),
     }
@@ -692,13 +699,16 @@ mod tests {
     fn names_are_volumes_and_a_lone_path_is_an_anonymous_volume() {
         let named = parse_volume("data:/data:ro,nocopy", Path::new("/")).unwrap();
         assert_eq!((named.kind.as_str(), named.source.as_str(), named.mode.as_str()), ("volume", "data", "ro,nocopy"));
-        assert!(named.read_only && named.no_copy && !named.create_source);
+        assert!(named.read_only && named.no_copy && named.create_source);
         assert_eq!(parse_volume("data:/data", Path::new("/")).unwrap().mode, "z");
         let anonymous = parse_volume("/data", Path::new("/")).unwrap();
         assert_eq!(
             (anonymous.kind.as_str(), anonymous.source.as_str(), anonymous.target.as_str()),
             ("volume", "", "/data")
         );
+        // docker reads `/data:ro` as a bind of /data to "ro", and refuses it.
+        let err = parse_volume("/data:ro", Path::new("/")).unwrap_err().to_string();
+        assert_eq!(err, "invalid volume specification: '/data:ro'");
         assert_eq!(parse_volume("/a:/b:bogus", Path::new("/")).unwrap_err().to_string(), "invalid mode: bogus");
         assert!(parse_volume("/a:/b:nocopy", Path::new("/")).is_err());
         assert!(parse_volume(":/b", Path::new("/")).is_err());

@@ -359,11 +359,23 @@ fn volume_messages_match_docker_20_10() {
     dockerd.load(&busybox().docker_archive());
     let docker = |args: &[&str]| run(dockerd.docker().args(args));
 
-    let (berth_id, docker_id) = {
-        let create = ["create", "--network", "none", "--name", "user", "-v", "named1:/n", IMAGE_REF, "true"];
-        (b.ok(&create).trim().to_string(), run_ok(dockerd.docker().args(create)).trim().to_string())
+    let create = |args: &[&str]| {
+        let args = [&["create", "--network", "none"][..], args, &[IMAGE_REF, "true"]].concat();
+        (b.ok(&args).trim().to_string(), run_ok(dockerd.docker().args(&args)).trim().to_string())
     };
+    let (berth_id, docker_id) = create(&["--name", "user", "-v", "named1:/n"]);
+    create(&["--name", "anon", "-v", "/anon"]);
+    create(&["--name", "mnt", "--mount", "type=volume,src=mvol,dst=/m,readonly"]);
+    create(&["--name", "mnta", "--mount", "type=volume,dst=/ma"]);
+    let mounts = "{{range .Mounts}}{{.Type}} {{.Destination}} {{.Driver}} {{.Mode}} {{.RW}} {{.Propagation}}{{end}}";
     let steps: &[&[&str]] = &[
+        &["inspect", "-f", mounts, "anon"],
+        &["inspect", "-f", mounts, "mnta"],
+        &["inspect", "-f", mounts, "mnt"],
+        &["inspect", "-f", "{{json .HostConfig.Binds}}", "mnt"],
+        &["inspect", "-f", "{{json .HostConfig.Binds}}", "user"],
+        &["inspect", "-f", "{{json .HostConfig.Binds}}", "anon"],
+        &["rm", "-v", "anon", "mnt", "mnta"],
         &["volume", "create", "--label", "a=b", "lab"],
         &["volume", "create", "lab"],
         &["volume", "ls"],
@@ -393,15 +405,24 @@ fn volume_messages_match_docker_20_10() {
         assert_eq!(ours, theirs, "berth {step:?} (left) differs from docker (right)");
     }
     // docker's run/create wrap the daemon's message ("docker: …\nSee 'docker create --help'.").
-    for spec in ["v1:/", "v1:data", "a/b:/d", "v1:/d:bogus"] {
-        let args = ["create", "--network", "none", "-v", spec, "-v", "v2:/d", IMAGE_REF, "true"];
+    let bad: &[&[&str]] = &[
+        &["-v", "v1:/"],
+        &["-v", "v1:data"],
+        &["-v", "a/b:/d"],
+        &["-v", "v1:/d:bogus"],
+        &["-v", "/anon:ro"],
+        &["-v", "v1:/d", "-v", "v2:/d"],
+        &["-v", "v1:/d", "--mount", "src=v2,dst=/d"],
+    ];
+    for spec in bad {
+        let args = [&["create", "--network", "none"][..], spec, &[IMAGE_REF, "true"]].concat();
         let ours = b.berth(&args);
         let theirs = docker(&args);
-        assert!(ours.code != 0 && theirs.code != 0, "-v {spec}: {ours}\n{theirs}");
+        assert!(ours.code != 0 && theirs.code != 0, "{spec:?}: {ours}\n{theirs}");
         // berth checks a mode before calling berthd: "Error: …" rather than the daemon's words.
         let message =
             ours.stderr.trim().trim_start_matches("Error response from daemon: ").trim_start_matches("Error: ");
-        assert!(theirs.stderr.contains(message), "-v {spec}: berth says {message:?}, docker {:?}", theirs.stderr);
+        assert!(theirs.stderr.contains(message), "{spec:?}: berth says {message:?}, docker {:?}", theirs.stderr);
     }
     assert_clean(&b);
 }

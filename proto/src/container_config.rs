@@ -112,10 +112,11 @@ pub struct MountConfig {
     pub propagation: Option<String>,
     /// tmpfs options as mount(8) takes them (`size=64m,mode=1777`), or a bind's extra options.
     pub options: Vec<String>,
-    /// `-v` creates a missing bind source as a directory; `--mount` refuses it (docker).
+    /// Given with `-v` rather than `--mount`: a missing bind source is created as a directory
+    /// (`--mount` refuses it, as docker does), and the mount is one of inspect's HostConfig.Binds.
     pub create_source: bool,
-    /// docker's `Mode` in inspect: `-v`'s option text (`ro`, `rw,nocopy`; `z` for a volume
-    /// without options), empty for `--mount`.
+    /// docker's `Mode` in inspect: `-v`'s option text (`ro`, `rw,nocopy`), `z` for a named `-v`
+    /// volume without options and for any `--mount` volume, empty otherwise.
     pub mode: String,
     /// A volume: leave it empty instead of copying the image's files at the target into it
     /// (`nocopy`, `volume-nocopy`).

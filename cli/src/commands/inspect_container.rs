@@ -281,12 +281,11 @@ enum Found {
 
 /// docker's HostConfig from the create flags.
 fn host_config(config: &CreateConfig, runtime: &str) -> HostConfigObject {
-    // `-v` mounts: binds that create their source, and named volumes (an anonymous `-v /path`
-    // is only in Config.Volumes for docker).
+    // `-v` mounts but anonymous volumes (docker has those in Config.Volumes only).
     let binds: Vec<String> = config
         .mounts
         .iter()
-        .filter(|m| (m.kind == "bind" && m.create_source) || (m.kind == "volume" && !m.mode.is_empty() && !m.anonymous))
+        .filter(|m| m.create_source && !(m.kind == "volume" && m.anonymous))
         .map(|m| match m.mode.as_str() {
             "" | "z" => format!("{}:{}", m.source, m.target),
             mode => format!("{}:{}:{mode}", m.source, m.target),
@@ -427,7 +426,7 @@ mod tests {
         let config = br#"{"image":"busybox","name":"web","cmd":["sleep","9"],"tty":true,
             "labels":{"a":"b"},"memory":67108864,"restart_policy":{"name":"on-failure","maximum_retry_count":2},
             "mounts":[{"kind":"bind","source":"/srv","target":"/data","read_only":true,"create_source":true,"mode":"ro"},
-                {"kind":"volume","source":"vol","target":"/v","mode":"z","host_path":"/var/lib/berth/volumes/vol/_data"}]}"#;
+                {"kind":"volume","source":"vol","target":"/v","mode":"z","create_source":true,"host_path":"/var/lib/berth/volumes/vol/_data"}]}"#;
         let spec = br#"{"hostname":"box","process":{"args":["sleep","9"],"env":["PATH=/bin"],"cwd":"/"}}"#;
         let container = Container {
             id: "c".repeat(64),
