@@ -163,6 +163,11 @@ pub fn container_object(container: &Container) -> InspectedContainer {
         config.stop_signal.clone().or_else(|| image.get("StopSignal").and_then(Value::as_str).map(str::to_string));
     let mut labels: Map<String, Value> = image.get("Labels").and_then(Value::as_object).cloned().unwrap_or_default();
     labels.extend(config.labels.iter().chain(&container.labels).map(|(k, v)| (k.clone(), json!(v))));
+    // The image's VOLUMEs and the anonymous `-v /path`s, as docker lists them.
+    let mut volumes: Map<String, Value> = image.get("Volumes").and_then(Value::as_object).cloned().unwrap_or_default();
+    for m in config.mounts.iter().filter(|m| m.kind == "volume" && m.anonymous && m.create_source) {
+        volumes.insert(m.target.clone(), json!({}));
+    }
 
     InspectedContainer {
         id: container.id.clone(),
@@ -200,6 +205,7 @@ pub fn container_object(container: &Container) -> InspectedContainer {
             env,
             cmd: non_empty(cmd),
             image: container.image.clone(),
+            volumes: (!volumes.is_empty()).then_some(volumes),
             working_dir,
             entrypoint: non_empty(entrypoint),
             labels,
@@ -262,6 +268,7 @@ struct ConfigObject {
     env: Value,
     cmd: Option<Vec<String>>,
     image: String,
+    volumes: Option<Map<String, Value>>,
     working_dir: String,
     entrypoint: Option<Vec<String>>,
     labels: Map<String, Value>,
