@@ -56,10 +56,10 @@ pub struct ContainerFlags {
     /// Mount a tmpfs directory (PATH[:OPTIONS]).
     #[arg(long, value_name = "PATH[:OPTIONS]")]
     pub tmpfs: Vec<String>,
-    /// Bind mount a host path (HOST:CONTAINER[:ro]).
-    #[arg(short, long = "volume", value_name = "HOST:CONTAINER[:OPTIONS]")]
+    /// Bind mount a volume or a host path ([NAME|HOST:]CONTAINER[:ro|rw][,nocopy]).
+    #[arg(short, long = "volume", value_name = "[NAME|HOST:]CONTAINER[:OPTIONS]")]
     pub volume: Vec<String>,
-    /// Attach a filesystem mount (type=bind|tmpfs,src=…,dst=…,readonly).
+    /// Attach a filesystem mount (type=volume|bind|tmpfs,src=…,dst=…,readonly).
     #[arg(long, value_name = "MOUNT")]
     pub mount: Vec<String>,
     /// Memory limit (e.g. 64m, 1g).
@@ -134,8 +134,8 @@ pub struct ContainerFlags {
     /// Connect a container to a network (none or host).
     #[arg(long = "network", alias = "net")]
     pub network: Option<String>,
-    /// docker flags that need networks or volumes, which berth does not have yet: refused with
-    /// a clear error rather than clap's "unexpected argument".
+    /// docker flags that need networks, which berth does not have yet: refused with a clear
+    /// error rather than clap's "unexpected argument".
     #[arg(short = 'p', long = "publish", hide = true)]
     pub publish: Vec<String>,
     #[arg(short = 'P', long = "publish-all", hide = true)]
@@ -144,7 +144,8 @@ pub struct ContainerFlags {
     pub add_host: Vec<String>,
     #[arg(long, hide = true)]
     pub dns: Vec<String>,
-    #[arg(long = "volumes-from", hide = true)]
+    /// Mount volumes from the specified container(s) (CONTAINER[:ro|rw]).
+    #[arg(long = "volumes-from", value_name = "CONTAINER[:ro|rw]")]
     pub volumes_from: Vec<String>,
     #[arg(long, hide = true)]
     pub link: Vec<String>,
@@ -171,7 +172,6 @@ impl ContainerFlags {
             (!self.publish.is_empty() || self.publish_all, "publishing ports (-p/-P) is not supported yet: berth has no networks other than none and host (try --network host)"),
             (!self.add_host.is_empty(), "--add-host is not supported yet"),
             (!self.dns.is_empty(), "--dns is not supported yet"),
-            (!self.volumes_from.is_empty(), "volumes are not supported yet (--volumes-from)"),
             (!self.link.is_empty(), "--link is not supported yet: berth has no networks other than none and host"),
         ]
         .into_iter()
@@ -240,6 +240,7 @@ impl ContainerFlags {
             init: self.init,
             runtime: self.runtime.clone(),
             network: self.network.as_deref().map(parse_network).transpose()?,
+            volumes_from: self.volumes_from.clone(),
             ..Default::default()
         };
         if let Some(signal) = &self.stop_signal {
@@ -325,52 +326,56 @@ pub fn parse_nano_cpus(text: &str) -> Result<i64> {
     Ok((cpus * 1e9).round() as i64)
 }
 
-/// `-v HOST:CONTAINER[:OPTIONS]`: a bind mount whose missing source berthd creates. A named or
-/// anonymous volume is refused until berth has volumes.
+/// `-v [SOURCE:]CONTAINER[:OPTIONS]`: a bind mount when SOURCE is a path (berthd creates a
+/// missing one), a named volume when it is a name (berthd checks it, and creates a missing
+/// one), an anonymous volume without SOURCE.
 pub fn parse_volume(spec: &str, cwd: &Path) -> Result<MountConfig> {
     let parts: Vec<&str> = spec.split(':').collect();
     let (source, target, options) = match parts.as_slice() {
-        [target] => {
-            return Err(NotSupportedYet(format!(
-                "anonymous volumes are not supported yet (-v {target}): bind a host path, -v /host/dir:{target}"
-            ))
-            .into())
-        }
+        [target] => ("", *target, ""),
         [source, target] => (*source, *target, ""),
         [source, target, options] => (*source, *target, *options),
-        _ => bail!("invalid volume specification: {spec:?}"),
+        _ => bail!("invalid volume specification: '{spec}'"),
     };
-    let source = if source.starts_with('/') {
-        source.to_string()
-    } else if source == "." || source == ".." || source.starts_with("./") || source.starts_with("../") {
-        lexically_clean(&cwd.join(source))
-    } else {
-        return Err(NotSupportedYet(format!(
-            "volumes are not supported yet (-v {spec}): bind a host path, -v /host/dir:{target}"
-        ))
-        .into());
-    };
-    if !target.starts_with('/') {
-        bail!("invalid volume specification: {spec:?}: the container path {target:?} is not absolute");
+    if parts.len() > 1 && parts[0].is_empty() || target.is_empty() {
+        bail!("invalid volume specification: '{spec}'");
     }
+    let bind = source.starts_with('/')
+        || source == "."
+        || source.starts_with("./")
+        || source.starts_with("../")
+        || source == "..";
+    let (kind, source) = if source.starts_with('/') {
+        ("bind", source.to_string())
+    } else if bind {
+        ("bind", lexically_clean(&cwd.join(source)))
+    } else {
+        ("volume", source.to_string())
+    };
+    if kind == "bind" && !target.starts_with('/') {
+        bail!("invalid volume specification: '{spec}'");
+    }
+    // docker shows "z" for a named volume given without options, "" for an anonymous one.
+    let mode = if options.is_empty() && kind == "volume" && !source.is_empty() { "z" } else { options };
     let mut mount = MountConfig {
-        kind: "bind".to_string(),
+        kind: kind.to_string(),
         source,
         target: target.to_string(),
         create_source: true,
+        mode: mode.to_string(),
         ..Default::default()
     };
     for option in options.split(',').filter(|o| !o.is_empty()) {
         match option {
             "ro" => mount.read_only = true,
             "rw" => mount.read_only = false,
-            "shared" | "rshared" | "slave" | "rslave" | "private" | "rprivate" => {
+            "shared" | "rshared" | "slave" | "rslave" | "private" | "rprivate" if kind == "bind" => {
                 mount.propagation = Some(option.to_string())
             }
+            "nocopy" if kind == "volume" => mount.no_copy = true,
             // SELinux relabelling and consistency hints mean nothing to berth.
             "z" | "Z" | "consistent" | "cached" | "delegated" => {}
-            "nocopy" => {}
-            _ => bail!("invalid volume specification: {spec:?}: unknown option {option:?}"),
+            _ => bail!("invalid mode: {option}"),
         }
     }
     Ok(mount)
@@ -391,7 +396,8 @@ fn lexically_clean(path: &Path) -> String {
     clean.to_string_lossy().into_owned()
 }
 
-/// `--mount type=bind|tmpfs,src=…,dst=…[,readonly][,bind-propagation=…][,tmpfs-size=…][,tmpfs-mode=…]`.
+/// `--mount type=volume|bind|tmpfs,src=…,dst=…[,readonly][,volume-nocopy][,volume-label=K=V]
+/// [,bind-propagation=…][,tmpfs-size=…][,tmpfs-mode=…]` (docker's default type is volume).
 pub fn parse_mount(spec: &str) -> Result<MountConfig> {
     let mut mount = MountConfig { kind: "volume".to_string(), ..Default::default() };
     let mut tmpfs_options = Vec::new();
@@ -412,6 +418,24 @@ pub fn parse_mount(spec: &str) -> Result<MountConfig> {
                 }
             }
             "bind-propagation" => mount.propagation = Some(need(value, &key, spec)?.to_string()),
+            "volume-nocopy" => {
+                mount.no_copy = match value.map(str::to_ascii_lowercase).as_deref() {
+                    None | Some("1") | Some("true") => true,
+                    Some("0") | Some("false") => false,
+                    Some(other) => bail!("invalid value for volume-nocopy: {other:?}"),
+                }
+            }
+            "volume-label" => {
+                let label = need(value, &key, spec)?;
+                let (k, v) = label.split_once('=').unwrap_or((label, ""));
+                mount.volume_labels.insert(k.to_string(), v.to_string());
+            }
+            "volume-driver" => {
+                let driver = need(value, &key, spec)?;
+                if driver != "local" {
+                    bail!("invalid --mount {spec:?}: volume driver {driver:?} is not supported (only local)");
+                }
+            }
             "tmpfs-size" => tmpfs_options.push(format!("size={}", parse_size(need(value, &key, spec)?)?)),
             "tmpfs-mode" => {
                 let mode = need(value, &key, spec)?;
@@ -433,20 +457,27 @@ pub fn parse_mount(spec: &str) -> Result<MountConfig> {
             if !tmpfs_options.is_empty() {
                 bail!("invalid --mount {spec:?}: tmpfs options apply to type=tmpfs only");
             }
+            if mount.no_copy || !mount.volume_labels.is_empty() {
+                bail!("invalid --mount {spec:?}: volume options apply to type=volume only");
+            }
         }
         "tmpfs" => {
             if !mount.source.is_empty() {
                 bail!("invalid --mount {spec:?}: a tmpfs mount has no source");
             }
+            if mount.no_copy || !mount.volume_labels.is_empty() || mount.propagation.is_some() {
+                bail!("invalid --mount {spec:?}: volume and bind options do not apply to type=tmpfs");
+            }
             mount.options = tmpfs_options;
         }
         "volume" => {
-            return Err(NotSupportedYet(format!(
-                "volumes are not supported yet (--mount {spec}): use type=bind or type=tmpfs"
-            ))
-            .into())
+            if !tmpfs_options.is_empty() || mount.propagation.is_some() {
+                bail!("invalid --mount {spec:?}: bind and tmpfs options do not apply to type=volume");
+            }
+            // What docker's inspect shows for every --mount volume.
+            mount.mode = "z".to_string();
         }
-        other => bail!("invalid --mount {spec:?}: mount type {other:?} is not supported (use bind or tmpfs)"),
+        other => bail!("invalid --mount {spec:?}: mount type {other:?} is not supported (use volume, bind or tmpfs)"),
     }
     if mount.target.is_empty() {
         bail!("invalid --mount {spec:?}: a target (dst=) is required");
@@ -653,6 +684,7 @@ mod tests {
                 target: "/data".into(),
                 read_only: true,
                 create_source: true,
+                mode: "ro".into(),
                 ..Default::default()
             }
         );
@@ -664,13 +696,23 @@ mod tests {
     }
 
     #[test]
-    fn named_and_anonymous_volumes_are_refused_clearly() {
-        let named = parse_volume("data:/data", Path::new("/")).unwrap_err().to_string();
-        assert!(named.contains("volumes are not supported yet"), "{named}");
-        let anonymous = parse_volume("/data", Path::new("/")).unwrap_err().to_string();
-        assert!(anonymous.contains("anonymous volumes are not supported yet"), "{anonymous}");
-        assert!(parse_volume("/a:b", Path::new("/")).is_err());
-        assert!(parse_volume("/a:/b:bogus", Path::new("/")).is_err());
+    fn names_are_volumes_and_a_lone_path_is_an_anonymous_volume() {
+        let named = parse_volume("data:/data:ro,nocopy", Path::new("/")).unwrap();
+        assert_eq!((named.kind.as_str(), named.source.as_str(), named.mode.as_str()), ("volume", "data", "ro,nocopy"));
+        assert!(named.read_only && named.no_copy && named.create_source);
+        assert_eq!(parse_volume("data:/data", Path::new("/")).unwrap().mode, "z");
+        let anonymous = parse_volume("/data", Path::new("/")).unwrap();
+        assert_eq!(
+            (anonymous.kind.as_str(), anonymous.source.as_str(), anonymous.target.as_str()),
+            ("volume", "", "/data")
+        );
+        // docker reads `/data:ro` as a bind of /data to "ro", and refuses it.
+        let err = parse_volume("/data:ro", Path::new("/")).unwrap_err().to_string();
+        assert_eq!(err, "invalid volume specification: '/data:ro'");
+        assert_eq!(parse_volume("/a:/b:bogus", Path::new("/")).unwrap_err().to_string(), "invalid mode: bogus");
+        assert!(parse_volume("/a:/b:nocopy", Path::new("/")).is_err());
+        assert!(parse_volume(":/b", Path::new("/")).is_err());
+        assert!(parse_volume("a:b:c:d", Path::new("/")).is_err());
     }
 
     #[test]
@@ -687,7 +729,13 @@ mod tests {
         assert!(parse_mount("type=bind,dst=/b").is_err());
         assert!(parse_mount("type=bind,src=/a").is_err());
         assert!(parse_mount("type=bind,src=relative,dst=/b").is_err());
-        assert!(parse_mount("src=vol,dst=/b").unwrap_err().to_string().contains("volumes are not supported yet"));
+        let volume = parse_mount("src=vol,dst=/b,volume-nocopy,volume-label=k=v,ro").unwrap();
+        assert_eq!((volume.kind.as_str(), volume.source.as_str()), ("volume", "vol"));
+        assert!(volume.no_copy && volume.read_only);
+        assert_eq!(volume.volume_labels["k"], "v");
+        assert!(parse_mount("type=volume,dst=/b").unwrap().source.is_empty());
+        assert!(parse_mount("type=volume,src=v,dst=/b,bind-propagation=rshared").is_err());
+        assert!(parse_mount("type=bind,src=/a,dst=/b,volume-nocopy").is_err());
         assert!(parse_mount("type=bind,src=/a,dst=/b,colour=blue").is_err());
     }
 
@@ -819,10 +867,10 @@ mod tests {
     }
 
     #[test]
-    fn flags_that_need_networks_or_volumes_are_refused_clearly() {
+    fn flags_that_need_networks_are_refused_clearly() {
         let err = config(&["-p", "8080:80", "busybox"]).unwrap_err().to_string();
         assert!(err.contains("publishing ports (-p/-P) is not supported yet"), "{err}");
-        assert!(config(&["--volumes-from", "other", "busybox"]).is_err());
+        assert_eq!(config(&["--volumes-from", "other:ro", "busybox"]).unwrap().volumes_from, ["other:ro"]);
         assert!(config(&["--dns", "1.1.1.1", "busybox"]).is_err());
     }
 

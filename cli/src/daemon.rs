@@ -13,6 +13,7 @@ use berth_proto::images_ttrpc::{ImagesClient, TransferClient};
 use berth_proto::system_ttrpc::{EventsClient, SystemClient};
 use berth_proto::tasks_ttrpc::TasksClient;
 use berth_proto::version_ttrpc::VersionClient;
+use berth_proto::volumes_ttrpc::VolumesClient;
 use ttrpc::context::Context;
 use ttrpc::r#async::Client;
 use ttrpc::Code;
@@ -157,6 +158,11 @@ impl Berthd {
     /// The Version service.
     pub fn version(&self) -> VersionClient {
         VersionClient::new(self.client.clone())
+    }
+
+    /// The Volumes service.
+    pub fn volumes(&self) -> VolumesClient {
+        VolumesClient::new(self.client.clone())
     }
 }
 

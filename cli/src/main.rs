@@ -50,6 +50,7 @@ use commands::system::SystemCommand;
 use commands::tag::TagArgs;
 use commands::top::TopArgs;
 use commands::update::UpdateArgs;
+use commands::volume::VolumeCommand;
 use commands::wait::WaitArgs;
 use daemon::Berthd;
 
@@ -82,6 +83,9 @@ enum Command {
     /// Manage berthd.
     #[command(subcommand)]
     System(SystemCommand),
+    /// Manage volumes.
+    #[command(subcommand)]
+    Volume(VolumeCommand),
     /// Show berthd's events as they happen.
     Events(EventsArgs),
     /// Show the client's and berthd's versions.
@@ -322,6 +326,7 @@ async fn run(cli: Cli) -> Result<u8> {
         Command::ContainerGroup(ContainerCommand::Unknown(argv)) => anyhow::bail!(unknown_verb("container ", &argv)),
         Command::ImageGroup(ImageCommand::Unknown(argv)) => anyhow::bail!(unknown_verb("image ", &argv)),
         Command::System(SystemCommand::Unknown(argv)) => anyhow::bail!(unknown_verb("system ", &argv)),
+        Command::Volume(VolumeCommand::Unknown(argv)) => anyhow::bail!(unknown_verb("volume ", &argv)),
         other => run_other(other, &address).await.map(|()| 0),
     }
 }
@@ -366,6 +371,7 @@ async fn run_other(command: Command, address: &str) -> Result<()> {
         Command::Image(operation) => run_image_operation(&Berthd::connect(address)?, &operation).await,
         Command::ImageGroup(command) => run_image_operation(&Berthd::connect(address)?, &command.into()).await,
         Command::System(command) => commands::system::run(&Berthd::connect(address)?, &command).await,
+        Command::Volume(command) => commands::volume::run(&Berthd::connect(address)?, &command).await,
         Command::Events(args) => commands::events::run(&Berthd::connect(address)?, &args).await,
         Command::Version => commands::version::run(address).await,
         Command::Info => commands::info::run(&Berthd::connect(address)?).await,
@@ -423,7 +429,7 @@ mod tests {
 
     #[test]
     fn unknown_verbs_are_not_guessed_at() {
-        for verb in ["psx", "network", "volume", "build", "cp"] {
+        for verb in ["psx", "network", "swarm", "build", "cp"] {
             let cli = Cli::try_parse_from(["berth", verb, "ls"]).expect("parses");
             let Command::Unknown(argv) = cli.command else { panic!("expected an unknown command") };
             assert_eq!(argv[0], verb);

@@ -18,6 +18,7 @@ use crate::store::content::ContentStore;
 use crate::store::meta::Metadata;
 use crate::store::snapshot::{Kind, Snapshotter};
 use crate::task::Tasks;
+use crate::volume::Volumes;
 
 /// Everything the services share.
 pub struct Berthd {
@@ -28,6 +29,7 @@ pub struct Berthd {
     pub registry: RegistryClient,
     pub events: Events,
     pub containers: ContainerStore,
+    pub volumes: Volumes,
     pub tasks: Tasks,
     /// Garbage collection holds it exclusively; transfers take it shared only for the instant
     /// they add a resource to their lease (see `lease`), naming an image and a load's local
@@ -53,6 +55,7 @@ impl Berthd {
         }
         crate::store::lease::delete_stale(&meta)?;
         let containers = ContainerStore::new(meta.db()).context("opening the container store")?;
+        let volumes = Volumes::open(meta.db(), &cfg.root).context("opening the volume store")?;
         let tasks = Tasks::new(&cfg.socket());
         let registry = RegistryClient::new(RegistryOptions {
             insecure: cfg.insecure_registries.clone(),
@@ -67,6 +70,7 @@ impl Berthd {
             registry,
             events: Events::default(),
             containers,
+            volumes,
             tasks,
             gc_lock: tokio::sync::RwLock::new(()),
         })

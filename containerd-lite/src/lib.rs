@@ -16,3 +16,4 @@ pub mod memory;
 pub mod service;
 pub mod store;
 pub mod task;
+pub mod volume;

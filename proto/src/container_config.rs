@@ -91,15 +91,19 @@ pub struct CreateConfig {
     pub runtime: Option<String>,
     /// `--network`: `none` (the default until networks land) or `host`.
     pub network: Option<String>,
+    /// `--volumes-from CONTAINER[:ro|rw]`: that container's volume and bind mounts.
+    pub volumes_from: Vec<String>,
 }
 
-/// One mount from `-v`, `--mount` or `--tmpfs`.
+/// One mount from `-v`, `--mount` or `--tmpfs` (or, once berthd created the container, from
+/// `--volumes-from` and the image's `Volumes`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct MountConfig {
-    /// `bind` or `tmpfs`.
+    /// `bind`, `volume` or `tmpfs`.
     pub kind: String,
-    /// Host path for a bind (absolute); empty for tmpfs.
+    /// Host path for a bind (absolute); the volume's name for a volume (empty in a request: a
+    /// new anonymous volume); empty for tmpfs.
     pub source: String,
     /// Path inside the container (absolute).
     pub target: String,
@@ -108,8 +112,22 @@ pub struct MountConfig {
     pub propagation: Option<String>,
     /// tmpfs options as mount(8) takes them (`size=64m,mode=1777`), or a bind's extra options.
     pub options: Vec<String>,
-    /// `-v` creates a missing bind source as a directory; `--mount` refuses it (docker).
+    /// Given with `-v` rather than `--mount`: a missing bind source is created as a directory
+    /// (`--mount` refuses it, as docker does), and the mount is one of inspect's HostConfig.Binds.
     pub create_source: bool,
+    /// docker's `Mode` in inspect: `-v`'s option text (`ro`, `rw,nocopy`), `z` for a named `-v`
+    /// volume without options and for any `--mount` volume, empty otherwise.
+    pub mode: String,
+    /// A volume: leave it empty instead of copying the image's files at the target into it
+    /// (`nocopy`, `volume-nocopy`).
+    pub no_copy: bool,
+    /// A volume created for this mount gets these labels (`volume-label=K=V`).
+    pub volume_labels: BTreeMap<String, String>,
+    /// Set by berthd: the volume was made for this container (`-v /path`, an image's VOLUME),
+    /// so `rm -v` and `run --rm` remove it.
+    pub anonymous: bool,
+    /// Set by berthd: a volume's directory on the host.
+    pub host_path: String,
 }
 
 /// The resource names `--ulimit` takes (docker's, from go-units).

@@ -176,6 +176,11 @@ impl DockerEvent {
                 attributes.insert("name".into(), name.clone());
                 ("image".to_string(), action.to_string(), name)
             }
+            "volumes" => {
+                attributes.insert("driver".into(), "local".into());
+                let action = if rest == "delete" { "destroy" } else { rest };
+                ("volume".to_string(), action.to_string(), field("name"))
+            }
             other => {
                 let actor = ["id", "digest", "key", "name"].iter().map(|k| field(k)).find(|v| !v.is_empty());
                 (other.trim_end_matches('s').to_string(), rest.replace('/', " "), actor.unwrap_or_default())
@@ -328,6 +333,14 @@ mod tests {
             e.line(&envelope),
             "2026-12-03T04:00:00.000000001Z container die c1 (exitCode=0, image=busybox, name=web)"
         );
+    }
+
+    #[test]
+    fn volume_topics_read_as_dockers_volume_create_and_destroy() {
+        let e = event("/volumes/delete", r#"{"name":"data"}"#).expect("delete");
+        assert_eq!((e.kind.as_str(), e.action.as_str(), e.actor.as_str()), ("volume", "destroy", "data"));
+        assert_eq!(e.attributes["driver"], "local");
+        assert_eq!(event("/volumes/create", r#"{"name":"data"}"#).expect("create").action, "create");
     }
 
     #[test]

@@ -100,7 +100,7 @@ impl std::fmt::Display for Report {
 }
 
 /// Prints `question` and reads a yes on stdin.
-fn confirm(question: &str) -> Result<bool> {
+pub fn confirm(question: &str) -> Result<bool> {
     let mut out = io::stdout().lock();
     write!(out, "{question}")?;
     out.flush()?;

@@ -163,6 +163,11 @@ pub fn container_object(container: &Container) -> InspectedContainer {
         config.stop_signal.clone().or_else(|| image.get("StopSignal").and_then(Value::as_str).map(str::to_string));
     let mut labels: Map<String, Value> = image.get("Labels").and_then(Value::as_object).cloned().unwrap_or_default();
     labels.extend(config.labels.iter().chain(&container.labels).map(|(k, v)| (k.clone(), json!(v))));
+    // The image's VOLUMEs and the anonymous `-v /path`s, as docker lists them.
+    let mut volumes: Map<String, Value> = image.get("Volumes").and_then(Value::as_object).cloned().unwrap_or_default();
+    for m in config.mounts.iter().filter(|m| m.kind == "volume" && m.anonymous && m.create_source) {
+        volumes.insert(m.target.clone(), json!({}));
+    }
 
     InspectedContainer {
         id: container.id.clone(),
@@ -200,6 +205,7 @@ pub fn container_object(container: &Container) -> InspectedContainer {
             env,
             cmd: non_empty(cmd),
             image: container.image.clone(),
+            volumes: (!volumes.is_empty()).then_some(volumes),
             working_dir,
             entrypoint: non_empty(entrypoint),
             labels,
@@ -262,6 +268,7 @@ struct ConfigObject {
     env: Value,
     cmd: Option<Vec<String>>,
     image: String,
+    volumes: Option<Map<String, Value>>,
     working_dir: String,
     entrypoint: Option<Vec<String>>,
     labels: Map<String, Value>,
@@ -281,11 +288,15 @@ enum Found {
 
 /// docker's HostConfig from the create flags.
 fn host_config(config: &CreateConfig, runtime: &str) -> HostConfigObject {
+    // `-v` mounts but anonymous volumes (docker has those in Config.Volumes only).
     let binds: Vec<String> = config
         .mounts
         .iter()
-        .filter(|m| m.kind == "bind" && m.create_source)
-        .map(|m| format!("{}:{}{}", m.source, m.target, if m.read_only { ":ro" } else { "" }))
+        .filter(|m| m.create_source && !(m.kind == "volume" && m.anonymous))
+        .map(|m| match m.mode.as_str() {
+            "" | "z" => format!("{}:{}", m.source, m.target),
+            mode => format!("{}:{}:{mode}", m.source, m.target),
+        })
         .collect();
     let mount_flags: Vec<Value> = config
         .mounts
@@ -322,6 +333,7 @@ fn host_config(config: &CreateConfig, runtime: &str) -> HostConfigObject {
             "MaximumRetryCount": config.restart_policy.maximum_retry_count,
         }),
         auto_remove: config.auto_remove,
+        volumes_from: (!config.volumes_from.is_empty()).then(|| config.volumes_from.clone()),
         cap_add: config.cap_add.clone(),
         cap_drop: config.cap_drop.clone(),
         group_add: config.group_add.clone(),
@@ -358,6 +370,7 @@ struct HostConfigObject {
     network_mode: String,
     restart_policy: Value,
     auto_remove: bool,
+    volumes_from: Option<Vec<String>>,
     cap_add: Vec<String>,
     cap_drop: Vec<String>,
     group_add: Vec<String>,
@@ -386,11 +399,23 @@ fn mounts(config: &CreateConfig) -> Vec<Value> {
         .mounts
         .iter()
         .map(|m| {
+            if m.kind == "volume" {
+                return json!({
+                    "Type": "volume",
+                    "Name": m.source,
+                    "Source": m.host_path,
+                    "Destination": m.target,
+                    "Driver": "local",
+                    "Mode": m.mode,
+                    "RW": !m.read_only,
+                    "Propagation": "",
+                });
+            }
             json!({
                 "Type": m.kind,
                 "Source": m.source,
                 "Destination": m.target,
-                "Mode": if m.kind == "bind" && m.create_source { if m.read_only { "ro" } else { "" } } else { "" },
+                "Mode": if m.kind == "bind" && m.create_source { m.mode.as_str() } else { "" },
                 "RW": !m.read_only,
                 "Propagation": if m.kind == "bind" { m.propagation.clone().unwrap_or_else(|| "rprivate".to_string()) } else { String::new() },
             })
@@ -407,7 +432,8 @@ mod tests {
     fn container_object_has_dockers_shape() {
         let config = br#"{"image":"busybox","name":"web","cmd":["sleep","9"],"tty":true,
             "labels":{"a":"b"},"memory":67108864,"restart_policy":{"name":"on-failure","maximum_retry_count":2},
-            "mounts":[{"kind":"bind","source":"/srv","target":"/data","read_only":true,"create_source":true}]}"#;
+            "mounts":[{"kind":"bind","source":"/srv","target":"/data","read_only":true,"create_source":true,"mode":"ro"},
+                {"kind":"volume","source":"vol","target":"/v","mode":"z","create_source":true,"host_path":"/var/lib/berth/volumes/vol/_data"}]}"#;
         let spec = br#"{"hostname":"box","process":{"args":["sleep","9"],"env":["PATH=/bin"],"cwd":"/"}}"#;
         let container = Container {
             id: "c".repeat(64),
@@ -446,10 +472,15 @@ mod tests {
         assert_eq!(object["Config"]["Labels"], json!({"a": "b", "img": "1"}));
         assert_eq!(object["Config"]["Tty"], true);
         assert_eq!(object["HostConfig"]["Memory"], 67_108_864);
-        assert_eq!(object["HostConfig"]["Binds"], json!(["/srv:/data:ro"]));
+        assert_eq!(object["HostConfig"]["Binds"], json!(["/srv:/data:ro", "vol:/v"]));
         assert_eq!(object["HostConfig"]["RestartPolicy"], json!({"Name": "on-failure", "MaximumRetryCount": 2}));
         assert_eq!(object["Mounts"][0]["Destination"], "/data");
         assert_eq!(object["Mounts"][0]["RW"], false);
+        assert_eq!(
+            object["Mounts"][1],
+            json!({"Type": "volume", "Name": "vol", "Source": "/var/lib/berth/volumes/vol/_data", "Destination": "/v",
+                   "Driver": "local", "Mode": "z", "RW": true, "Propagation": ""})
+        );
         let status = Template::parse("{{.State.Status}} {{json .Config.Cmd}}").unwrap().render(&object).unwrap();
         assert_eq!(status, r#"running ["sleep","9"]"#);
     }

@@ -1,5 +1,5 @@
-//! `berth system df` (Images.List and Containers.List as docker's table) and `berth system prune` (System.Prune:
-//! garbage collection of unreferenced blobs and snapshots).
+//! `berth system df` (Images.List, Containers.List and Volumes.List as docker's table) and `berth system prune` (System.Prune:
+//! garbage collection of unreferenced blobs and snapshots; with `--volumes`, Volumes.Prune first).
 
 use std::io::{self, Write};
 
@@ -9,6 +9,7 @@ use std::collections::{HashMap, HashSet};
 use berth_proto::containers::{Container, ListContainersRequest};
 use berth_proto::images::{ImageSummary, ListImagesRequest};
 use berth_proto::types::Empty;
+use berth_proto::volumes::{ListVolumesRequest, PruneVolumesRequest, Volume};
 
 use crate::daemon::{ctx, Berthd, UnknownCommand};
 use crate::humanize;
@@ -38,6 +39,9 @@ pub struct PruneArgs {
     /// not ask.
     #[arg(short, long)]
     force: bool,
+    /// Prune volumes too: every local volume no container uses.
+    #[arg(long)]
+    volumes: bool,
 }
 
 /// Runs a `system` subcommand.
@@ -49,13 +53,27 @@ pub async fn run(berthd: &Berthd, command: &SystemCommand) -> Result<()> {
             let images = berthd.images().list(ctx(), &ListImagesRequest::default()).await?;
             let containers =
                 berthd.containers().list(ctx(), &ListContainersRequest { all: true, ..Default::default() }).await?;
-            out.write_all(disk_usage_table(&images.images, &containers.containers).as_bytes())?;
+            let volumes =
+                berthd.volumes().list(ctx(), &ListVolumesRequest { with_size: true, ..Default::default() }).await?;
+            out.write_all(disk_usage_table(&images.images, &containers.containers, &volumes.volumes).as_bytes())?;
         }
         SystemCommand::Info => crate::commands::info::run(berthd).await?,
         SystemCommand::Unknown(argv) => {
             return Err(UnknownCommand(format!("system {}", argv.first().map_or("", String::as_str))).into())
         }
-        SystemCommand::Prune(_) => {
+        SystemCommand::Prune(args) => {
+            let mut volumes_freed = 0;
+            if args.volumes {
+                let pruned = berthd.volumes().prune(ctx(), &PruneVolumesRequest::default()).await?;
+                if !pruned.deleted.is_empty() {
+                    writeln!(out, "Deleted Volumes:")?;
+                    for name in &pruned.deleted {
+                        writeln!(out, "{name}")?;
+                    }
+                    writeln!(out)?;
+                }
+                volumes_freed = i64::try_from(pruned.space_reclaimed).unwrap_or(i64::MAX);
+            }
             let pruned = system.prune(ctx(), &Empty::default()).await?;
             if pruned.blobs_removed > 0 {
                 writeln!(out, "Deleted content blobs: {}", pruned.blobs_removed)?;
@@ -66,7 +84,8 @@ pub async fn run(berthd: &Berthd, command: &SystemCommand) -> Result<()> {
             if pruned.blobs_removed > 0 || pruned.snapshots_removed > 0 {
                 writeln!(out)?;
             }
-            writeln!(out, "Total reclaimed space: {}", humanize::size(pruned.bytes_freed, SIZE_PRECISION))?;
+            let freed = pruned.bytes_freed.saturating_add(volumes_freed);
+            writeln!(out, "Total reclaimed space: {}", humanize::size(freed, SIZE_PRECISION))?;
         }
     }
     Ok(())
@@ -74,8 +93,9 @@ pub async fn run(berthd: &Berthd, command: &SystemCommand) -> Result<()> {
 
 /// docker's `system df` table. Images count once per ID, ACTIVE when a container uses them,
 /// and RECLAIMABLE is the size of the others (what `image prune -a` frees). Containers' writable
-/// layers are not measured yet (0B); berth has no volumes or build cache.
-fn disk_usage_table(images: &[ImageSummary], containers: &[Container]) -> String {
+/// layers are not measured yet (0B); berth has no build cache. Volumes are ACTIVE when a
+/// container uses them, RECLAIMABLE when none does.
+fn disk_usage_table(images: &[ImageSummary], containers: &[Container], volumes: &[Volume]) -> String {
     let size = |bytes| humanize::size(bytes, SIZE_PRECISION);
     let with_share = |reclaimable: i64, total: i64| match total {
         0 => size(reclaimable),
@@ -98,9 +118,20 @@ fn disk_usage_table(images: &[ImageSummary], containers: &[Container]) -> String
             with_share(unused_bytes, images_bytes),
         ]),
         row(["Containers".into(), containers.len().to_string(), running.to_string(), size(0), size(0)]),
-        row(["Local Volumes".into(), "0".into(), "0".into(), size(0), size(0)]),
+        row([
+            "Local Volumes".into(),
+            volumes.len().to_string(),
+            volumes.iter().filter(|v| !v.used_by.is_empty()).count().to_string(),
+            size(volume_bytes(volumes.iter())),
+            with_share(volume_bytes(volumes.iter().filter(|v| v.used_by.is_empty())), volume_bytes(volumes.iter())),
+        ]),
         row(["Build Cache".into(), "0".into(), "0".into(), size(0), size(0)]),
     ])
+}
+
+/// The measured sizes of `volumes`, added.
+fn volume_bytes<'a>(volumes: impl Iterator<Item = &'a Volume>) -> i64 {
+    volumes.map(|v| v.size.max(0)).sum()
 }
 
 #[cfg(test)]
@@ -125,16 +156,20 @@ mod tests {
         // Two names of one image, and a second image no container uses.
         let images = [image("sha256:aa", 12_430_000), image("sha256:aa", 12_430_000), image("sha256:bb", 4_000_000)];
         let containers = [container("sha256:aa", "running"), container("sha256:aa", "exited")];
+        let volumes = [
+            Volume { size: 3_000, used_by: vec!["c".into()], ..Default::default() },
+            Volume { size: 1_000, ..Default::default() },
+        ];
         assert_eq!(
-            disk_usage_table(&images, &containers),
+            disk_usage_table(&images, &containers, &volumes),
             "\
 TYPE            TOTAL     ACTIVE    SIZE      RECLAIMABLE
 Images          2         1         16.43MB   4MB (24%)
 Containers      2         1         0B        0B
-Local Volumes   0         0         0B        0B
+Local Volumes   2         1         4kB       1kB (25%)
 Build Cache     0         0         0B        0B
 "
         );
-        assert!(disk_usage_table(&[], &[]).contains("Images          0         0         0B        0B\n"));
+        assert!(disk_usage_table(&[], &[], &[]).contains("Images          0         0         0B        0B\n"));
     }
 }

@@ -130,17 +130,25 @@ struct Undo<'a> {
     d: &'a Berthd,
     snapshot: Option<String>,
     dir: Option<PathBuf>,
+    /// Volumes made for this container.
+    volumes: Vec<String>,
 }
 
 impl Undo<'_> {
     fn disarm(mut self) {
         self.snapshot = None;
         self.dir = None;
+        self.volumes.clear();
     }
 }
 
 impl Drop for Undo<'_> {
     fn drop(&mut self) {
+        if !self.volumes.is_empty() {
+            for name in self.d.volumes.remove_unused_among(&self.d.containers, &self.volumes, false) {
+                self.d.events.publish("/volumes/delete", serde_json::json!({"name": name}));
+            }
+        }
         if let Some(key) = self.snapshot.take() {
             if let Err(e) = self.d.snapshots.remove(&key) {
                 tracing::warn!(key, "removing the snapshot of a failed create: {e}");
@@ -152,6 +160,11 @@ impl Drop for Undo<'_> {
             }
         }
     }
+}
+
+/// The paths of an image config's `Volumes` (docker's VOLUME), in order.
+fn image_volumes(image_config: &serde_json::Value) -> Vec<String> {
+    image_config["config"]["Volumes"].as_object().map(|v| v.keys().cloned().collect()).unwrap_or_default()
 }
 
 /// Creates the container (blocking: call it off the async workers). The image must be local.
@@ -200,7 +213,7 @@ pub fn create(
     };
     let id = super::new_id()?;
     let snapshot_key = format!("berth/container/{id}");
-    let mut undo = Undo { d, snapshot: None, dir: None };
+    let mut undo = Undo { d, snapshot: None, dir: None, volumes: Vec::new() };
 
     let labels = BTreeMap::from([(CONFIG_REF_LABEL.to_string(), resolved.manifest.config.digest.to_string())]);
     let mounts = d
@@ -218,6 +231,11 @@ pub fn create(
     let group = files.read("etc/group")?;
     let user_arg = config.user.clone().filter(|u| !u.is_empty()).unwrap_or_else(|| image_run.user.clone());
     let exec_user = user::resolve(&user_arg, &config.group_add, passwd.as_deref(), group.as_deref())?;
+
+    // Held until the record that marks its volumes in use is stored (dropped before `undo`).
+    let _volumes_guard = d.volumes.lock();
+    let mut config = config;
+    crate::volume::mounts::resolve(d, &id, &mut config, &image_volumes(&image_config), &mounts, &mut undo.volumes)?;
 
     let hostname = spec::hostname(&id, &config);
     write_etc_files(&dir, &hostname, &config)?;

@@ -241,9 +241,12 @@ fn user_mount(m: &MountConfig) -> Result<Value> {
             }
             Ok(json!({"destination": m.target, "type": "tmpfs", "source": "tmpfs", "options": options}))
         }
-        other => {
-            bail!("mount type {other:?} is not supported (bind and tmpfs are; volumes come with the next release)")
+        // berthd resolved the volume to its directory (`volume::mounts`) before the spec.
+        "volume" if m.host_path.starts_with('/') => {
+            let options = ["rbind", "rprivate", if m.read_only { "ro" } else { "rw" }];
+            Ok(json!({"destination": m.target, "type": "bind", "source": m.host_path, "options": options}))
         }
+        other => bail!("mount type {other:?} is not supported (bind, volume and tmpfs are)"),
     }
 }
 

@@ -196,7 +196,7 @@ impl berth_proto::containers_ttrpc::Containers for ContainersService {
     async fn delete(&self, _: &TtrpcContext, req: DeleteContainerRequest) -> ttrpc::Result<DeleteContainerResponse> {
         let d = self.0.clone();
         let record = lookup(&d, &req.id).await?;
-        Tasks::remove(&d, &record.id, req.force).await.map_err(|e| {
+        Tasks::remove(&d, &record.id, req.force, req.volumes).await.map_err(|e| {
             let msg = super::one_line(&e);
             if msg.contains("You cannot remove a running container") {
                 status(Code::FAILED_PRECONDITION, msg)

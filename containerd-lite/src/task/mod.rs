@@ -124,7 +124,7 @@ impl Tasks {
                 });
                 // `--rm` removes a container whose start failed too, as docker does.
                 if record.config.auto_remove {
-                    if let Err(e) = remove_stopped(d, id).await {
+                    if let Err(e) = remove_stopped(d, id, true).await {
                         tracing::warn!(container = id, "--rm after a failed start: {e:#}");
                     }
                 }
@@ -288,8 +288,9 @@ impl Tasks {
         Ok(())
     }
 
-    /// Removes a container that is not running (with `force`, killing it first).
-    pub async fn remove(d: &Arc<Berthd>, id: &str, force: bool) -> Result<()> {
+    /// Removes a container that is not running (with `force`, killing it first), and with
+    /// `volumes` its anonymous volumes.
+    pub async fn remove(d: &Arc<Berthd>, id: &str, force: bool, volumes: bool) -> Result<()> {
         if d.tasks.get(id).is_some() {
             if !force {
                 bail!("You cannot remove a running container {id}. Stop the container before attempting removal or force remove");
@@ -302,7 +303,7 @@ impl Tasks {
         if d.tasks.get(id).is_some() {
             bail!("container {id} was started again while being removed");
         }
-        remove_stopped(d, id).await
+        remove_stopped(d, id, volumes).await
     }
 
     /// Pause or resume.
@@ -617,14 +618,16 @@ async fn apply_exit_policy_now(d: &Arc<Berthd>, id: &str, code: i32) {
             }
         });
     } else if record.config.auto_remove {
-        if let Err(e) = remove_stopped(d, id).await {
+        // `run --rm` takes the anonymous volumes along, as docker's does.
+        if let Err(e) = remove_stopped(d, id, true).await {
             tracing::warn!(container = %id, "--rm: {e:#}");
         }
     }
 }
 
-/// Removes the record, snapshot, bundle and files of a container without a task.
-async fn remove_stopped(d: &Arc<Berthd>, id: &str) -> Result<()> {
+/// Removes the record, snapshot, bundle and files of a container without a task, and with
+/// `volumes` the anonymous volumes only it used.
+async fn remove_stopped(d: &Arc<Berthd>, id: &str, volumes: bool) -> Result<()> {
     let Some(record) = d.containers.get(id)? else { return Ok(()) };
     let d2 = d.clone();
     let id2 = id.to_string();
@@ -640,7 +643,20 @@ async fn remove_stopped(d: &Arc<Berthd>, id: &str) -> Result<()> {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(e).with_context(|| format!("removing {}", dir.display())),
         }
-        d2.containers.remove(&id2)
+        d2.containers.remove(&id2)?;
+        if volumes {
+            let anonymous: Vec<String> = record
+                .config
+                .mounts
+                .iter()
+                .filter(|m| m.kind == "volume" && m.anonymous)
+                .map(|m| m.source.clone())
+                .collect();
+            for name in d2.volumes.remove_unused_among(&d2.containers, &anonymous, true) {
+                d2.events.publish("/volumes/delete", serde_json::json!({"name": name}));
+            }
+        }
+        Ok(())
     })
     .await
     .map_err(|e| anyhow!("removing {id}: {e}"))??;
