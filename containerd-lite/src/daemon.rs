@@ -13,6 +13,7 @@ use crate::config::Config;
 use crate::container::ContainerStore;
 use crate::events::Events;
 use crate::image::registry::{RegistryClient, RegistryOptions};
+use crate::network::Networks;
 use crate::service;
 use crate::store::content::ContentStore;
 use crate::store::meta::Metadata;
@@ -29,6 +30,7 @@ pub struct Berthd {
     pub events: Events,
     pub containers: ContainerStore,
     pub tasks: Tasks,
+    pub networks: Networks,
     /// Garbage collection holds it exclusively; transfers take it shared only for the instant
     /// they add a resource to their lease (see `lease`), naming an image and a load's local
     /// phase too. Nothing holds it while waiting on a registry or a client.
@@ -54,6 +56,8 @@ impl Berthd {
         crate::store::lease::delete_stale(&meta)?;
         let containers = ContainerStore::new(meta.db()).context("opening the container store")?;
         let tasks = Tasks::new(&cfg.socket());
+        let networks = Networks::open(meta.db(), &cfg.state, cfg.cni_plugin_dirs.clone(), &cfg.bridge)
+            .context("setting up networks")?;
         let registry = RegistryClient::new(RegistryOptions {
             insecure: cfg.insecure_registries.clone(),
             auth_file: cfg.auth_file.clone(),
@@ -68,6 +72,7 @@ impl Berthd {
             events: Events::default(),
             containers,
             tasks,
+            networks,
             gc_lock: tokio::sync::RwLock::new(()),
         })
     }

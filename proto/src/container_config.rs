@@ -89,8 +89,13 @@ pub struct CreateConfig {
     /// `--runtime`: a shim name (`io.containerd.berth.v2`, `io.containerd.runc.v2`) or a short
     /// name berthd maps to one (`berth`, `runc`).
     pub runtime: Option<String>,
-    /// `--network`: `none` (the default until networks land) or `host`.
+    /// `--network`: `bridge` (docker's default; berthd stores the mode it chose), `none`,
+    /// `host`, `container:NAME|ID` or a network's name or id.
     pub network: Option<String>,
+    /// `--ip`: the container's IPv4 address on a user-defined network.
+    pub ip: Option<String>,
+    /// `--network-alias`: more names of the container on a user-defined network.
+    pub network_aliases: Vec<String>,
 }
 
 /// One mount from `-v`, `--mount` or `--tmpfs`.

@@ -15,6 +15,7 @@ use super::{names, ContainerRecord, ContainerState, Status, DEFAULT_RUNTIME};
 use crate::daemon::Berthd;
 use crate::image::reference::Reference;
 use crate::image::{self, Descriptor, Platform};
+use crate::network::{attach, Endpoint};
 use crate::store::meta::Image;
 
 /// The snapshot label that keeps the image config a container was made from (gc follows it).
@@ -90,12 +91,14 @@ pub fn resolv_conf(host: &str) -> String {
     out
 }
 
-fn hosts_file(hostname: &str, host_network: bool) -> String {
+/// docker's /etc/hosts of a container: localhost entries, then the container's own address
+/// (`None` on the host's network) with its hostname.
+pub fn hosts_file(hostname: &str, own_address: Option<&str>) -> String {
     let mut hosts = String::from(
         "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n",
     );
-    if !host_network {
-        hosts.push_str(&format!("127.0.1.1\t{hostname}\n"));
+    if let Some(address) = own_address {
+        hosts.push_str(&format!("{address}\t{hostname}\n"));
     }
     hosts
 }
@@ -105,7 +108,7 @@ fn write_etc_files(dir: &Path, hostname: &str, config: &CreateConfig) -> Result<
     let host_network = config.network.as_deref() == Some("host");
     let (hosts, resolv, name) = if host_network {
         (
-            std::fs::read_to_string("/etc/hosts").unwrap_or_else(|_| hosts_file(hostname, true)),
+            std::fs::read_to_string("/etc/hosts").unwrap_or_else(|_| hosts_file(hostname, None)),
             std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
             nix::unistd::gethostname()
                 .map(|h| h.to_string_lossy().to_string())
@@ -113,7 +116,7 @@ fn write_etc_files(dir: &Path, hostname: &str, config: &CreateConfig) -> Result<
         )
     } else {
         (
-            hosts_file(hostname, false),
+            hosts_file(hostname, Some("127.0.1.1")),
             resolv_conf(&std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default()),
             hostname.to_string(),
         )
@@ -123,6 +126,46 @@ fn write_etc_files(dir: &Path, hostname: &str, config: &CreateConfig) -> Result<
         std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(())
+}
+
+/// The network a new container gets: its `--network` as stored, its endpoints and, for
+/// `container:`, the container whose /etc files and hostname it shares.
+struct NetworkChoice {
+    mode: String,
+    endpoints: BTreeMap<String, Endpoint>,
+    shares: Option<ContainerRecord>,
+}
+
+/// Resolves `--network` (docker's default when unset), `--ip` and `--network-alias`.
+fn choose_network(d: &Berthd, config: &CreateConfig) -> Result<NetworkChoice> {
+    let wanted = config.network.clone().filter(|n| !n.is_empty()).unwrap_or_else(|| d.networks.default_mode().into());
+    let mut choice = NetworkChoice { mode: wanted.clone(), endpoints: BTreeMap::new(), shares: None };
+    let user_defined = |name: &str| !matches!(name, "bridge" | "host" | "none");
+    if let Some(other) = wanted.strip_prefix("container:") {
+        if config.hostname.is_some() {
+            bail!("conflicting options: hostname and the network mode");
+        }
+        let target = d.containers.lookup(other)?;
+        choice.mode = format!("container:{}", target.id);
+        choice.shares = Some(target);
+    } else {
+        let net = d.networks.store.lookup(&wanted)?;
+        choice.mode = net.name.clone();
+        if net.driver == crate::network::store::BRIDGE {
+            let ep = attach::new_endpoint(&choice.endpoints, &net, config.ip.clone(), config.network_aliases.clone())?;
+            choice.endpoints.insert(net.name.clone(), ep);
+        }
+        if !user_defined(&net.name) && !config.network_aliases.is_empty() {
+            bail!("network-scoped alias is supported only for containers in user defined networks");
+        }
+    }
+    if config.ip.is_some() && choice.endpoints.is_empty() {
+        bail!("user specified IP address is supported on user defined networks only");
+    }
+    if choice.shares.is_some() && !config.network_aliases.is_empty() {
+        bail!("network-scoped alias is supported only for containers in user defined networks");
+    }
+    Ok(choice)
 }
 
 /// What is made step by step, removed again unless [`Undo::disarm`]ed.
@@ -198,6 +241,9 @@ pub fn create(
             .find(|n| !existing.iter().any(|r| r.name == *n))
             .unwrap_or_else(|| names::generate(1)),
     };
+    let network = choose_network(d, &config)?;
+    let mut config = config;
+    config.network = Some(network.mode.clone());
     let id = super::new_id()?;
     let snapshot_key = format!("berth/container/{id}");
     let mut undo = Undo { d, snapshot: None, dir: None };
@@ -230,15 +276,21 @@ pub fn create(
             }
         }
     }
-    let spec = spec::generate(&SpecInputs {
+    let shared_dir = network.shares.as_ref().map(|other| container_dir(d, &other.id));
+    let mut spec = spec::generate(&SpecInputs {
         id: &id,
         config: &config,
         image: &image_run,
         user: &exec_user,
-        etc_dir: &dir,
+        etc_dir: shared_dir.as_deref().unwrap_or(&dir),
         init_binary,
         cgroup_v2: matches!(berth_runtime::cgroups::host_mode(), Ok(berth_runtime::cgroups::Mode::V2)),
     })?;
+
+    if let Some(other) = &network.shares {
+        // docker: a container on another's network has that one's hostname.
+        spec["hostname"] = other.spec["hostname"].clone();
+    }
 
     let mut labels = image_run.labels.clone().unwrap_or_default();
     labels.extend(config.labels.clone());
@@ -254,6 +306,7 @@ pub fn create(
         runtime,
         labels,
         config,
+        networks: network.endpoints,
         created_at: crate::events::now_nanos(),
         state: ContainerState { status: Status::Created, ..Default::default() },
     };

@@ -40,6 +40,8 @@ pub struct ContainerRecord {
     pub runtime: String,
     pub labels: BTreeMap<String, String>,
     pub config: CreateConfig,
+    /// The networks it is connected to, by network name (bridge modes only).
+    pub networks: BTreeMap<String, crate::network::Endpoint>,
     /// Unix nanoseconds.
     pub created_at: i64,
     pub state: ContainerState,

@@ -1,0 +1,325 @@
+//! A container's endpoints through its lifecycle: before its task starts, a pinned network
+//! namespace is attached (loopback, then each network it is connected to, `eth0`, `eth1`, …)
+//! and its /etc/hosts gets its address; when the task ends, on a failed start, on removal and
+//! after a berthd restart for containers no longer running, every cached attachment is deleted
+//! and the namespace unpinned. `network connect`/`disconnect` do one attachment on a running
+//! container.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use serde_json::{json, Value};
+
+use super::cni::Attachment;
+use super::{netns, Endpoint, NetworkRecord};
+use crate::container::ContainerRecord;
+use crate::daemon::Berthd;
+
+/// How a container is networked, from its `--network`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mode {
+    /// The host's namespace.
+    Host,
+    /// A namespace of its own with only loopback (made by the runtime).
+    None,
+    /// Another container's namespace (its full id).
+    Container(String),
+    /// A pinned namespace attached to the networks in the record.
+    Networks,
+}
+
+impl Mode {
+    /// The mode of a `--network` value as berthd stores it.
+    pub fn of(network: Option<&str>) -> Mode {
+        match network.unwrap_or("none") {
+            "host" => Mode::Host,
+            "none" => Mode::None,
+            other => match other.strip_prefix("container:") {
+                Some(id) => Mode::Container(id.to_string()),
+                None => Mode::Networks,
+            },
+        }
+    }
+}
+
+/// The conflist that brings loopback up in a new namespace.
+fn loopback() -> Value {
+    json!({"cniVersion": super::cni::CNI_VERSION, "name": "berth-loopback", "plugins": [{"type": "loopback"}]})
+}
+
+/// Sets up the network of `record` for a task about to start. Returns the network namespace
+/// the task must join (`None`: the spec's own choice). Nothing is left when it fails.
+pub fn setup(d: &Berthd, record: &ContainerRecord) -> Result<Option<PathBuf>> {
+    match Mode::of(record.config.network.as_deref()) {
+        Mode::Host | Mode::None => Ok(None),
+        Mode::Container(other) => {
+            let target = d.containers.get(&other)?.with_context(|| format!("No such container: {other}"))?;
+            if !target.state.status.is_live() || target.state.pid == 0 {
+                bail!("cannot join network of a non running container: {other}");
+            }
+            Ok(Some(PathBuf::from(format!("/proc/{}/ns/net", target.state.pid))))
+        }
+        Mode::Networks => {
+            let path = netns::create(&d.networks.netns_dir, &record.id)?;
+            match attach_all(d, record, &path) {
+                Ok(()) => Ok(Some(path)),
+                Err(e) => {
+                    teardown(d, &record.id);
+                    Err(e)
+                }
+            }
+        }
+    }
+}
+
+fn attach_all(d: &Berthd, record: &ContainerRecord, path: &std::path::Path) -> Result<()> {
+    let lo = Attachment {
+        container_id: record.id.clone(),
+        netns: path.to_path_buf(),
+        ifname: "lo".into(),
+        ..Default::default()
+    };
+    d.networks.cni.add(&loopback(), &lo).context("bringing up loopback")?;
+    let mut endpoints: Vec<(String, Endpoint)> = record.networks.clone().into_iter().collect();
+    endpoints.sort_by_key(|(_, ep)| ifindex(&ep.ifname));
+    for (name, ep) in &mut endpoints {
+        attach_one(d, &record.id, path, name, ep)?;
+    }
+    let updated = d.containers.update(&record.id, |r| {
+        for (name, ep) in &endpoints {
+            if let Some(e) = r.networks.get_mut(name) {
+                *e = ep.clone();
+            }
+        }
+    })?;
+    write_hosts(d, &updated)
+}
+
+/// `eth3` → 3, for ordering.
+fn ifindex(ifname: &str) -> u32 {
+    ifname.strip_prefix("eth").and_then(|n| n.parse().ok()).unwrap_or(u32::MAX)
+}
+
+/// The network an endpoint names (by id: a network removed and made again is another one).
+fn network_of(d: &Berthd, name: &str, ep: &Endpoint) -> Result<NetworkRecord> {
+    d.networks
+        .store
+        .list()?
+        .into_iter()
+        .find(|n| n.id == ep.network_id)
+        .ok_or_else(|| super::NotFound(name.to_string()).into())
+}
+
+/// CNI ADD of one endpoint in namespace `path`; fills in what CNI gave it.
+fn attach_one(d: &Berthd, id: &str, path: &std::path::Path, name: &str, ep: &mut Endpoint) -> Result<()> {
+    let net = network_of(d, name, ep)?;
+    let mut att = Attachment {
+        container_id: id.to_string(),
+        netns: path.to_path_buf(),
+        ifname: ep.ifname.clone(),
+        ..Default::default()
+    };
+    if let Some(ip) = &ep.ipv4_config {
+        att.args.push(("IP".into(), ip.clone()));
+    }
+    let result = d
+        .networks
+        .cni
+        .add(&d.networks.conflist(&net), &att)
+        .with_context(|| format!("failed to set up container networking on network {name}"))?;
+    fill_endpoint(&result, &ep.ifname.clone(), ep);
+    ep.endpoint_id = crate::container::new_id()?;
+    Ok(())
+}
+
+/// The address, gateway and MAC of interface `ifname` in a CNI result.
+fn fill_endpoint(result: &Value, ifname: &str, ep: &mut Endpoint) {
+    let empty = Vec::new();
+    let ifaces = result["interfaces"].as_array().unwrap_or(&empty);
+    let index = ifaces
+        .iter()
+        .position(|i| i["name"].as_str() == Some(ifname) && i["sandbox"].as_str().is_some_and(|s| !s.is_empty()));
+    if let Some(i) = index {
+        ep.mac_address = ifaces[i]["mac"].as_str().unwrap_or_default().to_string();
+    }
+    let ips = result["ips"].as_array().unwrap_or(&empty);
+    let ip =
+        ips.iter().find(|ip| index.is_some_and(|i| ip["interface"].as_u64() == Some(i as u64))).or_else(|| ips.first());
+    if let Some(ip) = ip {
+        let address = ip["address"].as_str().unwrap_or_default();
+        let (addr, prefix) = address.split_once('/').unwrap_or((address, "0"));
+        ep.ip_address = addr.to_string();
+        ep.prefix_len = prefix.parse().unwrap_or(0);
+        ep.gateway = ip["gateway"].as_str().unwrap_or_default().to_string();
+    }
+}
+
+/// Writes the container's /etc/hosts with its address on its first network, as docker does.
+fn write_hosts(d: &Berthd, record: &ContainerRecord) -> Result<()> {
+    let hostname = record.spec["hostname"].as_str().unwrap_or_default();
+    let address = record
+        .networks
+        .values()
+        .filter(|ep| !ep.ip_address.is_empty())
+        .min_by_key(|ep| ifindex(&ep.ifname))
+        .map(|ep| ep.ip_address.as_str());
+    let path = crate::container::create::container_dir(d, &record.id).join("hosts");
+    std::fs::write(&path, crate::container::create::hosts_file(hostname, Some(address.unwrap_or("127.0.1.1"))))
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+/// Deletes every CNI attachment of container `id` and unpins its namespace; what is already
+/// gone is fine. Failures are logged: teardown runs where nobody could act on them.
+pub fn teardown(d: &Berthd, id: &str) {
+    for cached in d.networks.cni.cached_for(id) {
+        if let Err(e) = d.networks.cni.del(&cached) {
+            tracing::warn!(container = id, ifname = %cached.attachment.ifname, "CNI DEL: {e:#}");
+        }
+    }
+    if let Err(e) = netns::remove(&netns::path(&d.networks.netns_dir, id)) {
+        tracing::warn!(container = id, "{e:#}");
+    }
+    let cleared = d.containers.update(id, |r| r.networks.values_mut().for_each(Endpoint::clear_live));
+    if let Err(e) = cleared {
+        if !e.to_string().starts_with("No such container") {
+            tracing::warn!(container = id, "clearing its endpoints: {e:#}");
+        }
+    }
+}
+
+/// After a berthd restart: tears down the namespaces and attachments of containers that are
+/// no longer running (or no longer exist).
+pub fn sweep(d: &Berthd) {
+    let mut ids = netns::list(&d.networks.netns_dir);
+    ids.extend(d.networks.cni.all_cached().into_iter().map(|c| c.attachment.container_id));
+    ids.sort();
+    ids.dedup();
+    for id in ids {
+        let keep = match d.containers.get(&id) {
+            Ok(Some(r)) => r.state.status.is_live() || !r.state.shim_address.is_empty(),
+            Ok(None) => false,
+            Err(e) => {
+                tracing::warn!(container = %id, "{e:#}");
+                true
+            }
+        };
+        if !keep {
+            tracing::info!(container = %id, "removing the network of a container no longer running");
+            teardown(d, &id);
+        }
+    }
+}
+
+/// A new endpoint of `record` on `net` (`network connect`, or `run --network`): the next free
+/// interface name. Checks what docker checks.
+pub fn new_endpoint(
+    record_networks: &std::collections::BTreeMap<String, Endpoint>,
+    net: &NetworkRecord,
+    ip: Option<String>,
+    aliases: Vec<String>,
+) -> Result<Endpoint> {
+    if net.driver != super::store::BRIDGE {
+        bail!("container cannot be disconnected from host network or connected to host network");
+    }
+    if record_networks.contains_key(&net.name) {
+        bail!("endpoint with name already exists in network {}", net.name);
+    }
+    if let Some(ip) = &ip {
+        if net.name == "bridge" {
+            bail!("user specified IP address is supported on user defined networks only");
+        }
+        let addr: std::net::Ipv4Addr = ip.parse().map_err(|_| anyhow::anyhow!("invalid IPv4 address: {ip}"))?;
+        let subnet: ipnet::Ipv4Net = net.subnet.parse().with_context(|| format!("network {}: subnet", net.name))?;
+        if !subnet.contains(&addr) {
+            bail!("no configured subnet or ip-range contain the IP address {ip}");
+        }
+    }
+    let used: Vec<u32> = record_networks.values().map(|ep| ifindex(&ep.ifname)).collect();
+    let free = (0..).find(|i| !used.contains(i)).unwrap_or(0);
+    Ok(Endpoint {
+        network_id: net.id.clone(),
+        ifname: format!("eth{free}"),
+        ipv4_config: ip,
+        aliases,
+        ..Default::default()
+    })
+}
+
+/// `network connect`: records the endpoint and, if the container runs, attaches it now.
+pub fn connect(
+    d: &Berthd,
+    record: &ContainerRecord,
+    net: &NetworkRecord,
+    ip: Option<String>,
+    aliases: Vec<String>,
+) -> Result<()> {
+    if Mode::of(record.config.network.as_deref()) != Mode::Networks {
+        bail!("container sharing network namespace with another container or host cannot be connected to any other network");
+    }
+    let mut ep = new_endpoint(&record.networks, net, ip, aliases)?;
+    if d.tasks.get(&record.id).is_some() {
+        let path = netns::path(&d.networks.netns_dir, &record.id);
+        attach_one(d, &record.id, &path, &net.name, &mut ep)?;
+    }
+    let stored = d.containers.update(&record.id, |r| {
+        r.networks.insert(net.name.clone(), ep.clone());
+    });
+    if let Err(e) = stored {
+        detach_one(d, &record.id, &net.name, &ep.ifname);
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// `network disconnect`: detaches the endpoint if attached and forgets it.
+pub fn disconnect(d: &Berthd, record: &ContainerRecord, net: &NetworkRecord, force: bool) -> Result<()> {
+    let Some(ep) = record.networks.get(&net.name) else {
+        if force {
+            return Ok(());
+        }
+        bail!("container {} is not connected to network {}", record.id, net.name);
+    };
+    detach_one(d, &record.id, &net.name, &ep.ifname);
+    d.containers.update(&record.id, |r| {
+        r.networks.remove(&net.name);
+    })?;
+    Ok(())
+}
+
+fn detach_one(d: &Berthd, id: &str, network: &str, ifname: &str) {
+    match d.networks.cni.cached(network, id, ifname) {
+        Ok(Some(cached)) => {
+            if let Err(e) = d.networks.cni.del(&cached) {
+                tracing::warn!(container = id, network, "CNI DEL: {e:#}");
+            }
+        }
+        Ok(None) => {}
+        Err(e) => tracing::warn!(container = id, network, "{e:#}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoint_takes_the_sandbox_interface_of_a_result() {
+        let result = json!({"interfaces": [
+            {"name": "berth0", "mac": "aa:aa:aa:aa:aa:aa"},
+            {"name": "veth1", "mac": "bb:bb:bb:bb:bb:bb"},
+            {"name": "eth0", "mac": "cc:cc:cc:cc:cc:cc", "sandbox": "/run/berth/netns/x"}],
+            "ips": [{"address": "172.17.0.2/16", "gateway": "172.17.0.1", "interface": 2}]});
+        let mut ep = Endpoint::default();
+        fill_endpoint(&result, "eth0", &mut ep);
+        assert_eq!((ep.ip_address.as_str(), ep.prefix_len, ep.gateway.as_str()), ("172.17.0.2", 16, "172.17.0.1"));
+        assert_eq!(ep.mac_address, "cc:cc:cc:cc:cc:cc");
+    }
+
+    #[test]
+    fn modes_follow_the_network_value() {
+        assert_eq!(Mode::of(Some("host")), Mode::Host);
+        assert_eq!(Mode::of(None), Mode::None);
+        assert_eq!(Mode::of(Some("container:abc")), Mode::Container("abc".into()));
+        assert_eq!(Mode::of(Some("front")), Mode::Networks);
+    }
+}
