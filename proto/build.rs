@@ -14,6 +14,7 @@ const PROTOS: &[&str] = &[
     "protos/berth/v1/system.proto",
     "protos/berth/v1/containers.proto",
     "protos/berth/v1/tasks.proto",
+    "protos/berth/v1/networks.proto",
 ];
 
 fn main() {

@@ -131,9 +131,18 @@ pub struct ContainerFlags {
     /// Set platform if server is multi-platform capable (os/arch[/variant]).
     #[arg(long)]
     pub platform: Option<String>,
-    /// Connect a container to a network (none or host).
+    /// Connect a container to a network (bridge, none, host, container:NAME|ID or a network's name).
     #[arg(long = "network", alias = "net")]
     pub network: Option<String>,
+    /// IPv4 address (e.g., 172.30.100.104).
+    #[arg(long)]
+    pub ip: Option<String>,
+    /// Add network-scoped alias for the container.
+    #[arg(long = "network-alias", alias = "net-alias")]
+    pub network_alias: Vec<String>,
+    /// Refused by name: berth does not set MAC addresses.
+    #[arg(long = "mac-address", hide = true)]
+    pub mac_address: Option<String>,
     /// docker flags that need networks or volumes, which berth does not have yet: refused with
     /// a clear error rather than clap's "unexpected argument".
     #[arg(short = 'p', long = "publish", hide = true)]
@@ -168,11 +177,15 @@ impl ContainerFlags {
     /// The first docker flag given that berth does not support yet.
     fn unsupported_flag(&self) -> Option<&'static str> {
         [
-            (!self.publish.is_empty() || self.publish_all, "publishing ports (-p/-P) is not supported yet: berth has no networks other than none and host (try --network host)"),
+            (
+                !self.publish.is_empty() || self.publish_all,
+                "publishing ports (-p/-P) is not supported yet (try --network host)",
+            ),
+            (self.mac_address.is_some(), "--mac-address is not supported"),
             (!self.add_host.is_empty(), "--add-host is not supported yet"),
             (!self.dns.is_empty(), "--dns is not supported yet"),
             (!self.volumes_from.is_empty(), "volumes are not supported yet (--volumes-from)"),
-            (!self.link.is_empty(), "--link is not supported yet: berth has no networks other than none and host"),
+            (!self.link.is_empty(), "--link is not supported yet (use a user-defined network)"),
         ]
         .into_iter()
         .find_map(|(given, message)| given.then_some(message))
@@ -239,7 +252,9 @@ impl ContainerFlags {
             log_opts: parse_key_values(&self.log_opt, "--log-opt")?,
             init: self.init,
             runtime: self.runtime.clone(),
-            network: self.network.as_deref().map(parse_network).transpose()?,
+            network: self.network.clone(),
+            ip: self.ip.clone(),
+            network_aliases: self.network_alias.clone(),
             ..Default::default()
         };
         if let Some(signal) = &self.stop_signal {
@@ -538,17 +553,6 @@ pub fn parse_restart(spec: &str) -> Result<RestartPolicy> {
     }
 }
 
-/// `--network`: berth has no networks yet, so only none and host.
-pub fn parse_network(network: &str) -> Result<String> {
-    match network {
-        "none" | "host" => Ok(network.to_string()),
-        _ => Err(NotSupportedYet(format!(
-            "networks other than none and host are not supported yet (--network {network})"
-        ))
-        .into()),
-    }
-}
-
 /// `--label KEY[=VALUE]` (a bare key has an empty value).
 pub fn parse_labels(labels: &[String]) -> BTreeMap<String, String> {
     labels
@@ -810,12 +814,6 @@ mod tests {
         assert_eq!(config.network.as_deref(), Some("host"));
         assert_eq!(config.memory_swap, Some(-1));
         assert_eq!(config.pids_limit, Some(-1));
-    }
-
-    #[test]
-    fn networks_other_than_none_and_host_are_refused() {
-        let err = config(&["--network", "bridge", "busybox"]).unwrap_err().to_string();
-        assert!(err.contains("networks other than none and host are not supported yet"), "{err}");
     }
 
     #[test]

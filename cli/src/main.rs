@@ -79,6 +79,9 @@ enum Command {
     /// Manage images.
     #[command(subcommand, name = "image")]
     ImageGroup(ImageCommand),
+    /// Manage networks.
+    #[command(subcommand)]
+    Network(commands::network::NetworkCommand),
     /// Manage berthd.
     #[command(subcommand)]
     System(SystemCommand),
@@ -366,6 +369,7 @@ async fn run_other(command: Command, address: &str) -> Result<()> {
         Command::Image(operation) => run_image_operation(&Berthd::connect(address)?, &operation).await,
         Command::ImageGroup(command) => run_image_operation(&Berthd::connect(address)?, &command.into()).await,
         Command::System(command) => commands::system::run(&Berthd::connect(address)?, &command).await,
+        Command::Network(command) => commands::network::run(&Berthd::connect(address)?, &command).await,
         Command::Events(args) => commands::events::run(&Berthd::connect(address)?, &args).await,
         Command::Version => commands::version::run(address).await,
         Command::Info => commands::info::run(&Berthd::connect(address)?).await,
@@ -423,7 +427,7 @@ mod tests {
 
     #[test]
     fn unknown_verbs_are_not_guessed_at() {
-        for verb in ["psx", "network", "volume", "build", "cp"] {
+        for verb in ["psx", "volume", "build", "cp"] {
             let cli = Cli::try_parse_from(["berth", verb, "ls"]).expect("parses");
             let Command::Unknown(argv) = cli.command else { panic!("expected an unknown command") };
             assert_eq!(argv[0], verb);

@@ -3,7 +3,7 @@
 //!
 //! The services are shaped like containerd's (Content, Images, Snapshots, Events, Version), plus
 //! Transfer (pull/push/import/export with streamed progress, as containerd 1.7's) and System
-//! (garbage collection, disk usage).
+//! (garbage collection, disk usage), Containers, Tasks and Networks.
 
 // Generated code: not ours to lint.
 #![allow(warnings, clippy::all, clippy::undocumented_unsafe_blocks)]
@@ -34,6 +34,8 @@ generated!(
     containers_ttrpc,
     tasks,
     tasks_ttrpc,
+    networks,
+    networks_ttrpc,
 );
 
 pub mod container_config;

@@ -15,6 +15,7 @@ pub mod listing;
 pub mod load;
 pub mod login;
 pub mod logs;
+pub mod network;
 pub mod pause;
 pub mod prune;
 pub mod ps;

@@ -168,6 +168,54 @@ fn write_hosts(d: &Berthd, record: &ContainerRecord) -> Result<()> {
         .with_context(|| format!("writing {}", path.display()))
 }
 
+/// docker's `NetworkSettings` of a container: an entry per network it is connected to (`host`
+/// or `none` for those modes), and the default bridge's address at the top level.
+pub fn network_settings(d: &Berthd, record: &ContainerRecord) -> Value {
+    let mode = Mode::of(record.config.network.as_deref());
+    let running = record.state.status.is_live();
+    let mut networks = serde_json::Map::new();
+    let entry = |network_id: &str, ep: Option<&Endpoint>, aliases: Value| {
+        let ep = ep.cloned().unwrap_or_default();
+        let ipam = ep.ipv4_config.as_ref().map(|ip| json!({"IPv4Address": ip}));
+        json!({
+            "IPAMConfig": ipam, "Links": null, "Aliases": aliases, "NetworkID": network_id,
+            "EndpointID": ep.endpoint_id, "Gateway": ep.gateway, "IPAddress": ep.ip_address,
+            "IPPrefixLen": ep.prefix_len, "IPv6Gateway": "", "GlobalIPv6Address": "",
+            "GlobalIPv6PrefixLen": 0, "MacAddress": ep.mac_address, "DriverOpts": null,
+        })
+    };
+    if matches!(mode, Mode::Host | Mode::None) {
+        let name = record.config.network.clone().unwrap_or_default();
+        let id = d.networks.store.lookup(&name).map(|n| n.id).unwrap_or_default();
+        networks.insert(name, entry(&id, None, Value::Null));
+    }
+    for (name, ep) in &record.networks {
+        // docker: on user-defined networks, the short id is an alias too.
+        let aliases = if name == "bridge" {
+            Value::Null
+        } else {
+            let mut a = vec![record.id[..12.min(record.id.len())].to_string()];
+            a.extend(ep.aliases.iter().cloned());
+            json!(a)
+        };
+        networks.insert(name.clone(), entry(&ep.network_id, Some(ep), aliases));
+    }
+    let primary = record.networks.get("bridge").cloned().unwrap_or_default();
+    let sandbox = if mode == Mode::Networks && running {
+        netns::path(&d.networks.netns_dir, &record.id).display().to_string()
+    } else {
+        String::new()
+    };
+    json!({
+        "Bridge": "", "SandboxID": "", "HairpinMode": false, "LinkLocalIPv6Address": "",
+        "LinkLocalIPv6PrefixLen": 0, "Ports": {}, "SandboxKey": sandbox,
+        "SecondaryIPAddresses": null, "SecondaryIPv6Addresses": null,
+        "EndpointID": primary.endpoint_id, "Gateway": primary.gateway, "GlobalIPv6Address": "",
+        "GlobalIPv6PrefixLen": 0, "IPAddress": primary.ip_address, "IPPrefixLen": primary.prefix_len,
+        "IPv6Gateway": "", "MacAddress": primary.mac_address, "Networks": networks,
+    })
+}
+
 /// Deletes every CNI attachment of container `id` and unpins its namespace; what is already
 /// gone is fine. Failures are logged: teardown runs where nobody could act on them.
 pub fn teardown(d: &Berthd, id: &str) {

@@ -257,3 +257,45 @@ impl Networks {
         })
     }
 }
+
+/// The containers connected to `net`: (id, name, endpoint).
+pub fn connected(d: &crate::daemon::Berthd, net: &NetworkRecord) -> Result<Vec<(String, String, Endpoint)>> {
+    Ok(d.containers
+        .list()?
+        .into_iter()
+        .filter_map(|r| {
+            r.networks.get(&net.name).filter(|ep| ep.network_id == net.id).cloned().map(|ep| (r.id, r.name, ep))
+        })
+        .collect())
+}
+
+/// `network rm`: refuses the predefined networks and networks with running containers (docker's
+/// messages); stopped containers connected to it lose their endpoint on it.
+pub fn remove(d: &crate::daemon::Berthd, net: &NetworkRecord) -> Result<()> {
+    if net.is_predefined() {
+        bail!("{} is a pre-defined network and cannot be removed", net.name);
+    }
+    let attached = connected(d, net)?;
+    if attached.iter().any(|(id, _, _)| d.tasks.get(id).is_some()) {
+        bail!("error while removing network: network {} id {} has active endpoints", net.name, net.id);
+    }
+    for (id, _, _) in &attached {
+        d.containers.update(id, |r| {
+            r.networks.remove(&net.name);
+        })?;
+    }
+    d.networks.remove(net)
+}
+
+/// `network prune`: removes the user-defined networks no container is connected to; their names.
+pub fn prune(d: &crate::daemon::Berthd) -> Result<Vec<String>> {
+    let mut removed = Vec::new();
+    for net in d.networks.store.list()? {
+        if net.is_predefined() || !connected(d, &net)?.is_empty() {
+            continue;
+        }
+        d.networks.remove(&net)?;
+        removed.push(net.name);
+    }
+    Ok(removed)
+}

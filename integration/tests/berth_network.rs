@@ -1,0 +1,251 @@
+//! Networks through `berth` and berthd as a user sees them: addresses inside containers, traffic
+//! between containers and to the gateway, the none/host/container: modes, network connect and
+//! disconnect, internal networks, and what a container leaves behind (veths, namespaces, CNI
+//! results, leases, iptables rules). Each test runs its private berthd in a network namespace
+//! of its own, so bridges, rules and forwarding vanish with it. Run as root.
+
+use berth_integration::engines::berthd::Berthd;
+use berth_integration::engines::image::{BusyboxImage, IMAGE_REF};
+use berth_integration::engines::netns::NetNamespace;
+use serde_json::Value;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// The busybox image's docker-archive, built once per test binary under cargo's tmp directory.
+fn busybox_archive() -> PathBuf {
+    static IMAGE: OnceLock<BusyboxImage> = OnceLock::new();
+    IMAGE
+        .get_or_init(|| BusyboxImage::build(&PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("berth-network-image")))
+        .docker_archive()
+}
+
+/// A network namespace and a berthd inside it (default bridge on), busybox loaded. The daemon
+/// drops (its containers removed) before the namespace.
+struct Netd {
+    b: Berthd,
+    ns: NetNamespace,
+}
+
+impl Netd {
+    fn start(prefix: &str) -> Netd {
+        let ns = NetNamespace::new(prefix);
+        let b = Berthd::start_in_netns(&ns.path(), &[]);
+        let archive = busybox_archive();
+        b.ok(&["load", "-i", archive.to_str().expect("utf-8 path")]);
+        Netd { b, ns }
+    }
+
+    /// `berth run --rm args… ` output (must succeed).
+    fn run_rm(&self, args: &[&str]) -> String {
+        let mut full = vec!["run", "--rm"];
+        full.extend_from_slice(args);
+        self.b.ok(&full)
+    }
+
+    /// `berth run -d args…`: the container's id.
+    fn run_d(&self, args: &[&str]) -> String {
+        let mut full = vec!["run", "-d"];
+        full.extend_from_slice(args);
+        self.b.ok(&full).trim().to_string()
+    }
+
+    fn inspect(&self, what: &str) -> Value {
+        let out = self.b.ok(&["inspect", what]);
+        let list: Value = serde_json::from_str(&out).expect("inspect prints JSON");
+        list[0].clone()
+    }
+
+    /// The container's address on `network`.
+    fn ip(&self, container: &str, network: &str) -> String {
+        let ip = self.inspect(container)["NetworkSettings"]["Networks"][network]["IPAddress"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        assert!(!ip.is_empty(), "{container} has no address on {network}");
+        ip
+    }
+
+    /// What containers leave behind, counted: veths, pinned namespaces, CNI results, host-local
+    /// leases, iptables rules (nat + filter).
+    fn leak_counts(&self) -> Vec<(String, usize)> {
+        let state = self.b.state();
+        let count_dir = |p: PathBuf| std::fs::read_dir(p).map(|d| d.count()).unwrap_or(0);
+        let leases: usize = std::fs::read_dir(state.join("cni/ipam"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|net| {
+                std::fs::read_dir(net.path())
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .filter(|f| f.file_name().to_string_lossy().parse::<std::net::IpAddr>().is_ok())
+                    .count()
+            })
+            .sum();
+        let veths = self.ns.ok(&["ip", "-o", "link", "show", "type", "veth"]).lines().count();
+        let rules = self.ns.ok(&["iptables-save"]).lines().filter(|l| l.starts_with("-A")).count();
+        vec![
+            ("veths".into(), veths),
+            ("netns files".into(), count_dir(state.join("netns"))),
+            ("CNI results".into(), count_dir(state.join("cni/results"))),
+            ("leases".into(), leases),
+            ("iptables rules".into(), rules),
+        ]
+    }
+}
+
+/// Polls `done` every 100 ms until true; panics naming `what` after `limit` (a hang guard).
+fn poll(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn bridge_container_has_an_address_of_the_subnet_and_reaches_the_gateway() {
+    let n = Netd::start("berth-net-bridge");
+    let bridge = n.b.ok(&["network", "inspect", "-f", "{{json .IPAM.Config}}", "bridge"]);
+    let config: Value = serde_json::from_str(&bridge).expect("IPAM config");
+    let subnet = config[0]["Subnet"].as_str().expect("subnet").to_string();
+    let gateway = config[0]["Gateway"].as_str().expect("gateway").to_string();
+    let prefix = subnet.rsplit_once('.').map(|(p, _)| p).unwrap_or_default();
+    let prefix = prefix.rsplit_once('.').map(|(p, _)| p).unwrap_or_default();
+
+    let addr = n.run_rm(&[IMAGE_REF, "ip", "-o", "-4", "addr", "show", "eth0"]);
+    assert!(addr.contains(&format!("inet {prefix}.")), "eth0 has no address of {subnet}: {addr}");
+    let ping = n.run_rm(&[IMAGE_REF, "ping", "-c", "1", "-W", "5", &gateway]);
+    assert!(ping.contains("1 packets received"), "{ping}");
+}
+
+#[test]
+fn containers_on_a_user_network_reach_each_other_by_ip() {
+    let n = Netd::start("berth-net-user");
+    n.b.ok(&["network", "create", "--subnet", "10.77.0.0/24", "front"]);
+    let web =
+        n.run_d(&["--network", "front", "--hostname", "webhost", IMAGE_REF, "httpd", "-f", "-p", "80", "-h", "/etc"]);
+    let ip = n.ip(&web, "front");
+    assert!(ip.starts_with("10.77.0."), "{ip}");
+    let got = n.run_rm(&["--network", "front", IMAGE_REF, "wget", "-q", "-O", "-", &format!("http://{ip}/hostname")]);
+    assert_eq!(got.trim(), "webhost");
+}
+
+#[test]
+fn network_none_has_only_loopback_and_host_sees_the_hosts_interfaces() {
+    let n = Netd::start("berth-net-modes");
+    n.ns.ok(&["ip", "link", "add", "berthlink0", "type", "bridge"]);
+    let none = n.run_rm(&["--network", "none", IMAGE_REF, "ip", "-o", "link"]);
+    let links: Vec<&str> = none.lines().filter_map(|l| l.split(':').nth(1)).map(str::trim).collect();
+    assert_eq!(links, ["lo"], "{none}");
+    let host = n.run_rm(&["--network", "host", IMAGE_REF, "ip", "-o", "link"]);
+    assert!(host.contains("berthlink0"), "{host}");
+}
+
+#[test]
+fn container_mode_shares_the_other_containers_eth0() {
+    let n = Netd::start("berth-net-shared");
+    let first = n.run_d(&[IMAGE_REF, "sleep", "600"]);
+    let ip = n.ip(&first, "bridge");
+    let joined =
+        n.run_rm(&["--network", &format!("container:{first}"), IMAGE_REF, "ip", "-o", "-4", "addr", "show", "eth0"]);
+    assert!(joined.contains(&format!("inet {ip}/")), "{joined}");
+    let hostname = n.run_rm(&["--network", &format!("container:{first}"), IMAGE_REF, "cat", "/etc/hostname"]);
+    assert_eq!(hostname.trim(), &first[..12]);
+}
+
+#[test]
+fn connect_and_disconnect_add_and_remove_eth1_of_a_running_container() {
+    let n = Netd::start("berth-net-connect");
+    n.b.ok(&["network", "create", "back"]);
+    let c = n.run_d(&[IMAGE_REF, "sleep", "600"]);
+    n.b.ok(&["network", "connect", "back", &c]);
+    let links = n.b.ok(&["exec", &c, "ip", "-o", "link"]);
+    assert!(links.contains("eth1"), "{links}");
+    let ip = n.ip(&c, "back");
+    let addr = n.b.ok(&["exec", &c, "ip", "-o", "-4", "addr", "show", "eth1"]);
+    assert!(addr.contains(&format!("inet {ip}/")), "{addr}");
+    n.b.ok(&["network", "disconnect", "back", &c]);
+    let links = n.b.ok(&["exec", &c, "ip", "-o", "link"]);
+    assert!(!links.contains("eth1"), "{links}");
+    let err = n.b.berth(&["network", "rm", "bridge"]);
+    assert!(err.stderr.contains("bridge is a pre-defined network and cannot be removed"), "{err}");
+}
+
+#[test]
+fn internal_network_blocks_the_outside_but_not_its_neighbours() {
+    let n = Netd::start("berth-net-internal");
+    // An address of the daemon's namespace on another link: reachable from a normal network.
+    n.ns.ok(&["ip", "link", "add", "berthlink1", "type", "bridge"]);
+    n.ns.ok(&["ip", "addr", "add", "10.99.0.1/24", "dev", "berthlink1"]);
+    n.ns.ok(&["ip", "link", "set", "berthlink1", "up"]);
+    n.b.ok(&["network", "create", "--internal", "--subnet", "10.78.0.0/24", "sealed"]);
+    let outside =
+        n.b.berth(&["run", "--rm", "--network", "sealed", IMAGE_REF, "ping", "-c", "1", "-W", "2", "10.99.0.1"]);
+    assert_ne!(outside.code, 0, "an internal network reached the outside: {outside}");
+    let open = n.run_rm(&[IMAGE_REF, "ping", "-c", "1", "-W", "5", "10.99.0.1"]);
+    assert!(open.contains("1 packets received"), "{open}");
+    let web = n.run_d(&["--network", "sealed", IMAGE_REF, "httpd", "-f", "-p", "80", "-h", "/etc"]);
+    let ip = n.ip(&web, "sealed");
+    let got = n.run_rm(&["--network", "sealed", IMAGE_REF, "wget", "-q", "-O", "-", &format!("http://{ip}/hostname")]);
+    assert_eq!(got.trim(), &web[..12]);
+}
+
+#[test]
+fn nothing_is_left_after_rm_failed_starts_and_a_hundred_runs() {
+    let n = Netd::start("berth-net-leaks");
+    n.b.ok(&["network", "create", "--subnet", "10.79.0.0/24", "front"]);
+    let baseline = n.leak_counts();
+
+    let c = n.run_d(&[IMAGE_REF, "sleep", "600"]);
+    n.b.ok(&["rm", "-f", &c]);
+    assert_eq!(n.leak_counts(), baseline, "after rm -f of a running container");
+
+    let holder = n.run_d(&["--network", "front", "--ip", "10.79.0.10", IMAGE_REF, "sleep", "600"]);
+    assert_eq!(n.ip(&holder, "front"), "10.79.0.10");
+    let with_holder = n.leak_counts();
+    let taken = n.b.berth(&["run", "-d", "--network", "front", "--ip", "10.79.0.10", IMAGE_REF, "sleep", "600"]);
+    assert_eq!(taken.code, 125, "a second container got a taken address: {taken}");
+    assert_eq!(n.leak_counts(), with_holder, "after a start that failed in CNI");
+    let missing = n.b.berth(&["run", "--network", "front", IMAGE_REF, "no-such-command"]);
+    assert_eq!(missing.code, 127, "{missing}");
+    assert_eq!(n.leak_counts(), with_holder, "after a start that failed in the runtime");
+    n.b.remove_all_containers();
+    assert_eq!(n.leak_counts(), baseline, "after rm of every container");
+
+    for _ in 0..100 {
+        n.run_rm(&[IMAGE_REF, "true"]);
+    }
+    assert_eq!(n.leak_counts(), baseline, "after 100 run --rm");
+    let outside = n.b.berth(&["run", "--network", "front", "--ip", "10.80.0.5", IMAGE_REF, "true"]);
+    assert_eq!(outside.code, 125, "{outside}");
+    assert!(outside.stderr.contains("10.80.0.5"), "{outside}");
+    assert_eq!(n.leak_counts(), baseline, "after an address outside the subnet");
+}
+
+#[test]
+fn nothing_is_left_of_a_container_that_exited_while_berthd_was_killed() {
+    let mut n = Netd::start("berth-net-restart");
+    let baseline = n.leak_counts();
+    let kept = n.run_d(&[IMAGE_REF, "sleep", "600"]);
+    let kept_ip = n.ip(&kept, "bridge");
+    let one_running = n.leak_counts();
+    assert_ne!(one_running, baseline, "a running container's veth, namespace and lease are counted");
+    let gone = n.run_d(&[IMAGE_REF, "sleep", "600"]);
+    let pid: i32 = n.inspect(&gone)["State"]["Pid"].as_i64().expect("pid") as i32;
+
+    n.b.kill9();
+    // SAFETY: kill has no memory-safety preconditions; the pid is the container's init.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0, "killing the container's init");
+    n.b.restart();
+    poll("the exit recorded after the restart", Duration::from_secs(30), || {
+        n.inspect(&gone)["State"]["Status"] == "exited"
+    });
+    assert_eq!(n.leak_counts(), one_running, "after the restart");
+    let addr = n.b.ok(&["exec", &kept, "ip", "-o", "-4", "addr", "show", "eth0"]);
+    assert!(addr.contains(&format!("inet {kept_ip}/")), "the running container lost its address: {addr}");
+    n.b.remove_all_containers();
+    assert_eq!(n.leak_counts(), baseline, "after rm");
+}
