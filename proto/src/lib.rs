@@ -37,3 +37,4 @@ generated!(
 );
 
 pub mod container_config;
+pub mod port_spec;
