@@ -7,6 +7,7 @@ use std::path::Path;
 
 use anyhow::{anyhow, bail, Context, Result};
 use berth_proto::container_config::{CreateConfig, DeviceMapping, MountConfig, RestartPolicy, Ulimit, ULIMIT_NAMES};
+use berth_proto::port_spec;
 
 use crate::daemon::NotSupportedYet;
 use crate::signals;
@@ -143,16 +144,26 @@ pub struct ContainerFlags {
     /// Refused by name: berth does not set MAC addresses.
     #[arg(long = "mac-address", hide = true)]
     pub mac_address: Option<String>,
-    /// docker flags that need networks or volumes, which berth does not have yet: refused with
-    /// a clear error rather than clap's "unexpected argument".
-    #[arg(short = 'p', long = "publish", hide = true)]
+    /// Publish a container's port(s) to the host ([IP:][HOSTPORT:]CONTAINERPORT[/PROTO]).
+    #[arg(short = 'p', long = "publish", value_name = "PORTS")]
     pub publish: Vec<String>,
-    #[arg(short = 'P', long = "publish-all", hide = true)]
+    /// Publish all exposed ports to random ports.
+    #[arg(short = 'P', long = "publish-all")]
     pub publish_all: bool,
-    #[arg(long = "add-host", hide = true)]
+    /// Add a custom host-to-IP mapping (host:ip, ip may be host-gateway).
+    #[arg(long = "add-host", value_name = "HOST:IP")]
     pub add_host: Vec<String>,
-    #[arg(long, hide = true)]
+    /// Set custom DNS servers.
+    #[arg(long)]
     pub dns: Vec<String>,
+    /// Set custom DNS search domains.
+    #[arg(long = "dns-search")]
+    pub dns_search: Vec<String>,
+    /// Set DNS options.
+    #[arg(long = "dns-option", alias = "dns-opt")]
+    pub dns_option: Vec<String>,
+    /// docker flags that need volumes or links, which berth does not have yet: refused with
+    /// a clear error rather than clap's "unexpected argument".
     #[arg(long = "volumes-from", hide = true)]
     pub volumes_from: Vec<String>,
     #[arg(long, hide = true)]
@@ -177,13 +188,7 @@ impl ContainerFlags {
     /// The first docker flag given that berth does not support yet.
     fn unsupported_flag(&self) -> Option<&'static str> {
         [
-            (
-                !self.publish.is_empty() || self.publish_all,
-                "publishing ports (-p/-P) is not supported yet (try --network host)",
-            ),
             (self.mac_address.is_some(), "--mac-address is not supported"),
-            (!self.add_host.is_empty(), "--add-host is not supported yet"),
-            (!self.dns.is_empty(), "--dns is not supported yet"),
             (!self.volumes_from.is_empty(), "volumes are not supported yet (--volumes-from)"),
             (!self.link.is_empty(), "--link is not supported yet (use a user-defined network)"),
         ]
@@ -255,8 +260,18 @@ impl ContainerFlags {
             network: self.network.clone(),
             ip: self.ip.clone(),
             network_aliases: self.network_alias.clone(),
+            dns: validated(&self.dns, "--dns", validate_ip)?,
+            dns_search: validated(&self.dns_search, "--dns-search", validate_dns_search)?,
+            dns_options: self.dns_option.clone(),
+            extra_hosts: validated(&self.add_host, "--add-host", validate_extra_host)?,
+            publish: self.publish.clone(),
+            publish_all: self.publish_all,
             ..Default::default()
         };
+        // docker's client parses -p itself and fails with the parser's bare message.
+        for publish in &self.publish {
+            port_spec::parse_publish(publish)?;
+        }
         if let Some(signal) = &self.stop_signal {
             signals::parse(signal).context("invalid --stop-signal")?;
         }
@@ -553,6 +568,47 @@ pub fn parse_restart(spec: &str) -> Result<RestartPolicy> {
     }
 }
 
+/// The values of a flag, each checked by `check`; a bad one fails as docker's flag parser does.
+fn validated(values: &[String], flag: &str, check: impl Fn(&str) -> Result<(), String>) -> Result<Vec<String>> {
+    for value in values {
+        check(value).map_err(|e| anyhow!("invalid argument {value:?} for {flag:?} flag: {e}"))?;
+    }
+    Ok(values.to_vec())
+}
+
+/// docker's `ValidateIPAddress`.
+fn validate_ip(value: &str) -> Result<(), String> {
+    value.trim().parse::<std::net::IpAddr>().map(drop).map_err(|_| format!("{value} is not an ip address"))
+}
+
+/// docker's `ValidateDNSSearch`: `.` (no search domains) or a domain name.
+fn validate_dns_search(value: &str) -> Result<(), String> {
+    let name = value.strip_suffix('.').unwrap_or(value);
+    let label_ok =
+        |l: &str| !l.is_empty() && !l.starts_with('-') && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    if value == "."
+        || (name.len() < 255 && name.contains(|c: char| c.is_ascii_alphabetic()) && name.split('.').all(label_ok))
+    {
+        Ok(())
+    } else {
+        Err(format!("{value} is not a valid domain"))
+    }
+}
+
+/// docker's `ValidateExtraHost`: `NAME:IP`, split at the first colon so IPv6 addresses survive;
+/// `host-gateway` stands for the host's address on the container's network.
+fn validate_extra_host(value: &str) -> Result<(), String> {
+    match value.split_once(':') {
+        Some((name, ip)) if !name.is_empty() => {
+            if ip != "host-gateway" && ip.parse::<std::net::IpAddr>().is_err() {
+                return Err(format!("invalid IP address in add-host: {ip:?}"));
+            }
+            Ok(())
+        }
+        _ => Err(format!("bad format for add-host: {value:?}")),
+    }
+}
+
 /// `--label KEY[=VALUE]` (a bare key has an empty value).
 pub fn parse_labels(labels: &[String]) -> BTreeMap<String, String> {
     labels
@@ -817,11 +873,54 @@ mod tests {
     }
 
     #[test]
-    fn flags_that_need_networks_or_volumes_are_refused_clearly() {
-        let err = config(&["-p", "8080:80", "busybox"]).unwrap_err().to_string();
-        assert!(err.contains("publishing ports (-p/-P) is not supported yet"), "{err}");
+    fn flags_that_need_volumes_are_refused_clearly() {
         assert!(config(&["--volumes-from", "other", "busybox"]).is_err());
-        assert!(config(&["--dns", "1.1.1.1", "busybox"]).is_err());
+    }
+
+    #[test]
+    fn dns_host_and_port_flags_reach_the_config() {
+        let config = config(&[
+            "--dns",
+            "10.0.0.2",
+            "--dns-search",
+            "example.org",
+            "--dns-option",
+            "ndots:2",
+            "--add-host",
+            "db:10.0.0.5",
+            "--add-host",
+            "gw:host-gateway",
+            "-p",
+            "127.0.0.1:8080:80",
+            "-P",
+            "busybox",
+        ])
+        .unwrap();
+        assert_eq!(config.dns, ["10.0.0.2"]);
+        assert_eq!(config.dns_search, ["example.org"]);
+        assert_eq!(config.dns_options, ["ndots:2"]);
+        assert_eq!(config.extra_hosts, ["db:10.0.0.5", "gw:host-gateway"]);
+        assert_eq!(config.publish, ["127.0.0.1:8080:80"]);
+        assert!(config.publish_all);
+    }
+
+    #[test]
+    fn bad_dns_host_and_port_flags_fail_with_dockers_messages() {
+        let err = |args: &[&str]| config(args).unwrap_err().to_string();
+        assert_eq!(err(&["--dns", "x", "busybox"]), r#"invalid argument "x" for "--dns" flag: x is not an ip address"#);
+        assert_eq!(
+            err(&["--dns-search", "a_b", "busybox"]),
+            r#"invalid argument "a_b" for "--dns-search" flag: a_b is not a valid domain"#
+        );
+        assert_eq!(
+            err(&["--add-host", "db", "busybox"]),
+            r#"invalid argument "db" for "--add-host" flag: bad format for add-host: "db""#
+        );
+        assert_eq!(
+            err(&["--add-host", "db:x", "busybox"]),
+            r#"invalid argument "db:x" for "--add-host" flag: invalid IP address in add-host: "x""#
+        );
+        assert_eq!(err(&["-p", "bad", "busybox"]), "Invalid containerPort: bad");
     }
 
     #[test]

@@ -96,6 +96,19 @@ pub struct CreateConfig {
     pub ip: Option<String>,
     /// `--network-alias`: more names of the container on a user-defined network.
     pub network_aliases: Vec<String>,
+    /// `--dns`: nameserver addresses replacing the host's in the container's resolv.conf (on
+    /// user-defined networks, the embedded DNS forwards to them).
+    pub dns: Vec<String>,
+    /// `--dns-search`: search domains replacing the host's; `.` alone means none.
+    pub dns_search: Vec<String>,
+    /// `--dns-option`: resolv.conf `options` replacing the host's.
+    pub dns_options: Vec<String>,
+    /// `--add-host NAME:IP` (IP may be `host-gateway`), extra /etc/hosts lines.
+    pub extra_hosts: Vec<String>,
+    /// `-p/--publish` as typed (docker's grammar, see `port_spec`).
+    pub publish: Vec<String>,
+    /// `-P/--publish-all`: publish every port the image exposes on an ephemeral host port.
+    pub publish_all: bool,
 }
 
 /// One mount from `-v`, `--mount` or `--tmpfs`.

@@ -39,3 +39,4 @@ generated!(
 );
 
 pub mod container_config;
+pub mod port_spec;

@@ -15,6 +15,7 @@ use super::{names, ContainerRecord, ContainerState, Status, DEFAULT_RUNTIME};
 use crate::daemon::Berthd;
 use crate::image::reference::Reference;
 use crate::image::{self, Descriptor, Platform};
+use crate::network::etc_files::{self, DnsFlags, Resolution};
 use crate::network::{attach, Endpoint};
 use crate::store::meta::Image;
 
@@ -73,53 +74,25 @@ pub fn runtime_name(requested: Option<&str>) -> Result<String> {
     })
 }
 
-/// The contents of /etc/resolv.conf for a container: the host's, without loopback nameservers
-/// (they would be the container's own loopback), falling back to none.
-pub fn resolv_conf(host: &str) -> String {
-    let mut out = String::new();
-    for line in host.lines() {
-        let mut words = line.split_whitespace();
-        if words.next() == Some("nameserver") {
-            let addr = words.next().unwrap_or("");
-            if addr.starts_with("127.") || addr == "::1" || addr.starts_with("0.") {
-                continue;
-            }
-        }
-        out.push_str(line);
-        out.push('\n');
-    }
-    out
-}
-
-/// docker's /etc/hosts of a container: localhost entries, then the container's own address
-/// (`None` on the host's network) with its hostname.
-pub fn hosts_file(hostname: &str, own_address: Option<&str>) -> String {
-    let mut hosts = String::from(
-        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n",
-    );
-    if let Some(address) = own_address {
-        hosts.push_str(&format!("{address}\t{hostname}\n"));
-    }
-    hosts
-}
-
-/// Writes the container's generated /etc files into `dir`.
+/// Writes the container's generated /etc files into `dir`: docker's for the host's files and
+/// the DNS and `--add-host` flags (the networks that give a container an address rewrite
+/// `hosts` and `resolv.conf` when it starts).
 fn write_etc_files(dir: &Path, hostname: &str, config: &CreateConfig) -> Result<()> {
     let host_network = config.network.as_deref() == Some("host");
-    let (hosts, resolv, name) = if host_network {
-        (
-            std::fs::read_to_string("/etc/hosts").unwrap_or_else(|_| hosts_file(hostname, None)),
-            std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
-            nix::unistd::gethostname()
-                .map(|h| h.to_string_lossy().to_string())
-                .unwrap_or_else(|_| hostname.to_string()),
-        )
+    let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let flags = DnsFlags { servers: &config.dns, search: &config.dns_search, options: &config.dns_options };
+    let resolution = if host_network { Resolution::Host } else { Resolution::HostResolvers };
+    let resolv = etc_files::resolv_conf(&host_resolv, resolution, flags);
+    // The host network sees the host's /etc/hosts, unless --add-host asks for lines of its own.
+    let host_hosts = host_network.then(|| std::fs::read_to_string("/etc/hosts").ok()).flatten();
+    let hosts = match host_hosts {
+        Some(text) if config.extra_hosts.is_empty() => text,
+        _ => etc_files::hosts_file(hostname, &[], &config.extra_hosts, None)?,
+    };
+    let name = if host_network {
+        nix::unistd::gethostname().map(|h| h.to_string_lossy().to_string()).unwrap_or_else(|_| hostname.to_string())
     } else {
-        (
-            hosts_file(hostname, Some("127.0.1.1")),
-            resolv_conf(&std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default()),
-            hostname.to_string(),
-        )
+        hostname.to_string()
     };
     for (file, text) in [("hosts", hosts), ("resolv.conf", resolv), ("hostname", format!("{name}\n"))] {
         let path = dir.join(file);
@@ -330,12 +303,6 @@ pub fn create(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn resolv_conf_drops_loopback_nameservers() {
-        let host = "# comment\nnameserver 127.0.0.53\nnameserver 10.0.0.2\nnameserver ::1\nsearch example.org\n";
-        assert_eq!(resolv_conf(host), "# comment\nnameserver 10.0.0.2\nsearch example.org\n");
-    }
 
     #[test]
     fn runtime_names_map_to_shims() {

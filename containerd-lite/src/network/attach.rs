@@ -11,7 +11,7 @@ use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 
 use super::cni::Attachment;
-use super::{netns, Endpoint, NetworkRecord};
+use super::{etc_files, netns, Endpoint, NetworkRecord};
 use crate::container::ContainerRecord;
 use crate::daemon::Berthd;
 
@@ -157,15 +157,12 @@ fn fill_endpoint(result: &Value, ifname: &str, ep: &mut Endpoint) {
 /// Writes the container's /etc/hosts with its address on its first network, as docker does.
 fn write_hosts(d: &Berthd, record: &ContainerRecord) -> Result<()> {
     let hostname = record.spec["hostname"].as_str().unwrap_or_default();
-    let address = record
-        .networks
-        .values()
-        .filter(|ep| !ep.ip_address.is_empty())
-        .min_by_key(|ep| ifindex(&ep.ifname))
-        .map(|ep| ep.ip_address.as_str());
+    let primary = record.networks.values().filter(|ep| !ep.ip_address.is_empty()).min_by_key(|ep| ifindex(&ep.ifname));
+    let addrs: Vec<std::net::IpAddr> = primary.and_then(|ep| ep.ip_address.parse().ok()).into_iter().collect();
+    let gateway = primary.and_then(|ep| ep.gateway.parse().ok());
+    let hosts = etc_files::hosts_file(hostname, &addrs, &record.config.extra_hosts, gateway)?;
     let path = crate::container::create::container_dir(d, &record.id).join("hosts");
-    std::fs::write(&path, crate::container::create::hosts_file(hostname, Some(address.unwrap_or("127.0.1.1"))))
-        .with_context(|| format!("writing {}", path.display()))
+    std::fs::write(&path, hosts).with_context(|| format!("writing {}", path.display()))
 }
 
 /// docker's `NetworkSettings` of a container: an entry per network it is connected to (`host`

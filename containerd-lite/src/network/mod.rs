@@ -6,12 +6,17 @@
 //! - `netns`: pinned network namespaces;
 //! - `bridge`: the bridge driver (subnets, conflists, iptables rules);
 //! - `store`: network records;
-//! - `attach`: a container's endpoints through its lifecycle.
+//! - `attach`: a container's endpoints through its lifecycle;
+//! - `ports`: published ports; `etc_files`: the containers' /etc/hosts and resolv.conf; `dns`:
+//!   the embedded DNS.
 
 pub mod attach;
 pub mod bridge;
 pub mod cni;
+pub mod dns;
+pub mod etc_files;
 pub mod netns;
+pub mod ports;
 pub mod store;
 
 use std::collections::BTreeMap;
