@@ -137,6 +137,8 @@ enum ContainerOperation {
     Stats(StatsArgs),
     /// Update configuration of one or more containers.
     Update(UpdateArgs),
+    /// List port mappings or a specific mapping for the container.
+    Port(commands::port::PortArgs),
 }
 
 impl ContainerOperation {
@@ -361,6 +363,7 @@ async fn run_container_operation(address: &str, operation: &ContainerOperation) 
         ContainerOperation::Top(args) => done(commands::top::run(&berthd()?, args).await),
         ContainerOperation::Stats(args) => done(commands::stats::run(&berthd()?, args).await),
         ContainerOperation::Update(args) => done(commands::update::run(&berthd()?, args).await),
+        ContainerOperation::Port(args) => done(commands::port::run(&berthd()?, args).await),
     }
 }
 

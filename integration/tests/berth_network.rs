@@ -249,3 +249,30 @@ fn nothing_is_left_of_a_container_that_exited_while_berthd_was_killed() {
     n.b.remove_all_containers();
     assert_eq!(n.leak_counts(), baseline, "after rm");
 }
+
+#[test]
+fn published_port_reaches_the_container_and_is_released_at_rm() {
+    let n = Netd::start("berth-net-ports");
+    let mut after_rm = Vec::new();
+    for _ in 0..2 {
+        let web =
+            n.run_d(&["-p", "8080:80", "--hostname", "porthost", IMAGE_REF, "httpd", "-f", "-p", "80", "-h", "/etc"]);
+        assert_eq!(n.b.ok(&["port", &web]).trim(), "80/tcp -> 0.0.0.0:8080");
+        assert_eq!(n.b.ok(&["port", &web, "80"]).trim(), "0.0.0.0:8080");
+        let missing = n.b.berth(&["port", &web, "81"]);
+        assert!(missing.stderr.contains("No public port '81/tcp' published for"), "{missing}");
+        let bindings = &n.inspect(&web)["NetworkSettings"]["Ports"]["80/tcp"][0];
+        assert_eq!(bindings["HostPort"], "8080", "{bindings}");
+        let gateway = n.inspect(&web)["NetworkSettings"]["Gateway"].as_str().unwrap_or_default().to_string();
+        for host in ["127.0.0.1", gateway.as_str()] {
+            let got = n.ns.ok(&["busybox", "wget", "-q", "-O", "-", &format!("http://{host}:8080/hostname")]);
+            assert_eq!(got.trim(), "porthost", "through {host}");
+        }
+        let taken = n.b.berth(&["run", "-d", "-p", "8080:80", IMAGE_REF, "sleep", "600"]);
+        assert_eq!(taken.code, 125, "a second container got a published port: {taken}");
+        assert!(taken.stderr.contains("0.0.0.0:8080: bind: address already in use"), "{taken}");
+        n.b.remove_all_containers();
+        after_rm.push(n.leak_counts());
+    }
+    assert_eq!(after_rm[0], after_rm[1], "a second publish and rm left something the first did not");
+}

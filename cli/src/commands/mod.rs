@@ -17,6 +17,7 @@ pub mod login;
 pub mod logs;
 pub mod network;
 pub mod pause;
+pub mod port;
 pub mod prune;
 pub mod ps;
 pub mod pull;

@@ -138,6 +138,9 @@ fn choose_network(d: &Berthd, config: &CreateConfig) -> Result<NetworkChoice> {
     if choice.shares.is_some() && !config.network_aliases.is_empty() {
         bail!("network-scoped alias is supported only for containers in user defined networks");
     }
+    if choice.shares.is_some() && (!config.publish.is_empty() || config.publish_all) {
+        bail!("conflicting options: port publishing and the container type network mode");
+    }
     Ok(choice)
 }
 
@@ -280,6 +283,7 @@ pub fn create(
         labels,
         config,
         networks: network.endpoints,
+        published_ports: Vec::new(),
         created_at: crate::events::now_nanos(),
         state: ContainerState { status: Status::Created, ..Default::default() },
     };

@@ -10,8 +10,10 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 
+use berth_proto::port_spec::Proto;
+
 use super::cni::Attachment;
-use super::{etc_files, netns, Endpoint, NetworkRecord};
+use super::{etc_files, netns, ports, Endpoint, NetworkRecord, PublishedPort};
 use crate::container::ContainerRecord;
 use crate::daemon::Berthd;
 
@@ -72,7 +74,31 @@ pub fn setup(d: &Berthd, record: &ContainerRecord) -> Result<Option<PathBuf>> {
     }
 }
 
+/// The ports `-p`/`-P` publish (`-P`: the image's exposed ones).
+fn requested_ports(record: &ContainerRecord) -> Result<Vec<berth_proto::port_spec::PortSpec>> {
+    let exposed: Vec<String> = record.image_config["config"]["ExposedPorts"]
+        .as_object()
+        .map(|ports| ports.keys().cloned().collect())
+        .unwrap_or_default();
+    ports::requested(&record.config.publish, record.config.publish_all, &exposed)
+}
+
+fn published(reservation: &ports::Reservation) -> Vec<PublishedPort> {
+    reservation
+        .bindings()
+        .iter()
+        .map(|b| PublishedPort {
+            container_port: b.container_port,
+            proto: b.proto.as_str().to_string(),
+            host_ip: b.host_ip.map(|ip| ip.to_string()).unwrap_or_default(),
+            host_port: b.host_port,
+        })
+        .collect()
+}
+
 fn attach_all(d: &Berthd, record: &ContainerRecord, path: &std::path::Path) -> Result<()> {
+    let reservation =
+        ports::reserve(&requested_ports(record)?, ports::Endpoint { name: &record.name, id: &record.id })?;
     let lo = Attachment {
         container_id: record.id.clone(),
         netns: path.to_path_buf(),
@@ -82,17 +108,54 @@ fn attach_all(d: &Berthd, record: &ContainerRecord, path: &std::path::Path) -> R
     d.networks.cni.add(&loopback(), &lo).context("bringing up loopback")?;
     let mut endpoints: Vec<(String, Endpoint)> = record.networks.clone().into_iter().collect();
     endpoints.sort_by_key(|(_, ep)| ifindex(&ep.ifname));
-    for (name, ep) in &mut endpoints {
-        attach_one(d, &record.id, path, name, ep)?;
+    for (i, (name, ep)) in endpoints.iter_mut().enumerate() {
+        // docker publishes ports on the container's first network.
+        let mut runtime_config = serde_json::Map::new();
+        if i == 0 && !reservation.bindings().is_empty() {
+            runtime_config.insert("portMappings".into(), reservation.cni_port_mappings());
+        }
+        attach_one(d, &record.id, path, name, ep, runtime_config)?;
     }
+    let ports = published(&reservation);
     let updated = d.containers.update(&record.id, |r| {
         for (name, ep) in &endpoints {
             if let Some(e) = r.networks.get_mut(name) {
                 *e = ep.clone();
             }
         }
+        r.published_ports = ports;
     })?;
+    if let Ok(mut held) = d.networks.reservations.lock() {
+        held.insert(record.id.clone(), reservation);
+    }
     write_hosts(d, &updated)
+}
+
+/// Holds the host ports of a container that kept running across a berthd restart again.
+fn reserve_again(d: &Berthd, record: &ContainerRecord) {
+    let specs: Vec<berth_proto::port_spec::PortSpec> = record
+        .published_ports
+        .iter()
+        .filter_map(|p| {
+            Some(berth_proto::port_spec::PortSpec {
+                host_ip: if p.host_ip.is_empty() { None } else { Some(p.host_ip.parse().ok()?) },
+                host_ports: Some((p.host_port, p.host_port)),
+                container_port: p.container_port,
+                proto: [Proto::Tcp, Proto::Udp, Proto::Sctp].into_iter().find(|x| x.as_str() == p.proto)?,
+            })
+        })
+        .collect();
+    if specs.is_empty() {
+        return;
+    }
+    match ports::reserve(&specs, ports::Endpoint { name: &record.name, id: &record.id }) {
+        Ok(reservation) => {
+            if let Ok(mut held) = d.networks.reservations.lock() {
+                held.insert(record.id.clone(), reservation);
+            }
+        }
+        Err(e) => tracing::warn!(container = %record.id, "holding its published ports again: {e:#}"),
+    }
 }
 
 /// `eth3` → 3, for ordering.
@@ -111,12 +174,20 @@ fn network_of(d: &Berthd, name: &str, ep: &Endpoint) -> Result<NetworkRecord> {
 }
 
 /// CNI ADD of one endpoint in namespace `path`; fills in what CNI gave it.
-fn attach_one(d: &Berthd, id: &str, path: &std::path::Path, name: &str, ep: &mut Endpoint) -> Result<()> {
+fn attach_one(
+    d: &Berthd,
+    id: &str,
+    path: &std::path::Path,
+    name: &str,
+    ep: &mut Endpoint,
+    runtime_config: serde_json::Map<String, Value>,
+) -> Result<()> {
     let net = network_of(d, name, ep)?;
     let mut att = Attachment {
         container_id: id.to_string(),
         netns: path.to_path_buf(),
         ifname: ep.ifname.clone(),
+        runtime_config,
         ..Default::default()
     };
     if let Some(ip) = &ep.ipv4_config {
@@ -203,9 +274,29 @@ pub fn network_settings(d: &Berthd, record: &ContainerRecord) -> Value {
     } else {
         String::new()
     };
+    // docker: every exposed or published port, with its host bindings (null when unpublished).
+    let mut ports = serde_json::Map::new();
+    if running {
+        if let Some(exposed) = record.image_config["config"]["ExposedPorts"].as_object() {
+            for key in exposed.keys() {
+                ports.insert(key.clone(), Value::Null);
+            }
+        }
+        for p in &record.published_ports {
+            let key = format!("{}/{}", p.container_port, p.proto);
+            let host_ip = if p.host_ip.is_empty() { "0.0.0.0" } else { p.host_ip.as_str() };
+            let binding = json!({"HostIp": host_ip, "HostPort": p.host_port.to_string()});
+            match ports.get_mut(&key).and_then(Value::as_array_mut) {
+                Some(list) => list.push(binding),
+                None => {
+                    ports.insert(key, json!([binding]));
+                }
+            }
+        }
+    }
     json!({
         "Bridge": "", "SandboxID": "", "HairpinMode": false, "LinkLocalIPv6Address": "",
-        "LinkLocalIPv6PrefixLen": 0, "Ports": {}, "SandboxKey": sandbox,
+        "LinkLocalIPv6PrefixLen": 0, "Ports": ports, "SandboxKey": sandbox,
         "SecondaryIPAddresses": null, "SecondaryIPv6Addresses": null,
         "EndpointID": primary.endpoint_id, "Gateway": primary.gateway, "GlobalIPv6Address": "",
         "GlobalIPv6PrefixLen": 0, "IPAddress": primary.ip_address, "IPPrefixLen": primary.prefix_len,
@@ -224,7 +315,13 @@ pub fn teardown(d: &Berthd, id: &str) {
     if let Err(e) = netns::remove(&netns::path(&d.networks.netns_dir, id)) {
         tracing::warn!(container = id, "{e:#}");
     }
-    let cleared = d.containers.update(id, |r| r.networks.values_mut().for_each(Endpoint::clear_live));
+    if let Ok(mut held) = d.networks.reservations.lock() {
+        held.remove(id);
+    }
+    let cleared = d.containers.update(id, |r| {
+        r.networks.values_mut().for_each(Endpoint::clear_live);
+        r.published_ports.clear();
+    });
     if let Err(e) = cleared {
         if !e.to_string().starts_with("No such container") {
             tracing::warn!(container = id, "clearing its endpoints: {e:#}");
@@ -241,7 +338,13 @@ pub fn sweep(d: &Berthd) {
     ids.dedup();
     for id in ids {
         let keep = match d.containers.get(&id) {
-            Ok(Some(r)) => r.state.status.is_live() || !r.state.shim_address.is_empty(),
+            Ok(Some(r)) => {
+                let live = r.state.status.is_live() || !r.state.shim_address.is_empty();
+                if live {
+                    reserve_again(d, &r);
+                }
+                live
+            }
             Ok(None) => false,
             Err(e) => {
                 tracing::warn!(container = %id, "{e:#}");
@@ -304,7 +407,7 @@ pub fn connect(
     let mut ep = new_endpoint(&record.networks, net, ip, aliases)?;
     if d.tasks.get(&record.id).is_some() {
         let path = netns::path(&d.networks.netns_dir, &record.id);
-        attach_one(d, &record.id, &path, &net.name, &mut ep)?;
+        attach_one(d, &record.id, &path, &net.name, &mut ep, serde_json::Map::new())?;
     }
     let stored = d.containers.update(&record.id, |r| {
         r.networks.insert(net.name.clone(), ep.clone());

@@ -64,6 +64,18 @@ impl Endpoint {
     }
 }
 
+/// A published port as the container's record keeps it while its task runs.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PublishedPort {
+    pub container_port: u16,
+    /// `tcp`, `udp` or `sctp`.
+    pub proto: String,
+    /// Empty for every address.
+    pub host_ip: String,
+    pub host_port: u16,
+}
+
 /// What `network create` asks for.
 #[derive(Debug, Clone, Default)]
 pub struct CreateRequest {
@@ -86,6 +98,8 @@ pub struct Networks {
     pub ipam_dir: PathBuf,
     /// Whether the default `bridge` network exists (berthd's `--bridge none` turns it off).
     pub default_bridge: bool,
+    /// The host ports of running containers, held until their tasks end.
+    pub reservations: std::sync::Mutex<std::collections::HashMap<String, ports::Reservation>>,
 }
 
 pub use cni::Cni;
@@ -101,6 +115,7 @@ impl Networks {
             netns_dir: state.join("netns"),
             ipam_dir: state.join("cni").join("ipam"),
             default_bridge: bridge != "none",
+            reservations: Default::default(),
         };
         let existing = networks.store.list()?;
         for (name, driver) in [("host", store::HOST), ("none", store::NULL)] {
