@@ -276,3 +276,19 @@ fn published_port_reaches_the_container_and_is_released_at_rm() {
     }
     assert_eq!(after_rm[0], after_rm[1], "a second publish and rm left something the first did not");
 }
+
+#[test]
+fn containers_on_a_user_network_resolve_each_others_names_and_aliases() {
+    let n = Netd::start("berth-net-dns");
+    n.b.ok(&["network", "create", "--subnet", "10.81.0.0/24", "named"]);
+    let web = n.run_d(&["--name", "web", "--network", "named", "--network-alias", "www", IMAGE_REF, "sleep", "600"]);
+    let ip = n.ip(&web, "named");
+    for name in ["web", "www", &web[..12]] {
+        let answer = n.run_rm(&["--network", "named", IMAGE_REF, "nslookup", name]);
+        assert!(answer.contains(&format!("Address: {ip}")), "{name}: {answer}");
+    }
+    let resolv = n.run_rm(&["--network", "named", IMAGE_REF, "cat", "/etc/resolv.conf"]);
+    assert!(resolv.contains("nameserver 127.0.0.11"), "{resolv}");
+    let hosts = n.b.ok(&["exec", &web, "cat", "/etc/hosts"]);
+    assert!(hosts.contains(&format!("{ip}\t{}", &web[..12])), "{hosts}");
+}

@@ -128,7 +128,39 @@ fn attach_all(d: &Berthd, record: &ContainerRecord, path: &std::path::Path) -> R
     if let Ok(mut held) = d.networks.reservations.lock() {
         held.insert(record.id.clone(), reservation);
     }
-    write_hosts(d, &updated)
+    write_hosts(d, &updated)?;
+    if on_user_network(&updated) {
+        serve_dns(d, &updated, path)?;
+        let flags = dns_flags(&updated.config);
+        let resolv = etc_files::resolv_conf(&host_resolv_conf(), etc_files::Resolution::EmbeddedDns, flags);
+        let file = crate::container::create::container_dir(d, &record.id).join("resolv.conf");
+        std::fs::write(&file, resolv).with_context(|| format!("writing {}", file.display()))?;
+    }
+    Ok(())
+}
+
+/// Whether the container is on a user-defined network (where docker serves its embedded DNS).
+fn on_user_network(record: &ContainerRecord) -> bool {
+    record.networks.keys().any(|n| n != "bridge")
+}
+
+fn host_resolv_conf() -> String {
+    std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default()
+}
+
+fn dns_flags(config: &berth_proto::container_config::CreateConfig) -> etc_files::DnsFlags<'_> {
+    etc_files::DnsFlags { servers: &config.dns, search: &config.dns_search, options: &config.dns_options }
+}
+
+/// Starts the embedded DNS of a container in its namespace at `path`.
+fn serve_dns(d: &Berthd, record: &ContainerRecord, path: &std::path::Path) -> Result<()> {
+    let table = std::sync::Arc::new(super::names::ContainerNames { containers: d.containers.clone() });
+    let upstream = etc_files::dns_upstream(&host_resolv_conf(), dns_flags(&record.config));
+    let handle = super::dns::serve(path, &record.id, table, upstream)?;
+    if let Ok(mut servers) = d.networks.dns_servers.lock() {
+        servers.insert(record.id.clone(), handle);
+    }
+    Ok(())
 }
 
 /// Holds the host ports of a container that kept running across a berthd restart again.
@@ -318,6 +350,9 @@ pub fn teardown(d: &Berthd, id: &str) {
     if let Ok(mut held) = d.networks.reservations.lock() {
         held.remove(id);
     }
+    if let Ok(mut servers) = d.networks.dns_servers.lock() {
+        servers.remove(id);
+    }
     let cleared = d.containers.update(id, |r| {
         r.networks.values_mut().for_each(Endpoint::clear_live);
         r.published_ports.clear();
@@ -342,6 +377,12 @@ pub fn sweep(d: &Berthd) {
                 let live = r.state.status.is_live() || !r.state.shim_address.is_empty();
                 if live {
                     reserve_again(d, &r);
+                    let path = netns::path(&d.networks.netns_dir, &r.id);
+                    if on_user_network(&r) && path.exists() {
+                        if let Err(e) = serve_dns(d, &r, &path) {
+                            tracing::warn!(container = %r.id, "serving its DNS again: {e:#}");
+                        }
+                    }
                 }
                 live
             }

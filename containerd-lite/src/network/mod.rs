@@ -8,13 +8,14 @@
 //! - `store`: network records;
 //! - `attach`: a container's endpoints through its lifecycle;
 //! - `ports`: published ports; `etc_files`: the containers' /etc/hosts and resolv.conf; `dns`:
-//!   the embedded DNS.
+//!   the embedded DNS; `names`: what the embedded DNS resolves.
 
 pub mod attach;
 pub mod bridge;
 pub mod cni;
 pub mod dns;
 pub mod etc_files;
+pub mod names;
 pub mod netns;
 pub mod ports;
 pub mod store;
@@ -100,6 +101,8 @@ pub struct Networks {
     pub default_bridge: bool,
     /// The host ports of running containers, held until their tasks end.
     pub reservations: std::sync::Mutex<std::collections::HashMap<String, ports::Reservation>>,
+    /// The embedded DNS servers of running containers on user-defined networks.
+    pub dns_servers: std::sync::Mutex<std::collections::HashMap<String, dns::DnsHandle>>,
 }
 
 pub use cni::Cni;
@@ -116,6 +119,7 @@ impl Networks {
             ipam_dir: state.join("cni").join("ipam"),
             default_bridge: bridge != "none",
             reservations: Default::default(),
+            dns_servers: Default::default(),
         };
         let existing = networks.store.list()?;
         for (name, driver) in [("host", store::HOST), ("none", store::NULL)] {
