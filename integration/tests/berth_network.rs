@@ -223,6 +223,17 @@ fn nothing_is_left_after_rm_failed_starts_and_a_hundred_runs() {
     assert_eq!(outside.code, 125, "{outside}");
     assert!(outside.stderr.contains("10.80.0.5"), "{outside}");
     assert_eq!(n.leak_counts(), baseline, "after an address outside the subnet");
+
+    let id = n.b.ok(&["network", "create", "passing"]).trim().to_string();
+    n.run_rm(&["--network", "passing", IMAGE_REF, "true"]);
+    let stopped = n.b.ok(&["create", "--network", "passing", IMAGE_REF, "true"]).trim().to_string();
+    n.b.ok(&["network", "rm", "passing"]);
+    assert_eq!(n.leak_counts(), baseline, "after network rm");
+    let device = format!("br-{}", &id[..12]);
+    assert_ne!(n.ns.run(&["ip", "link", "show", &device]).code, 0, "{device} outlived its network");
+    let orphan = n.b.berth(&["start", &stopped]);
+    assert!(orphan.stderr.contains("network passing not found"), "{orphan}");
+    assert_eq!(n.leak_counts(), baseline, "after starting a container whose network is gone");
 }
 
 #[test]
@@ -291,4 +302,69 @@ fn containers_on_a_user_network_resolve_each_others_names_and_aliases() {
     assert!(resolv.contains("nameserver 127.0.0.11"), "{resolv}");
     let hosts = n.b.ok(&["exec", &web, "cat", "/etc/hosts"]);
     assert!(hosts.contains(&format!("{ip}\t{}", &web[..12])), "{hosts}");
+}
+
+/// Undoes what a berthd with a bridge leaves in the host's namespace by design (its bridge, its
+/// iptables chains, forwarding turned on), when the host test ends, even by a panic.
+struct HostNetworkGuard {
+    bridge: String,
+    ip_forward: String,
+}
+
+impl Drop for HostNetworkGuard {
+    fn drop(&mut self) {
+        let quiet = |args: &[&str]| {
+            let _ = std::process::Command::new(args[0]).args(&args[1..]).output();
+        };
+        quiet(&["ip", "link", "del", &self.bridge]);
+        for (table, chain, from) in
+            [("filter", "BERTH-FORWARD", "FORWARD"), ("nat", "BERTH-POSTROUTING", "POSTROUTING")]
+        {
+            quiet(&["iptables", "-w", "-t", table, "-D", from, "-j", chain]);
+            quiet(&["iptables", "-w", "-t", table, "-F", chain]);
+            quiet(&["iptables", "-w", "-t", table, "-X", chain]);
+        }
+        let _ = std::fs::write("/proc/sys/net/ipv4/ip_forward", &self.ip_forward);
+    }
+}
+
+/// Veths and iptables rules of the host's namespace.
+fn host_counts() -> (usize, usize) {
+    let out = |args: &[&str]| {
+        let o = std::process::Command::new(args[0]).args(&args[1..]).output().expect("running a host tool");
+        String::from_utf8_lossy(&o.stdout).to_string()
+    };
+    let veths = out(&["ip", "-o", "link", "show", "type", "veth"]).lines().count();
+    let rules = out(&["iptables-save"]).lines().filter(|l| l.starts_with("-A")).count();
+    (veths, rules)
+}
+
+#[test]
+fn nothing_is_left_in_the_hosts_namespace_after_containers_on_the_default_bridge() {
+    let bridge = format!("berthit{}", std::process::id() % 100_000);
+    let _guard = HostNetworkGuard {
+        bridge: bridge.clone(),
+        ip_forward: std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap_or_else(|_| "0".into()),
+    };
+    let b = Berthd::start_with(&["--bridge", &bridge]);
+    let archive = busybox_archive();
+    b.ok(&["load", "-i", archive.to_str().expect("utf-8 path")]);
+    // The first container makes the bridge; what stays after it is the daemon's, not a leak.
+    b.ok(&["run", "--rm", IMAGE_REF, "true"]);
+    let baseline = host_counts();
+    let state_files =
+        || ["netns", "cni/results"].map(|d| std::fs::read_dir(b.state().join(d)).map(|e| e.count()).unwrap_or(0));
+    let c = b.ok(&["run", "-d", IMAGE_REF, "sleep", "600"]).trim().to_string();
+    let addr = b.ok(&["exec", &c, "ip", "-o", "-4", "addr", "show", "eth0"]);
+    assert!(addr.contains("inet "), "{addr}");
+    assert_ne!(host_counts(), baseline, "the running container's veth is counted");
+    b.ok(&["rm", "-f", &c]);
+    for _ in 0..10 {
+        b.ok(&["run", "--rm", IMAGE_REF, "true"]);
+    }
+    let failed = b.berth(&["run", IMAGE_REF, "no-such-command"]);
+    assert_eq!(failed.code, 127, "{failed}");
+    b.remove_all_containers();
+    assert_eq!(host_counts(), baseline, "veths and iptables rules of the host");
+    assert_eq!(state_files(), [0, 0], "pinned namespaces and CNI results");
 }

@@ -226,11 +226,13 @@ pub fn remove_rules(net: &NetworkRecord) {
 
 /// Removes the bridge device of a removed network (gone already is fine).
 pub fn remove_bridge(net: &NetworkRecord) {
-    if net.bridge.is_empty() || !Path::new("/sys/class/net").join(&net.bridge).exists() {
+    if net.bridge.is_empty() {
         return;
     }
+    // Not checked in /sys/class/net first: that shows the namespace sysfs was mounted in.
     match Command::new("ip").args(["link", "del", &net.bridge]).output() {
         Ok(out) if out.status.success() => {}
+        Ok(out) if String::from_utf8_lossy(&out.stderr).contains("Cannot find device") => {}
         Ok(out) => {
             tracing::warn!(network = %net.name, "ip link del {}: {}", net.bridge, String::from_utf8_lossy(&out.stderr).trim())
         }

@@ -294,19 +294,13 @@ pub fn connected(d: &crate::daemon::Berthd, net: &NetworkRecord) -> Result<Vec<(
 }
 
 /// `network rm`: refuses the predefined networks and networks with running containers (docker's
-/// messages); stopped containers connected to it lose their endpoint on it.
+/// messages). A stopped container connected to it fails to start afterwards, as docker's does.
 pub fn remove(d: &crate::daemon::Berthd, net: &NetworkRecord) -> Result<()> {
     if net.is_predefined() {
         bail!("{} is a pre-defined network and cannot be removed", net.name);
     }
-    let attached = connected(d, net)?;
-    if attached.iter().any(|(id, _, _)| d.tasks.get(id).is_some()) {
+    if connected(d, net)?.iter().any(|(id, _, _)| d.tasks.get(id).is_some()) {
         bail!("error while removing network: network {} id {} has active endpoints", net.name, net.id);
-    }
-    for (id, _, _) in &attached {
-        d.containers.update(id, |r| {
-            r.networks.remove(&net.name);
-        })?;
     }
     d.networks.remove(net)
 }
