@@ -368,3 +368,45 @@ fn nothing_is_left_in_the_hosts_namespace_after_containers_on_the_default_bridge
     assert_eq!(host_counts(), baseline, "veths and iptables rules of the host");
     assert_eq!(state_files(), [0, 0], "pinned namespaces and CNI results");
 }
+
+#[test]
+fn network_cli_errors_match_dockers() {
+    use berth_integration::engines::docker::Dockerd;
+    use berth_integration::engines::process::run;
+    use berth_integration::engines::scratch::Scratch;
+
+    let scratch = Scratch::new("netcli");
+    let dockerd = Dockerd::start(&scratch.path().join("docker"), scratch.cgroup_parent(), &[]);
+    let b = Berthd::start();
+    let cases: &[&[&str]] = &[
+        &["network", "rm", "nope"],
+        &["network", "inspect", "nope"],
+        &["network", "rm", "host"],
+        &["network", "rm", "none"],
+        &["network", "create", "host"],
+        &["network", "create", "-d", "host", "other"],
+        &["network", "create", "-d", "null", "other"],
+        &["network", "create", "--subnet", "bogus", "other"],
+        &["network", "connect", "nope", "nobody"],
+    ];
+    for args in cases {
+        let docker = run(dockerd.docker().args(*args));
+        let berth = b.berth(args);
+        assert_eq!(berth.code, docker.code, "exit code of {args:?}: docker {docker}\nberth {berth}");
+        assert_eq!(berth.stderr, docker.stderr, "message of {args:?}");
+    }
+    // The same predefined networks, in the same table (the ids differ).
+    let without_ids = |out: String| -> Vec<String> {
+        out.lines().map(|l| l.split_whitespace().skip(1).collect::<Vec<_>>().join(" ")).collect()
+    };
+    let docker = without_ids(run(dockerd.docker().args(["network", "ls"])).stdout);
+    assert_eq!(without_ids(b.ok(&["network", "ls"])), docker);
+    let archive = busybox_archive();
+    dockerd.load(&archive);
+    b.ok(&["load", "-i", archive.to_str().expect("utf-8 path")]);
+    let docker = run(dockerd.docker().args(["run", "--network", "nope", IMAGE_REF, "true"]));
+    let berth = b.berth(&["run", "--network", "nope", IMAGE_REF, "true"]);
+    assert_eq!(berth.code, docker.code, "docker {docker}\nberth {berth}");
+    // docker's client adds its own lines around the daemon's message (warnings, "docker: ").
+    assert!(docker.stderr.contains(berth.stderr.trim()), "docker {docker}\nberth {berth}");
+}

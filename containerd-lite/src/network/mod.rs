@@ -164,6 +164,10 @@ impl Networks {
 
     /// Creates a bridge network; `device` names its bridge (`br-<id>` when empty).
     pub fn create(&self, req: &CreateRequest, device: &str) -> Result<NetworkRecord> {
+        // A user's request (no device given) may not take a predefined name.
+        if device.is_empty() && matches!(req.name.as_str(), "bridge" | "host" | "none") {
+            bail!("operation is not permitted on predefined {} network", req.name);
+        }
         let driver = if req.driver.is_empty() { store::BRIDGE } else { req.driver.as_str() };
         if driver != store::BRIDGE {
             if matches!(driver, "host" | "null") {
@@ -179,7 +183,7 @@ impl Networks {
         }
         let taken: Vec<Ipv4Net> = self.store.list()?.iter().filter_map(|n| n.subnet.parse().ok()).collect();
         let subnet = match &req.subnet {
-            Some(s) => bridge::parse_cidr(s)?,
+            Some(s) => bridge::parse_cidr(s).map_err(|e| anyhow::anyhow!("Invalid subnet {s} : {e}"))?,
             None => {
                 if req.gateway.is_some() || req.ip_range.is_some() {
                     bail!("invalid pool request: --gateway and --ip-range need --subnet");
