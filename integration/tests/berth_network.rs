@@ -170,6 +170,13 @@ fn connect_and_disconnect_add_and_remove_eth1_of_a_running_container() {
     n.b.ok(&["network", "disconnect", "back", &c]);
     let links = n.b.ok(&["exec", &c, "ip", "-o", "link"]);
     assert!(!links.contains("eth1"), "{links}");
+    let created = n.b.ok(&["create", IMAGE_REF, "sleep", "600"]).trim().to_string();
+    n.b.ok(&["network", "connect", "--alias", "later", "back", &created]);
+    n.b.ok(&["start", &created]);
+    let links = n.b.ok(&["exec", &created, "ip", "-o", "link"]);
+    assert!(links.contains("eth0") && links.contains("eth1"), "connected before its start: {links}");
+    let aliases = &n.inspect(&created)["NetworkSettings"]["Networks"]["back"]["Aliases"];
+    assert!(aliases.as_array().is_some_and(|a| a.contains(&Value::from("later"))), "{aliases}");
     let err = n.b.berth(&["network", "rm", "bridge"]);
     assert!(err.stderr.contains("bridge is a pre-defined network and cannot be removed"), "{err}");
 }

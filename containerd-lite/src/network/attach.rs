@@ -453,9 +453,17 @@ pub fn connect(
     let stored = d.containers.update(&record.id, |r| {
         r.networks.insert(net.name.clone(), ep.clone());
     });
-    if let Err(e) = stored {
-        detach_one(d, &record.id, &net.name, &ep.ifname);
-        return Err(e);
+    let updated = match stored {
+        Ok(r) => r,
+        Err(e) => {
+            detach_one(d, &record.id, &net.name, &ep.ifname);
+            return Err(e);
+        }
+    };
+    // A running container's first user-defined network brings its embedded DNS.
+    let serving = d.networks.dns_servers.lock().map(|s| s.contains_key(&record.id)).unwrap_or(true);
+    if d.tasks.get(&record.id).is_some() && on_user_network(&updated) && !serving {
+        serve_dns(d, &updated, &netns::path(&d.networks.netns_dir, &record.id))?;
     }
     Ok(())
 }
