@@ -62,6 +62,8 @@ pub fn setup(d: &Berthd, record: &ContainerRecord) -> Result<Option<PathBuf>> {
             Ok(Some(PathBuf::from(format!("/proc/{}/ns/net", target.state.pid))))
         }
         Mode::Networks => {
+            // What a run that ended without its teardown (a crash) left goes first.
+            teardown(d, &record.id);
             let path = netns::create(&d.networks.netns_dir, &record.id)?;
             match attach_all(d, record, &path) {
                 Ok(()) => Ok(Some(path)),
@@ -161,6 +163,18 @@ fn serve_dns(d: &Berthd, record: &ContainerRecord, path: &std::path::Path) -> Re
         servers.insert(record.id.clone(), handle);
     }
     Ok(())
+}
+
+/// CNI CHECK of every attachment of a container that kept running across a berthd restart:
+/// what its network lost meanwhile is logged (the container keeps running either way).
+fn check_attachments(d: &Berthd, id: &str) {
+    for cached in d.networks.cni.cached_for(id) {
+        let network = cached.conflist["name"].as_str().unwrap_or_default();
+        // portmap 1.1.1's CHECK looks for IPv6 chains it never made for IPv4-only mappings.
+        if let Err(e) = d.networks.cni.check(&cached, |plugin| plugin != "portmap") {
+            tracing::warn!(container = id, network, "its network attachment is damaged: {e:#}");
+        }
+    }
 }
 
 /// Holds the host ports of a container that kept running across a berthd restart again.
@@ -376,6 +390,7 @@ pub fn sweep(d: &Berthd) {
             Ok(Some(r)) => {
                 let live = r.state.status.is_live() || !r.state.shim_address.is_empty();
                 if live {
+                    check_attachments(d, &id);
                     reserve_again(d, &r);
                     let path = netns::path(&d.networks.netns_dir, &r.id);
                     if on_user_network(&r) && path.exists() {

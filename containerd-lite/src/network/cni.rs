@@ -81,13 +81,13 @@ impl Cni {
         Ok(result)
     }
 
-    /// CHECK of a cached attachment: each plugin verifies what it set up is still there.
-    pub fn check(&self, network: &str, container_id: &str, ifname: &str) -> Result<()> {
-        let cached = self
-            .cached(network, container_id, ifname)?
-            .with_context(|| format!("no CNI result cached for {container_id} on network {network} ({ifname})"))?;
+    /// CHECK of a cached attachment: each plugin for which `wanted` holds verifies what it set
+    /// up is still there.
+    pub fn check(&self, cached: &Cached, wanted: impl Fn(&str) -> bool) -> Result<()> {
         for plugin in plugins(&cached.conflist)? {
-            self.exec(&cached.conflist, plugin, "CHECK", &cached.attachment, Some(&cached.result))?;
+            if wanted(plugin["type"].as_str().unwrap_or_default()) {
+                self.exec(&cached.conflist, plugin, "CHECK", &cached.attachment, Some(&cached.result))?;
+            }
         }
         Ok(())
     }

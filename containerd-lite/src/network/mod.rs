@@ -30,6 +30,7 @@ use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+pub use cni::Cni;
 pub use store::{NetworkRecord, NetworkStore, NotFound};
 
 /// The default bridge device (docker's `docker0`).
@@ -104,8 +105,6 @@ pub struct Networks {
     /// The embedded DNS servers of running containers on user-defined networks.
     pub dns_servers: std::sync::Mutex<std::collections::HashMap<String, dns::DnsHandle>>,
 }
-
-pub use cni::Cni;
 
 impl Networks {
     /// Opens the network store, creates the predefined networks and (re)installs the iptables
