@@ -9,6 +9,8 @@
 #   strace          debugging syscalls of the runtime
 #   iproute2        `ip` to inspect network namespaces in tests
 #   util-linux      unshare, nsenter, findmnt, mount
+#   containernetworking-plugins, iptables
+#                   CNI bridge/portmap plugins (and the iptables they call) for published ports
 #   python3         JSON checks and bench/lifecycle.sh's ratio table
 #   containerd, docker.io, podman
 #                   real engines the interop tests drive berth-runtime with
@@ -22,7 +24,8 @@
 set -euo pipefail
 
 PACKAGES=(busybox-static runc crun hyperfine strace iproute2 util-linux python3
-	containerd docker.io podman skopeo umoci qemu-system-x86 docker-registry apache2-utils)
+	containerd docker.io podman skopeo umoci qemu-system-x86 docker-registry apache2-utils
+	containernetworking-plugins iptables)
 if [[ ${1:-} == --main ]]; then
 	PACKAGES=(busybox-static skopeo umoci util-linux)
 	[[ ${TIER:-berth} == containerd ]] && PACKAGES+=(containerd)

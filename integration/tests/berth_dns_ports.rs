@@ -275,9 +275,9 @@ fn published_port_reaches_the_container_from_loopback_a_host_address_and_other_c
     run_ok(Command::new("ip").args(["-n", &host.name, "addr", "add", "192.0.2.10/32", "dev", "lo"]));
 
     // The host port is reserved (an ephemeral one, held) in the host's namespace.
-    let specs = ports::requested(&["80".to_string()], false, &[]).expect("-p 80");
-    let reservation =
-        host.enter(move || ports::reserve(&specs, Endpoint { name: "web", id: WEB })).expect("reserving the host port");
+    let reservation = host
+        .enter(|| ports::publish(&["80".to_string()], false, &[], Endpoint { name: "web", id: WEB }))
+        .expect("reserving the host port");
     let port = reservation.bindings()[0].host_port;
     let portmap = json!({
         "cniVersion": "1.0.0", "name": "bp", "type": "portmap", "snat": true,
