@@ -1,7 +1,8 @@
 //! berthd's network library as root, in network namespaces the tests create: the embedded DNS
 //! answering inside a namespace (busybox nslookup as a container would run it, and TCP), the
 //! published-port path (held host ports + the CNI bridge and portmap plugins) reached from
-//! 127.0.0.1, a host address and another container, and the DNS flags seen inside a container.
+//! 127.0.0.1, a host address and another container, and the DNS flags seen inside a container,
+//! the same as docker 20.10's.
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -12,8 +13,10 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use berth_integration::engines::berthd::Berthd;
+use berth_integration::engines::docker::Dockerd;
 use berth_integration::engines::image::{prebuilt_docker_archive, BusyboxImage, IMAGE_REF};
 use berth_integration::engines::process::{run, run_ok, Background, Outcome};
+use berth_integration::engines::scratch::Scratch;
 use berth_integration::{require_root, unique_id};
 use berthd::network::dns::{self, Directory, DnsEndpoint, DnsEntry};
 use berthd::network::ports::{self, Endpoint};
@@ -346,4 +349,39 @@ fn dns_flags_and_extra_hosts_are_seen_inside_the_container() {
     assert_eq!(out.code, 125, "{out}");
     assert!(out.stderr.contains("unable to derive the IP value for host-gateway"), "{out}");
     assert!(b.ok(&["ps", "-aq"]).trim().is_empty(), "a container was left behind");
+}
+
+#[test]
+fn etc_files_are_the_same_as_dockers_for_the_same_flags() {
+    let scratch = Scratch::new("dnsdock");
+    let dockerd = Dockerd::start(&scratch.path().join("docker"), scratch.cgroup_parent(), &[]);
+    dockerd.load(&image_archive());
+    let b = Berthd::start();
+    b.ok(&["load", "-q", "-i", image_archive().to_str().expect("utf-8 path")]);
+    let cases: [&[&str]; 5] = [
+        &["--network", "none"],
+        &[
+            "--network",
+            "none",
+            "--dns",
+            "10.0.0.2",
+            "--dns-search",
+            "example.org",
+            "--dns-option",
+            "ndots:2",
+            "--add-host",
+            "db:10.1.2.3",
+            "--add-host",
+            "v6:fd00::1",
+        ],
+        &["--network", "none", "--dns-search", "."],
+        &["--network", "host"],
+        &["--network", "host", "--dns", "10.0.0.2", "--add-host", "db:10.1.2.3"],
+    ];
+    for flags in cases {
+        let command = ["cat", "/etc/resolv.conf", "/etc/hosts"];
+        let docker = run_ok(dockerd.docker().args(["run", "--rm"]).args(flags).arg(IMAGE_REF).args(command));
+        let berth = b.ok(&[&["run", "--rm"], flags, &[IMAGE_REF], &command].concat());
+        assert_eq!(berth, docker, "{flags:?}");
+    }
 }
