@@ -233,6 +233,10 @@ async fn serve_udp(socket: Arc<UdpSocket>, resolver: Arc<Resolver>) {
 }
 
 async fn send_udp(socket: &UdpSocket, reply: &[u8], client: SocketAddr) {
+    // An empty reply is one that could not be encoded: the client's retry is the better answer.
+    if reply.is_empty() {
+        return;
+    }
     if let Err(e) = socket.send_to(reply, client).await {
         tracing::debug!("embedded DNS: answering {client}: {e}");
     }
@@ -257,7 +261,7 @@ async fn serve_tcp_client(mut stream: TcpStream, resolver: Arc<Resolver>) {
             Some(reply) => reply,
             None => resolver.forward(&query, &raw, true).await,
         };
-        if write_framed(&mut stream, &reply).await.is_err() {
+        if reply.is_empty() || write_framed(&mut stream, &reply).await.is_err() {
             return;
         }
     }
