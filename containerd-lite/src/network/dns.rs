@@ -140,7 +140,8 @@ impl NameTable for Directory {
     }
 }
 
-/// A running DNS server for one container; dropping it stops serving and closes its sockets.
+/// A running DNS server for one container; dropping it stops serving and closes its sockets
+/// (an open TCP client connection ends on its own, at its idle timeout or when the client closes).
 #[derive(Debug)]
 pub struct DnsHandle {
     tasks: Vec<JoinHandle<()>>,
@@ -176,6 +177,8 @@ pub fn serve(
     table: Arc<dyn NameTable>,
     upstream: Vec<SocketAddr>,
 ) -> Result<DnsHandle> {
+    // tokio's from_std panics outside a runtime; say so instead.
+    let runtime = tokio::runtime::Handle::try_current().context("the embedded DNS runs on berthd's tokio runtime")?;
     let (udp, tcp) = sockets_in_netns(netns)?;
     let context = || format!("serving DNS in {}", netns.display());
     udp.set_nonblocking(true).with_context(context)?;
@@ -184,7 +187,7 @@ pub fn serve(
     let tcp = TcpListener::from_std(tcp).with_context(context)?;
     let resolver = Arc::new(Resolver { container_id: container_id.to_string(), table, upstream });
     Ok(DnsHandle {
-        tasks: vec![tokio::spawn(serve_udp(udp, resolver.clone())), tokio::spawn(serve_tcp(tcp, resolver))],
+        tasks: vec![runtime.spawn(serve_udp(udp, resolver.clone())), runtime.spawn(serve_tcp(tcp, resolver))],
     })
 }
 

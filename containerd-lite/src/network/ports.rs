@@ -99,6 +99,9 @@ pub fn reserve(specs: &[PortSpec], endpoint: Endpoint) -> Result<Reservation> {
     let mut bindings = Vec::with_capacity(specs.len());
     let mut held = Vec::with_capacity(specs.len());
     for spec in specs {
+        if spec.proto == Proto::Sctp {
+            bail!("publishing sctp ports is not supported by berth yet (container port {}/sctp)", spec.container_port);
+        }
         let ip = spec.host_ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
         let (first, last) = spec.host_ports.unwrap_or((0, 0));
         let mut last_error = None;
@@ -155,9 +158,8 @@ fn bind(proto: Proto, addr: SocketAddr) -> std::io::Result<(OwnedFd, u16)> {
             let port = socket.local_addr()?.port();
             Ok((socket.into(), port))
         }
-        Proto::Sctp => {
-            Err(std::io::Error::new(std::io::ErrorKind::Unsupported, "publishing sctp ports is not supported by berth"))
-        }
+        // Refused before any bind by `reserve`.
+        Proto::Sctp => Err(std::io::ErrorKind::Unsupported.into()),
     }
 }
 
@@ -234,6 +236,12 @@ mod tests {
         }
         let reservation = reserve(&specs(&[&format!("127.77.0.3:{port}-{next}:80")]), ENDPOINT).expect("reserve");
         assert_eq!(reservation.bindings()[0].host_port, next);
+    }
+
+    #[test]
+    fn sctp_is_refused_by_name() {
+        let err = reserve(&specs(&["127.77.0.4::5000/sctp"]), ENDPOINT).expect_err("sctp");
+        assert_eq!(err.to_string(), "publishing sctp ports is not supported by berth yet (container port 5000/sctp)");
     }
 
     #[test]
