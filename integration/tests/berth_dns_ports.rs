@@ -264,7 +264,7 @@ fn fetch(netns: &Netns, url: &str) -> Outcome {
 }
 
 #[test]
-fn published_port_reaches_the_container_from_loopback_a_host_address_and_other_containers() {
+fn published_ports_reach_the_container_from_loopback_a_host_address_and_other_containers() {
     let host = Netns::new("bph");
     let (web, other) = (Netns::new("bpc"), Netns::new("bpc"));
     let ipam = tempfile::tempdir().expect("ipam dir");
@@ -279,9 +279,9 @@ fn published_port_reaches_the_container_from_loopback_a_host_address_and_other_c
 
     // The host port is reserved (an ephemeral one, held) in the host's namespace.
     let reservation = host
-        .enter(|| ports::publish(&["80".to_string()], false, &[], Endpoint { name: "web", id: WEB }))
-        .expect("reserving the host port");
-    let port = reservation.bindings()[0].host_port;
+        .enter(|| ports::publish(&["80".into(), "5000/udp".into()], false, &[], Endpoint { name: "web", id: WEB }))
+        .expect("reserving the host ports");
+    let (port, udp_port) = (reservation.bindings()[0].host_port, reservation.bindings()[1].host_port);
     let portmap = json!({
         "cniVersion": "1.0.0", "name": "bp", "type": "portmap", "snat": true,
         "capabilities": {"portMappings": true},
@@ -301,10 +301,35 @@ fn published_port_reaches_the_container_from_loopback_a_host_address_and_other_c
         let out = fetch(from, &format!("http://{address}:{port}/"));
         assert_eq!((out.code, out.stdout.as_str()), (0, "from-container\n"), "{address}:{port}: {out}");
     }
+    // UDP: a server in the container answers datagrams sent to the held host port.
+    let udp_server = web.enter(|| UdpSocket::bind("0.0.0.0:5000")).expect("udp server in the container");
+    udp_server.set_read_timeout(Some(Duration::from_secs(60))).expect("read timeout");
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 64];
+        while let Ok((_, client)) = udp_server.recv_from(&mut buf) {
+            let _ = udp_server.send_to(b"from-container", client);
+        }
+    });
+    for address in ["127.0.0.1", "192.0.2.10"] {
+        let reply = host.enter(move || udp_exchange((address, udp_port)));
+        assert_eq!(reply.as_deref(), Some("from-container"), "udp {address}:{udp_port}");
+    }
     // While published, nobody else in the host's namespace can take the port.
     assert!(host.enter(move || TcpListener::bind(("0.0.0.0", port)).is_err()));
     drop(reservation);
     assert!(host.enter(move || TcpListener::bind(("0.0.0.0", port)).is_ok()));
+}
+
+/// Sends a datagram to `to` and returns the answer; a few tries, as UDP may drop one.
+fn udp_exchange(to: (&str, u16)) -> Option<String> {
+    let socket = UdpSocket::bind("0.0.0.0:0").expect("udp client");
+    socket.set_read_timeout(Some(Duration::from_secs(5))).expect("read timeout");
+    let mut buf = [0u8; 64];
+    (0..3).find_map(|_| {
+        socket.send_to(b"ping", to).ok()?;
+        let len = socket.recv(&mut buf).ok()?;
+        Some(String::from_utf8_lossy(&buf[..len]).into_owned())
+    })
 }
 
 /// The busybox image archive, built once per test binary under cargo's tmp directory.
