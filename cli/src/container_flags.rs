@@ -144,7 +144,8 @@ pub struct ContainerFlags {
     /// Refused by name: berth does not set MAC addresses.
     #[arg(long = "mac-address", hide = true)]
     pub mac_address: Option<String>,
-    /// Publish a container's port(s) to the host ([IP:][HOSTPORT:]CONTAINERPORT[/PROTO]).
+    /// Publish a container's port(s) to the host ([IP:][HOSTPORT:]CONTAINERPORT[/PROTO], or
+    /// published=HOSTPORT,target=CONTAINERPORT[,protocol=PROTO]).
     #[arg(short = 'p', long = "publish", value_name = "PORTS")]
     pub publish: Vec<String>,
     /// Publish all exposed ports to random ports.
@@ -264,12 +265,12 @@ impl ContainerFlags {
             dns_search: validated(&self.dns_search, "--dns-search", validate_dns_search)?,
             dns_options: self.dns_option.clone(),
             extra_hosts: validated(&self.add_host, "--add-host", validate_extra_host)?,
-            publish: self.publish.clone(),
+            publish: self.publish.iter().map(|p| port_spec::standard_notation(p)).collect::<Result<_, _>>()?,
             publish_all: self.publish_all,
             ..Default::default()
         };
         // docker's client parses -p itself and fails with the parser's bare message.
-        for publish in &self.publish {
+        for publish in &config.publish {
             port_spec::parse_publish(publish)?;
         }
         if let Some(signal) = &self.stop_signal {
@@ -901,6 +902,8 @@ mod tests {
         assert_eq!(config.dns_options, ["ndots:2"]);
         assert_eq!(config.extra_hosts, ["db:10.0.0.5", "gw:host-gateway"]);
         assert_eq!(config.publish, ["127.0.0.1:8080:80"]);
+        let long = super::tests::config(&["-p", "published=8080,target=80,protocol=udp", "busybox"]).unwrap();
+        assert_eq!(long.publish, ["8080:80/udp"]);
         assert!(config.publish_all);
     }
 

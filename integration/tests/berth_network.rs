@@ -301,7 +301,7 @@ fn containers_on_a_user_network_resolve_each_others_names_and_aliases() {
     n.b.ok(&["network", "create", "--subnet", "10.81.0.0/24", "named"]);
     let web = n.run_d(&["--name", "web", "--network", "named", "--network-alias", "www", IMAGE_REF, "sleep", "600"]);
     let ip = n.ip(&web, "named");
-    for name in ["web", "www", &web[..12]] {
+    for name in ["web", "www", &web[..12], "web.named"] {
         let answer = n.run_rm(&["--network", "named", IMAGE_REF, "nslookup", name]);
         assert!(answer.contains(&format!("Address: {ip}")), "{name}: {answer}");
     }

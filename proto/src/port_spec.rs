@@ -75,6 +75,28 @@ fn parse_range(text: &str) -> Option<(u16, u16)> {
     }
 }
 
+/// docker's `convertToStandardNotation`: the long `-p` syntax (`target=80,published=8080,
+/// protocol=udp`) as the short one (`8080:80/udp`); a short one is returned as it is.
+pub fn standard_notation(raw: &str) -> Result<String, PortSpecError> {
+    if !raw.contains('=') {
+        return Ok(raw.to_string());
+    }
+    let (mut published, mut target, mut protocol) = ("", "", "tcp");
+    for param in raw.split(',') {
+        let mut parts = param.split('=');
+        let (Some(key), Some(value)) = (parts.next(), parts.next()) else {
+            return Err(error(format!("invalid publish opts format (should be name=value but got '{param}')")));
+        };
+        match key {
+            "published" => published = value,
+            "target" => target = value,
+            "protocol" => protocol = value,
+            _ => {}
+        }
+    }
+    Ok(format!("{published}:{target}/{protocol}"))
+}
+
 /// Parses one `-p` value into one [`PortSpec`] per container port (a container range gives
 /// several).
 pub fn parse_publish(raw: &str) -> Result<Vec<PortSpec>, PortSpecError> {
@@ -231,6 +253,19 @@ mod tests {
         assert_eq!(err("80:"), "No port specified: 80:<empty>");
         assert_eq!(err("82-80"), "Invalid containerPort: 82-80");
         assert_eq!(err("70000"), "Invalid containerPort: 70000");
+    }
+
+    #[test]
+    fn long_syntax_converts_to_the_short_one() {
+        assert_eq!(standard_notation("target=80,published=8080,protocol=udp").expect("long"), "8080:80/udp");
+        assert_eq!(standard_notation("target=80").expect("ephemeral"), ":80/tcp");
+        assert_eq!(standard_notation("8080:80").expect("short"), "8080:80");
+        let converted = standard_notation("a=b").expect("unknown keys are ignored");
+        assert_eq!(err(&converted), "No port specified: :/tcp<empty>");
+        assert_eq!(
+            standard_notation("target=80,bad").expect_err("no value").0,
+            "invalid publish opts format (should be name=value but got 'bad')"
+        );
     }
 
     #[test]

@@ -15,7 +15,7 @@ use super::{names, ContainerRecord, ContainerState, Status, DEFAULT_RUNTIME};
 use crate::daemon::Berthd;
 use crate::image::reference::Reference;
 use crate::image::{self, Descriptor, Platform};
-use crate::network::etc_files::{self, DnsFlags, Resolution};
+use crate::network::etc_files::{self, ContainerNet, Resolution};
 use crate::network::{attach, Endpoint};
 use crate::store::meta::Image;
 
@@ -72,33 +72,6 @@ pub fn runtime_name(requested: Option<&str>) -> Result<String> {
         }
         other => bail!("unknown or invalid runtime name: {other}"),
     })
-}
-
-/// Writes the container's generated /etc files into `dir`: docker's for the host's files and
-/// the DNS and `--add-host` flags (the networks that give a container an address rewrite
-/// `hosts` and `resolv.conf` when it starts).
-fn write_etc_files(dir: &Path, hostname: &str, config: &CreateConfig) -> Result<()> {
-    let host_network = config.network.as_deref() == Some("host");
-    let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-    let flags = DnsFlags { servers: &config.dns, search: &config.dns_search, options: &config.dns_options };
-    let resolution = if host_network { Resolution::Host } else { Resolution::HostResolvers };
-    let resolv = etc_files::resolv_conf(&host_resolv, resolution, flags);
-    // The host network sees the host's /etc/hosts, unless --add-host asks for lines of its own.
-    let host_hosts = host_network.then(|| std::fs::read_to_string("/etc/hosts").ok()).flatten();
-    let hosts = match host_hosts {
-        Some(text) if config.extra_hosts.is_empty() => text,
-        _ => etc_files::hosts_file(hostname, &[], &config.extra_hosts, None)?,
-    };
-    let name = if host_network {
-        nix::unistd::gethostname().map(|h| h.to_string_lossy().to_string()).unwrap_or_else(|_| hostname.to_string())
-    } else {
-        hostname.to_string()
-    };
-    for (file, text) in [("hosts", hosts), ("resolv.conf", resolv), ("hostname", format!("{name}\n"))] {
-        let path = dir.join(file);
-        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
-    }
-    Ok(())
 }
 
 /// The network a new container gets: its `--network` as stored, its endpoints and, for
@@ -242,7 +215,10 @@ pub fn create(
     let exec_user = user::resolve(&user_arg, &config.group_add, passwd.as_deref(), group.as_deref())?;
 
     let hostname = spec::hostname(&id, &config);
-    write_etc_files(&dir, &hostname, &config)?;
+    // The networks that give a container an address rewrite hosts and resolv.conf at start.
+    let resolution =
+        if config.network.as_deref() == Some("host") { Resolution::Host } else { Resolution::HostResolvers };
+    etc_files::write(&dir, &hostname, &config, &ContainerNet { resolution, addrs: &[], host_gateway: None })?;
     for m in &config.mounts {
         if m.kind == "bind" && !Path::new(&m.source).exists() {
             if m.create_source {

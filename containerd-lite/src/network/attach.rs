@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use berth_proto::port_spec::Proto;
 
 use super::cni::Attachment;
-use super::{etc_files, netns, ports, Endpoint, NetworkRecord, PublishedPort};
+use super::{dns, etc_files, netns, ports, Endpoint, NetworkRecord, PublishedPort};
 use crate::container::ContainerRecord;
 use crate::daemon::Berthd;
 
@@ -76,15 +76,6 @@ pub fn setup(d: &Berthd, record: &ContainerRecord) -> Result<Option<PathBuf>> {
     }
 }
 
-/// The ports `-p`/`-P` publish (`-P`: the image's exposed ones).
-fn requested_ports(record: &ContainerRecord) -> Result<Vec<berth_proto::port_spec::PortSpec>> {
-    let exposed: Vec<String> = record.image_config["config"]["ExposedPorts"]
-        .as_object()
-        .map(|ports| ports.keys().cloned().collect())
-        .unwrap_or_default();
-    ports::requested(&record.config.publish, record.config.publish_all, &exposed)
-}
-
 fn published(reservation: &ports::Reservation) -> Vec<PublishedPort> {
     reservation
         .bindings()
@@ -99,8 +90,12 @@ fn published(reservation: &ports::Reservation) -> Vec<PublishedPort> {
 }
 
 fn attach_all(d: &Berthd, record: &ContainerRecord, path: &std::path::Path) -> Result<()> {
-    let reservation =
-        ports::reserve(&requested_ports(record)?, ports::Endpoint { name: &record.name, id: &record.id })?;
+    let exposed: Vec<String> = record.image_config["config"]["ExposedPorts"]
+        .as_object()
+        .map(|ports| ports.keys().cloned().collect())
+        .unwrap_or_default();
+    let endpoint = ports::Endpoint { name: &record.name, id: &record.id };
+    let reservation = ports::publish(&record.config.publish, record.config.publish_all, &exposed, endpoint)?;
     let lo = Attachment {
         container_id: record.id.clone(),
         netns: path.to_path_buf(),
@@ -130,13 +125,9 @@ fn attach_all(d: &Berthd, record: &ContainerRecord, path: &std::path::Path) -> R
     if let Ok(mut held) = d.networks.reservations.lock() {
         held.insert(record.id.clone(), reservation);
     }
-    write_hosts(d, &updated)?;
+    write_etc_files(d, &updated)?;
     if on_user_network(&updated) {
         serve_dns(d, &updated, path)?;
-        let flags = dns_flags(&updated.config);
-        let resolv = etc_files::resolv_conf(&host_resolv_conf(), etc_files::Resolution::EmbeddedDns, flags);
-        let file = crate::container::create::container_dir(d, &record.id).join("resolv.conf");
-        std::fs::write(&file, resolv).with_context(|| format!("writing {}", file.display()))?;
     }
     Ok(())
 }
@@ -146,19 +137,34 @@ fn on_user_network(record: &ContainerRecord) -> bool {
     record.networks.keys().any(|n| n != "bridge")
 }
 
-fn host_resolv_conf() -> String {
-    std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default()
+/// The container's endpoints on user-defined networks, as the embedded DNS knows them.
+fn dns_entry(record: &ContainerRecord) -> dns::DnsEntry {
+    let endpoints = record
+        .networks
+        .iter()
+        .filter(|(name, ep)| *name != "bridge" && !ep.ip_address.is_empty())
+        .filter_map(|(name, ep)| {
+            Some(dns::DnsEndpoint {
+                network: name.clone(),
+                addr: ep.ip_address.parse().ok()?,
+                aliases: ep.aliases.clone(),
+            })
+        })
+        .collect();
+    dns::DnsEntry { container_id: record.id.clone(), name: record.name.clone(), endpoints }
 }
 
-fn dns_flags(config: &berth_proto::container_config::CreateConfig) -> etc_files::DnsFlags<'_> {
-    etc_files::DnsFlags { servers: &config.dns, search: &config.dns_search, options: &config.dns_options }
-}
-
-/// Starts the embedded DNS of a container in its namespace at `path`.
+/// Makes the container known to the embedded DNS and serves it in its namespace at `path`.
 fn serve_dns(d: &Berthd, record: &ContainerRecord, path: &std::path::Path) -> Result<()> {
-    let table = std::sync::Arc::new(super::names::ContainerNames { containers: d.containers.clone() });
-    let upstream = etc_files::dns_upstream(&host_resolv_conf(), dns_flags(&record.config));
-    let handle = super::dns::serve(path, &record.id, table, upstream)?;
+    d.networks.directory.insert(dns_entry(record));
+    let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let flags = etc_files::DnsFlags {
+        servers: &record.config.dns,
+        search: &record.config.dns_search,
+        options: &record.config.dns_options,
+    };
+    let upstream = etc_files::dns_upstream(&host_resolv, flags);
+    let handle = dns::serve(path, &record.id, d.networks.directory.clone(), upstream)?;
     if let Ok(mut servers) = d.networks.dns_servers.lock() {
         servers.insert(record.id.clone(), handle);
     }
@@ -271,15 +277,21 @@ fn fill_endpoint(result: &Value, ifname: &str, ep: &mut Endpoint) {
     }
 }
 
-/// Writes the container's /etc/hosts with its address on its first network, as docker does.
-fn write_hosts(d: &Berthd, record: &ContainerRecord) -> Result<()> {
+/// Writes the container's /etc files again with its address on its first network (and the
+/// embedded DNS on user-defined networks), as docker does when its endpoint joins.
+fn write_etc_files(d: &Berthd, record: &ContainerRecord) -> Result<()> {
     let hostname = record.spec["hostname"].as_str().unwrap_or_default();
     let primary = record.networks.values().filter(|ep| !ep.ip_address.is_empty()).min_by_key(|ep| ifindex(&ep.ifname));
     let addrs: Vec<std::net::IpAddr> = primary.and_then(|ep| ep.ip_address.parse().ok()).into_iter().collect();
-    let gateway = primary.and_then(|ep| ep.gateway.parse().ok());
-    let hosts = etc_files::hosts_file(hostname, &addrs, &record.config.extra_hosts, gateway)?;
-    let path = crate::container::create::container_dir(d, &record.id).join("hosts");
-    std::fs::write(&path, hosts).with_context(|| format!("writing {}", path.display()))
+    let resolution =
+        if on_user_network(record) { etc_files::Resolution::EmbeddedDns } else { etc_files::Resolution::HostResolvers };
+    let net = etc_files::ContainerNet {
+        resolution,
+        addrs: &addrs,
+        host_gateway: primary.and_then(|ep| ep.gateway.parse().ok()),
+    };
+    let dir = crate::container::create::container_dir(d, &record.id);
+    etc_files::write(&dir, hostname, &record.config, &net)
 }
 
 /// docker's `NetworkSettings` of a container: an entry per network it is connected to (`host`
@@ -367,6 +379,7 @@ pub fn teardown(d: &Berthd, id: &str) {
     if let Ok(mut servers) = d.networks.dns_servers.lock() {
         servers.remove(id);
     }
+    d.networks.directory.remove(id);
     let cleared = d.containers.update(id, |r| {
         r.networks.values_mut().for_each(Endpoint::clear_live);
         r.published_ports.clear();
@@ -475,10 +488,15 @@ pub fn connect(
             return Err(e);
         }
     };
-    // A running container's first user-defined network brings its embedded DNS.
-    let serving = d.networks.dns_servers.lock().map(|s| s.contains_key(&record.id)).unwrap_or(true);
-    if d.tasks.get(&record.id).is_some() && on_user_network(&updated) && !serving {
-        serve_dns(d, &updated, &netns::path(&d.networks.netns_dir, &record.id))?;
+    // A running container's first user-defined network brings its embedded DNS; others
+    // make it known under its new addresses.
+    if d.tasks.get(&record.id).is_some() && on_user_network(&updated) {
+        let serving = d.networks.dns_servers.lock().map(|s| s.contains_key(&record.id)).unwrap_or(true);
+        if serving {
+            d.networks.directory.insert(dns_entry(&updated));
+        } else {
+            serve_dns(d, &updated, &netns::path(&d.networks.netns_dir, &record.id))?;
+        }
     }
     Ok(())
 }
@@ -492,9 +510,12 @@ pub fn disconnect(d: &Berthd, record: &ContainerRecord, net: &NetworkRecord, for
         bail!("container {} is not connected to network {}", record.id, net.name);
     };
     detach_one(d, &record.id, &net.name, &ep.ifname);
-    d.containers.update(&record.id, |r| {
+    let updated = d.containers.update(&record.id, |r| {
         r.networks.remove(&net.name);
     })?;
+    if d.tasks.get(&record.id).is_some() {
+        d.networks.directory.insert(dns_entry(&updated));
+    }
     Ok(())
 }
 

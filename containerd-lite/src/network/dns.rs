@@ -8,11 +8,12 @@
 //! host namespace. No iptables DNAT is needed, forwarding uses the host's resolvers as the host
 //! does (loopback ones too), and a container costs two sockets and two tasks, no thread.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use anyhow::{anyhow, Context, Result};
@@ -47,7 +48,100 @@ pub trait NameTable: Send + Sync {
     fn reverse(&self, asker: &str, addr: IpAddr) -> Option<String>;
 }
 
-/// A running DNS server for one container; dropping it stops serving and closes its sockets.
+/// One container as the embedded DNS knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnsEntry {
+    /// The full container id.
+    pub container_id: String,
+    /// The container's name.
+    pub name: String,
+    /// Its addresses, one per network it is on.
+    pub endpoints: Vec<DnsEndpoint>,
+}
+
+/// A container's address on one network.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnsEndpoint {
+    /// The network's name.
+    pub network: String,
+    /// The container's address on it.
+    pub addr: IpAddr,
+    /// `--network-alias` names on this network.
+    pub aliases: Vec<String>,
+}
+
+/// berthd's [`NameTable`]: the containers on user-defined networks, added at task start and
+/// removed at exit. A container is found by its name, its 12-character short id (a full id is
+/// longer than a DNS label may be) or an alias, each optionally followed by `.NETWORK`, as
+/// docker's resolver finds them.
+#[derive(Debug, Default)]
+pub struct Directory {
+    entries: RwLock<HashMap<String, DnsEntry>>,
+}
+
+impl Directory {
+    /// Adds or replaces a container.
+    pub fn insert(&self, entry: DnsEntry) {
+        self.write().insert(entry.container_id.clone(), entry);
+    }
+
+    /// Forgets a container.
+    pub fn remove(&self, container_id: &str) {
+        self.write().remove(container_id);
+    }
+
+    // A panic while holding the lock cannot leave the map half-changed (each change is one
+    // insert or remove), so a poisoned lock is still good.
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, DnsEntry>> {
+        self.entries.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, DnsEntry>> {
+        self.entries.write().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The endpoints on networks `asker` is on, with their container.
+    fn shared_endpoints<'a>(
+        entries: &'a HashMap<String, DnsEntry>,
+        asker: &str,
+    ) -> impl Iterator<Item = (&'a DnsEntry, &'a DnsEndpoint)> {
+        let networks: Vec<&str> =
+            entries.get(asker).map(|me| me.endpoints.iter().map(|e| e.network.as_str()).collect()).unwrap_or_default();
+        entries.values().flat_map(move |entry| {
+            let networks = networks.clone();
+            entry.endpoints.iter().filter(move |e| networks.contains(&e.network.as_str())).map(move |e| (entry, e))
+        })
+    }
+}
+
+impl NameTable for Directory {
+    fn lookup(&self, asker: &str, name: &str) -> Vec<IpAddr> {
+        let entries = self.read();
+        let addrs = Self::shared_endpoints(&entries, asker)
+            .filter(|(entry, endpoint)| {
+                let is_this = |n: &str| {
+                    n == entry.name.to_ascii_lowercase()
+                        || (n.len() == 12 && entry.container_id.starts_with(n))
+                        || endpoint.aliases.iter().any(|a| a.eq_ignore_ascii_case(n))
+                };
+                is_this(name) || name.strip_suffix(&format!(".{}", endpoint.network)).is_some_and(is_this)
+            })
+            .map(|(_, endpoint)| endpoint.addr)
+            .collect();
+        addrs
+    }
+
+    fn reverse(&self, asker: &str, addr: IpAddr) -> Option<String> {
+        let entries = self.read();
+        let name = Self::shared_endpoints(&entries, asker)
+            .find(|(_, endpoint)| endpoint.addr == addr)
+            .map(|(entry, endpoint)| format!("{}.{}", entry.name, endpoint.network));
+        name
+    }
+}
+
+/// A running DNS server for one container; dropping it stops serving and closes its sockets
+/// (an open TCP client connection ends on its own, at its idle timeout or when the client closes).
 #[derive(Debug)]
 pub struct DnsHandle {
     tasks: Vec<JoinHandle<()>>,
@@ -83,6 +177,8 @@ pub fn serve(
     table: Arc<dyn NameTable>,
     upstream: Vec<SocketAddr>,
 ) -> Result<DnsHandle> {
+    // tokio's from_std panics outside a runtime; say so instead.
+    let runtime = tokio::runtime::Handle::try_current().context("the embedded DNS runs on berthd's tokio runtime")?;
     let (udp, tcp) = sockets_in_netns(netns)?;
     let context = || format!("serving DNS in {}", netns.display());
     udp.set_nonblocking(true).with_context(context)?;
@@ -91,7 +187,7 @@ pub fn serve(
     let tcp = TcpListener::from_std(tcp).with_context(context)?;
     let resolver = Arc::new(Resolver { container_id: container_id.to_string(), table, upstream });
     Ok(DnsHandle {
-        tasks: vec![tokio::spawn(serve_udp(udp, resolver.clone())), tokio::spawn(serve_tcp(tcp, resolver))],
+        tasks: vec![runtime.spawn(serve_udp(udp, resolver.clone())), runtime.spawn(serve_tcp(tcp, resolver))],
     })
 }
 
@@ -140,6 +236,10 @@ async fn serve_udp(socket: Arc<UdpSocket>, resolver: Arc<Resolver>) {
 }
 
 async fn send_udp(socket: &UdpSocket, reply: &[u8], client: SocketAddr) {
+    // An empty reply is one that could not be encoded: the client's retry is the better answer.
+    if reply.is_empty() {
+        return;
+    }
     if let Err(e) = socket.send_to(reply, client).await {
         tracing::debug!("embedded DNS: answering {client}: {e}");
     }
@@ -164,7 +264,7 @@ async fn serve_tcp_client(mut stream: TcpStream, resolver: Arc<Resolver>) {
             Some(reply) => reply,
             None => resolver.forward(&query, &raw, true).await,
         };
-        if write_framed(&mut stream, &reply).await.is_err() {
+        if reply.is_empty() || write_framed(&mut stream, &reply).await.is_err() {
             return;
         }
     }
@@ -347,5 +447,39 @@ mod tests {
         let answer = Message::from_vec(&answer).expect("parse");
         assert_eq!(answer.answers()[0].data(), &RData::PTR(PTR(Name::from_ascii("web.net1.").expect("name"))));
         assert!(resolver().answer_locally(&query("3.0.0.10.in-addr.arpa.", RecordType::PTR)).is_none());
+    }
+
+    fn directory() -> Directory {
+        let endpoint = |network: &str, addr: &str, aliases: &[&str]| DnsEndpoint {
+            network: network.into(),
+            addr: addr.parse().expect("ip"),
+            aliases: aliases.iter().map(|a| a.to_string()).collect(),
+        };
+        let directory = Directory::default();
+        for (id, name, endpoints) in [
+            ("a".repeat(64), "client", vec![endpoint("net1", "10.88.0.5", &[])]),
+            ("b".repeat(64), "web", vec![endpoint("net1", "10.88.0.2", &["api"]), endpoint("net2", "10.89.0.2", &[])]),
+            ("c".repeat(64), "hidden", vec![endpoint("net2", "10.89.0.3", &[])]),
+        ] {
+            directory.insert(DnsEntry { container_id: id, name: name.into(), endpoints });
+        }
+        directory
+    }
+
+    #[test]
+    fn directory_finds_containers_on_shared_networks_only() {
+        let directory = directory();
+        let asker = "a".repeat(64);
+        let web: Vec<IpAddr> = vec!["10.88.0.2".parse().expect("ip")];
+        for name in ["web", "api", "web.net1", "bbbbbbbbbbbb"] {
+            assert_eq!(directory.lookup(&asker, name), web, "{name}");
+        }
+        for name in ["hidden", "web.net2", "bbbbbbbbbbb", "nope"] {
+            assert!(directory.lookup(&asker, name).is_empty(), "{name}");
+        }
+        assert_eq!(directory.reverse(&asker, "10.88.0.2".parse().expect("ip")).as_deref(), Some("web.net1"));
+        assert_eq!(directory.reverse(&asker, "10.89.0.3".parse().expect("ip")), None);
+        directory.remove(&"b".repeat(64));
+        assert!(directory.lookup(&asker, "web").is_empty());
     }
 }

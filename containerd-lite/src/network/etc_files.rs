@@ -1,10 +1,13 @@
-//! The /etc/hosts and /etc/resolv.conf a container gets, byte for byte as docker 20.10 writes
-//! them (the expected texts in the tests were captured from docker 20.10.24). Pure functions: the
-//! caller reads the host's files and writes the results.
+//! The /etc/hosts, /etc/resolv.conf and /etc/hostname a container gets, byte for byte as docker
+//! 20.10 writes them (the expected texts in the tests were captured from docker 20.10.24).
+//! [`write`] writes them into the container's directory at create and again when a network gives
+//! the container its address; the texts come from pure functions.
 
 use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
+use berth_proto::container_config::CreateConfig;
 
 /// The lines every generated /etc/hosts starts with.
 const HOSTS_HEADER: &str = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n";
@@ -12,6 +15,43 @@ const HOSTS_HEADER: &str = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost i
 /// The nameservers docker falls back to when the host has none a container can reach.
 const FALLBACK_NAMESERVERS: &str = "nameserver 8.8.8.8\nnameserver 8.8.4.4";
 const FALLBACK_NAMESERVERS_V6: &str = "\nnameserver 2001:4860:4860::8888\nnameserver 2001:4860:4860::8844";
+
+/// What the container's network adds to its /etc files.
+#[derive(Debug, Clone, Copy)]
+pub struct ContainerNet<'a> {
+    /// How names resolve on the network.
+    pub resolution: Resolution,
+    /// The container's addresses, each given a line with its hostname in /etc/hosts.
+    pub addrs: &'a [IpAddr],
+    /// The host's address on the container's network, for `--add-host NAME:host-gateway`.
+    pub host_gateway: Option<IpAddr>,
+}
+
+/// Writes `hosts`, `resolv.conf` and `hostname` into `dir` (the container's directory, bind
+/// mounted over the container's /etc files) from the host's files, the container's DNS and
+/// `--add-host` flags and its network.
+pub fn write(dir: &Path, hostname: &str, config: &CreateConfig, net: &ContainerNet) -> Result<()> {
+    let host_network = net.resolution == Resolution::Host;
+    let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let flags = DnsFlags { servers: &config.dns, search: &config.dns_search, options: &config.dns_options };
+    let resolv = resolv_conf(&host_resolv, net.resolution, flags);
+    // The host network sees the host's /etc/hosts, unless --add-host asks for lines of its own.
+    let host_hosts = host_network.then(|| std::fs::read_to_string("/etc/hosts").ok()).flatten();
+    let hosts = match host_hosts {
+        Some(text) if config.extra_hosts.is_empty() => text,
+        _ => hosts_file(hostname, net.addrs, &config.extra_hosts, net.host_gateway)?,
+    };
+    let name = if host_network {
+        nix::unistd::gethostname().map(|h| h.to_string_lossy().to_string()).unwrap_or_else(|_| hostname.to_string())
+    } else {
+        hostname.to_string()
+    };
+    for (file, text) in [("hosts", hosts), ("resolv.conf", resolv), ("hostname", format!("{name}\n"))] {
+        let path = dir.join(file);
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
 
 /// How the container's network resolves names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -8,14 +8,13 @@
 //! - `store`: network records;
 //! - `attach`: a container's endpoints through its lifecycle;
 //! - `ports`: published ports; `etc_files`: the containers' /etc/hosts and resolv.conf; `dns`:
-//!   the embedded DNS; `names`: what the embedded DNS resolves.
+//!   the embedded DNS and the directory of names it answers from.
 
 pub mod attach;
 pub mod bridge;
 pub mod cni;
 pub mod dns;
 pub mod etc_files;
-pub mod names;
 pub mod netns;
 pub mod ports;
 pub mod store;
@@ -104,6 +103,8 @@ pub struct Networks {
     pub reservations: std::sync::Mutex<std::collections::HashMap<String, ports::Reservation>>,
     /// The embedded DNS servers of running containers on user-defined networks.
     pub dns_servers: std::sync::Mutex<std::collections::HashMap<String, dns::DnsHandle>>,
+    /// The names those servers answer: running containers' endpoints on user-defined networks.
+    pub directory: Arc<dns::Directory>,
 }
 
 impl Networks {
@@ -119,6 +120,7 @@ impl Networks {
             default_bridge: bridge != "none",
             reservations: Default::default(),
             dns_servers: Default::default(),
+            directory: Default::default(),
         };
         let existing = networks.store.list()?;
         for (name, driver) in [("host", store::HOST), ("none", store::NULL)] {

@@ -64,9 +64,16 @@ pub struct Endpoint<'a> {
     pub id: &'a str,
 }
 
+/// Publishes a container's ports at task start: parses what `-p`/`-P` ask for (`exposed` are
+/// the image's `ExposedPorts` keys) and reserves the host ports. Hand
+/// [`Reservation::cni_port_mappings`] to portmap; drop the reservation when the task exits.
+pub fn publish(publish: &[String], publish_all: bool, exposed: &[String], endpoint: Endpoint) -> Result<Reservation> {
+    reserve(&requested(publish, publish_all, exposed)?, endpoint)
+}
+
 /// What a container asks to publish: each `-p` (docker's grammar) and, with `-P`, every key of
 /// the image's `ExposedPorts` (`80/tcp`) on an ephemeral host port. Errors are docker's.
-pub fn requested(publish: &[String], publish_all: bool, exposed: &[String]) -> Result<Vec<PortSpec>> {
+fn requested(publish: &[String], publish_all: bool, exposed: &[String]) -> Result<Vec<PortSpec>> {
     let mut specs = Vec::new();
     for raw in publish {
         specs.extend(parse_publish(raw)?);
@@ -92,6 +99,9 @@ pub fn reserve(specs: &[PortSpec], endpoint: Endpoint) -> Result<Reservation> {
     let mut bindings = Vec::with_capacity(specs.len());
     let mut held = Vec::with_capacity(specs.len());
     for spec in specs {
+        if spec.proto == Proto::Sctp {
+            bail!("publishing sctp ports is not supported by berth yet (container port {}/sctp)", spec.container_port);
+        }
         let ip = spec.host_ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
         let (first, last) = spec.host_ports.unwrap_or((0, 0));
         let mut last_error = None;
@@ -148,9 +158,8 @@ fn bind(proto: Proto, addr: SocketAddr) -> std::io::Result<(OwnedFd, u16)> {
             let port = socket.local_addr()?.port();
             Ok((socket.into(), port))
         }
-        Proto::Sctp => {
-            Err(std::io::Error::new(std::io::ErrorKind::Unsupported, "publishing sctp ports is not supported by berth"))
-        }
+        // Refused before any bind by `reserve`.
+        Proto::Sctp => Err(std::io::ErrorKind::Unsupported.into()),
     }
 }
 
@@ -178,6 +187,9 @@ mod tests {
 
     const ENDPOINT: Endpoint = Endpoint { name: "web", id: "0123abcd" };
 
+    // Each test binds on a loopback address of its own, so that ports the kernel hands to tests
+    // running in parallel (on 127.0.0.1) cannot take a port a test freed and binds again.
+
     fn specs(publish: &[&str]) -> Vec<PortSpec> {
         let publish: Vec<String> = publish.iter().map(|p| p.to_string()).collect();
         requested(&publish, false, &[]).expect("specs")
@@ -185,45 +197,51 @@ mod tests {
 
     #[test]
     fn ephemeral_ports_are_picked_by_the_kernel_and_held() {
-        let reservation = reserve(&specs(&["127.0.0.1::80", "127.0.0.1::53/udp"]), ENDPOINT).expect("reserve");
+        let reservation = reserve(&specs(&["127.77.0.1::80", "127.77.0.1::53/udp"]), ENDPOINT).expect("reserve");
         let [tcp, udp] = reservation.bindings() else { panic!("two bindings") };
         assert_ne!(tcp.host_port, 0);
         assert_ne!(udp.host_port, 0);
         // Held: nobody else can bind it while the reservation lives, and can once it is dropped.
-        assert!(TcpListener::bind(("127.0.0.1", tcp.host_port)).is_err());
-        assert!(UdpSocket::bind(("127.0.0.1", udp.host_port)).is_err());
+        assert!(TcpListener::bind(("127.77.0.1", tcp.host_port)).is_err());
+        assert!(UdpSocket::bind(("127.77.0.1", udp.host_port)).is_err());
         let port = tcp.host_port;
         drop(reservation);
-        assert!(TcpListener::bind(("127.0.0.1", port)).is_ok());
+        assert!(TcpListener::bind(("127.77.0.1", port)).is_ok());
     }
 
     #[test]
     fn a_taken_port_fails_with_dockers_message_and_releases_the_others() {
-        let taken = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let taken = TcpListener::bind("127.77.0.2:0").expect("bind");
         let port = taken.local_addr().expect("addr").port();
-        let free = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let free = TcpListener::bind("127.77.0.2:0").expect("bind");
         let free_port = free.local_addr().expect("addr").port();
         drop(free);
-        let err = reserve(&specs(&[&format!("127.0.0.1:{free_port}:81"), &format!("127.0.0.1:{port}:80")]), ENDPOINT)
+        let err = reserve(&specs(&[&format!("127.77.0.2:{free_port}:81"), &format!("127.77.0.2:{port}:80")]), ENDPOINT)
             .expect_err("taken");
         assert_eq!(
             err.to_string(),
-            format!("driver failed programming external connectivity on endpoint web (0123abcd): Error starting userland proxy: listen tcp4 127.0.0.1:{port}: bind: address already in use")
+            format!("driver failed programming external connectivity on endpoint web (0123abcd): Error starting userland proxy: listen tcp4 127.77.0.2:{port}: bind: address already in use")
         );
-        assert!(TcpListener::bind(("127.0.0.1", free_port)).is_ok(), "the first port was released");
+        assert!(TcpListener::bind(("127.77.0.2", free_port)).is_ok(), "the first port was released");
     }
 
     #[test]
     fn a_host_range_gives_its_first_free_port() {
-        let taken = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let taken = TcpListener::bind("127.77.0.3:0").expect("bind");
         let port = taken.local_addr().expect("addr").port();
         let Some(next) = port.checked_add(1) else { return };
         // The port after the taken one may be someone else's; then there is nothing to prove.
-        if TcpListener::bind(("127.0.0.1", next)).is_err() {
+        if TcpListener::bind(("127.77.0.3", next)).is_err() {
             return;
         }
-        let reservation = reserve(&specs(&[&format!("127.0.0.1:{port}-{next}:80")]), ENDPOINT).expect("reserve");
+        let reservation = reserve(&specs(&[&format!("127.77.0.3:{port}-{next}:80")]), ENDPOINT).expect("reserve");
         assert_eq!(reservation.bindings()[0].host_port, next);
+    }
+
+    #[test]
+    fn sctp_is_refused_by_name() {
+        let err = reserve(&specs(&["127.77.0.4::5000/sctp"]), ENDPOINT).expect_err("sctp");
+        assert_eq!(err.to_string(), "publishing sctp ports is not supported by berth yet (container port 5000/sctp)");
     }
 
     #[test]
