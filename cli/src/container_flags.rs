@@ -141,8 +141,8 @@ pub struct ContainerFlags {
     /// Add network-scoped alias for the container.
     #[arg(long = "network-alias", alias = "net-alias")]
     pub network_alias: Vec<String>,
-    /// Refused by name: berth does not set MAC addresses.
-    #[arg(long = "mac-address", hide = true)]
+    /// Container MAC address (e.g., 92:d0:c6:0a:29:33).
+    #[arg(long = "mac-address")]
     pub mac_address: Option<String>,
     /// Publish a container's port(s) to the host ([IP:][HOSTPORT:]CONTAINERPORT[/PROTO], or
     /// published=HOSTPORT,target=CONTAINERPORT[,protocol=PROTO]).
@@ -189,7 +189,6 @@ impl ContainerFlags {
     /// The first docker flag given that berth does not support yet.
     fn unsupported_flag(&self) -> Option<&'static str> {
         [
-            (self.mac_address.is_some(), "--mac-address is not supported"),
             (!self.volumes_from.is_empty(), "volumes are not supported yet (--volumes-from)"),
             (!self.link.is_empty(), "--link is not supported yet (use a user-defined network)"),
         ]
@@ -261,6 +260,7 @@ impl ContainerFlags {
             network: self.network.clone(),
             ip: self.ip.clone(),
             network_aliases: self.network_alias.clone(),
+            mac_address: self.mac_address.as_deref().map(parse_mac).transpose()?,
             dns: validated(&self.dns, "--dns", validate_ip)?,
             dns_search: validated(&self.dns_search, "--dns-search", validate_dns_search)?,
             dns_options: self.dns_option.clone(),
@@ -567,6 +567,15 @@ pub fn parse_restart(spec: &str) -> Result<RestartPolicy> {
         }
         _ => bail!("invalid restart policy format: unknown policy {name:?} (no, always, unless-stopped, on-failure[:max-retries])"),
     }
+}
+
+/// `--mac-address`: six hex pairs separated by `:` or `-` (docker's check), sent with `:`.
+fn parse_mac(mac: &str) -> Result<String> {
+    let parts: Vec<&str> = mac.split([':', '-']).collect();
+    if parts.len() != 6 || !parts.iter().all(|p| p.len() == 2 && p.bytes().all(|b| b.is_ascii_hexdigit())) {
+        bail!("{mac} is not a valid mac address");
+    }
+    Ok(parts.join(":").to_ascii_lowercase())
 }
 
 /// The values of a flag, each checked by `check`; a bad one fails as docker's flag parser does.
@@ -924,6 +933,14 @@ mod tests {
             r#"invalid argument "db:x" for "--add-host" flag: invalid IP address in add-host: "x""#
         );
         assert_eq!(err(&["-p", "bad", "busybox"]), "Invalid containerPort: bad");
+    }
+
+    #[test]
+    fn mac_addresses_are_checked_and_normalised() {
+        let config = config(&["--mac-address", "02-42-AC-11-00-02", "busybox"]).unwrap();
+        assert_eq!(config.mac_address.as_deref(), Some("02:42:ac:11:00:02"));
+        let err = super::tests::config(&["--mac-address", "02:42", "busybox"]).unwrap_err().to_string();
+        assert_eq!(err, "02:42 is not a valid mac address");
     }
 
     #[test]

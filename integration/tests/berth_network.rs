@@ -119,6 +119,8 @@ fn bridge_container_has_an_address_of_the_subnet_and_reaches_the_gateway() {
     assert!(addr.contains(&format!("inet {prefix}.")), "eth0 has no address of {subnet}: {addr}");
     let ping = n.run_rm(&[IMAGE_REF, "ping", "-c", "1", "-W", "5", &gateway]);
     assert!(ping.contains("1 packets received"), "{ping}");
+    let link = n.run_rm(&["--mac-address", "02:42:AC:11:00:99", IMAGE_REF, "ip", "-o", "link", "show", "eth0"]);
+    assert!(link.contains("link/ether 02:42:ac:11:00:99"), "{link}");
 }
 
 #[test]

@@ -96,6 +96,8 @@ pub struct CreateConfig {
     pub ip: Option<String>,
     /// `--network-alias`: more names of the container on a user-defined network.
     pub network_aliases: Vec<String>,
+    /// `--mac-address`: the MAC of the container's interface on its network.
+    pub mac_address: Option<String>,
     /// `--dns`: nameserver addresses replacing the host's in the container's resolv.conf (on
     /// user-defined networks, the embedded DNS forwards to them).
     pub dns: Vec<String>,

@@ -98,12 +98,17 @@ fn choose_network(d: &Berthd, config: &CreateConfig) -> Result<NetworkChoice> {
         let net = d.networks.store.lookup(&wanted)?;
         choice.mode = net.name.clone();
         if net.driver == crate::network::store::BRIDGE {
-            let ep = attach::new_endpoint(&choice.endpoints, &net, config.ip.clone(), config.network_aliases.clone())?;
+            let mut ep =
+                attach::new_endpoint(&choice.endpoints, &net, config.ip.clone(), config.network_aliases.clone())?;
+            ep.mac_config = config.mac_address.clone();
             choice.endpoints.insert(net.name.clone(), ep);
         }
         if !user_defined(&net.name) && !config.network_aliases.is_empty() {
             bail!("network-scoped alias is supported only for containers in user defined networks");
         }
+    }
+    if config.mac_address.is_some() && choice.endpoints.is_empty() {
+        bail!("conflicting options: mac-address and the network mode");
     }
     if config.ip.is_some() && choice.endpoints.is_empty() {
         bail!("user specified IP address is supported on user defined networks only");

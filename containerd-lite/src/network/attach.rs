@@ -245,6 +245,9 @@ fn attach_one(
     if let Some(ip) = &ep.ipv4_config {
         att.args.push(("IP".into(), ip.clone()));
     }
+    if let Some(mac) = &ep.mac_config {
+        att.args.push(("MAC".into(), mac.clone()));
+    }
     let result = d
         .networks
         .cni

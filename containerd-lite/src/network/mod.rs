@@ -46,6 +46,8 @@ pub struct Endpoint {
     pub ipv4_config: Option<String>,
     /// `--network-alias`/`--alias`: more names for DNS on this network.
     pub aliases: Vec<String>,
+    /// `--mac-address`: the MAC asked for.
+    pub mac_config: Option<String>,
     /// Set while the container's task runs: what CNI gave it.
     pub endpoint_id: String,
     pub ip_address: String,
