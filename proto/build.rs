@@ -15,6 +15,7 @@ const PROTOS: &[&str] = &[
     "protos/berth/v1/containers.proto",
     "protos/berth/v1/tasks.proto",
     "protos/berth/v1/volumes.proto",
+    "protos/berth/v1/networks.proto",
 ];
 
 fn main() {

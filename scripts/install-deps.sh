@@ -7,7 +7,11 @@
 #   runc, crun      peer runtimes (conformance comparisons, bench/lifecycle.sh)
 #   hyperfine       benchmarks
 #   strace          debugging syscalls of the runtime
-#   iproute2        `ip` to inspect network namespaces in tests
+#   iproute2        `ip`: berthd removes bridges with it; tests inspect network namespaces
+#   containernetworking-plugins
+#                   the CNI plugins berthd networks containers with (bridge, host-local,
+#                   loopback, portmap) in /usr/lib/cni
+#   iptables        berthd's masquerade and isolation rules (and the CNI plugins')
 #   util-linux      unshare, nsenter, findmnt, mount
 #   python3         JSON checks and bench/lifecycle.sh's ratio table
 #   containerd, docker.io, podman
@@ -21,7 +25,7 @@
 # and skopeo to make the image from it (plus containerd for its TIER=containerd).
 set -euo pipefail
 
-PACKAGES=(busybox-static runc crun hyperfine strace iproute2 util-linux python3
+PACKAGES=(busybox-static runc crun hyperfine strace iproute2 containernetworking-plugins iptables util-linux python3
 	containerd docker.io podman skopeo umoci qemu-system-x86 docker-registry apache2-utils)
 if [[ ${1:-} == --main ]]; then
 	PACKAGES=(busybox-static skopeo umoci util-linux)

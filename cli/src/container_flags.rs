@@ -7,6 +7,7 @@ use std::path::Path;
 
 use anyhow::{anyhow, bail, Context, Result};
 use berth_proto::container_config::{CreateConfig, DeviceMapping, MountConfig, RestartPolicy, Ulimit, ULIMIT_NAMES};
+use berth_proto::port_spec;
 
 use crate::daemon::NotSupportedYet;
 use crate::signals;
@@ -131,19 +132,37 @@ pub struct ContainerFlags {
     /// Set platform if server is multi-platform capable (os/arch[/variant]).
     #[arg(long)]
     pub platform: Option<String>,
-    /// Connect a container to a network (none or host).
+    /// Connect a container to a network (bridge, none, host, container:NAME|ID or a network's name).
     #[arg(long = "network", alias = "net")]
     pub network: Option<String>,
-    /// docker flags that need networks, which berth does not have yet: refused with a clear
-    /// error rather than clap's "unexpected argument".
-    #[arg(short = 'p', long = "publish", hide = true)]
+    /// IPv4 address (e.g., 172.30.100.104).
+    #[arg(long)]
+    pub ip: Option<String>,
+    /// Add network-scoped alias for the container.
+    #[arg(long = "network-alias", alias = "net-alias")]
+    pub network_alias: Vec<String>,
+    /// Container MAC address (e.g., 92:d0:c6:0a:29:33).
+    #[arg(long = "mac-address")]
+    pub mac_address: Option<String>,
+    /// Publish a container's port(s) to the host ([IP:][HOSTPORT:]CONTAINERPORT[/PROTO], or
+    /// published=HOSTPORT,target=CONTAINERPORT[,protocol=PROTO]).
+    #[arg(short = 'p', long = "publish", value_name = "PORTS")]
     pub publish: Vec<String>,
-    #[arg(short = 'P', long = "publish-all", hide = true)]
+    /// Publish all exposed ports to random ports.
+    #[arg(short = 'P', long = "publish-all")]
     pub publish_all: bool,
-    #[arg(long = "add-host", hide = true)]
+    /// Add a custom host-to-IP mapping (host:ip, ip may be host-gateway).
+    #[arg(long = "add-host", value_name = "HOST:IP")]
     pub add_host: Vec<String>,
-    #[arg(long, hide = true)]
+    /// Set custom DNS servers.
+    #[arg(long)]
     pub dns: Vec<String>,
+    /// Set custom DNS search domains.
+    #[arg(long = "dns-search")]
+    pub dns_search: Vec<String>,
+    /// Set DNS options.
+    #[arg(long = "dns-option", alias = "dns-opt")]
+    pub dns_option: Vec<String>,
     /// Mount volumes from the specified container(s) (CONTAINER[:ro|rw]).
     #[arg(long = "volumes-from", value_name = "CONTAINER[:ro|rw]")]
     pub volumes_from: Vec<String>,
@@ -168,14 +187,7 @@ impl ContainerFlags {
 
     /// The first docker flag given that berth does not support yet.
     fn unsupported_flag(&self) -> Option<&'static str> {
-        [
-            (!self.publish.is_empty() || self.publish_all, "publishing ports (-p/-P) is not supported yet: berth has no networks other than none and host (try --network host)"),
-            (!self.add_host.is_empty(), "--add-host is not supported yet"),
-            (!self.dns.is_empty(), "--dns is not supported yet"),
-            (!self.link.is_empty(), "--link is not supported yet: berth has no networks other than none and host"),
-        ]
-        .into_iter()
-        .find_map(|(given, message)| given.then_some(message))
+        (!self.link.is_empty()).then_some("--link is not supported yet (use a user-defined network)")
     }
 
     /// The `CreateConfig` these flags ask for; `lookup_env` answers bare `-e KEY`s and
@@ -239,10 +251,23 @@ impl ContainerFlags {
             log_opts: parse_key_values(&self.log_opt, "--log-opt")?,
             init: self.init,
             runtime: self.runtime.clone(),
-            network: self.network.as_deref().map(parse_network).transpose()?,
+            network: self.network.clone(),
             volumes_from: self.volumes_from.clone(),
+            ip: self.ip.clone(),
+            network_aliases: self.network_alias.clone(),
+            mac_address: self.mac_address.as_deref().map(parse_mac).transpose()?,
+            dns: validated(&self.dns, "--dns", validate_ip)?,
+            dns_search: validated(&self.dns_search, "--dns-search", validate_dns_search)?,
+            dns_options: self.dns_option.clone(),
+            extra_hosts: validated(&self.add_host, "--add-host", validate_extra_host)?,
+            publish: self.publish.iter().map(|p| port_spec::standard_notation(p)).collect::<Result<_, _>>()?,
+            publish_all: self.publish_all,
             ..Default::default()
         };
+        // docker's client parses -p itself and fails with the parser's bare message.
+        for publish in &config.publish {
+            port_spec::parse_publish(publish)?;
+        }
         if let Some(signal) = &self.stop_signal {
             signals::parse(signal).context("invalid --stop-signal")?;
         }
@@ -569,14 +594,53 @@ pub fn parse_restart(spec: &str) -> Result<RestartPolicy> {
     }
 }
 
-/// `--network`: berth has no networks yet, so only none and host.
-pub fn parse_network(network: &str) -> Result<String> {
-    match network {
-        "none" | "host" => Ok(network.to_string()),
-        _ => Err(NotSupportedYet(format!(
-            "networks other than none and host are not supported yet (--network {network})"
-        ))
-        .into()),
+/// `--mac-address`: six hex pairs separated by `:` or `-` (docker's check), sent with `:`.
+fn parse_mac(mac: &str) -> Result<String> {
+    let parts: Vec<&str> = mac.split([':', '-']).collect();
+    if parts.len() != 6 || !parts.iter().all(|p| p.len() == 2 && p.bytes().all(|b| b.is_ascii_hexdigit())) {
+        bail!("{mac} is not a valid mac address");
+    }
+    Ok(parts.join(":").to_ascii_lowercase())
+}
+
+/// The values of a flag, each checked by `check`; a bad one fails as docker's flag parser does.
+fn validated(values: &[String], flag: &str, check: impl Fn(&str) -> Result<(), String>) -> Result<Vec<String>> {
+    for value in values {
+        check(value).map_err(|e| anyhow!("invalid argument {value:?} for {flag:?} flag: {e}"))?;
+    }
+    Ok(values.to_vec())
+}
+
+/// docker's `ValidateIPAddress`.
+fn validate_ip(value: &str) -> Result<(), String> {
+    value.trim().parse::<std::net::IpAddr>().map(drop).map_err(|_| format!("{value} is not an ip address"))
+}
+
+/// docker's `ValidateDNSSearch`: `.` (no search domains) or a domain name.
+fn validate_dns_search(value: &str) -> Result<(), String> {
+    let name = value.strip_suffix('.').unwrap_or(value);
+    let label_ok =
+        |l: &str| !l.is_empty() && !l.starts_with('-') && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    if value == "."
+        || (name.len() < 255 && name.contains(|c: char| c.is_ascii_alphabetic()) && name.split('.').all(label_ok))
+    {
+        Ok(())
+    } else {
+        Err(format!("{value} is not a valid domain"))
+    }
+}
+
+/// docker's `ValidateExtraHost`: `NAME:IP`, split at the first colon so IPv6 addresses survive;
+/// `host-gateway` stands for the host's address on the container's network.
+fn validate_extra_host(value: &str) -> Result<(), String> {
+    match value.split_once(':') {
+        Some((name, ip)) if !name.is_empty() => {
+            if ip != "host-gateway" && ip.parse::<std::net::IpAddr>().is_err() {
+                return Err(format!("invalid IP address in add-host: {ip:?}"));
+            }
+            Ok(())
+        }
+        _ => Err(format!("bad format for add-host: {value:?}")),
     }
 }
 
@@ -861,17 +925,69 @@ mod tests {
     }
 
     #[test]
-    fn networks_other_than_none_and_host_are_refused() {
-        let err = config(&["--network", "bridge", "busybox"]).unwrap_err().to_string();
-        assert!(err.contains("networks other than none and host are not supported yet"), "{err}");
+    fn flags_that_need_volumes_are_refused_clearly() {
+        assert!(config(&["--volumes-from", "other", "busybox"]).is_err());
     }
 
     #[test]
-    fn flags_that_need_networks_are_refused_clearly() {
-        let err = config(&["-p", "8080:80", "busybox"]).unwrap_err().to_string();
-        assert!(err.contains("publishing ports (-p/-P) is not supported yet"), "{err}");
+    fn volumes_from_reaches_the_config() {
         assert_eq!(config(&["--volumes-from", "other:ro", "busybox"]).unwrap().volumes_from, ["other:ro"]);
-        assert!(config(&["--dns", "1.1.1.1", "busybox"]).is_err());
+    }
+
+    #[test]
+    fn dns_host_and_port_flags_reach_the_config() {
+        let config = config(&[
+            "--dns",
+            "10.0.0.2",
+            "--dns-search",
+            "example.org",
+            "--dns-option",
+            "ndots:2",
+            "--add-host",
+            "db:10.0.0.5",
+            "--add-host",
+            "gw:host-gateway",
+            "-p",
+            "127.0.0.1:8080:80",
+            "-P",
+            "busybox",
+        ])
+        .unwrap();
+        assert_eq!(config.dns, ["10.0.0.2"]);
+        assert_eq!(config.dns_search, ["example.org"]);
+        assert_eq!(config.dns_options, ["ndots:2"]);
+        assert_eq!(config.extra_hosts, ["db:10.0.0.5", "gw:host-gateway"]);
+        assert_eq!(config.publish, ["127.0.0.1:8080:80"]);
+        let long = super::tests::config(&["-p", "published=8080,target=80,protocol=udp", "busybox"]).unwrap();
+        assert_eq!(long.publish, ["8080:80/udp"]);
+        assert!(config.publish_all);
+    }
+
+    #[test]
+    fn bad_dns_host_and_port_flags_fail_with_dockers_messages() {
+        let err = |args: &[&str]| config(args).unwrap_err().to_string();
+        assert_eq!(err(&["--dns", "x", "busybox"]), r#"invalid argument "x" for "--dns" flag: x is not an ip address"#);
+        assert_eq!(
+            err(&["--dns-search", "a_b", "busybox"]),
+            r#"invalid argument "a_b" for "--dns-search" flag: a_b is not a valid domain"#
+        );
+        assert_eq!(
+            err(&["--add-host", "db", "busybox"]),
+            r#"invalid argument "db" for "--add-host" flag: bad format for add-host: "db""#
+        );
+        assert_eq!(
+            err(&["--add-host", "db:x", "busybox"]),
+            r#"invalid argument "db:x" for "--add-host" flag: invalid IP address in add-host: "x""#
+        );
+        assert_eq!(err(&["-p", "bad", "busybox"]), "Invalid containerPort: bad");
+    }
+
+    #[test]
+    fn mac_addresses_are_checked_and_normalised() {
+        let config = config(&["--mac-address", "02-42-AC-11-00-02", "busybox"]).unwrap();
+        assert_eq!(config.mac_address.as_deref(), Some("02:42:ac:11:00:02"));
+        let err = super::tests::config(&["--mac-address", "02:42", "busybox"]).unwrap_err().to_string();
+        assert_eq!(err, "02:42 is not a valid mac address");
     }
 
     #[test]

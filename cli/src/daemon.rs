@@ -10,6 +10,7 @@ use std::os::unix::net::{SocketAddr, UnixStream};
 use anyhow::{bail, Result};
 use berth_proto::containers_ttrpc::ContainersClient;
 use berth_proto::images_ttrpc::{ImagesClient, TransferClient};
+use berth_proto::networks_ttrpc::NetworksClient;
 use berth_proto::system_ttrpc::{EventsClient, SystemClient};
 use berth_proto::tasks_ttrpc::TasksClient;
 use berth_proto::version_ttrpc::VersionClient;
@@ -153,6 +154,11 @@ impl Berthd {
     /// The Tasks service: containers' processes, stdio, logs and execs.
     pub fn tasks(&self) -> TasksClient {
         TasksClient::new(self.client.clone())
+    }
+
+    /// The Networks service.
+    pub fn networks(&self) -> NetworksClient {
+        NetworksClient::new(self.client.clone())
     }
 
     /// The Version service.

@@ -80,6 +80,9 @@ enum Command {
     /// Manage images.
     #[command(subcommand, name = "image")]
     ImageGroup(ImageCommand),
+    /// Manage networks.
+    #[command(subcommand)]
+    Network(commands::network::NetworkCommand),
     /// Manage berthd.
     #[command(subcommand)]
     System(SystemCommand),
@@ -138,6 +141,8 @@ enum ContainerOperation {
     Stats(StatsArgs),
     /// Update configuration of one or more containers.
     Update(UpdateArgs),
+    /// List port mappings or a specific mapping for the container.
+    Port(commands::port::PortArgs),
 }
 
 impl ContainerOperation {
@@ -363,6 +368,7 @@ async fn run_container_operation(address: &str, operation: &ContainerOperation) 
         ContainerOperation::Top(args) => done(commands::top::run(&berthd()?, args).await),
         ContainerOperation::Stats(args) => done(commands::stats::run(&berthd()?, args).await),
         ContainerOperation::Update(args) => done(commands::update::run(&berthd()?, args).await),
+        ContainerOperation::Port(args) => done(commands::port::run(&berthd()?, args).await),
     }
 }
 
@@ -372,6 +378,7 @@ async fn run_other(command: Command, address: &str) -> Result<()> {
         Command::ImageGroup(command) => run_image_operation(&Berthd::connect(address)?, &command.into()).await,
         Command::System(command) => commands::system::run(&Berthd::connect(address)?, &command).await,
         Command::Volume(command) => commands::volume::run(&Berthd::connect(address)?, &command).await,
+        Command::Network(command) => commands::network::run(&Berthd::connect(address)?, &command).await,
         Command::Events(args) => commands::events::run(&Berthd::connect(address)?, &args).await,
         Command::Version => commands::version::run(address).await,
         Command::Info => commands::info::run(&Berthd::connect(address)?).await,
@@ -429,7 +436,7 @@ mod tests {
 
     #[test]
     fn unknown_verbs_are_not_guessed_at() {
-        for verb in ["psx", "network", "swarm", "build", "cp"] {
+        for verb in ["psx", "swarm", "build", "cp"] {
             let cli = Cli::try_parse_from(["berth", verb, "ls"]).expect("parses");
             let Command::Unknown(argv) = cli.command else { panic!("expected an unknown command") };
             assert_eq!(argv[0], verb);

@@ -8,6 +8,8 @@ use serde::Deserialize;
 pub const DEFAULT_ROOT: &str = "/var/lib/berth";
 pub const DEFAULT_STATE: &str = "/run/berth";
 pub const DEFAULT_CONFIG: &str = "/etc/berth/berthd.toml";
+/// Where Debian's containernetworking-plugins and upstream's release put CNI plugins.
+pub const DEFAULT_CNI_PLUGIN_DIRS: [&str; 2] = ["/usr/lib/cni", "/opt/cni/bin"];
 /// The socket's name under the state dir.
 pub const SOCKET_NAME: &str = "berthd.sock";
 
@@ -21,7 +23,8 @@ pub struct Args {
     /// Runtime state: the API socket [default: /run/berth]
     #[arg(long)]
     pub state: Option<PathBuf>,
-    /// TOML config file (keys: root, state, insecure_registries, auth_file, log_level)
+    /// TOML config file (keys: root, state, insecure_registries, auth_file, log_level, bridge,
+    /// cni_plugin_dirs)
     /// [default: /etc/berth/berthd.toml when it exists]
     #[arg(long, short = 'c')]
     pub config: Option<PathBuf>,
@@ -36,6 +39,13 @@ pub struct Args {
     /// tracing filter, e.g. info or berthd=debug [default: info; env RUST_LOG]
     #[arg(long)]
     pub log_level: Option<String>,
+    /// The default bridge network's device, or `none` for no default bridge network (containers
+    /// then default to `--network none`) [default: berth0]
+    #[arg(long)]
+    pub bridge: Option<String>,
+    /// A directory of CNI plugins; repeatable [default: /usr/lib/cni, /opt/cni/bin]
+    #[arg(long = "cni-plugin-dir")]
+    pub cni_plugin_dirs: Vec<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -47,6 +57,9 @@ struct File {
     insecure_registries: Vec<String>,
     auth_file: Option<PathBuf>,
     log_level: Option<String>,
+    bridge: Option<String>,
+    #[serde(default)]
+    cni_plugin_dirs: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -56,6 +69,10 @@ pub struct Config {
     pub insecure_registries: Vec<String>,
     pub auth_file: Option<PathBuf>,
     pub log_level: String,
+    /// The default bridge's device, or `none`.
+    pub bridge: String,
+    /// Where CNI plugins are looked up, in order.
+    pub cni_plugin_dirs: Vec<PathBuf>,
 }
 
 impl Config {
@@ -87,6 +104,12 @@ impl Config {
             insecure_registries: insecure,
             auth_file: args.auth_file.or(file.auth_file),
             log_level: args.log_level.or(file.log_level).unwrap_or_else(|| "info".into()),
+            bridge: args.bridge.or(file.bridge).unwrap_or_else(|| crate::network::DEFAULT_BRIDGE.into()),
+            cni_plugin_dirs: match (args.cni_plugin_dirs, file.cni_plugin_dirs) {
+                (a, _) if !a.is_empty() => a,
+                (_, f) if !f.is_empty() => f,
+                _ => DEFAULT_CNI_PLUGIN_DIRS.iter().map(PathBuf::from).collect(),
+            },
         };
         for (what, p) in [("root", &cfg.root), ("state", &cfg.state)] {
             anyhow::ensure!(p.is_absolute(), "--{what} must be an absolute path, got {}", p.display());

@@ -13,6 +13,7 @@ use crate::config::Config;
 use crate::container::ContainerStore;
 use crate::events::Events;
 use crate::image::registry::{RegistryClient, RegistryOptions};
+use crate::network::Networks;
 use crate::service;
 use crate::store::content::ContentStore;
 use crate::store::meta::Metadata;
@@ -31,6 +32,7 @@ pub struct Berthd {
     pub containers: ContainerStore,
     pub volumes: Volumes,
     pub tasks: Tasks,
+    pub networks: Networks,
     /// Garbage collection holds it exclusively; transfers take it shared only for the instant
     /// they add a resource to their lease (see `lease`), naming an image and a load's local
     /// phase too. Nothing holds it while waiting on a registry or a client.
@@ -57,6 +59,8 @@ impl Berthd {
         let containers = ContainerStore::new(meta.db()).context("opening the container store")?;
         let volumes = Volumes::open(meta.db(), &cfg.root).context("opening the volume store")?;
         let tasks = Tasks::new(&cfg.socket());
+        let networks = Networks::open(meta.db(), &cfg.state, cfg.cni_plugin_dirs.clone(), &cfg.bridge)
+            .context("setting up networks")?;
         let registry = RegistryClient::new(RegistryOptions {
             insecure: cfg.insecure_registries.clone(),
             auth_file: cfg.auth_file.clone(),
@@ -72,6 +76,7 @@ impl Berthd {
             containers,
             volumes,
             tasks,
+            networks,
             gc_lock: tokio::sync::RwLock::new(()),
         })
     }

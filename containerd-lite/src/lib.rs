@@ -3,6 +3,8 @@
 //! - `store`: the content store, redb metadata, overlayfs snapshots, leases and garbage collection;
 //! - `image`: image references and manifests, registry pull/push, layer apply, image archives;
 //! - `container`: container records, docker's spec defaults, create;
+//! - `network`: network records, pinned network namespaces, CNI attachments, published ports, the
+//!   containers' /etc/hosts and resolv.conf, the embedded DNS;
 //! - `task`: running containers through their shims (stdio, logs, exec, exits, recovery);
 //! - `service`: the ttrpc services, thin adapters over the modules above;
 //! - `daemon`, `config`, `events`: the process, its settings and its event bus.
@@ -13,6 +15,7 @@ pub mod daemon;
 pub mod events;
 pub mod image;
 pub mod memory;
+pub mod network;
 pub mod service;
 pub mod store;
 pub mod task;

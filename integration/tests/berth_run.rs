@@ -333,7 +333,7 @@ fn bad_input_fails_clearly_and_leaves_nothing() {
         &["run", "-m", "lots", IMAGE_REF, "true"],
         &["run", "-u", "ghost", IMAGE_REF, "true"],
         &["run", "--cap-add", "CAP_NOPE", IMAGE_REF, "true"],
-        &["run", "--network", "bridge", IMAGE_REF, "true"],
+        &["run", "--network", "no-such-network", IMAGE_REF, "true"],
         &["run", "--pull", "never", "127.0.0.1:9/missing:1", "true"],
         &["run", "--no-such-flag", IMAGE_REF, "true"],
     ];

@@ -89,10 +89,30 @@ pub struct CreateConfig {
     /// `--runtime`: a shim name (`io.containerd.berth.v2`, `io.containerd.runc.v2`) or a short
     /// name berthd maps to one (`berth`, `runc`).
     pub runtime: Option<String>,
-    /// `--network`: `none` (the default until networks land) or `host`.
+    /// `--network`: `bridge` (docker's default; berthd stores the mode it chose), `none`,
+    /// `host`, `container:NAME|ID` or a network's name or id.
     pub network: Option<String>,
     /// `--volumes-from CONTAINER[:ro|rw]`: that container's volume and bind mounts.
     pub volumes_from: Vec<String>,
+    /// `--ip`: the container's IPv4 address on a user-defined network.
+    pub ip: Option<String>,
+    /// `--network-alias`: more names of the container on a user-defined network.
+    pub network_aliases: Vec<String>,
+    /// `--mac-address`: the MAC of the container's interface on its network.
+    pub mac_address: Option<String>,
+    /// `--dns`: nameserver addresses replacing the host's in the container's resolv.conf (on
+    /// user-defined networks, the embedded DNS forwards to them).
+    pub dns: Vec<String>,
+    /// `--dns-search`: search domains replacing the host's; `.` alone means none.
+    pub dns_search: Vec<String>,
+    /// `--dns-option`: resolv.conf `options` replacing the host's.
+    pub dns_options: Vec<String>,
+    /// `--add-host NAME:IP` (IP may be `host-gateway`), extra /etc/hosts lines.
+    pub extra_hosts: Vec<String>,
+    /// `-p/--publish` as typed (docker's grammar, see `port_spec`).
+    pub publish: Vec<String>,
+    /// `-P/--publish-all`: publish every port the image exposes on an ephemeral host port.
+    pub publish_all: bool,
 }
 
 /// One mount from `-v`, `--mount` or `--tmpfs` (or, once berthd created the container, from

@@ -3,7 +3,7 @@
 //!
 //! The services are shaped like containerd's (Content, Images, Snapshots, Events, Version), plus
 //! Transfer (pull/push/import/export with streamed progress, as containerd 1.7's) and System
-//! (garbage collection, disk usage) and Volumes (docker's local volumes).
+//! (garbage collection, disk usage), Containers, Tasks, Networks and Volumes (docker's local volumes).
 
 // Generated code: not ours to lint.
 #![allow(warnings, clippy::all, clippy::undocumented_unsafe_blocks)]
@@ -34,8 +34,11 @@ generated!(
     containers_ttrpc,
     tasks,
     tasks_ttrpc,
+    networks,
+    networks_ttrpc,
     volumes,
     volumes_ttrpc,
 );
 
 pub mod container_config;
+pub mod port_spec;

@@ -212,6 +212,7 @@ pub fn container_object(container: &Container) -> InspectedContainer {
             stop_signal,
             stop_timeout: config.stop_timeout,
         },
+        network_settings: serde_json::from_slice(&container.network_settings).unwrap_or(Value::Null),
     }
 }
 
@@ -237,6 +238,7 @@ pub struct InspectedContainer {
     host_config: HostConfigObject,
     mounts: Vec<Value>,
     config: ConfigObject,
+    network_settings: Value,
 }
 
 #[derive(Debug, Serialize)]
@@ -327,7 +329,7 @@ fn host_config(config: &CreateConfig, runtime: &str) -> HostConfigObject {
     HostConfigObject {
         binds: (!binds.is_empty()).then_some(binds),
         log_config: json!({"Type": "json-file", "Config": config.log_opts}),
-        network_mode: config.network.clone().unwrap_or_else(|| "none".to_string()),
+        network_mode: config.network.clone().unwrap_or_else(|| "default".to_string()),
         restart_policy: json!({
             "Name": if config.restart_policy.name.is_empty() { "no" } else { config.restart_policy.name.as_str() },
             "MaximumRetryCount": config.restart_policy.maximum_retry_count,

@@ -53,7 +53,7 @@ pub async fn run(berthd: &Berthd, args: &PruneArgs) -> Result<()> {
 }
 
 /// Prints `question` and reads a yes on stdin.
-fn confirm(question: &str) -> Result<bool> {
+pub fn confirm(question: &str) -> Result<bool> {
     let mut out = io::stdout().lock();
     write!(out, "{question}")?;
     out.flush()?;

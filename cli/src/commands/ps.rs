@@ -106,7 +106,7 @@ fn row(container: &Container, now: i64, no_trunc: bool) -> Value {
         "LocalVolumes": "0",
         "Mounts": mounts.join(","),
         "Names": container.name,
-        "Networks": config.network.unwrap_or_else(|| "none".to_string()),
+        "Networks": networks(container).unwrap_or_else(|| config.network.unwrap_or_default()),
         "Ports": "",
         "RunningFor": humanize::since(container.created_at, now),
         "Size": "0B",
@@ -116,6 +116,13 @@ fn row(container: &Container, now: i64, no_trunc: bool) -> Value {
 }
 
 /// docker's `Ellipsis`: at most `width` characters, the last one `…` when cut.
+/// docker's NETWORKS: the names of the networks in the container's NetworkSettings.
+fn networks(container: &Container) -> Option<String> {
+    let settings: Value = serde_json::from_slice(&container.network_settings).ok()?;
+    let names: Vec<&String> = settings["Networks"].as_object()?.keys().collect();
+    (!names.is_empty()).then(|| names.iter().map(|n| n.as_str()).collect::<Vec<_>>().join(","))
+}
+
 fn ellipsis(text: &str, width: usize) -> String {
     if text.chars().count() <= width {
         text.to_string()

@@ -15,6 +15,8 @@ use super::{names, ContainerRecord, ContainerState, Status, DEFAULT_RUNTIME};
 use crate::daemon::Berthd;
 use crate::image::reference::Reference;
 use crate::image::{self, Descriptor, Platform};
+use crate::network::etc_files::{self, ContainerNet, Resolution};
+use crate::network::{attach, Endpoint};
 use crate::store::meta::Image;
 
 /// The snapshot label that keeps the image config a container was made from (gc follows it).
@@ -72,57 +74,52 @@ pub fn runtime_name(requested: Option<&str>) -> Result<String> {
     })
 }
 
-/// The contents of /etc/resolv.conf for a container: the host's, without loopback nameservers
-/// (they would be the container's own loopback), falling back to none.
-pub fn resolv_conf(host: &str) -> String {
-    let mut out = String::new();
-    for line in host.lines() {
-        let mut words = line.split_whitespace();
-        if words.next() == Some("nameserver") {
-            let addr = words.next().unwrap_or("");
-            if addr.starts_with("127.") || addr == "::1" || addr.starts_with("0.") {
-                continue;
-            }
+/// The network a new container gets: its `--network` as stored, its endpoints and, for
+/// `container:`, the container whose /etc files and hostname it shares.
+struct NetworkChoice {
+    mode: String,
+    endpoints: BTreeMap<String, Endpoint>,
+    shares: Option<ContainerRecord>,
+}
+
+/// Resolves `--network` (docker's default when unset), `--ip` and `--network-alias`.
+fn choose_network(d: &Berthd, config: &CreateConfig) -> Result<NetworkChoice> {
+    let wanted = config.network.clone().filter(|n| !n.is_empty()).unwrap_or_else(|| d.networks.default_mode().into());
+    let mut choice = NetworkChoice { mode: wanted.clone(), endpoints: BTreeMap::new(), shares: None };
+    let user_defined = |name: &str| !matches!(name, "bridge" | "host" | "none");
+    if let Some(other) = wanted.strip_prefix("container:") {
+        if config.hostname.is_some() {
+            bail!("conflicting options: hostname and the network mode");
         }
-        out.push_str(line);
-        out.push('\n');
-    }
-    out
-}
-
-fn hosts_file(hostname: &str, host_network: bool) -> String {
-    let mut hosts = String::from(
-        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n",
-    );
-    if !host_network {
-        hosts.push_str(&format!("127.0.1.1\t{hostname}\n"));
-    }
-    hosts
-}
-
-/// Writes the container's generated /etc files into `dir`.
-fn write_etc_files(dir: &Path, hostname: &str, config: &CreateConfig) -> Result<()> {
-    let host_network = config.network.as_deref() == Some("host");
-    let (hosts, resolv, name) = if host_network {
-        (
-            std::fs::read_to_string("/etc/hosts").unwrap_or_else(|_| hosts_file(hostname, true)),
-            std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
-            nix::unistd::gethostname()
-                .map(|h| h.to_string_lossy().to_string())
-                .unwrap_or_else(|_| hostname.to_string()),
-        )
+        let target = d.containers.lookup(other)?;
+        choice.mode = format!("container:{}", target.id);
+        choice.shares = Some(target);
     } else {
-        (
-            hosts_file(hostname, false),
-            resolv_conf(&std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default()),
-            hostname.to_string(),
-        )
-    };
-    for (file, text) in [("hosts", hosts), ("resolv.conf", resolv), ("hostname", format!("{name}\n"))] {
-        let path = dir.join(file);
-        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+        let net = d.networks.store.lookup(&wanted)?;
+        choice.mode = net.name.clone();
+        if net.driver == crate::network::store::BRIDGE {
+            let mut ep =
+                attach::new_endpoint(&choice.endpoints, &net, config.ip.clone(), config.network_aliases.clone())?;
+            ep.mac_config = config.mac_address.clone();
+            choice.endpoints.insert(net.name.clone(), ep);
+        }
+        if !user_defined(&net.name) && !config.network_aliases.is_empty() {
+            bail!("network-scoped alias is supported only for containers in user defined networks");
+        }
     }
-    Ok(())
+    if config.mac_address.is_some() && choice.endpoints.is_empty() {
+        bail!("conflicting options: mac-address and the network mode");
+    }
+    if config.ip.is_some() && choice.endpoints.is_empty() {
+        bail!("user specified IP address is supported on user defined networks only");
+    }
+    if choice.shares.is_some() && !config.network_aliases.is_empty() {
+        bail!("network-scoped alias is supported only for containers in user defined networks");
+    }
+    if choice.shares.is_some() && (!config.publish.is_empty() || config.publish_all) {
+        bail!("conflicting options: port publishing and the container type network mode");
+    }
+    Ok(choice)
 }
 
 /// What is made step by step, removed again unless [`Undo::disarm`]ed.
@@ -211,6 +208,9 @@ pub fn create(
             .find(|n| !existing.iter().any(|r| r.name == *n))
             .unwrap_or_else(|| names::generate(1)),
     };
+    let network = choose_network(d, &config)?;
+    let mut config = config;
+    config.network = Some(network.mode.clone());
     let id = super::new_id()?;
     let snapshot_key = format!("berth/container/{id}");
     let mut undo = Undo { d, snapshot: None, dir: None, volumes: Vec::new() };
@@ -234,11 +234,13 @@ pub fn create(
 
     // Held until the record that marks its volumes in use is stored (dropped before `undo`).
     let _volumes_guard = d.volumes.lock();
-    let mut config = config;
     crate::volume::mounts::resolve(d, &id, &mut config, &image_volumes(&image_config), &mounts, &mut undo.volumes)?;
 
     let hostname = spec::hostname(&id, &config);
-    write_etc_files(&dir, &hostname, &config)?;
+    // The networks that give a container an address rewrite hosts and resolv.conf at start.
+    let resolution =
+        if config.network.as_deref() == Some("host") { Resolution::Host } else { Resolution::HostResolvers };
+    etc_files::write(&dir, &hostname, &config, &ContainerNet { resolution, addrs: &[], host_gateway: None })?;
     for m in &config.mounts {
         if m.kind == "bind" && !Path::new(&m.source).exists() {
             if m.create_source {
@@ -248,15 +250,21 @@ pub fn create(
             }
         }
     }
-    let spec = spec::generate(&SpecInputs {
+    let shared_dir = network.shares.as_ref().map(|other| container_dir(d, &other.id));
+    let mut spec = spec::generate(&SpecInputs {
         id: &id,
         config: &config,
         image: &image_run,
         user: &exec_user,
-        etc_dir: &dir,
+        etc_dir: shared_dir.as_deref().unwrap_or(&dir),
         init_binary,
         cgroup_v2: matches!(berth_runtime::cgroups::host_mode(), Ok(berth_runtime::cgroups::Mode::V2)),
     })?;
+
+    if let Some(other) = &network.shares {
+        // docker: a container on another's network has that one's hostname.
+        spec["hostname"] = other.spec["hostname"].clone();
+    }
 
     let mut labels = image_run.labels.clone().unwrap_or_default();
     labels.extend(config.labels.clone());
@@ -272,6 +280,8 @@ pub fn create(
         runtime,
         labels,
         config,
+        networks: network.endpoints,
+        published_ports: Vec::new(),
         created_at: crate::events::now_nanos(),
         state: ContainerState { status: Status::Created, ..Default::default() },
     };
@@ -295,12 +305,6 @@ pub fn create(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn resolv_conf_drops_loopback_nameservers() {
-        let host = "# comment\nnameserver 127.0.0.53\nnameserver 10.0.0.2\nnameserver ::1\nsearch example.org\n";
-        assert_eq!(resolv_conf(host), "# comment\nnameserver 10.0.0.2\nsearch example.org\n");
-    }
 
     #[test]
     fn runtime_names_map_to_shims() {

@@ -40,6 +40,10 @@ pub struct ContainerRecord {
     pub runtime: String,
     pub labels: BTreeMap<String, String>,
     pub config: CreateConfig,
+    /// The networks it is connected to, by network name (bridge modes only).
+    pub networks: BTreeMap<String, crate::network::Endpoint>,
+    /// The host ports published for it while its task runs.
+    pub published_ports: Vec<crate::network::PublishedPort>,
     /// Unix nanoseconds.
     pub created_at: i64,
     pub state: ContainerState,

@@ -459,14 +459,14 @@ pub fn generate(inp: &SpecInputs<'_>) -> Result<Value> {
 
     let mut namespaces =
         vec![json!({"type": "pid"}), json!({"type": "ipc"}), json!({"type": "uts"}), json!({"type": "mount"})];
-    match c.network.as_deref().unwrap_or("none") {
-        "none" => namespaces.push(json!({"type": "network"})),
-        "host" => {
-            if c.hostname.is_some() {
-                bail!("conflicting options: hostname and the network mode");
-            }
+    // A new namespace but on the host's network; berthd gives the task its pinned namespace
+    // (or another container's) at start, by path.
+    if c.network.as_deref() == Some("host") {
+        if c.hostname.is_some() {
+            bail!("conflicting options: hostname and the network mode");
         }
-        other => bail!("network {other:?}: berth supports only --network none and --network host for now"),
+    } else {
+        namespaces.push(json!({"type": "network"}));
     }
     if inp.cgroup_v2 {
         namespaces.push(json!({"type": "cgroup"}));
@@ -725,7 +725,7 @@ mod tests {
         for bad in [
             CreateConfig { working_dir: Some("rel".into()), ..Default::default() },
             CreateConfig { memory: Some(1024), ..Default::default() },
-            CreateConfig { network: Some("bridge".into()), ..Default::default() },
+            CreateConfig { network: Some("host".into()), hostname: Some("h".into()), ..Default::default() },
             CreateConfig {
                 mounts: vec![MountConfig {
                     kind: "bind".into(),

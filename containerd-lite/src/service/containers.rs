@@ -35,6 +35,7 @@ pub fn to_pb(d: &Berthd, r: &ContainerRecord) -> PbContainer {
         config: serde_json::to_vec(&r.config).unwrap_or_default(),
         created_at: r.created_at,
         image_config: serde_json::to_vec(&r.image_config).unwrap_or_default(),
+        network_settings: serde_json::to_vec(&crate::network::attach::network_settings(d, r)).unwrap_or_default(),
         state: protobuf::MessageField::some(PbState {
             status: r.state.status.as_str().into(),
             pid: r.state.pid,

@@ -11,6 +11,7 @@ use crate::daemon::Berthd;
 mod containers;
 mod content;
 mod images;
+mod networks;
 mod shim_events;
 mod snapshots;
 mod system;
@@ -22,8 +23,8 @@ mod volumes;
 /// Every service berthd serves, ready to register.
 pub fn all(d: &Arc<Berthd>) -> Vec<HashMap<String, Service>> {
     use berth_proto::{
-        containers_ttrpc, content_ttrpc, images_ttrpc, snapshots_ttrpc, system_ttrpc, tasks_ttrpc, version_ttrpc,
-        volumes_ttrpc,
+        containers_ttrpc, content_ttrpc, images_ttrpc, networks_ttrpc, snapshots_ttrpc, system_ttrpc, tasks_ttrpc,
+        version_ttrpc, volumes_ttrpc,
     };
     vec![
         version_ttrpc::create_version(Arc::new(Box::new(version::VersionService(d.clone())) as _)),
@@ -36,6 +37,7 @@ pub fn all(d: &Arc<Berthd>) -> Vec<HashMap<String, Service>> {
         containers_ttrpc::create_containers(Arc::new(Box::new(containers::ContainersService(d.clone())) as _)),
         tasks_ttrpc::create_tasks(Arc::new(Box::new(tasks::TasksService(d.clone())) as _)),
         volumes_ttrpc::create_volumes(Arc::new(Box::new(volumes::VolumesService(d.clone())) as _)),
+        networks_ttrpc::create_networks(Arc::new(Box::new(networks::NetworksService(d.clone())) as _)),
         containerd_shim_protos::shim_async::create_events(Arc::new(
             Box::new(shim_events::ShimEventsService(d.clone())) as _,
         )),

@@ -25,6 +25,7 @@ use tokio::sync::watch;
 use crate::container::create::{container_dir, log_path};
 use crate::container::{ContainerRecord, Status};
 use crate::daemon::Berthd;
+use crate::network;
 use io::{FifoSet, ProcessIo};
 use shim::{ctx, ctx_forever, Endpoint};
 
@@ -117,6 +118,8 @@ impl Tasks {
         match Self::launch(d, &record, subscribe).await {
             Ok(started) => Ok(started),
             Err(e) => {
+                // Nothing of a failed start stays attached (setup undid its own failures).
+                detach_network(d, id).await;
                 let msg = crate::service::one_line(&e);
                 let _ = d.containers.update(id, |r| {
                     r.state.error = msg.clone();
@@ -144,7 +147,15 @@ impl Tasks {
         std::fs::create_dir_all(bundle.join("rootfs"))
             .with_context(|| format!("creating bundle {}", bundle.display()))?;
         let mut undo = BundleUndo { bundle: Some(bundle.clone()) };
-        let config = serde_json::to_vec_pretty(&record.spec).context("encoding config.json")?;
+        let mut spec = record.spec.clone();
+        let (d2, r2) = (d.clone(), record.clone());
+        let netns = tokio::task::spawn_blocking(move || network::attach::setup(&d2, &r2))
+            .await
+            .map_err(|e| anyhow!("setting up the network of {id}: {e}"))??;
+        if let Some(path) = &netns {
+            join_network(&mut spec, path);
+        }
+        let config = serde_json::to_vec_pretty(&spec).context("encoding config.json")?;
         std::fs::write(bundle.join("config.json"), config)
             .with_context(|| format!("writing {}/config.json", bundle.display()))?;
         let rotation = log::Rotation::from_opts(&record.config.log_opts)?;
@@ -333,6 +344,10 @@ impl Tasks {
     /// Reconnects to the shims of containers that were running when berthd stopped, collects
     /// the exits that happened meanwhile, and starts what the restart policies say should run.
     pub async fn recover(d: &Arc<Berthd>) -> Result<()> {
+        let d2 = d.clone();
+        tokio::task::spawn_blocking(move || network::attach::sweep(&d2))
+            .await
+            .map_err(|e| anyhow!("sweeping network state: {e}"))?;
         for record in d.containers.list()? {
             let id = record.id.clone();
             if record.state.status.is_live() || !record.state.shim_address.is_empty() {
@@ -345,6 +360,7 @@ impl Tasks {
                         }
                     }
                     cleanup_bundle(&bundle);
+                    detach_network(d, &id).await;
                     d.containers.update(&id, |r| {
                         r.state.status = Status::Exited;
                         r.state.exit_code = 255;
@@ -476,6 +492,23 @@ fn restart_on_daemon_start(record: &ContainerRecord) -> bool {
     }
 }
 
+/// Points the spec's network namespace at `path` (a pinned namespace or another task's).
+fn join_network(spec: &mut serde_json::Value, path: &Path) {
+    if let Some(namespaces) = spec["linux"]["namespaces"].as_array_mut() {
+        for ns in namespaces.iter_mut().filter(|ns| ns["type"] == "network") {
+            ns["path"] = serde_json::json!(path);
+        }
+    }
+}
+
+/// Detaches container `id` from its networks and unpins its namespace (off the async workers).
+async fn detach_network(d: &Arc<Berthd>, id: &str) {
+    let (d, id) = (d.clone(), id.to_string());
+    if let Err(e) = tokio::task::spawn_blocking(move || network::attach::teardown(&d, &id)).await {
+        tracing::warn!("network teardown: {e}");
+    }
+}
+
 /// Removes a bundle left behind (its rootfs unmounted first).
 fn cleanup_bundle(bundle: &Path) {
     if !bundle.exists() {
@@ -556,6 +589,7 @@ fn spawn_waiter(d: Arc<Berthd>, task: Arc<Task>) -> tokio::task::JoinHandle<()> 
         let shutdown = api::ShutdownRequest { id: id.clone(), ..Default::default() };
         let _ = task.client.shutdown(ctx(Duration::from_secs(5)), &shutdown).await;
         cleanup_bundle(&task.bundle);
+        detach_network(&d, &id).await;
         // The exit is recorded before the task leaves the live table: whoever finds no live
         // task reads this exit from the record.
         let updated = d.containers.update(&id, |r| {
@@ -632,6 +666,7 @@ async fn remove_stopped(d: &Arc<Berthd>, id: &str, volumes: bool) -> Result<()> 
     let d2 = d.clone();
     let id2 = id.to_string();
     tokio::task::spawn_blocking(move || -> Result<()> {
+        network::attach::teardown(&d2, &id2);
         cleanup_bundle(&Tasks::bundle(&d2, &id2));
         match d2.snapshots.remove(&record.snapshot_key) {
             Ok(()) | Err(crate::store::snapshot::SnapshotError::NotFound { .. }) => {}

@@ -8,6 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+/// berthd's default bridge device.
+pub const DEFAULT_BRIDGE: &str = "berth0";
+
 /// A hang guard for the daemon to start serving.
 const START_GUARD: Duration = Duration::from_secs(30);
 
@@ -29,6 +32,8 @@ fn bin(name: &str) -> PathBuf {
 pub struct Berthd {
     daemon: Option<Daemon>,
     extra: Vec<String>,
+    /// A network namespace (an nsfs path) the daemon runs in, instead of the host's.
+    netns: Option<PathBuf>,
     dir: tempfile::TempDir,
 }
 
@@ -37,11 +42,29 @@ impl Berthd {
         Berthd::start_with(&[])
     }
 
-    /// With extra daemon flags (e.g. `--auth-file F`).
+    /// With extra daemon flags (e.g. `--auth-file F`). Without a `--bridge` among them, the
+    /// daemon runs with `--bridge none` (as the docker fixture does): containers default to
+    /// `--network none` and the host's network is left alone.
     pub fn start_with(extra: &[&str]) -> Berthd {
+        Berthd::start_in(None, extra)
+    }
+
+    /// In the network namespace at `netns` (its bridges, iptables rules and forwarding live
+    /// there), with the default bridge network on unless `extra` says otherwise.
+    pub fn start_in_netns(netns: &Path, extra: &[&str]) -> Berthd {
+        let mut flags = vec!["--bridge", DEFAULT_BRIDGE];
+        flags.extend_from_slice(extra);
+        Berthd::start_in(Some(netns.to_path_buf()), &flags)
+    }
+
+    fn start_in(netns: Option<PathBuf>, extra: &[&str]) -> Berthd {
         crate::require_root();
         let dir = tempfile::Builder::new().prefix("berth-it-berthd-").tempdir().expect("berthd tempdir");
-        let mut b = Berthd { daemon: None, extra: extra.iter().map(|s| s.to_string()).collect(), dir };
+        let mut extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        if !extra.iter().any(|a| a == "--bridge" || a.starts_with("--bridge=")) {
+            extra.push("--bridge=none".into());
+        }
+        let mut b = Berthd { daemon: None, extra, netns, dir };
         b.launch();
         b
     }
@@ -73,7 +96,15 @@ impl Berthd {
 
     /// The daemon command line this fixture runs (for tests of the daemon's own errors).
     pub fn command(&self) -> Command {
-        let mut cmd = Command::new(berthd_bin());
+        let mut cmd = match &self.netns {
+            Some(netns) => {
+                // nsenter execs berthd: the daemon's pid is the child's.
+                let mut c = Command::new("nsenter");
+                c.arg(format!("--net={}", netns.display())).arg(berthd_bin());
+                c
+            }
+            None => Command::new(berthd_bin()),
+        };
         cmd.arg("--root").arg(self.root()).arg("--state").arg(self.state()).args(&self.extra);
         cmd.env("RUST_LOG", "berthd=debug,info");
         cmd

@@ -8,6 +8,7 @@ pub mod berthd;
 pub mod containerd;
 pub mod docker;
 pub mod image;
+pub mod netns;
 pub mod podman;
 pub mod process;
 pub mod registry;
