@@ -301,16 +301,56 @@ fn published_port_reaches_the_container_and_is_released_at_rm() {
 fn containers_on_a_user_network_resolve_each_others_names_and_aliases() {
     let n = Netd::start("berth-net-dns");
     n.b.ok(&["network", "create", "--subnet", "10.81.0.0/24", "named"]);
-    let web = n.run_d(&["--name", "web", "--network", "named", "--network-alias", "www", IMAGE_REF, "sleep", "600"]);
+    let web = n.run_d(&[
+        "--name",
+        "web",
+        "--network",
+        "named",
+        "--network-alias",
+        "www",
+        "--hostname",
+        "webhost",
+        IMAGE_REF,
+        "httpd",
+        "-f",
+        "-p",
+        "80",
+        "-h",
+        "/etc",
+    ]);
     let ip = n.ip(&web, "named");
     for name in ["web", "www", &web[..12], "web.named"] {
         let answer = n.run_rm(&["--network", "named", IMAGE_REF, "nslookup", name]);
         assert!(answer.contains(&format!("Address: {ip}")), "{name}: {answer}");
     }
+    // What a user does with the names: programs in another container reach the container by them.
+    for name in ["web", "www"] {
+        let url = format!("http://{name}/hostname");
+        let got = n.run_rm(&["--network", "named", IMAGE_REF, "wget", "-q", "-O", "-", &url]);
+        assert_eq!(got.trim(), "webhost", "wget {url}");
+        let ping = n.run_rm(&["--network", "named", IMAGE_REF, "ping", "-c", "1", "-W", "5", name]);
+        assert!(ping.contains(&format!("({ip})")) && ping.contains("1 packets received"), "ping {name}: {ping}");
+    }
     let resolv = n.run_rm(&["--network", "named", IMAGE_REF, "cat", "/etc/resolv.conf"]);
     assert!(resolv.contains("nameserver 127.0.0.11"), "{resolv}");
     let hosts = n.b.ok(&["exec", &web, "cat", "/etc/hosts"]);
-    assert!(hosts.contains(&format!("{ip}\t{}", &web[..12])), "{hosts}");
+    assert!(hosts.contains(&format!("{ip}\twebhost")), "{hosts}");
+}
+
+#[test]
+fn the_default_bridge_does_not_resolve_container_names() {
+    // As docker's default bridge: no embedded DNS, no other container in /etc/hosts.
+    let n = Netd::start("berth-net-nodns");
+    let web = n.run_d(&["--name", "web", IMAGE_REF, "sleep", "600"]);
+    let ip = n.ip(&web, "bridge");
+    let resolv = n.run_rm(&[IMAGE_REF, "cat", "/etc/resolv.conf"]);
+    assert!(!resolv.contains("127.0.0.11"), "{resolv}");
+    let hosts = n.run_rm(&[IMAGE_REF, "cat", "/etc/hosts"]);
+    assert!(!hosts.contains("web") && !hosts.contains(&ip), "{hosts}");
+    let lookup = n.b.berth(&["run", "--rm", IMAGE_REF, "nslookup", "web", "127.0.0.11"]);
+    assert!(lookup.code != 0 && !lookup.stdout.contains(&ip), "{lookup}");
+    let ping = n.b.berth(&["run", "--rm", IMAGE_REF, "ping", "-c", "1", "-W", "2", "web"]);
+    assert!(ping.code != 0 && ping.stderr.contains("bad address 'web'"), "{ping}");
 }
 
 /// Undoes what a berthd with a bridge leaves in the host's namespace by design (its bridge, its
