@@ -29,6 +29,7 @@ PACKAGES=(busybox-static runc crun hyperfine strace iproute2 containernetworking
 	containerd docker.io podman skopeo umoci qemu-system-x86 docker-registry apache2-utils)
 if [[ ${1:-} == --main ]]; then
 	PACKAGES=(busybox-static skopeo umoci util-linux)
+	[[ ${TIER:-berth} == berth ]] && PACKAGES+=(iproute2 containernetworking-plugins iptables)
 	[[ ${TIER:-berth} == containerd ]] && PACKAGES+=(containerd)
 fi
 MIN_RUST=1.90

@@ -5,7 +5,9 @@
 #   berth (CLI) → berthd → containerd-shim-berth-v2 → berth-runtime
 #
 # The image is made offline from Debian's busybox-static (umoci + skopeo) and loaded into a
-# private berthd (its own root and state in a temporary directory). Other tiers:
+# private berthd (its own root and state in a temporary directory) that runs in a network
+# namespace of its own, so the default bridge network it makes (berth0, its iptables chains) is
+# never on the host's. The container gets the default bridge, as with docker. Other tiers:
 #
 #   TIER=containerd bash scripts/run-busybox.sh   a private containerd 1.6 runs it with berth's shim
 #   TIER=runtime bash scripts/run-busybox.sh      berth-runtime alone runs it from an OCI bundle
@@ -31,6 +33,8 @@ fi
 bin=$PWD/target/dist/bin
 
 SCRIPT='echo "hello from a berth container: hostname=$(hostname) pid=$$ uid=$(id -u)"; grep -E "^(CapEff|NoNewPrivs)" /proc/self/status'
+# The bridge only exists at the berthd tier: there the container also shows its network.
+[[ $TIER == berth ]] && SCRIPT+='; ip -4 addr show dev eth0 | grep -w inet'
 
 work=$(mktemp -d /tmp/berth-run-busybox.XXXXXX)
 daemon_pid=
@@ -85,7 +89,9 @@ if [[ $TIER == containerd ]]; then
 fi
 
 # berthd finds the shim beside its own executable, the shim finds berth-runtime beside its own.
-"$bin/berthd" --root "$work/root" --state "$work/state" >"$work/berthd.log" 2>&1 &
+# Its network namespace (loopback up) goes when it exits; the socket is a file, reachable from here.
+unshare --net -- sh -c 'ip link set lo up && exec "$0" "$@"' \
+	"$bin/berthd" --root "$work/root" --state "$work/state" >"$work/berthd.log" 2>&1 &
 daemon_pid=$!
 berth=("$bin/berth" -H "unix://$work/state/berthd.sock")
 for _ in $(seq 100); do
