@@ -33,7 +33,8 @@ BENCH_WORK=${BENCH_WORK:-${TMPDIR:-/tmp}/berth-bench-network}
 IMAGE=localhost/busybox:latest
 NETNS=berthbench-net
 BD=$BENCH_WORK/berthd
-# The namespace's "host address": on a dummy link, as a host's own address on its uplink.
+# The namespace's "host address", as a host's own address on its uplink: on one end of a veth pair
+# whose other end stays in the namespace (not a dummy link: this kernel may lack the driver).
 HOST_ADDR=10.254.0.1
 # The host's iperf3 and its libraries, read-only, in a busybox container.
 IPERF_MOUNTS="-v /usr:/usr:ro -v /usr/lib:/lib:ro -v /usr/lib64:/lib64:ro"
@@ -80,9 +81,10 @@ rm -rf "$BENCH_WORK"
 mkdir -p "$BD"
 ip netns add "$NETNS"
 ip -n "$NETNS" link set lo up
-ip -n "$NETNS" link add dummy0 type dummy
-ip -n "$NETNS" addr add "$HOST_ADDR/24" dev dummy0
-ip -n "$NETNS" link set dummy0 up
+ip -n "$NETNS" link add uplink0 type veth peer name uplink1
+ip -n "$NETNS" addr add "$HOST_ADDR/24" dev uplink0
+ip -n "$NETNS" link set uplink0 up
+ip -n "$NETNS" link set uplink1 up
 bash "$REPO_ROOT/integration/fixtures/make-busybox-image.sh" "$BENCH_WORK/image" >/dev/null
 
 (cd "$REPO_ROOT" && cargo build --release --quiet -p berth-bench --bin peer-engines)

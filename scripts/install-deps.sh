@@ -6,6 +6,7 @@
 #   busybox-static  static busybox for the offline test bundle
 #   runc, crun      peer runtimes (conformance comparisons, bench/lifecycle.sh)
 #   hyperfine       benchmarks
+#   iperf3          bench/network.sh's throughput through published ports and between containers
 #   strace          debugging syscalls of the runtime
 #   iproute2        `ip`: berthd removes bridges with it; tests inspect network namespaces
 #   containernetworking-plugins
@@ -25,7 +26,7 @@
 # and skopeo to make the image from it (plus containerd for its TIER=containerd).
 set -euo pipefail
 
-PACKAGES=(busybox-static runc crun hyperfine strace iproute2 containernetworking-plugins iptables util-linux python3
+PACKAGES=(busybox-static runc crun hyperfine iperf3 strace iproute2 containernetworking-plugins iptables util-linux python3
 	containerd docker.io podman skopeo umoci qemu-system-x86 docker-registry apache2-utils)
 if [[ ${1:-} == --main ]]; then
 	PACKAGES=(busybox-static skopeo umoci util-linux)

@@ -2,11 +2,14 @@
 //! between containers and to the gateway, the none/host/container: modes, network connect and
 //! disconnect, internal networks, and what a container leaves behind (veths, namespaces, CNI
 //! results, leases, iptables rules). Each test runs its private berthd in a network namespace
-//! of its own, so bridges, rules and forwarding vanish with it. Run as root.
+//! of its own, so bridges, rules and forwarding vanish with it. Which names resolve and which
+//! published ports answer is compared with a private dockerd 20.10 in a namespace of its own.
+//! Run as root.
 
 use berth_integration::engines::berthd::Berthd;
 use berth_integration::engines::image::{BusyboxImage, IMAGE_REF};
 use berth_integration::engines::netns::NetNamespace;
+use berth_integration::engines::process::Outcome;
 use serde_json::Value;
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -458,4 +461,140 @@ fn network_cli_errors_match_dockers() {
     assert_eq!(berth.code, docker.code, "docker {docker}\nberth {berth}");
     // docker's client adds its own lines around the daemon's message (warnings, "docker: ").
     assert!(docker.stderr.contains(berth.stderr.trim()), "docker {docker}\nberth {berth}");
+}
+
+/// Runs the engine's CLI with these arguments.
+type Cli<'a> = Box<dyn Fn(&[&str]) -> Outcome + 'a>;
+
+/// One engine's side of [`names_and_published_ports_answer_as_with_docker_20_10`]: a CLI
+/// (`berth` or `docker`) talking to a daemon that runs in `ns`, where `uplink0` has HOST_ADDR.
+struct Side<'a> {
+    ns: &'a NetNamespace,
+    cli: Cli<'a>,
+}
+
+/// The test namespaces' host address (on one end of a veth pair whose other end is in the same
+/// namespace: nothing is routed past it; this kernel may have no dummy driver).
+const HOST_ADDR: &str = "10.254.1.1";
+
+/// Gives `ns` a host address besides loopback, as a host has.
+fn add_host_address(ns: &NetNamespace) {
+    ns.ok(&["ip", "link", "add", "uplink0", "type", "veth", "peer", "name", "uplink1"]);
+    ns.ok(&["ip", "addr", "add", &format!("{HOST_ADDR}/24"), "dev", "uplink0"]);
+    ns.ok(&["ip", "link", "set", "uplink0", "up"]);
+    ns.ok(&["ip", "link", "set", "uplink1", "up"]);
+}
+
+/// The scenario as a user sees it, as (what was tried, whether it answered) pairs.
+fn names_and_ports_scenario(side: &Side) -> Vec<(String, bool)> {
+    let ok = |args: &[&str]| {
+        let out = (side.cli)(args);
+        assert_eq!(out.code, 0, "{args:?}: {out}");
+        out.stdout.trim().to_string()
+    };
+    ok(&["network", "create", "--subnet", "10.91.0.0/24", "named"]);
+    let web = ok(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "--network",
+        "named",
+        "--network-alias",
+        "www",
+        "--hostname",
+        "webhost",
+        "-p",
+        "127.0.0.1:18080:80",
+        "-p",
+        "18081:80",
+        IMAGE_REF,
+        "httpd",
+        "-f",
+        "-p",
+        "80",
+        "-h",
+        "/etc",
+    ]);
+    // A container on `network` fetches `url`: did the web container answer? (busybox 1.35's
+    // wget crashes with -T, hence timeout.)
+    let fetch = |network: &str, url: &str| {
+        let out = (side.cli)(&[
+            "run",
+            "--rm",
+            "--network",
+            network,
+            IMAGE_REF,
+            "timeout",
+            "10",
+            "wget",
+            "-q",
+            "-O",
+            "-",
+            url,
+        ]);
+        out.code == 0 && out.stdout.trim() == "webhost"
+    };
+    let mut seen = Vec::new();
+    for name in ["web", "www", "web.named", &web[..12]] {
+        let label = if name.len() == 12 { "short id" } else { name };
+        seen.push((format!("named network → {label}"), fetch("named", &format!("http://{name}/hostname"))));
+    }
+    seen.push(("default bridge → web".into(), fetch("bridge", "http://web/hostname")));
+    for (to, port) in [("127.0.0.1", 18080), ("127.0.0.1", 18081), (HOST_ADDR, 18080), (HOST_ADDR, 18081)] {
+        let url = format!("http://{to}:{port}/hostname");
+        let out = side.ns.run(&["busybox", "timeout", "10", "busybox", "wget", "-q", "-O", "-", &url]);
+        seen.push((format!("host → {to}:{port}"), out.code == 0 && out.stdout.trim() == "webhost"));
+    }
+    for port in [18080, 18081] {
+        let url = format!("http://{HOST_ADDR}:{port}/hostname");
+        seen.push((format!("named network → host address:{port}"), fetch("named", &url)));
+    }
+    seen
+}
+
+#[test]
+fn names_and_published_ports_answer_as_with_docker_20_10() {
+    use berth_integration::engines::docker::Dockerd;
+    use berth_integration::engines::process::run;
+    use berth_integration::engines::scratch::Scratch;
+
+    let n = Netd::start("berth-net-vsdocker");
+    add_host_address(&n.ns);
+    let berth_side = Side { ns: &n.ns, cli: Box::new(|args| n.b.berth(args)) };
+    let berth = names_and_ports_scenario(&berth_side);
+
+    // dockerd networked (docker0, its iptables rules, the userland proxy) in a namespace of its
+    // own: this thread joins it to start dockerd and its containerd there, and goes back. (Not
+    // from a thread of its own: the daemons die with the thread that spawned them.)
+    let docker_ns = NetNamespace::new("berth-net-docker");
+    add_host_address(&docker_ns);
+    let scratch = Scratch::new("netdock");
+    let join = |path: &std::path::Path| {
+        let ns = std::fs::File::open(path).expect("opening a network namespace");
+        nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET).expect("joining a network namespace");
+    };
+    let home = std::fs::File::open("/proc/thread-self/ns/net").expect("this thread's network namespace");
+    join(&docker_ns.path());
+    let dockerd = Dockerd::start_networked(&scratch.path().join("docker"), scratch.cgroup_parent());
+    nix::sched::setns(home, nix::sched::CloneFlags::CLONE_NEWNET).expect("back to the test's namespace");
+    dockerd.load(&busybox_archive());
+    let docker_side = Side { ns: &docker_ns, cli: Box::new(|args| run(dockerd.docker().args(args))) };
+    let docker = names_and_ports_scenario(&docker_side);
+    drop(docker_side);
+    dockerd.remove_everything();
+    let _ = run(dockerd.docker().args(["network", "rm", "named"]));
+    drop(dockerd);
+
+    assert_eq!(berth, docker, "berth (left) and docker 20.10 (right) disagree");
+    // What docker does, spelled out (so that this cannot pass with both broken the same way).
+    let answered: Vec<&str> = berth.iter().filter(|(_, ok)| *ok).map(|(what, _)| what.as_str()).collect();
+    for expected in ["named network → web", "named network → www", "host → 127.0.0.1:18080", "host → 10.254.1.1:18081"]
+    {
+        assert!(answered.contains(&expected), "{expected} did not answer: {berth:?}");
+    }
+    let refused: Vec<&str> = berth.iter().filter(|(_, ok)| !*ok).map(|(what, _)| what.as_str()).collect();
+    for expected in ["default bridge → web", "host → 10.254.1.1:18080"] {
+        assert!(refused.contains(&expected), "{expected} answered: {berth:?}");
+    }
 }
