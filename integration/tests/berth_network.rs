@@ -453,6 +453,8 @@ fn network_cli_errors_match_dockers() {
     };
     let docker = without_ids(run(dockerd.docker().args(["network", "ls"])).stdout);
     assert_eq!(without_ids(b.ok(&["network", "ls"])), docker);
+    let format = ["network", "ls", "--format", "table {{.Name}}\t{{.Driver}}\t{{.Scope}}\t{{.Internal}}\t{{.IPv6}}"];
+    assert_eq!(b.ok(&format), run(dockerd.docker().args(format)).stdout);
     let archive = busybox_archive();
     dockerd.load(&archive);
     b.ok(&["load", "-i", archive.to_str().expect("utf-8 path")]);

@@ -386,6 +386,8 @@ fn volume_messages_match_docker_20_10() {
         &["volume", "ls"],
         &["volume", "ls", "-q", "--filter", "label=a=b"],
         &["volume", "ls", "-q", "--filter", "dangling=true"],
+        &["volume", "ls", "--format", "{{.Name}} {{.Driver}} {{.Scope}} {{.Labels}} {{.Links}} {{.Size}}"],
+        &["volume", "ls", "--format", "table {{.Name}}\t{{.Labels}}"],
         &["volume", "inspect", "-f", "{{.Name}} {{.Driver}} {{.Scope}} {{.Labels}} {{.Options}}", "lab"],
         &["volume", "inspect", "nosuch"],
         &["volume", "rm", "nosuch"],

@@ -77,6 +77,10 @@ pub struct LsArgs {
     /// Provide filter values (e.g. 'driver=bridge').
     #[arg(short, long)]
     filter: Vec<String>,
+    /// Pretty-print networks using a Go template ('table', 'json', 'table TEMPLATE' or TEMPLATE;
+    /// fields: ID, Name, Driver, Scope, IPv6, Internal, Labels, CreatedAt).
+    #[arg(long)]
+    format: Option<String>,
 }
 
 /// Display detailed information on one or more networks.
@@ -218,27 +222,42 @@ fn matches(net: &Network, filter: &str) -> Result<bool> {
 
 async fn ls(networks: &NetworksClient, args: &LsArgs) -> Result<()> {
     let listed = networks.list(ctx(), &ListNetworksRequest::default()).await?;
-    let mut rows = vec![vec!["NETWORK ID".to_string(), "NAME".into(), "DRIVER".into(), "SCOPE".into()]];
-    let mut out = io::stdout().lock();
+    let mut rows = Vec::new();
     for net in &listed.networks {
         let mut keep = true;
         for f in &args.filter {
             keep &= matches(net, f)?;
         }
-        if !keep {
-            continue;
-        }
-        let id = if args.no_trunc { net.id.as_str() } else { short_id(&net.id) };
-        if args.quiet {
-            writeln!(out, "{id}")?;
-        } else {
-            rows.push(vec![id.to_string(), net.name.clone(), net.driver.clone(), net.scope.clone()]);
+        if keep {
+            rows.push(listing_row(net, args.no_trunc));
         }
     }
-    if !args.quiet {
-        out.write_all(crate::table::render(&rows).as_bytes())?;
-    }
+    let text = if args.quiet {
+        rows.iter().map(|r| format!("{}\n", r["ID"].as_str().unwrap_or_default())).collect()
+    } else {
+        let headers = serde_json::json!({
+            "CreatedAt": "CREATED AT", "Driver": "DRIVER", "ID": "NETWORK ID", "IPv6": "IPV6",
+            "Internal": "INTERNAL", "Labels": "LABELS", "Name": "NAME", "Scope": "SCOPE",
+        });
+        crate::commands::listing::render(&rows, args.format.as_deref(), LS_TABLE, &headers)?
+    };
+    io::stdout().lock().write_all(text.as_bytes())?;
     Ok(())
+}
+
+/// `network ls`'s default table.
+const LS_TABLE: &str = "{{.ID}}\t{{.Name}}\t{{.Driver}}\t{{.Scope}}";
+
+/// One network as docker's `network ls` formatter sees it.
+fn listing_row(net: &Network, no_trunc: bool) -> Value {
+    let id = if no_trunc { net.id.as_str() } else { short_id(&net.id) };
+    let labels: std::collections::BTreeMap<_, _> = net.labels.iter().collect();
+    let labels: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    serde_json::json!({
+        "CreatedAt": humanize::utc_timestamp(net.created_at), "Driver": net.driver, "ID": id,
+        "IPv6": "false", "Internal": net.internal.to_string(), "Labels": labels.join(","), "Name": net.name,
+        "Scope": net.scope,
+    })
 }
 
 /// docker's `network inspect` object of `net`.

@@ -10,10 +10,10 @@ use berth_proto::volumes::{
 use serde::Serialize;
 
 use crate::commands::image_prune::confirm;
+use crate::commands::listing;
 use crate::container_flags::{parse_key_values, parse_labels};
 use crate::daemon::{ctx, print_error, AlreadyReported, Berthd, UnknownCommand};
 use crate::humanize;
-use crate::table;
 use crate::template::Template;
 
 /// go-units' `HumanSize` precision, which docker's "Total reclaimed space" uses.
@@ -66,6 +66,10 @@ pub struct LsArgs {
     /// Provide filter values (e.g. 'dangling=true', 'name=data', 'label=tier=db').
     #[arg(short, long)]
     filter: Vec<String>,
+    /// Pretty-print volumes using a Go template ('table', 'json', 'table TEMPLATE' or TEMPLATE;
+    /// fields: Driver, Name, Mountpoint, Scope, Labels, Links, Size).
+    #[arg(long)]
+    format: Option<String>,
 }
 
 /// `volume inspect`.
@@ -130,6 +134,20 @@ impl From<&Volume> for InspectedVolume {
     }
 }
 
+/// `volume ls`'s default table.
+const LS_TABLE: &str = "{{.Driver}}\t{{.Name}}";
+
+/// One volume as docker's `volume ls` formatter sees it (20.10 reports no size or link count
+/// in a listing: "N/A").
+fn listing_row(v: &Volume) -> serde_json::Value {
+    let labels: Vec<String> =
+        v.labels.iter().collect::<BTreeMap<_, _>>().iter().map(|(k, val)| format!("{k}={val}")).collect();
+    serde_json::json!({
+        "Driver": v.driver, "Labels": labels.join(","), "Links": "N/A", "Mountpoint": v.mountpoint,
+        "Name": v.name, "Scope": v.scope, "Size": "N/A",
+    })
+}
+
 /// Runs a `volume` subcommand.
 pub async fn run(berthd: &Berthd, command: &VolumeCommand) -> Result<()> {
     let volumes = berthd.volumes();
@@ -154,9 +172,13 @@ pub async fn run(berthd: &Berthd, command: &VolumeCommand) -> Result<()> {
                     writeln!(out, "{}", v.name)?;
                 }
             } else {
-                let mut rows = vec![vec!["DRIVER".to_string(), "VOLUME NAME".to_string()]];
-                rows.extend(listed.volumes.iter().map(|v| vec![v.driver.clone(), v.name.clone()]));
-                out.write_all(table::render(&rows).as_bytes())?;
+                let rows: Vec<serde_json::Value> = listed.volumes.iter().map(listing_row).collect();
+                let headers = serde_json::json!({
+                    "Driver": "DRIVER", "Labels": "LABELS", "Links": "LINKS", "Mountpoint": "MOUNTPOINT",
+                    "Name": "VOLUME NAME", "Scope": "SCOPE", "Size": "SIZE",
+                });
+                let text = listing::render(&rows, args.format.as_deref(), LS_TABLE, &headers)?;
+                out.write_all(text.as_bytes())?;
             }
         }
         VolumeCommand::Inspect(args) => {
