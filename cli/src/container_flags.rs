@@ -925,8 +925,9 @@ mod tests {
     }
 
     #[test]
-    fn flags_that_need_volumes_are_refused_clearly() {
-        assert!(config(&["--volumes-from", "other", "busybox"]).is_err());
+    fn link_is_refused_by_name() {
+        let err = config(&["--link", "other", "busybox"]).unwrap_err().to_string();
+        assert!(err.contains("--link is not supported yet"), "{err}");
     }
 
     #[test]
