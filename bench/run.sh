@@ -3,8 +3,10 @@
 #   latency:     `berth run --rm IMAGE true` (berth → berthd → berth shim → berth-runtime) vs
 #                `ctr run --rm IMAGE ID true` (containerd 1.6 → runc shim → runc),
 #                `docker run --rm --network none` (dockerd 20.10, runc) and
-#                `podman run --rm --network none` (podman 4.3, runc), one hyperfine run; berth's
-#                default network is none too (no networks yet)
+#                `podman run --rm --network none` (podman 4.3, runc), one hyperfine run; berthd
+#                runs with `--bridge none`, so berth's containers get no network either (like
+#                ctr's) and nothing is made in the host's namespace (bench/network.sh measures
+#                the bridge)
 #   concurrency: COUNT `run -d … sleep` started at once, wall time, berth vs ctr
 #   memory:      with COUNT running containers, RSS and PSS of the daemon plus all its shims,
 #                berth vs containerd
@@ -92,7 +94,7 @@ bash "$REPO_ROOT/integration/fixtures/make-busybox-image.sh" "$BENCH_WORK/image"
 containerd_config "$CD" warn
 PATH=/usr/sbin:/usr/bin:/sbin:/bin setsid /usr/bin/containerd --config "$CD/config.toml" >>"$CD/containerd.log" 2>&1 </dev/null &
 CONTAINERD_PID=$!
-setsid "$BIN/berthd" --root "$BD/root" --state "$BD/state" --log-level warn >>"$BD/berthd.log" 2>&1 </dev/null &
+setsid "$BIN/berthd" --root "$BD/root" --state "$BD/state" --bridge none --log-level warn >>"$BD/berthd.log" 2>&1 </dev/null &
 BERTHD_PID=$!
 for _ in $(seq 100); do
 	"${CTR[@]}" version >/dev/null 2>&1 && "${BERTH[@]}" version >/dev/null 2>&1 && break
