@@ -347,6 +347,10 @@ fn unsupported_features_are_named() {
     bundle.edit(|c| c["linux"]["resources"] = serde_json::json!({"network": {"classID": 1048577}}));
     assert_create_refused(&bundle, "net_cls class id", &["linux.resources.network", "not supported"]);
 
+    let bundle = Bundle::new(&["true"]);
+    bundle.edit(|c| c["linux"]["netDevices"] = serde_json::json!({"eth9": {"name": "eth0"}}));
+    assert_create_refused(&bundle, "netDevices", &["linux.netDevices", "not supported"]);
+
     let rt = Runtime::new();
     let bundle = Bundle::new(&["true"]);
     let id = unique_id("systemd");

@@ -229,3 +229,43 @@ fn exec_gets_the_io_priority_of_the_container_process() {
     rt.ok(&["delete", "--force", &id]);
     rt.assert_gone(&id);
 }
+
+#[test]
+fn exec_cpu_affinity_pins_the_exec_process_and_initial_alone_is_undone_in_the_cgroup() {
+    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let last = cpus - 1;
+    let rt = Runtime::new();
+    let bundle = Bundle::new(&["sleep", "60"]);
+    // config.json's execCPUAffinity is the default of every exec (runc 1.2), not init's.
+    bundle.edit(|c| c["process"]["execCPUAffinity"] = json!({ "final": format!("{last}") }));
+    let (id, init) = running(&rt, &bundle, "execaff");
+    let allowed = |status: &str| -> String {
+        status.lines().find_map(|l| l.strip_prefix("Cpus_allowed_list:")).unwrap_or_default().trim().to_string()
+    };
+    let init_cpus = allowed(&std::fs::read_to_string(format!("/proc/{init}/status")).unwrap());
+    assert_eq!(init_cpus, if cpus == 1 { "0".to_string() } else { format!("0-{last}") });
+    let pinned = rt.ok(&["exec", &id, "cat", "/proc/self/status"]);
+    assert_eq!(allowed(&pinned), last.to_string());
+
+    // A process.json with only `initial`: once in the cgroup the process gets the container's CPUs.
+    let dir = tempfile::tempdir().unwrap();
+    let process = json!({
+        "args": ["cat", "/proc/self/status"], "cwd": "/", "user": {"uid": 0, "gid": 0},
+        "env": ["PATH=/bin"], "execCPUAffinity": { "initial": "0" },
+    });
+    std::fs::write(dir.path().join("p.json"), process.to_string()).unwrap();
+    let out = rt.ok(&["exec", "--process", dir.path().join("p.json").to_str().unwrap(), &id]);
+    assert_eq!(allowed(&out), init_cpus);
+
+    // A list the kernel cannot take is refused by name before anything runs.
+    let bad = json!({
+        "args": ["true"], "cwd": "/", "user": {"uid": 0, "gid": 0}, "execCPUAffinity": { "final": "1-0" },
+    });
+    std::fs::write(dir.path().join("bad.json"), bad.to_string()).unwrap();
+    let out = rt.run(&["exec", "--process", dir.path().join("bad.json").to_str().unwrap(), &id]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("process.execCPUAffinity.final") && stderr.contains("backwards range"), "{stderr}");
+    rt.ok(&["delete", "--force", &id]);
+    rt.assert_gone(&id);
+}

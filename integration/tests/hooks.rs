@@ -195,17 +195,52 @@ fn every_hook_runs_at_its_moment_with_state_args_env_and_namespaces() {
 }
 
 #[test]
-fn hooks_without_env_get_an_empty_environment() {
+fn hooks_without_env_inherit_what_runc_gives_them_and_an_empty_env_stays_empty() {
+    // runc runs hooks with Go's exec and the hook's Env: absent (nil) inherits, as Go does.
     let rt = Runtime::new();
     let bundle = Bundle::new(&["true"]);
     let log = HookLog::new(&bundle);
-    let mut hook = log.host_hook("prestart");
-    hook.as_object_mut().unwrap().remove("env");
-    bundle.edit(|c| c["hooks"] = json!({ "prestart": [hook] }));
+    let without_env = |name: &str| {
+        let mut hook = log.host_hook(name);
+        hook.as_object_mut().unwrap().remove("env");
+        hook
+    };
+    let mut empty = log.host_hook("empty");
+    empty["env"] = json!([]);
+    // startContainer runs the rootfs's /record with the container's busybox sh.
+    let in_container = json!({ "path": "/record", "args": ["record", "startContainer", "/hooklog"] });
+    bundle.edit(|c| {
+        c["process"]["env"] = json!(["PATH=/usr/bin:/bin", "FROM_PROCESS=yes"]);
+        c["hooks"] = json!({
+            "prestart": [without_env("prestart"), empty],
+            "createContainer": [without_env("createContainer")],
+            "startContainer": [in_container],
+            "poststop": [without_env("poststop")],
+        });
+    });
     let id = unique_id("hookenv");
-    let (code, _, stderr) = rt.run_container(&bundle, &id);
-    assert_eq!(code, 0, "{stderr}");
-    assert_eq!(log.read("env", "prestart"), "");
+    let b = bundle.path().to_str().unwrap();
+    let out = rt.command(&["run", "--bundle", b, &id]).env("FROM_RUNTIME", "yes").output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let env = |name: &str| -> Vec<String> { log.read("env", name).lines().map(str::to_string).collect() };
+    // In the runtime's namespaces: the runtime's environment.
+    for name in ["prestart", "poststop"] {
+        let env = env(name);
+        assert!(env.contains(&"FROM_RUNTIME=yes".to_string()), "{name}: {env:?}");
+        assert!(!env.contains(&"FROM_PROCESS=yes".to_string()), "{name}: {env:?}");
+    }
+    // Run by the container's init: the process's environment, with HOME once the root is the
+    // container's (startContainer).
+    for name in ["createContainer", "startContainer"] {
+        let env = env(name);
+        assert!(env.contains(&"FROM_PROCESS=yes".to_string()), "{name}: {env:?}");
+        assert!(env.contains(&"PATH=/usr/bin:/bin".to_string()), "{name}: {env:?}");
+        assert!(!env.iter().any(|kv| kv.starts_with("FROM_RUNTIME=")), "{name}: {env:?}");
+    }
+    assert!(env("startContainer").contains(&"HOME=/root".to_string()), "{:?}", env("startContainer"));
+    // "env": [] is an empty environment (the shell may add PWD and friends; nothing inherited).
+    let empty = env("empty");
+    assert!(!empty.iter().any(|kv| kv.starts_with("FROM_") || kv.starts_with("PATH=")), "{empty:?}");
     rt.assert_gone(&id);
 }
 

@@ -231,3 +231,34 @@ fn real_time_signals_reach_the_container_by_number_and_name() {
     rt.ok(&["delete", &id]);
     rt.assert_gone(&id);
 }
+
+#[test]
+fn check_before_update_refuses_a_memory_limit_below_the_usage_and_keeps_the_old_one() {
+    let rt = Runtime::new();
+    // 16 MiB in the container's tmpfs, charged to its memory cgroup, then idle.
+    let bundle = Bundle::new(&[
+        "sh",
+        "-c",
+        "dd if=/dev/zero of=/dev/shm/fill bs=1M count=16 2>/dev/null; touch /dev/shm/done; sleep 60",
+    ]);
+    bundle.edit(|c| {
+        c["linux"]["resources"] = json!({"memory": {"limit": 67108864, "checkBeforeUpdate": true}});
+    });
+    let id = berth_integration::unique_id("checkupd");
+    rt.ok(&["run", "--detach", "--bundle", bundle.path().to_str().unwrap(), &id]);
+    wait_until("the tmpfs to fill", Duration::from_secs(20), || {
+        rt.run(&["exec", &id, "test", "-e", "/dev/shm/done"]).status.success()
+    });
+    let limit_file =
+        if host_is_v2() { "/sys/fs/cgroup/memory.max" } else { "/sys/fs/cgroup/memory/memory.limit_in_bytes" };
+    let out = rt.run(&["update", "--memory", "4m", &id]);
+    assert!(!out.status.success(), "a 4 MiB limit under 16 MiB of use was set");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("rejecting memory limit 4194304 below usage"), "{stderr}");
+    assert_eq!(rt.ok(&["exec", &id, "cat", limit_file]), "67108864\n");
+    // A limit above the usage goes through.
+    rt.ok(&["update", "--memory", "32m", &id]);
+    assert_eq!(rt.ok(&["exec", &id, "cat", limit_file]), "33554432\n");
+    rt.ok(&["delete", "--force", &id]);
+    rt.assert_gone(&id);
+}

@@ -1,5 +1,11 @@
 //! OCI hooks: the container state on stdin, the hook's own args and env, and a timeout. A
 //! failing hook fails the operation it belongs to (except poststart/poststop, which warn).
+//!
+//! A hook whose `env` is absent gets the environment runc gives it (runc runs hooks with Go's
+//! exec and a nil Env, which inherits): the runtime's own for the hooks run in the runtime's
+//! namespaces (prestart, createRuntime, poststart, poststop), the container process's for the
+//! ones run by the container's init (createContainer, startContainer). `"env": []` is an empty
+//! environment, as with runc.
 
 use anyhow::{bail, Context, Result};
 use oci_spec::runtime::Hook;
@@ -10,21 +16,40 @@ use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// The environment a hook without `env` inherits.
+#[derive(Debug, Clone, Copy)]
+pub enum Inherit<'a> {
+    /// This process's (a hook run in the runtime's namespaces).
+    Runtime,
+    /// The container process's `KEY=value` list (a hook run by the container's init).
+    Process(&'a [String]),
+}
+
+impl Inherit<'_> {
+    fn env(self) -> Vec<Vec<u8>> {
+        match self {
+            Inherit::Runtime => std::env::vars_os().map(|(k, v)| [k.as_bytes(), b"=", v.as_bytes()].concat()).collect(),
+            Inherit::Process(env) => env.iter().map(|kv| kv.as_bytes().to_vec()).collect(),
+        }
+    }
+}
+
 /// Runs each hook in order, stopping at the first failure.
-pub fn run_all(hooks: &[Hook], state: &serde_json::Value, phase: &str) -> Result<()> {
+pub fn run_all(hooks: &[Hook], state: &serde_json::Value, phase: &str, inherit: Inherit) -> Result<()> {
     let input = state.to_string();
     for hook in hooks {
-        run(hook, &input).with_context(|| format!("{phase} hook {}", hook.path().display()))?;
+        run(hook, &input, inherit).with_context(|| format!("{phase} hook {}", hook.path().display()))?;
     }
     Ok(())
 }
 
 /// Runs every hook, logging a warning for each failure (poststart, poststop: the spec has the
-/// remaining hooks and the lifecycle continue as if it had succeeded).
+/// remaining hooks and the lifecycle continue as if it had succeeded). They run in the runtime's
+/// namespaces.
 pub fn run_all_warn(hooks: &[Hook], state: &serde_json::Value, phase: &str) {
     let input = state.to_string();
     for hook in hooks {
-        if let Err(e) = run(hook, &input) {
+        if let Err(e) = run(hook, &input, Inherit::Runtime) {
             crate::logging::warn(&format!("{phase} hook {}: {e:#}", hook.path().display()));
         }
     }
@@ -46,7 +71,7 @@ unsafe impl Send for ExecArgs {}
 unsafe impl Sync for ExecArgs {}
 
 impl ExecArgs {
-    fn new(hook: &Hook) -> Result<ExecArgs> {
+    fn new(hook: &Hook, inherit: Inherit) -> Result<ExecArgs> {
         let cstr =
             |s: &[u8]| CString::new(s).with_context(|| format!("{:?} contains a NUL byte", String::from_utf8_lossy(s)));
         let path = cstr(hook.path().as_os_str().as_bytes())?;
@@ -54,15 +79,18 @@ impl ExecArgs {
         if args.is_empty() {
             args.push(path.clone());
         }
-        let env: Vec<CString> = hook.env().iter().flatten().map(|e| cstr(e.as_bytes())).collect::<Result<_>>()?;
+        let env: Vec<CString> = match hook.env() {
+            Some(env) => env.iter().map(|e| cstr(e.as_bytes())).collect::<Result<_>>()?,
+            None => inherit.env().iter().map(|e| cstr(e)).collect::<Result<_>>()?,
+        };
         let ptrs = |v: &[CString]| v.iter().map(|c| c.as_ptr()).chain([std::ptr::null()]).collect::<Vec<_>>();
         let (argv, envp) = (ptrs(&args), ptrs(&env));
         Ok(ExecArgs { path, _strings: args.into_iter().chain(env).collect(), argv, envp })
     }
 }
 
-fn run(hook: &Hook, state: &str) -> Result<()> {
-    let exec = ExecArgs::new(hook)?;
+fn run(hook: &Hook, state: &str, inherit: Inherit) -> Result<()> {
+    let exec = ExecArgs::new(hook, inherit)?;
     let mut cmd = Command::new(hook.path());
     cmd.env_clear().stdin(Stdio::piped());
     // SAFETY: the closure runs in the forked child once stdio is set up and only calls execve,

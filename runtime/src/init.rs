@@ -105,7 +105,16 @@ pub fn run(args: InitArgs, sync: &SyncSocket) -> Result<Infallible> {
     if let Some(hooks) = spec.hooks() {
         sync.send(&Message::RunCreateRuntimeHooks)?;
         sync.expect(Message::HooksDone)?;
-        crate::hooks::run_all(hooks.create_container().as_deref().unwrap_or_default(), &hook_state, "createContainer")?;
+        // Before the switch the container's /etc/passwd is not at /: the process env without the
+        // HOME it gets later, as runc's init has it at this point.
+        let env = process.env().clone().unwrap_or_default();
+        let inherit = crate::hooks::Inherit::Process(&env);
+        crate::hooks::run_all(
+            hooks.create_container().as_deref().unwrap_or_default(),
+            &hook_state,
+            "createContainer",
+            inherit,
+        )?;
     }
 
     // 4. the switch.
@@ -159,9 +168,14 @@ pub fn run(args: InitArgs, sync: &SyncSocket) -> Result<Infallible> {
     if let Some(hooks) = spec.hooks() {
         let mut state = hook_state.clone();
         state["status"] = serde_json::json!("created");
-        if let Err(e) =
-            crate::hooks::run_all(hooks.start_container().as_deref().unwrap_or_default(), &state, "startContainer")
-        {
+        let env = process_env(process);
+        let inherit = crate::hooks::Inherit::Process(&env);
+        if let Err(e) = crate::hooks::run_all(
+            hooks.start_container().as_deref().unwrap_or_default(),
+            &state,
+            "startContainer",
+            inherit,
+        ) {
             // `start` reports it (nobody reads the sync socket any more).
             let msg: String = format!("E{e:#}").chars().take(4000).collect();
             let _ = nix::unistd::write(&fifo, msg.as_bytes());
@@ -226,11 +240,7 @@ pub fn prepare_process(
     }
     // cwd inside the root (never a leaked host directory), then the program to run.
     enter_cwd(process.cwd())?;
-    let mut env: Vec<String> = process.env().clone().unwrap_or_default();
-    if !env.iter().any(|kv| kv.starts_with("HOME=")) {
-        // As runc and crun: HOME from the container's /etc/passwd, "/" without an entry.
-        env.push(format!("HOME={}", home_of(process.user().uid())));
-    }
+    let env = process_env(process);
     let argv = process.args().clone().unwrap_or_default();
     let first = argv.first().context("process.args is empty")?;
     let program = find_executable(first, &env)?;
@@ -240,6 +250,16 @@ pub fn prepare_process(
         let _ = nix::fcntl::fcntl(unsafe_borrow(fd), nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()));
     }
     Ok(PreparedProcess { program, argv: to_cstrings(&argv)?, env: to_cstrings(&env)?, seccomp })
+}
+
+/// The program's environment: process.env, plus HOME from the container's /etc/passwd ("/"
+/// without an entry) when it has none, as runc and crun do. Call inside the container's root.
+fn process_env(process: &Process) -> Vec<String> {
+    let mut env: Vec<String> = process.env().clone().unwrap_or_default();
+    if !env.iter().any(|kv| kv.starts_with("HOME=")) {
+        env.push(format!("HOME={}", home_of(process.user().uid())));
+    }
+    env
 }
 
 impl PreparedProcess {

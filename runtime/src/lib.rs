@@ -10,6 +10,7 @@ pub mod clone_binary;
 pub mod console;
 pub mod container;
 pub mod copy_tree;
+pub mod cpu_affinity;
 pub mod features;
 pub mod hooks;
 pub mod init;

@@ -162,9 +162,13 @@ pub fn validate(spec: &Spec) -> Result<()> {
     if let Some(p) = process.io_priority() {
         crate::io_priority::compile(p)?;
     }
-    if process.exec_cpu_affinity().is_some() {
-        bail!("process.execCPUAffinity is not supported by berth-runtime yet");
+    if linux.net_devices().as_ref().is_some_and(|d| !d.is_empty()) {
+        bail!(
+            "linux.netDevices (moving host network devices into the container) is not supported by berth-runtime yet"
+        );
     }
+    // For the processes `exec` runs later (as runc: config.json's is their default).
+    crate::cpu_affinity::Plan::of(process)?;
     for mount in spec.mounts().iter().flatten() {
         if !mount.destination().is_absolute() {
             bail!("mount destination {:?} must be absolute", mount.destination());

@@ -228,7 +228,7 @@ impl Copier<'_> {
         let how = OpenHow::new().flags(OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC).resolve(
             ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS | ResolveFlag::RESOLVE_NO_MAGICLINKS,
         );
-        let parent_fd = fcntl::openat2(self.root, parent, how)
+        let parent_fd = berth_runtime::safe_path::retry_on_rename_race(|| fcntl::openat2(self.root, parent, how))
             .with_context(|| format!("opening {} in the volume", parent.display()))?;
         let old = first.file_name().context("a hard link's first name")?;
         unistd::linkat(&parent_fd, old, dst, name, AtFlags::empty())?;

@@ -265,6 +265,9 @@ impl CgroupPaths {
             crate::logging::warn("linux.resources.memory.kernelTCP cannot be applied on this host (no kernel TCP memory limit in its cgroups); ignored");
             writes.retain(|(file, _)| file != KERNEL_TCP_V1);
         }
+        if r.memory().as_ref().and_then(|m| m.check_before_update()) == Some(true) {
+            self.check_memory_usage(&writes)?;
+        }
         let mut done = vec![false; writes.len()];
         for i in 0..writes.len() {
             if done[i] {
@@ -283,6 +286,27 @@ impl CgroupPaths {
                 (result, _) => result?,
             }
             done[i] = true;
+        }
+        Ok(())
+    }
+
+    /// `memory.checkBeforeUpdate` (runc 1.2): a memory limit below what the container uses now is
+    /// refused, rather than left to the kernel's reclaim and OOM killer (v2) or a bare EBUSY (v1).
+    fn check_memory_usage(&self, writes: &[Write]) -> Result<()> {
+        let (limit_file, usage_file) = if self.mode == Mode::V2 {
+            ("memory.max", "memory.current")
+        } else {
+            ("memory.limit_in_bytes", "memory.usage_in_bytes")
+        };
+        let Some(limit) = writes.iter().find(|(f, _)| f == limit_file).and_then(|(_, v)| v.parse::<u64>().ok()) else {
+            return Ok(()); // no limit, or "max"/-1
+        };
+        let Some(dir) = self.dirs.iter().find(|d| d.join(usage_file).exists()) else { return Ok(()) };
+        let path = dir.join(usage_file);
+        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        let usage: u64 = text.trim().parse().with_context(|| format!("parsing {} ({text:?})", path.display()))?;
+        if limit < usage {
+            bail!("rejecting memory limit {limit} below usage {usage} (linux.resources.memory.checkBeforeUpdate)");
         }
         Ok(())
     }

@@ -6,6 +6,7 @@
 //! this process's child only until `create` exits; then the caller's subreaper adopts it.
 
 use crate::cgroups::CgroupPaths;
+use crate::hooks::Inherit;
 use crate::init::InitArgs;
 use crate::namespaces::Plan;
 use crate::state::{LockedDir, State, Status, EXEC_FIFO};
@@ -248,8 +249,18 @@ fn setup(
                 if let Some(hooks) = spec.hooks() {
                     let st = state.oci_json(Status::Creating);
                     undo.poststop = Some(state.oci_json(Status::Stopped));
-                    crate::hooks::run_all(hooks.prestart().as_deref().unwrap_or_default(), &st, "prestart")?;
-                    crate::hooks::run_all(hooks.create_runtime().as_deref().unwrap_or_default(), &st, "createRuntime")?;
+                    crate::hooks::run_all(
+                        hooks.prestart().as_deref().unwrap_or_default(),
+                        &st,
+                        "prestart",
+                        Inherit::Runtime,
+                    )?;
+                    crate::hooks::run_all(
+                        hooks.create_runtime().as_deref().unwrap_or_default(),
+                        &st,
+                        "createRuntime",
+                        Inherit::Runtime,
+                    )?;
                 }
                 parent_sock.send(&Message::HooksDone)?;
             }

@@ -179,6 +179,7 @@ pub fn exec(root: &Path, opts: &ExecOptions) -> Result<i32> {
     let seccomp = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()).map(crate::seccomp::compile).transpose()?;
     let memory_policy =
         spec.linux().as_ref().and_then(|l| l.memory_policy().as_ref()).map(crate::mempolicy::compile).transpose()?;
+    let affinity = crate::cpu_affinity::Plan::of(&process)?;
     let namespaces = init_namespaces(&spec, c.state.pid)?;
     let (ours, theirs): (Option<OwnedFd>, Option<OwnedFd>) = if own_pty {
         let (a, b) = nix::sys::socket::socketpair(
@@ -219,11 +220,14 @@ pub fn exec(root: &Path, opts: &ExecOptions) -> Result<i32> {
     let mut c = Some(c);
     let setup = (|| -> Result<()> {
         let container = c.as_ref().context("the container lock is gone")?;
+        let child_pid = nix::unistd::Pid::from_raw(pid);
+        affinity.before_cgroup(child_pid)?;
         if opts.cgroups.is_empty() {
             container.state.cgroup.join_exec(pid, container.state.pid)?;
         } else {
             container.state.cgroup.join_exec_sub(pid, &opts.cgroups)?;
         }
+        affinity.after_cgroup(child_pid)?;
         if paused {
             // The process is frozen with the container until someone resumes it, which needs
             // the lock (dropping it unlocks the flock the child inherited too).

@@ -224,6 +224,10 @@ pub fn update(root: &Path, id: &str, source: &Source) -> Result<()> {
             to_write["memory"][other] = merged["memory"][other].clone();
         }
     }
+    // The config's memory.checkBeforeUpdate governs every later memory update (runc 1.2).
+    if to_write["memory"].is_object() && to_write["memory"]["checkBeforeUpdate"].is_null() {
+        to_write["memory"]["checkBeforeUpdate"] = merged["memory"]["checkBeforeUpdate"].clone();
+    }
     let to_write: LinuxResources = serde_json::from_value(to_write).context("resources to update")?;
     c.state.cgroup.apply_resources(&to_write)?;
     if to_write.devices().as_ref().is_some_and(|d| !d.is_empty()) {
