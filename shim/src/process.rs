@@ -52,6 +52,8 @@ pub struct Process {
     state: Mutex<State>,
     exited: Condvar,
     exit_fd: Arc<OwnedFd>,
+    /// Readable once the process was deleted: its stdin FIFO closes.
+    released_fd: Arc<OwnedFd>,
     stdin: Mutex<Option<StdinWriter>>,
     console: Mutex<Option<File>>,
 }
@@ -74,7 +76,8 @@ impl Process {
                 announced: false,
             }),
             exited: Condvar::new(),
-            exit_fd: Arc::new(io::exit_notifier()?),
+            exit_fd: Arc::new(io::notifier()?),
+            released_fd: Arc::new(io::notifier()?),
             stdin: Mutex::new(None),
             console: Mutex::new(None),
         }))
@@ -101,7 +104,7 @@ impl Process {
         }
         let me = self.clone();
         let done: CopyDone = Arc::new(move || me.copy_done());
-        let started = match io.start_copies(self.exit_fd.clone(), done) {
+        let started = match io.start_copies(self.exit_fd.clone(), self.released_fd.clone(), done) {
             Ok(s) => Some(s),
             Err(e) => {
                 // A process whose output would go nowhere must not run: the launch fails (the
@@ -128,7 +131,7 @@ impl Process {
     }
 
     fn reaped(&self, exit: Exit) {
-        io::notify_exit(&self.exit_fd);
+        io::notify(&self.exit_fd);
         self.lock().reaped = Some(exit);
         self.try_finish();
     }
@@ -217,6 +220,12 @@ impl Process {
             }
             st = self.exited.wait(st).unwrap_or_else(|e| e.into_inner());
         }
+    }
+
+    /// The process was deleted: its stdin FIFO closes (until then, what a client writes to it
+    /// is read and dropped once the process has no stdin).
+    pub fn release_stdin_fifo(&self) {
+        io::notify(&self.released_fd);
     }
 
     /// Closes the process's stdin (`CloseIO`); for a pty, sends the terminal's EOF.

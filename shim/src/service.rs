@@ -410,6 +410,7 @@ impl Task for Service {
                 }
             }
         };
+        process.release_stdin_fifo();
         let mut resp = api::DeleteResponse::new();
         resp.pid = process.pid().max(0) as u32;
         if let Some(exit) = exit {
