@@ -246,6 +246,14 @@ fn sleep_running(seconds: &str) -> bool {
     host_processes().any(|(_, c)| c == format!("sleep\0{seconds}\0").as_bytes())
 }
 
+/// The pids of the host's processes with `needle` in their command line.
+fn pids_with_arg(needle: &str) -> Vec<i32> {
+    host_processes()
+        .filter(|(_, c)| c.windows(needle.len()).any(|w| w == needle.as_bytes()))
+        .map(|(pid, _)| pid)
+        .collect()
+}
+
 #[test]
 fn detached_task_execs_is_listed_killed_and_removed_through_the_berth_shim() {
     let env = Env::start("shim-detached");
@@ -441,6 +449,39 @@ fn an_exec_reads_its_stdin_fifo_after_its_exit_until_it_is_deleted() {
     run_ok(env.ctr().args(["task", "kill", "-s", "SIGKILL", &id]));
     env.wait_task_status(&id, "STOPPED");
     env.remove(&id);
+    env.assert_forgotten(&id, Some(shim));
+}
+
+/// containerd stops a task with SIGKILL to its init alone. An init in a shared pid namespace (a
+/// pod's, the host's) leaves its children running, and they hold the output: the shim kills
+/// them before it drains the output, so the exit is reported with nothing left running.
+#[test]
+fn a_killed_init_in_a_shared_pid_namespace_takes_its_children_down_before_its_exit() {
+    let env = Env::start("shim-stop-children");
+    let id = unique_id("shim-children");
+    let log = env.scratch.path().join("children.log");
+    let tag = format!("child-of-{id}");
+    // Children that keep writing stdout and stderr: the output never idles for the drain's grace
+    // period, so the copy ends only at EOF, when every child is dead.
+    let script =
+        format!("while :; do echo {tag}; sleep 0.1; done & while :; do echo {tag} >&2; sleep 0.1; done & wait");
+    let host_pid_ns = format!("pid:/proc/{}/ns/pid", std::process::id());
+    let uri = format!("file://{}", log.display());
+    run_ok(&mut env.run(&["-d", "--log-uri", &uri, "--with-ns", &host_pid_ns], &id, &["sh", "-c", &script]));
+    env.wait_task_status(&id, "RUNNING");
+    let shim = env.shim_of(&id);
+    wait_until("both children to write", HANG_GUARD, || {
+        std::fs::read_to_string(&log).is_ok_and(|t| t.matches(&tag).count() >= 2)
+    });
+    assert!(pids_with_arg(&tag).len() >= 3, "the init and its two children do not run");
+
+    run_ok(env.ctr().args(["task", "kill", "-s", "SIGKILL", &id]));
+    // STOPPED: the exit is final, which the shim makes it only once the output was copied.
+    env.wait_task_status(&id, "STOPPED");
+    let left = pids_with_arg(&tag);
+    assert!(left.is_empty(), "the exit of {id} was reported while its children {left:?} still ran");
+    let rm = env.remove(&id);
+    assert!(rm.stderr.contains("exit code 137"), "{rm}");
     env.assert_forgotten(&id, Some(shim));
 }
 
