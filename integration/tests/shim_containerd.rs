@@ -7,7 +7,7 @@
 //! which proves that the shim only speaks runc's command line to its runtime.
 
 use berth_integration::engines::berth::{self};
-use berth_integration::engines::containerd::Containerd;
+use berth_integration::engines::containerd::{Containerd, CTR};
 use berth_integration::engines::image::{BusyboxImage, IMAGE_REF};
 use berth_integration::engines::process::{run, run_ok, Background, Outcome, HANG_GUARD};
 use berth_integration::engines::scratch::Scratch;
@@ -168,6 +168,24 @@ impl Env {
         }
     }
 
+    /// `ctr events` into a file, subscribed once this returns; the events stop with the
+    /// returned process.
+    fn subscribe_events(&self) -> (Background, PathBuf) {
+        let events_file = self.scratch.path().join("events.txt");
+        let mut events_cmd = self.ctr();
+        events_cmd.arg("events");
+        let events =
+            Background::spawn(&mut through_shell(&format!("exec \"$@\" > '{}'", events_file.display()), &events_cmd));
+        // ctr events subscribes asynchronously: create and remove probe containers until it shows one.
+        wait_until("ctr events to be subscribed", HANG_GUARD, || {
+            let probe = unique_id("shim-ev-probe");
+            run_ok(self.ctr().args(["containers", "create", IMAGE_REF, &probe]));
+            run_ok(self.ctr().args(["containers", "rm", &probe]));
+            std::fs::read_to_string(&events_file).is_ok_and(|t| t.contains("shim-ev-probe"))
+        });
+        (events, events_file)
+    }
+
     /// `ctr task rm ID` and `ctr containers rm ID`; returns what task rm said (it reports a
     /// non-zero exit code from the shim's DeleteResponse).
     fn remove(&self, id: &str) -> Outcome {
@@ -213,13 +231,27 @@ fn ctr_run_rm_with_the_berth_shim_passes_output_and_exit_codes() {
     env.assert_forgotten(&id, None);
 }
 
+/// The host's processes that have a command line (not zombies, not kernel threads): pid and
+/// NUL-separated arguments.
+fn host_processes() -> impl Iterator<Item = (i32, Vec<u8>)> {
+    std::fs::read_dir("/proc").into_iter().flatten().flatten().filter_map(|e| {
+        let pid = e.file_name().to_str()?.parse::<i32>().ok()?;
+        let cmdline = std::fs::read(e.path().join("cmdline")).ok().filter(|c| !c.is_empty())?;
+        Some((pid, cmdline))
+    })
+}
+
 /// Whether a `sleep SECONDS` process runs on the host.
 fn sleep_running(seconds: &str) -> bool {
-    std::fs::read_dir("/proc")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .any(|e| std::fs::read(e.path().join("cmdline")).is_ok_and(|c| c == format!("sleep\0{seconds}\0").as_bytes()))
+    host_processes().any(|(_, c)| c == format!("sleep\0{seconds}\0").as_bytes())
+}
+
+/// The pids of the host's processes with `needle` in their command line.
+fn pids_with_arg(needle: &str) -> Vec<i32> {
+    host_processes()
+        .filter(|(_, c)| c.windows(needle.len()).any(|w| w == needle.as_bytes()))
+        .map(|(pid, _)| pid)
+        .collect()
 }
 
 #[test]
@@ -282,6 +314,174 @@ fn terminal_task_and_exec_get_a_pty_and_their_exit_codes_through_the_berth_shim(
     run_ok(env.ctr().args(["task", "kill", "-s", "SIGKILL", &id]));
     env.wait_task_status(&id, "STOPPED");
     env.remove(&id);
+    env.assert_forgotten(&id, Some(shim));
+}
+
+/// `ctr task exec [-t] --exec-id EXEC ID ARGS`.
+fn exec_cmd(env: &Env, id: &str, exec_id: &str, tty: bool, args: &[&str]) -> Command {
+    let mut exec = env.ctr();
+    exec.args(["task", "exec"]);
+    if tty {
+        exec.arg("-t");
+    }
+    exec.args(["--exec-id", exec_id, "--fifo-dir"]).arg(&env.fifo_dir).arg(id).args(args);
+    exec
+}
+
+#[test]
+fn every_short_exec_prints_its_output_with_a_terminal_and_with_stdin() {
+    let env = Env::start("shim-short-exec");
+    let id = unique_id("shim-short");
+    run_ok(&mut env.run(&["-d"], &id, &["sleep", "300"]));
+    env.wait_task_status(&id, "RUNNING");
+    let shim = env.shim_of(&id);
+    let mut lost = Vec::new();
+    for n in 0..20 {
+        let line = format!("hello-{n}");
+        let out = in_a_terminal(&exec_cmd(&env, &id, &format!("tty-{n}"), true, &["echo", &line]));
+        if out.code != 0 || !out.stdout.contains(&line) {
+            lost.push(format!("exec -t #{n}: {out}"));
+        }
+        // Without a terminal, with stdin still being written when the process exits.
+        let exec = exec_cmd(&env, &id, &format!("stdin-{n}"), false, &["echo", &line]);
+        let out = run(&mut through_shell("yes | \"$@\"", &exec));
+        if out.code != 0 || out.stdout != format!("{line}\n") {
+            lost.push(format!("exec with stdin #{n}: {out}"));
+        }
+    }
+    assert!(lost.is_empty(), "{} of 40 execs lost their output:\n{}", lost.len(), lost.join("\n"));
+    run_ok(env.ctr().args(["task", "kill", "-s", "SIGKILL", &id]));
+    env.wait_task_status(&id, "STOPPED");
+    env.remove(&id);
+    env.assert_forgotten(&id, Some(shim));
+}
+
+/// The stdin FIFO ctr made for exec `exec_id` (in a directory of its own under `fifo_dir`).
+fn exec_stdin_fifo(fifo_dir: &Path, exec_id: &str) -> Option<PathBuf> {
+    std::fs::read_dir(fifo_dir)
+        .ok()?
+        .flatten()
+        .map(|dir| dir.path().join(format!("{exec_id}-stdin")))
+        .find(|fifo| fifo.exists())
+}
+
+/// Opens `fifo` for writing without waiting: fails (ENXIO) unless someone reads it.
+fn open_fifo_writer(fifo: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new().write(true).custom_flags(libc::O_NONBLOCK).open(fifo)
+}
+
+/// The pid of the ctr process whose command line names `exec_id`.
+fn ctr_pid(exec_id: &str) -> i32 {
+    let argv0 = format!("{CTR}\0");
+    host_processes()
+        .find(|(_, c)| c.starts_with(argv0.as_bytes()) && c.windows(exec_id.len()).any(|w| w == exec_id.as_bytes()))
+        .map(|(pid, _)| pid)
+        .unwrap_or_else(|| panic!("no ctr process for exec {exec_id}"))
+}
+
+/// What a pty's master can read now (its slave's output).
+fn terminal_output(master: std::os::fd::OwnedFd) -> String {
+    use nix::fcntl::{fcntl, FcntlArg, OFlag};
+    use std::io::Read;
+    fcntl(&master, FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).expect("a non-blocking pty master");
+    let mut output = Vec::new();
+    // EAGAIN: nothing more; EIO: the slave was closed and everything was read.
+    let _ = std::fs::File::from(master).read_to_end(&mut output);
+    String::from_utf8_lossy(&output).into_owned()
+}
+
+fn send_signal(pid: i32, signal: i32) {
+    // SAFETY: kill has no memory-safety preconditions; `pid` is a ctr this test started.
+    assert_eq!(unsafe { libc::kill(pid, signal) }, 0, "kill({pid}, {signal}): {}", std::io::Error::last_os_error());
+}
+
+/// containerd's CRI writes an exec's stdin FIFO itself and, with a terminal, stops reading the
+/// output as soon as a write fails: a shim that closed the FIFO at the exit cost the output. As
+/// the runc shim, ours reads it (and drops what comes after the exit) until the exec is deleted.
+#[test]
+fn an_exec_reads_its_stdin_fifo_after_its_exit_until_it_is_deleted() {
+    use std::io::Write;
+    let env = Env::start("shim-exec-stdin");
+    let (_events, events_file) = env.subscribe_events();
+    let id = unique_id("shim-keep-stdin");
+    run_ok(&mut env.run(&["-d"], &id, &["sleep", "300"]));
+    env.wait_task_status(&id, "RUNNING");
+    let shim = env.shim_of(&id);
+    for tty in [false, true] {
+        let exec_id = unique_id(if tty { "tty" } else { "pipe" });
+        let mut exec = exec_cmd(&env, &id, &exec_id, tty, &["sh", "-c", "read line; echo got-$line"]);
+        // ctr's own stdin stays open and silent, as a terminal nobody types into (a pty of the
+        // test's, not script(1): script stops itself when its child is stopped).
+        let (mut ctr, terminal, silent_pipe) = if tty {
+            let pty = nix::pty::openpty(None, None).expect("a pseudo-terminal");
+            (Background::spawn_with_stdin(&mut exec, std::fs::File::from(pty.slave)), Some(pty.master), None)
+        } else {
+            let (silent, writer) = std::io::pipe().expect("a pipe");
+            (Background::spawn_with_stdin(&mut exec, silent), None, Some(writer))
+        };
+        // The test is the second writer of the stdin FIFO, as containerd's CRI is its writer.
+        let mut client = None;
+        ctr.wait_for("the shim to read the exec's stdin FIFO", HANG_GUARD, || {
+            client = exec_stdin_fifo(&env.fifo_dir, &exec_id).and_then(|fifo| open_fifo_writer(&fifo).ok());
+            client.is_some()
+        });
+        let mut client = client.expect("the stdin FIFO's writer");
+        // A stopped ctr cannot delete the exec after its exit.
+        let pid = ctr_pid(&exec_id);
+        send_signal(pid, libc::SIGSTOP);
+        client.write_all(b"go\n").expect("writing the exec's stdin");
+        let exit_event = |t: &str| t.lines().any(|l| l.contains("/tasks/exit") && l.contains(&exec_id));
+        wait_until("the exec's exit event", HANG_GUARD, || {
+            std::fs::read_to_string(&events_file).is_ok_and(|t| exit_event(&t))
+        });
+        let late = client.write_all(b"after the exit\n");
+        send_signal(pid, libc::SIGCONT);
+        assert!(late.is_ok(), "exec {exec_id} (terminal: {tty}): stdin closed at its exit: {late:?}");
+        let out = ctr.wait();
+        drop(silent_pipe);
+        // With -t, ctr writes the output to its terminal.
+        let output = terminal.map_or_else(|| out.stdout.clone(), terminal_output);
+        assert!(out.code == 0 && output.contains("got-go"), "exec {exec_id} (terminal: {tty}): {output:?} {out}");
+        // ctr deleted the exec: the shim closes the FIFO.
+        wait_until("the shim to close the deleted exec's stdin FIFO", HANG_GUARD, || client.write_all(b"x").is_err());
+    }
+    run_ok(env.ctr().args(["task", "kill", "-s", "SIGKILL", &id]));
+    env.wait_task_status(&id, "STOPPED");
+    env.remove(&id);
+    env.assert_forgotten(&id, Some(shim));
+}
+
+/// containerd stops a task with SIGKILL to its init alone. An init in a shared pid namespace (a
+/// pod's, the host's) leaves its children running, and they hold the output: the shim kills
+/// them before it drains the output, so the exit is reported with nothing left running.
+#[test]
+fn a_killed_init_in_a_shared_pid_namespace_takes_its_children_down_before_its_exit() {
+    let env = Env::start("shim-stop-children");
+    let id = unique_id("shim-children");
+    let log = env.scratch.path().join("children.log");
+    let tag = format!("child-of-{id}");
+    // Children that keep writing stdout and stderr: the output never idles for the drain's grace
+    // period, so the copy ends only at EOF, when every child is dead.
+    let script =
+        format!("while :; do echo {tag}; sleep 0.1; done & while :; do echo {tag} >&2; sleep 0.1; done & wait");
+    let host_pid_ns = format!("pid:/proc/{}/ns/pid", std::process::id());
+    let uri = format!("file://{}", log.display());
+    run_ok(&mut env.run(&["-d", "--log-uri", &uri, "--with-ns", &host_pid_ns], &id, &["sh", "-c", &script]));
+    env.wait_task_status(&id, "RUNNING");
+    let shim = env.shim_of(&id);
+    wait_until("both children to write", HANG_GUARD, || {
+        std::fs::read_to_string(&log).is_ok_and(|t| t.matches(&tag).count() >= 2)
+    });
+    assert!(pids_with_arg(&tag).len() >= 3, "the init and its two children do not run");
+
+    run_ok(env.ctr().args(["task", "kill", "-s", "SIGKILL", &id]));
+    // STOPPED: the exit is final, which the shim makes it only once the output was copied.
+    env.wait_task_status(&id, "STOPPED");
+    let left = pids_with_arg(&tag);
+    assert!(left.is_empty(), "the exit of {id} was reported while its children {left:?} still ran");
+    let rm = env.remove(&id);
+    assert!(rm.stderr.contains("exit code 137"), "{rm}");
     env.assert_forgotten(&id, Some(shim));
 }
 
@@ -352,18 +552,7 @@ fn file_and_binary_log_uris_get_the_output() {
 #[test]
 fn pause_resume_metrics_oom_and_events_through_the_berth_shim() {
     let env = Env::start("shim-events");
-    let events_file = env.scratch.path().join("events.txt");
-    let mut events_cmd = env.ctr();
-    events_cmd.arg("events");
-    let _events =
-        Background::spawn(&mut through_shell(&format!("exec \"$@\" > '{}'", events_file.display()), &events_cmd));
-    // ctr events subscribes asynchronously: create and remove probe containers until it shows one.
-    wait_until("ctr events to be subscribed", HANG_GUARD, || {
-        let probe = unique_id("shim-ev-probe");
-        run_ok(env.ctr().args(["containers", "create", IMAGE_REF, &probe]));
-        run_ok(env.ctr().args(["containers", "rm", &probe]));
-        std::fs::read_to_string(&events_file).is_ok_and(|t| t.contains("shim-ev-probe"))
-    });
+    let (_events, events_file) = env.subscribe_events();
     let id = unique_id("shim-ev");
     run_ok(&mut env.run(&["-d"], &id, &["sleep", "300"]));
     env.wait_task_status(&id, "RUNNING");

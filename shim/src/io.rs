@@ -6,7 +6,9 @@
 //!
 //! Output is drained before the process's exit is reported: each output copy runs until EOF,
 //! or, once the process has exited, until its pipe stays empty for [`DRAIN_GRACE_MS`] (a
-//! background process that inherited the pipe must not hold the exit forever).
+//! background process that inherited the pipe must not hold the exit forever). The stdin FIFO
+//! stays open until the process is deleted, as containerd's runc shim keeps it: a client whose
+//! stdin write fails may stop reading the output (containerd's CRI does, with a terminal).
 
 use crate::runtime::ProcessStdio;
 use anyhow::{bail, Context, Result};
@@ -319,8 +321,9 @@ pub struct Started {
 
 impl PreparedIo {
     /// The runtime has created the process: receive the pty master (terminal) and start the
-    /// copies. `exited` becomes readable when the process has exited.
-    pub fn start_copies(mut self, exited: Arc<OwnedFd>, done: CopyDone) -> Result<Started> {
+    /// copies. `exited` becomes readable when the process has exited, `released` when it was
+    /// deleted (the stdin FIFO closes then).
+    pub fn start_copies(mut self, exited: Arc<OwnedFd>, released: Arc<OwnedFd>, done: CopyDone) -> Result<Started> {
         let stdin: StdinWriter = Arc::new(Mutex::new(None));
         let mut started = Started { stdin: stdin.clone(), console: None, outputs: 0 };
         let (stdout_src, stderr_src) = match self.console.take() {
@@ -339,8 +342,8 @@ impl PreparedIo {
         };
         if !self.uris.stdin.is_empty() {
             let path = PathBuf::from(&self.uris.stdin);
-            let (stdin, exited) = (stdin.clone(), exited.clone());
-            spawn("stdin", move || copy_stdin(&path, &stdin, exited.as_fd()))?;
+            let stdin = stdin.clone();
+            spawn("stdin", move || copy_stdin(&path, &stdin, released.as_fd()))?;
         }
         for (src, uri) in [(stdout_src, &self.uris.stdout), (stderr_src, &self.uris.stderr)] {
             let Some(src) = src else { continue };
@@ -479,8 +482,11 @@ fn copy_output(src: &File, dest: &Dest, exited: BorrowedFd<'_>) -> Result<()> {
     }
 }
 
-/// Copies the stdin FIFO into the process until the client's EOF, `CloseIO`, or the exit.
-fn copy_stdin(path: &Path, stdin: &StdinWriter, exited: BorrowedFd<'_>) {
+/// Copies the stdin FIFO into the process until the client's EOF, then closes the process's
+/// stdin. What arrives once the process has no stdin any more (`CloseIO`, its exit) is read and
+/// dropped: the FIFO stays open until `released`, so the client never gets EPIPE before the
+/// process is deleted.
+fn copy_stdin(path: &Path, stdin: &StdinWriter, released: BorrowedFd<'_>) {
     // Non-blocking open never waits for a writer; poll then waits for the client's data.
     let fifo = match OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC).open(path) {
         Ok(f) => f,
@@ -491,10 +497,10 @@ fn copy_stdin(path: &Path, stdin: &StdinWriter, exited: BorrowedFd<'_>) {
     };
     let mut buf = vec![0u8; COPY_BUF];
     loop {
-        match poll2(fifo.as_fd(), Some(exited), -1) {
-            Ok((0, _)) => break, // exited
-            Ok(_) => {}
-            Err(_) => break,
+        match poll2(fifo.as_fd(), Some(released), -1) {
+            Ok((_, 0)) => {}
+            // Deleted (or poll failed): the FIFO closes; the process's stdin is closed already.
+            Ok(_) | Err(_) => return,
         }
         let n = match (&fifo).read(&mut buf) {
             Ok(0) => break,
@@ -508,12 +514,11 @@ fn copy_stdin(path: &Path, stdin: &StdinWriter, exited: BorrowedFd<'_>) {
         // otherwise block CloseIO and the exit handling (which close stdin) behind this write.
         let writer = {
             let guard = stdin.lock().unwrap_or_else(|e| e.into_inner());
-            let Some(w) = guard.as_ref() else { return };
-            w.try_clone()
+            guard.as_ref().and_then(|w| w.try_clone().ok())
         };
-        let Ok(mut w) = writer else { break };
-        if w.write_all(&buf[..n]).is_err() {
-            break;
+        // No writer (closed) or a failed write (the process closed its stdin): dropped.
+        if let Some(mut w) = writer {
+            let _ = w.write_all(&buf[..n]);
         }
     }
     // The client's EOF is the process's EOF (for a pty the master stays: output still flows).
@@ -547,8 +552,9 @@ pub fn resize(console: &File, width: u32, height: u32) -> Result<()> {
     Ok(())
 }
 
-/// An eventfd that becomes (and stays) readable when the process exits.
-pub fn exit_notifier() -> Result<OwnedFd> {
+/// An eventfd that becomes (and stays) readable once [`notify`] was called on it: the
+/// process's exit, its deletion.
+pub fn notifier() -> Result<OwnedFd> {
     // SAFETY: eventfd has no memory preconditions; the result is checked.
     let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
     if fd < 0 {
@@ -558,8 +564,8 @@ pub fn exit_notifier() -> Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-/// Makes the exit notifier readable (for good: nobody reads it).
-pub fn notify_exit(fd: &OwnedFd) {
+/// Makes a [`notifier`] readable (for good: nobody reads it).
+pub fn notify(fd: &OwnedFd) {
     let one = 1u64.to_ne_bytes();
     // SAFETY: writes 8 bytes from a valid local buffer to an eventfd we own.
     let _ = unsafe { libc::write(fd.as_raw_fd(), one.as_ptr().cast(), one.len()) };

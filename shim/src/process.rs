@@ -1,7 +1,9 @@
 //! One container process as the shim tracks it: the init (exec id "") or an exec. It knows its
 //! stdio, its pid once the runtime started it, and its exit. The exit becomes visible (state,
 //! `Wait`, the `TaskExit` event) only once both the reaper reported it and every output copy
-//! drained, so a client never sees the exit before the last byte of output.
+//! drained, so a client never sees the exit before the last byte of output. An init that shares
+//! a pid namespace leaves its container's other processes running; they are killed before the
+//! drain, which would otherwise wait for the output pipes they hold.
 
 use crate::io::{self, CopyDone, PreparedIo, StdinWriter, StdioUris};
 use crate::reaper::{Exit, Reaper};
@@ -25,11 +27,19 @@ pub enum Status {
 /// child (nothing would reap it).
 pub type ExitHook = Box<dyn FnOnce(Exit) + Send>;
 
+/// Kills the processes a container's init left behind (it shares a pid namespace, whose
+/// processes the kernel does not kill with it). Runs once the init was reaped, before its output
+/// is drained, on a thread of its own: it may wait for a child (the runtime), which the reaper's
+/// thread must be free to collect.
+pub type KillRest = Box<dyn FnOnce() + Send>;
+
 struct State {
     pid: i32,
     started: bool,
     /// The reaper's report, held until the output is drained.
     reaped: Option<Exit>,
+    /// The [`KillRest`] of a reaped init is still running: no drain, no exit yet.
+    killing_rest: bool,
     /// Output copies not finished yet (can dip below zero before `io_ready`).
     copies_left: i64,
     /// All copies were counted.
@@ -52,6 +62,9 @@ pub struct Process {
     state: Mutex<State>,
     exited: Condvar,
     exit_fd: Arc<OwnedFd>,
+    /// Readable once the process was deleted: its stdin FIFO closes.
+    released_fd: Arc<OwnedFd>,
+    kill_rest: Mutex<Option<KillRest>>,
     stdin: Mutex<Option<StdinWriter>>,
     console: Mutex<Option<File>>,
 }
@@ -67,6 +80,7 @@ impl Process {
                 pid: 0,
                 started: false,
                 reaped: None,
+                killing_rest: false,
                 copies_left: 0,
                 io_ready: false,
                 exit: None,
@@ -74,7 +88,9 @@ impl Process {
                 announced: false,
             }),
             exited: Condvar::new(),
-            exit_fd: Arc::new(io::exit_notifier()?),
+            exit_fd: Arc::new(io::notifier()?),
+            released_fd: Arc::new(io::notifier()?),
+            kill_rest: Mutex::new(None),
             stdin: Mutex::new(None),
             console: Mutex::new(None),
         }))
@@ -85,7 +101,8 @@ impl Process {
     }
 
     /// The runtime created `pid` with `io`: start the copies and watch for its exit. `hook`
-    /// runs once with the final exit (after the output drained).
+    /// runs once with the final exit (after the output drained); `kill_rest` once it was
+    /// reaped, before the drain.
     pub fn launched(
         self: &Arc<Self>,
         pid: i32,
@@ -93,15 +110,17 @@ impl Process {
         io: PreparedIo,
         reaper: &Reaper,
         hook: ExitHook,
+        kill_rest: Option<KillRest>,
     ) -> Result<()> {
         {
             let mut st = self.lock();
             st.pid = pid;
             st.hook = Some(hook);
         }
+        *self.kill_rest.lock().unwrap_or_else(|e| e.into_inner()) = kill_rest;
         let me = self.clone();
         let done: CopyDone = Arc::new(move || me.copy_done());
-        let started = match io.start_copies(self.exit_fd.clone(), done) {
+        let started = match io.start_copies(self.exit_fd.clone(), self.released_fd.clone(), done) {
             Ok(s) => Some(s),
             Err(e) => {
                 // A process whose output would go nowhere must not run: the launch fails (the
@@ -127,9 +146,37 @@ impl Process {
         Ok(())
     }
 
-    fn reaped(&self, exit: Exit) {
-        io::notify_exit(&self.exit_fd);
-        self.lock().reaped = Some(exit);
+    /// On the reaper's thread.
+    fn reaped(self: &Arc<Self>, exit: Exit) {
+        let kill_rest = self.kill_rest.lock().unwrap_or_else(|e| e.into_inner()).take();
+        {
+            let mut st = self.lock();
+            st.reaped = Some(exit);
+            st.killing_rest = kill_rest.is_some();
+        }
+        let Some(kill_rest) = kill_rest else {
+            self.drain();
+            return;
+        };
+        let me = self.clone();
+        let killer = std::thread::Builder::new().name("kill-rest".into()).stack_size(64 * 1024).spawn(move || {
+            kill_rest();
+            me.rest_killed();
+        });
+        if let Err(e) = killer {
+            crate::log::warn(&format!("no thread to kill the processes left by {}: {e}", self.pid()));
+            self.rest_killed();
+        }
+    }
+
+    fn rest_killed(&self) {
+        self.lock().killing_rest = false;
+        self.drain();
+    }
+
+    /// Reaped and nothing left to kill: the output copies may stop waiting for EOF.
+    fn drain(&self) {
+        io::notify(&self.exit_fd);
         self.try_finish();
     }
 
@@ -140,7 +187,7 @@ impl Process {
 
     fn try_finish(&self) {
         let mut st = self.lock();
-        if st.exit.is_some() || !st.io_ready || st.copies_left > 0 {
+        if st.exit.is_some() || !st.io_ready || st.copies_left > 0 || st.killing_rest {
             return;
         }
         let Some(exit) = st.reaped else { return };
@@ -217,6 +264,12 @@ impl Process {
             }
             st = self.exited.wait(st).unwrap_or_else(|e| e.into_inner());
         }
+    }
+
+    /// The process was deleted: its stdin FIFO closes (until then, what a client writes to it
+    /// is read and dropped once the process has no stdin).
+    pub fn release_stdin_fifo(&self) {
+        io::notify(&self.released_fd);
     }
 
     /// Closes the process's stdin (`CloseIO`); for a pty, sends the terminal's EOF.

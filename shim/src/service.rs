@@ -6,7 +6,7 @@
 use crate::events::{self, Publisher};
 use crate::io::{self, StdioUris};
 use crate::options;
-use crate::process::{Process, Status};
+use crate::process::{KillRest, Process, Status};
 use crate::reaper::{Exit, Reaper};
 use crate::runtime::{self, Runtime, RuntimeError};
 use berth_runtime::cgroups::CgroupPaths;
@@ -132,25 +132,11 @@ impl Service {
         }
     }
 
-    /// The hook that publishes a process's `TaskExit` once its exit is final. `kill_rest`: the
-    /// init of a container without its own pid namespace, whose other processes the kernel does
-    /// not kill when it exits; the runtime kills them (as the runc shim does).
-    fn exit_hook(&self, container_id: &str, exec_id: &str, kill_rest: Option<Runtime>) -> crate::process::ExitHook {
+    /// The hook that publishes a process's `TaskExit` once its exit is final.
+    fn exit_hook(&self, container_id: &str, exec_id: &str) -> crate::process::ExitHook {
         let publisher = self.publisher.clone();
         let (container_id, exec_id) = (container_id.to_string(), exec_id.to_string());
         Box::new(move |exit: Exit| {
-            if let Some(runtime) = kill_rest {
-                // Not on this thread: it may be the reaper's, which the runtime's exit needs.
-                let id = container_id.clone();
-                let killer = std::thread::Builder::new().stack_size(64 * 1024).spawn(move || {
-                    if let Err(e) = runtime.kill(&id, libc::SIGKILL as u32, true) {
-                        crate::log::warn(&format!("killing the processes left in {id}: {e:#}"));
-                    }
-                });
-                if let Err(e) = killer {
-                    crate::log::warn(&format!("no thread to kill the processes left in {container_id}: {e}"));
-                }
-            }
             let mut ev = TaskExit::new();
             ev.container_id = container_id.clone();
             ev.id = if exec_id.is_empty() { container_id } else { exec_id };
@@ -167,7 +153,7 @@ impl Service {
         &self,
         container_id: &str,
         process: &Arc<Process>,
-        kill_rest: Option<Runtime>,
+        kill_rest: Option<KillRest>,
         run: impl FnOnce(Option<&Path>, runtime::ProcessStdio) -> anyhow::Result<PathBuf>,
     ) -> anyhow::Result<i32> {
         let mut io = io::prepare(&process.uris, container_id, &self.namespace)?;
@@ -181,7 +167,8 @@ impl Service {
         if !process.exec_id.is_empty() {
             let _ = std::fs::remove_file(&pid_file);
         }
-        process.launched(pid, since, io, &self.reaper, self.exit_hook(container_id, &process.exec_id, kill_rest))?;
+        let hook = self.exit_hook(container_id, &process.exec_id);
+        process.launched(pid, since, io, &self.reaper, hook, kill_rest)?;
         Ok(pid)
     }
 
@@ -194,7 +181,16 @@ impl Service {
         let own_pid_ns = config["linux"]["namespaces"].as_array().is_some_and(|nss| {
             nss.iter().any(|ns| ns["type"] == "pid" && ns["path"].as_str().unwrap_or("").is_empty())
         });
-        let kill_rest = (!own_pid_ns).then(|| runtime.clone());
+        // Its init's exit leaves the container's other processes running (a pod's or the host's
+        // pid namespace): the runtime kills what is left in its cgroup, as the runc shim does.
+        let kill_rest = (!own_pid_ns).then(|| {
+            let (runtime, id) = (runtime.clone(), req.id.clone());
+            Box::new(move || {
+                if let Err(e) = runtime.kill(&id, libc::SIGKILL as u32, true) {
+                    crate::log::warn(&format!("killing the processes left in {id}: {e:#}"));
+                }
+            }) as KillRest
+        });
         let uris = StdioUris {
             stdin: req.stdin.clone(),
             stdout: req.stdout.clone(),
@@ -410,6 +406,7 @@ impl Task for Service {
                 }
             }
         };
+        process.release_stdin_fifo();
         let mut resp = api::DeleteResponse::new();
         resp.pid = process.pid().max(0) as u32;
         if let Some(exit) = exit {

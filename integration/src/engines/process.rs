@@ -75,12 +75,23 @@ impl Background {
         Background::try_spawn(cmd).unwrap_or_else(|e| panic!("{e}"))
     }
 
+    /// [`Background::spawn`] with `stdin` as the command's stdin (e.g. a pipe the test keeps open).
+    pub fn spawn_with_stdin(cmd: &mut Command, stdin: impl Into<Stdio>) -> Background {
+        cmd.stdin(stdin);
+        Background::spawn_as_set(cmd).unwrap_or_else(|e| panic!("{e}"))
+    }
+
     fn try_spawn(cmd: &mut Command) -> Result<Background, String> {
+        cmd.stdin(Stdio::null());
+        Background::spawn_as_set(cmd)
+    }
+
+    /// Spawns `cmd` with the stdin it was given, stdout/stderr going to temporary files.
+    fn spawn_as_set(cmd: &mut Command) -> Result<Background, String> {
         let command = describe(cmd);
         let stdout = tempfile::tempfile().map_err(|e| format!("stdout file for {command}: {e}"))?;
         let stderr = tempfile::tempfile().map_err(|e| format!("stderr file for {command}: {e}"))?;
         let child = cmd
-            .stdin(Stdio::null())
             .stdout(stdout.try_clone().map_err(|e| format!("dup: {e}"))?)
             .stderr(stderr.try_clone().map_err(|e| format!("dup: {e}"))?)
             .spawn()
