@@ -372,7 +372,24 @@ fn volume_messages_match_docker_20_10() {
     create(&["--name", "anon", "-v", "/anon"]);
     create(&["--name", "mnt", "--mount", "type=volume,src=mvol,dst=/m,readonly"]);
     create(&["--name", "mnta", "--mount", "type=volume,dst=/ma"]);
+    create(&[
+        "--name",
+        "mntb",
+        "--mount",
+        "type=volume,src=mvol2,dst=/mb,volume-nocopy,volume-label=k=v",
+        "--mount",
+        "type=bind,src=/tmp,dst=/hb,readonly",
+        "--mount",
+        "type=bind,src=/tmp,dst=/hc,bind-propagation=rslave",
+    ]);
     let mounts = "{{range .Mounts}}{{.Type}} {{.Destination}} {{.Driver}} {{.Mode}} {{.RW}} {{.Propagation}}{{end}}";
+    // HostConfig.Mounts as JSON values: berth prints an object's keys sorted, docker in its
+    // struct's order; both leave empty fields out.
+    for name in ["mnt", "mnta", "mntb"] {
+        let args = ["inspect", "-f", "{{json .HostConfig.Mounts}}", name];
+        let parse = |out: String| serde_json::from_str::<Value>(&out).expect("HostConfig.Mounts is JSON");
+        assert_eq!(parse(b.ok(&args)), parse(run_ok(dockerd.docker().args(args))), "HostConfig.Mounts of {name}");
+    }
     let steps: &[&[&str]] = &[
         &["inspect", "-f", mounts, "anon"],
         &["inspect", "-f", mounts, "mnta"],
@@ -380,7 +397,8 @@ fn volume_messages_match_docker_20_10() {
         &["inspect", "-f", "{{json .HostConfig.Binds}}", "mnt"],
         &["inspect", "-f", "{{json .HostConfig.Binds}}", "user"],
         &["inspect", "-f", "{{json .HostConfig.Binds}}", "anon"],
-        &["rm", "-v", "anon", "mnt", "mnta"],
+        &["inspect", "-f", "{{json .HostConfig.Mounts}}", "user"],
+        &["rm", "-v", "anon", "mnt", "mnta", "mntb"],
         &["volume", "create", "--label", "a=b", "lab"],
         &["volume", "create", "lab"],
         &["volume", "ls"],

@@ -5,7 +5,7 @@
 use std::io::{self, Write};
 
 use anyhow::Result;
-use berth_proto::container_config::CreateConfig;
+use berth_proto::container_config::{CreateConfig, MountConfig};
 use berth_proto::containers::Container;
 use berth_proto::images::ListImagesRequest;
 use serde::Serialize;
@@ -303,11 +303,8 @@ fn host_config(config: &CreateConfig, runtime: &str) -> HostConfigObject {
     let mount_flags: Vec<Value> = config
         .mounts
         .iter()
-        .filter(|m| m.kind == "bind" && !m.create_source)
-        .map(|m| {
-            json!({"Type": "bind", "Source": m.source, "Target": m.target, "ReadOnly": m.read_only,
-                   "BindOptions": {"Propagation": m.propagation.clone().unwrap_or_default()}})
-        })
+        .filter(|m| (m.kind == "bind" || m.kind == "volume") && !m.create_source)
+        .map(mount_flag)
         .collect();
     let tmpfs: Map<String, Value> = config
         .mounts
@@ -358,7 +355,7 @@ fn host_config(config: &CreateConfig, runtime: &str) -> HostConfigObject {
         memory_swap: config.memory_swap.unwrap_or(0),
         pids_limit: config.pids_limit,
         ulimits: config.ulimits.iter().map(|u| json!({"Name": u.name, "Soft": u.soft, "Hard": u.hard})).collect(),
-        mounts: mount_flags,
+        mounts: (!mount_flags.is_empty()).then_some(mount_flags),
         init: config.init,
     }
 }
@@ -391,8 +388,56 @@ struct HostConfigObject {
     memory_swap: i64,
     pids_limit: Option<i64>,
     ulimits: Vec<Value>,
-    mounts: Vec<Value>,
+    /// `--mount`s (docker omits the key without any).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mounts: Option<Vec<Value>>,
     init: bool,
+}
+
+/// One `--mount` as docker's HostConfig.Mounts has it: what was asked, empty fields left out
+/// (an anonymous volume has no Source there, though berthd named it), in docker's field order.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct MountFlag<'a> {
+    #[serde(rename = "Type")]
+    kind: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    source: Option<&'a str>,
+    target: &'a str,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    read_only: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bind_options: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    volume_options: Option<VolumeOptions<'a>>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct VolumeOptions<'a> {
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    no_copy: bool,
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    labels: &'a std::collections::BTreeMap<String, String>,
+    /// docker's client makes it (empty) with the options.
+    driver_config: Value,
+}
+
+fn mount_flag(m: &MountConfig) -> Value {
+    let volume = m.kind == "volume";
+    let flag = MountFlag {
+        kind: &m.kind,
+        source: Some(m.source.as_str()).filter(|s| !s.is_empty() && !m.anonymous),
+        target: &m.target,
+        read_only: m.read_only,
+        bind_options: m.propagation.as_ref().filter(|_| !volume).map(|p| json!({ "Propagation": p })),
+        volume_options: (volume && (m.no_copy || !m.volume_labels.is_empty())).then(|| VolumeOptions {
+            no_copy: m.no_copy,
+            labels: &m.volume_labels,
+            driver_config: json!({}),
+        }),
+    };
+    serde_json::to_value(flag).unwrap_or(Value::Null)
 }
 
 /// docker's top-level Mounts list.
