@@ -9,18 +9,61 @@
 use berth_integration::engines::berthd::Berthd;
 use berth_integration::engines::image::{BusyboxImage, IMAGE_REF};
 use berth_integration::engines::netns::NetNamespace;
-use berth_integration::engines::process::Outcome;
+use berth_integration::engines::process::{run_ok, Outcome};
 use serde_json::Value;
 use std::path::PathBuf;
+use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-/// The busybox image's docker-archive, built once per test binary under cargo's tmp directory.
-fn busybox_archive() -> PathBuf {
+/// The busybox image, built once per test binary under cargo's tmp directory.
+fn busybox() -> &'static BusyboxImage {
     static IMAGE: OnceLock<BusyboxImage> = OnceLock::new();
-    IMAGE
-        .get_or_init(|| BusyboxImage::build(&PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("berth-network-image")))
-        .docker_archive()
+    IMAGE.get_or_init(|| BusyboxImage::build(&PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("berth-network-image")))
+}
+
+/// The busybox image's docker-archive.
+fn busybox_archive() -> PathBuf {
+    busybox().docker_archive()
+}
+
+/// busybox with `EXPOSE 80/tcp 5353/udp` in its config (umoci), as an OCI archive named
+/// [`EXPOSED_IMAGE`].
+const EXPOSED_IMAGE: &str = "localhost/exposed:latest";
+
+fn exposed_image_archive() -> PathBuf {
+    static ARCHIVE: OnceLock<PathBuf> = OnceLock::new();
+    ARCHIVE
+        .get_or_init(|| {
+            let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("berth-network-exposed");
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).expect("creating the image dir");
+            let layout = dir.join("oci");
+            run_ok(Command::new("cp").arg("-a").arg(busybox().layout()).arg(&layout));
+            let image = format!("{}:latest", layout.display());
+            run_ok(Command::new("umoci").args([
+                "config",
+                "--image",
+                &image,
+                "--tag",
+                "exposed",
+                "--config.exposedports",
+                "80/tcp",
+                "--config.exposedports",
+                "5353/udp",
+            ]));
+            let index_path = layout.join("index.json");
+            let mut index: Value =
+                serde_json::from_str(&std::fs::read_to_string(&index_path).expect("index.json")).expect("JSON");
+            let manifests = index["manifests"].as_array_mut().expect("manifests");
+            manifests.retain(|d| d["annotations"]["org.opencontainers.image.ref.name"] == "exposed");
+            manifests[0]["annotations"]["org.opencontainers.image.ref.name"] = EXPOSED_IMAGE.into();
+            std::fs::write(&index_path, index.to_string()).expect("writing index.json");
+            let archive = dir.join("exposed.tar");
+            run_ok(Command::new("tar").arg("-C").arg(&layout).arg("-cf").arg(&archive).arg("."));
+            archive
+        })
+        .clone()
 }
 
 /// A network namespace and a berthd inside it (default bridge on), busybox loaded. The daemon
@@ -298,6 +341,46 @@ fn published_port_reaches_the_container_and_is_released_at_rm() {
         after_rm.push(n.leak_counts());
     }
     assert_eq!(after_rm[0], after_rm[1], "a second publish and rm left something the first did not");
+}
+
+#[test]
+fn publish_all_ephemeral_ports_and_ranges_serve_from_the_host() {
+    let n = Netd::start("berth-net-pall");
+    n.b.ok(&["load", "-q", "-i", exposed_image_archive().to_str().expect("utf-8 path")]);
+    let httpd = ["httpd", "-f", "-p", "80", "-h", "/etc"];
+    let fetch =
+        |port: &str| n.ns.ok(&["busybox", "wget", "-q", "-O", "-", &format!("http://127.0.0.1:{port}/hostname")]);
+    let host_port = |listing: &str, key: &str| -> String {
+        let line = listing.lines().find(|l| l.starts_with(key)).unwrap_or_else(|| panic!("no {key} in {listing}"));
+        line.rsplit(':').next().unwrap_or_default().to_string()
+    };
+
+    // -P: every EXPOSEd port of the image on a port the kernel picks.
+    let all =
+        n.run_d(&["-P", "--hostname", "allhost", EXPOSED_IMAGE].iter().chain(&httpd).copied().collect::<Vec<_>>());
+    let ports = n.b.ok(&["port", &all]);
+    assert_eq!(ports.lines().count(), 2, "{ports}");
+    let (tcp, udp) = (host_port(&ports, "80/tcp -> 0.0.0.0:"), host_port(&ports, "5353/udp -> 0.0.0.0:"));
+    assert!(tcp.parse::<u16>().is_ok_and(|p| p > 1024) && udp.parse::<u16>().is_ok(), "{ports}");
+    assert_eq!(fetch(&tcp).trim(), "allhost");
+
+    // -p CONTAINER: one ephemeral host port; -p A-B:C-D: ranges paired up.
+    let one = n.run_d(
+        &["-p", "80", "-p", "18090-18091:80-81", "--hostname", "onehost", IMAGE_REF]
+            .iter()
+            .chain(&httpd)
+            .copied()
+            .collect::<Vec<_>>(),
+    );
+    let ports = n.b.ok(&["port", &one, "80"]);
+    let lines: Vec<&str> = ports.lines().collect();
+    assert_eq!(lines.len(), 2, "{ports}");
+    assert!(lines.contains(&"0.0.0.0:18090"), "{ports}");
+    let ephemeral = lines.iter().find(|l| **l != "0.0.0.0:18090").map(|l| host_port(l, "0.0.0.0:")).unwrap_or_default();
+    assert_eq!(fetch(&ephemeral).trim(), "onehost");
+    assert_eq!(fetch("18090").trim(), "onehost");
+    assert_eq!(n.b.ok(&["port", &one, "81"]).trim(), "0.0.0.0:18091");
+    n.b.remove_all_containers();
 }
 
 #[test]
