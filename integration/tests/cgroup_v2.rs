@@ -322,3 +322,25 @@ fn v2_exec_joins_inits_cgroup_when_the_container_delegated_its_own() {
     rt.ok(&["delete", "--force", &id]);
     rt.assert_gone(&id);
 }
+
+#[test]
+fn init_is_born_in_its_cgroup_and_its_processes_are_there() {
+    if !pure_v2_host("init_is_born_in_its_cgroup_and_its_processes_are_there") {
+        return;
+    }
+    // clone3(CLONE_INTO_CGROUP): no move through cgroup.procs, which waits for an RCU grace
+    // period. create's --debug phases say which way init was made.
+    let rt = Runtime::new();
+    let bundle = Bundle::new(&["sleep", "60"]);
+    let id = unique_id("v2born");
+    let out = rt.run(&["--debug", "create", "--bundle", bundle.path().to_str().unwrap(), &id]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("init cloned into its cgroup"), "{stderr}");
+    let state: Value = serde_json::from_str(&rt.ok(&["state", &id])).unwrap();
+    let pid = state["pid"].as_i64().unwrap();
+    let procs = std::fs::read_to_string(cgroup_dir(&id).join("cgroup.procs")).unwrap();
+    assert_eq!(procs.trim(), pid.to_string(), "init is not the one process of its cgroup");
+    rt.ok(&["delete", "--force", &id]);
+    rt.assert_gone(&id);
+}

@@ -178,23 +178,35 @@ fn setup(
     enter_child_namespaces(&plan, linux.time_offsets().as_ref())?;
     let (parent_sock, child_sock) = crate::sync::pair()?;
 
-    // SAFETY: berth-runtime is single-threaded, so the child is a complete copy of a consistent
-    // process (no lock can be held by another thread). clone without CLONE_VM and with a null
-    // stack behaves like fork(2): the child continues on a copy of this stack.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_clone,
-            (plan.clone_flags.bits() | libc::SIGCHLD) as libc::c_ulong,
-            0usize,
-            0usize,
-            0usize,
-            0usize,
-        )
+    // On cgroup v2, init is born in its cgroup where the kernel can (clone3 with
+    // CLONE_INTO_CGROUP, Linux 5.7+): moving a process into cgroup.procs afterwards takes the
+    // cgroup threadgroup lock for writing, which waits for an RCU grace period (milliseconds on
+    // a busy host). Elsewhere, or where the kernel refuses it, a fork-like clone and the move.
+    let mut cgroup_dir = (cgroup.mode == crate::cgroups::Mode::V2 && cgroup.dirs.len() == 1)
+        .then(|| {
+            nix::fcntl::open(&cgroup.dirs[0], OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
+                .ok()
+        })
+        .flatten();
+    let (ret, born_in_cgroup) = match cgroup_dir.as_ref().map(|dir| clone_into_cgroup(plan.clone_flags, dir)) {
+        Some(Ok(ret)) => (ret, true),
+        Some(Err(e))
+            if !matches!(
+                e,
+                nix::errno::Errno::ENOSYS
+                    | nix::errno::Errno::E2BIG
+                    | nix::errno::Errno::EINVAL
+                    | nix::errno::Errno::EOPNOTSUPP
+                    | nix::errno::Errno::EBUSY
+            ) =>
+        {
+            return Err(e)
+                .with_context(|| format!("clone3 with {:?} into {}", plan.clone_flags, cgroup.dirs[0].display()));
+        }
+        _ => (fork_like_clone(plan.clone_flags).with_context(|| format!("clone with {:?}", plan.clone_flags))?, false),
     };
-    if ret < 0 {
-        return Err(std::io::Error::last_os_error()).with_context(|| format!("clone with {:?}", plan.clone_flags));
-    }
     if ret == 0 {
+        drop(cgroup_dir.take());
         drop(parent_sock);
         child_main(
             InitArgs {
@@ -221,12 +233,15 @@ fn setup(
         nix::sched::setns(ns, CloneFlags::from_bits_retain(libc::CLONE_NEWTIME))
             .context("returning to the runtime's time namespace")?;
     }
-    phase("init cloned");
+    phase(if born_in_cgroup { "init cloned into its cgroup" } else { "init cloned" });
     undo.child = Some(pid);
     drop(child_sock);
     drop(console_socket);
 
-    cgroup.join(pid)?;
+    drop(cgroup_dir);
+    if !born_in_cgroup {
+        cgroup.join(pid)?;
+    }
     if plan.new_user {
         write_id_map(pid, "uid_map", linux.uid_mappings().as_deref().unwrap_or_default())?;
         write_id_map(pid, "gid_map", linux.gid_mappings().as_deref().unwrap_or_default())?;
@@ -339,4 +354,40 @@ pub fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
     let tmp = path.with_extension("berth-tmp");
     std::fs::write(&tmp, pid.to_string()).with_context(|| format!("writing pid file {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("writing pid file {}", path.display()))
+}
+
+/// `clone` without CLONE_VM and with a null stack, like fork(2): 0 in the child, its pid here.
+fn fork_like_clone(flags: CloneFlags) -> std::io::Result<i64> {
+    // SAFETY: berth-runtime is single-threaded, so the child is a complete copy of a consistent
+    // process (no lock can be held by another thread). clone without CLONE_VM and with a null
+    // stack behaves like fork(2): the child continues on a copy of this stack.
+    let ret = unsafe {
+        libc::syscall(libc::SYS_clone, (flags.bits() | libc::SIGCHLD) as libc::c_ulong, 0usize, 0usize, 0usize, 0usize)
+    };
+    if ret < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(ret)
+}
+
+/// CLONE_INTO_CGROUP (include/uapi/linux/sched.h; libc declares it with a type too small).
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// `clone3` like [`fork_like_clone`], the child born in the cgroup `dir` is.
+fn clone_into_cgroup(flags: CloneFlags, dir: &OwnedFd) -> nix::Result<i64> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: an all-zero clone_args is valid (no pidfd, tids, stack, tls or set_tid).
+    let mut args: libc::clone_args = unsafe { std::mem::zeroed() };
+    args.flags = flags.bits() as u32 as u64 | CLONE_INTO_CGROUP;
+    args.exit_signal = libc::SIGCHLD as u64;
+    args.cgroup = dir.as_raw_fd() as u64;
+    // SAFETY: as for `fork_like_clone` (single-threaded; no CLONE_VM and no stack: the child
+    // continues on a copy of this stack); `args` is a valid clone_args of the size passed.
+    let ret = unsafe {
+        libc::syscall(libc::SYS_clone3, &mut args as *mut libc::clone_args, std::mem::size_of::<libc::clone_args>())
+    };
+    if ret < 0 {
+        return Err(nix::errno::Errno::last());
+    }
+    Ok(ret)
 }
