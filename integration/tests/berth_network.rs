@@ -7,7 +7,7 @@
 //! Run as root.
 
 use berth_integration::engines::berthd::Berthd;
-use berth_integration::engines::image::{BusyboxImage, IMAGE_REF};
+use berth_integration::engines::image::{single_image_oci_archive, BusyboxImage, IMAGE_REF};
 use berth_integration::engines::netns::NetNamespace;
 use berth_integration::engines::process::{run_ok, Outcome};
 use serde_json::Value;
@@ -52,15 +52,8 @@ fn exposed_image_archive() -> PathBuf {
                 "--config.exposedports",
                 "5353/udp",
             ]));
-            let index_path = layout.join("index.json");
-            let mut index: Value =
-                serde_json::from_str(&std::fs::read_to_string(&index_path).expect("index.json")).expect("JSON");
-            let manifests = index["manifests"].as_array_mut().expect("manifests");
-            manifests.retain(|d| d["annotations"]["org.opencontainers.image.ref.name"] == "exposed");
-            manifests[0]["annotations"]["org.opencontainers.image.ref.name"] = EXPOSED_IMAGE.into();
-            std::fs::write(&index_path, index.to_string()).expect("writing index.json");
             let archive = dir.join("exposed.tar");
-            run_ok(Command::new("tar").arg("-C").arg(&layout).arg("-cf").arg(&archive).arg("."));
+            single_image_oci_archive(&layout, "exposed", EXPOSED_IMAGE, &archive);
             archive
         })
         .clone()

@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 
 use berth_integration::engines::berthd::Berthd;
 use berth_integration::engines::docker::Dockerd;
-use berth_integration::engines::image::{BusyboxImage, IMAGE_REF};
+use berth_integration::engines::image::{single_image_oci_archive, BusyboxImage, IMAGE_REF};
 use berth_integration::engines::process::{run, run_ok};
 use berth_integration::engines::scratch::Scratch;
 use serde_json::Value;
@@ -51,16 +51,8 @@ fn volume_image_archive() -> PathBuf {
             std::fs::hard_link(data.join("hello"), data.join("hello2")).expect("hard link");
             run_ok(Command::new("umoci").args(["repack", "--image", &image("vol")]).arg(&bundle));
             run_ok(Command::new("umoci").args(["config", "--image", &image("vol"), "--config.volume", "/data"]));
-            // Only this image, named by a full reference (berth load takes that as its name).
-            let index_path = layout.join("index.json");
-            let mut index: Value =
-                serde_json::from_str(&std::fs::read_to_string(&index_path).expect("index.json")).expect("JSON");
-            let manifests = index["manifests"].as_array_mut().expect("manifests");
-            manifests.retain(|d| d["annotations"]["org.opencontainers.image.ref.name"] == "vol");
-            manifests[0]["annotations"]["org.opencontainers.image.ref.name"] = VOLUME_IMAGE.into();
-            std::fs::write(&index_path, index.to_string()).expect("writing index.json");
             let archive = dir.join("vol.tar");
-            run_ok(Command::new("tar").arg("-C").arg(&layout).arg("-cf").arg(&archive).arg("."));
+            single_image_oci_archive(&layout, "vol", VOLUME_IMAGE, &archive);
             archive
         })
         .clone()

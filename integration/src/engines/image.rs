@@ -50,3 +50,19 @@ pub fn prebuilt_docker_archive() -> Option<PathBuf> {
     assert!(path.is_file(), "{IMAGE_ARCHIVE_ENV}={} is not a file", path.display());
     Some(path)
 }
+
+/// Writes `archive`: an OCI archive of the OCI `layout` holding only its image tagged `tag`,
+/// renamed to the full reference `name` (which `berth load` takes as the image's name).
+pub fn single_image_oci_archive(layout: &Path, tag: &str, name: &str, archive: &Path) {
+    const REF_NAME: &str = "org.opencontainers.image.ref.name";
+    let index_path = layout.join("index.json");
+    let mut index: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&index_path).expect("reading index.json"))
+            .expect("index.json is JSON");
+    let manifests = index["manifests"].as_array_mut().expect("index.json has manifests");
+    manifests.retain(|d| d["annotations"][REF_NAME] == tag);
+    assert_eq!(manifests.len(), 1, "{} has no single image tagged {tag}", layout.display());
+    manifests[0]["annotations"][REF_NAME] = name.into();
+    std::fs::write(&index_path, index.to_string()).expect("writing index.json");
+    super::process::run_ok(Command::new("tar").arg("-C").arg(layout).arg("-cf").arg(archive).arg("."));
+}
