@@ -58,18 +58,12 @@ in_ns() {
 BERTH=("$BIN/berth" -H "unix://$BD/state/berthd.sock")
 BERTHD_PID=
 
+# shellcheck source=lib/teardown.sh
+. "$BENCH_DIR/lib/teardown.sh"
 cleanup() {
 	set +e
-	if [[ -n ${PEER_PID:-} ]]; then
-		# Closing its stdin tells peer-engines to remove its containers and stop the daemons.
-		eval "exec $PEER_IN>&-"
-		wait "$PEER_PID" 2>/dev/null
-	fi
-	if [[ -n $BERTHD_PID ]]; then
-		"${BERTH[@]}" ps -aq | xargs -r -n 20 "${BERTH[@]}" rm -f -v >/dev/null 2>&1
-		kill -TERM "$BERTHD_PID"
-		wait "$BERTHD_PID" 2>/dev/null
-	fi
+	stop_peer_engines
+	stop_berthd
 	findmnt -rn -o TARGET | grep -F "$BENCH_WORK/" | sort -r | xargs -r -n1 umount -l 2>/dev/null
 	ip netns del "$NETNS" 2>/dev/null
 	rm -rf "$BENCH_WORK"

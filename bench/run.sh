@@ -56,18 +56,12 @@ CTR=(ctr --address "$CD/containerd.sock" --namespace "$NS")
 CONTAINERD_PID=
 BERTHD_PID=
 
+# shellcheck source=lib/teardown.sh
+. "$BENCH_DIR/lib/teardown.sh"
 cleanup() {
 	set +e
-	if [[ -n ${PEER_PID:-} ]]; then
-		# Closing its stdin tells peer-engines to remove its containers and stop the daemons.
-		eval "exec $PEER_IN>&-"
-		wait "$PEER_PID" 2>/dev/null
-	fi
-	if [[ -n $BERTHD_PID ]]; then
-		"${BERTH[@]}" ps -aq | xargs -r -n 20 "${BERTH[@]}" rm -f >/dev/null 2>&1
-		kill -TERM "$BERTHD_PID"
-		wait "$BERTHD_PID" 2>/dev/null
-	fi
+	stop_peer_engines
+	stop_berthd
 	if [[ -n $CONTAINERD_PID ]]; then
 		for t in $("${CTR[@]}" tasks ls -q 2>/dev/null); do "${CTR[@]}" tasks kill -s SIGKILL "$t" >/dev/null 2>&1; done
 		sleep 1
