@@ -96,7 +96,9 @@ while IFS= read -r line <&"${PEER[0]}"; do
 done
 [[ -n $DOCKER && -n $PODMAN_CMD ]] || die "peer-engines did not start docker and podman; see $BENCH_WORK/peers.log"
 
-in_ns setsid "$BIN/berthd" --root "$BD/root" --state "$BD/state" --log-level warn >>"$BD/berthd.log" 2>&1 </dev/null &
+# nsenter, not the in_ns function: a backgrounded function is a subshell, and $! would be its pid.
+nsenter "--net=/run/netns/$NETNS" setsid "$BIN/berthd" --root "$BD/root" --state "$BD/state" --log-level warn \
+	>>"$BD/berthd.log" 2>&1 </dev/null &
 BERTHD_PID=$!
 for _ in $(seq 100); do
 	"${BERTH[@]}" version >/dev/null 2>&1 && break
