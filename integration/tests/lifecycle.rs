@@ -53,8 +53,10 @@ fn run_returns_the_exit_code_and_removes_the_container() {
 #[test]
 fn foreground_run_forwards_signals_and_reports_death_as_128_plus_the_signal() {
     let rt = Runtime::new();
-    // The container's init traps TERM and says so: proves the signal was forwarded to it.
-    let bundle = Bundle::new(&["sh", "-c", "trap 'echo got-term; exit 3' TERM; while :; do sleep 0.05; done"]);
+    // The container's init traps TERM and says so: proves the signal was forwarded to it. It says
+    // when the trap is set: before that, a TERM to a pid namespace's init is simply ignored.
+    let bundle =
+        Bundle::new(&["sh", "-c", "trap 'echo got-term; exit 3' TERM; echo trapped; while :; do sleep 0.05; done"]);
     let id = berth_integration::unique_id("sig");
     let out = tempfile::NamedTempFile::new().unwrap();
     let mut run = rt
@@ -62,12 +64,14 @@ fn foreground_run_forwards_signals_and_reports_death_as_128_plus_the_signal() {
         .stdout(out.reopen().unwrap())
         .spawn()
         .unwrap();
-    rt.wait_status(&id, "running", Duration::from_secs(10));
+    berth_integration::wait_until("the container's trap", Duration::from_secs(30), || {
+        std::fs::read_to_string(out.path()).is_ok_and(|o| o.contains("trapped"))
+    });
     // SAFETY: kill(2) on the pid of our own child process.
     unsafe { libc::kill(run.id() as i32, libc::SIGTERM) };
     let status = run.wait().unwrap();
     assert_eq!(status.code(), Some(3));
-    assert_eq!(std::fs::read_to_string(out.path()).unwrap(), "got-term\n");
+    assert_eq!(std::fs::read_to_string(out.path()).unwrap(), "trapped\ngot-term\n");
     rt.assert_gone(&id);
 
     // A container killed by a signal it cannot catch: 128 + 9.
