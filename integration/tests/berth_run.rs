@@ -80,7 +80,7 @@ fn detached_container_runs_execs_logs_stops_and_is_removed() {
         IMAGE_REF,
         "sh",
         "-c",
-        "echo started; trap 'echo bye; exit 0' TERM; while :; do sleep 0.1; done",
+        "trap 'echo bye; exit 0' TERM; echo started; while :; do sleep 0.1; done",
     ]);
     let id = id.trim().to_string();
     assert_eq!(id.len(), 64, "run -d prints the full id: {id}");
