@@ -16,6 +16,7 @@ const PROTOS: &[&str] = &[
     "protos/berth/v1/tasks.proto",
     "protos/berth/v1/volumes.proto",
     "protos/berth/v1/networks.proto",
+    "protos/berth/v1/build.proto",
 ];
 
 fn main() {

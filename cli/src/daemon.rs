@@ -8,6 +8,7 @@ use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr, UnixStream};
 
 use anyhow::{bail, Result};
+use berth_proto::build_ttrpc::BuilderClient;
 use berth_proto::containers_ttrpc::ContainersClient;
 use berth_proto::images_ttrpc::{ImagesClient, TransferClient};
 use berth_proto::networks_ttrpc::NetworksClient;
@@ -164,6 +165,11 @@ impl Berthd {
     /// The Version service.
     pub fn version(&self) -> VersionClient {
         VersionClient::new(self.client.clone())
+    }
+
+    /// The Builder service: commit, diff, import, build.
+    pub fn builder(&self) -> BuilderClient {
+        BuilderClient::new(self.client.clone())
     }
 
     /// The Volumes service.

@@ -21,6 +21,7 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 use commands::attach::AttachArgs;
+use commands::commit::{CommitArgs, DiffArgs};
 use commands::events::EventsArgs;
 use commands::exec::ExecArgs;
 use commands::history::HistoryArgs;
@@ -143,6 +144,10 @@ enum ContainerOperation {
     Update(UpdateArgs),
     /// List port mappings or a specific mapping for the container.
     Port(commands::port::PortArgs),
+    /// Create a new image from a container's changes.
+    Commit(CommitArgs),
+    /// Inspect changes to files or directories on a container's filesystem.
+    Diff(DiffArgs),
 }
 
 impl ContainerOperation {
@@ -364,6 +369,8 @@ async fn run_container_operation(address: &str, operation: &ContainerOperation) 
         ContainerOperation::Pause(args) => done(commands::pause::pause(&berthd()?, args).await),
         ContainerOperation::Unpause(args) => done(commands::pause::unpause(&berthd()?, args).await),
         ContainerOperation::Rename(args) => done(commands::rename::run(&berthd()?, args).await),
+        ContainerOperation::Commit(args) => done(commands::commit::run(&berthd()?, args).await),
+        ContainerOperation::Diff(args) => done(commands::commit::diff(&berthd()?, args).await),
         ContainerOperation::Logs(args) => done(commands::logs::run(&berthd()?, args).await),
         ContainerOperation::Top(args) => done(commands::top::run(&berthd()?, args).await),
         ContainerOperation::Stats(args) => done(commands::stats::run(&berthd()?, args).await),

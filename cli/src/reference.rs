@@ -28,7 +28,15 @@ pub struct FamiliarName {
     pub digest: Option<String>,
 }
 
+/// The repository of the names berthd gives untagged images (`berth-dangling@<digest>`).
+const DANGLING_REPOSITORY: &str = "berth-dangling";
+
 impl FamiliarName {
+    /// Whether this is the name of an untagged image: docker's `<none>:<none>`.
+    pub fn is_dangling(&self) -> bool {
+        self.repository == DANGLING_REPOSITORY && self.tag.is_none()
+    }
+
     /// Splits `name`. It never fails: berthd's names are already valid, and a user's argument is
     /// only compared, never trusted.
     pub fn parse(name: &str) -> FamiliarName {

@@ -12,6 +12,7 @@
 pub mod config;
 pub mod container;
 pub mod daemon;
+pub mod diff;
 pub mod events;
 pub mod image;
 pub mod memory;

@@ -38,6 +38,8 @@ generated!(
     networks_ttrpc,
     volumes,
     volumes_ttrpc,
+    build,
+    build_ttrpc,
 );
 
 pub mod container_config;

@@ -119,6 +119,18 @@ fn rows(summaries: &[ImageSummary], filter: Option<&str>) -> Vec<ImageRow> {
                 }
             }
             let target_digest = image.target.as_ref().map(|t| t.digest.clone()).filter(|d| !d.is_empty());
+            if name.is_dangling() {
+                return Some(ImageRow {
+                    repository: NONE.to_string(),
+                    tag: NONE.to_string(),
+                    digest: NONE.to_string(),
+                    id: summary.config_digest.clone(),
+                    created: image_created(summary, image.created_at),
+                    size: summary.size,
+                    dangling: true,
+                    labels: summary.config_labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+                });
+            }
             Some(ImageRow {
                 repository: name.repository,
                 tag: name.tag.unwrap_or_else(|| NONE.to_string()),

@@ -200,6 +200,9 @@ fn repo_tags_and_digests(named: &[(String, String)]) -> (Vec<String>, Vec<String
     let mut digests = Vec::new();
     for (name, target_digest) in named {
         let familiar = FamiliarName::parse(name);
+        if familiar.is_dangling() {
+            continue;
+        }
         if let Some(tag) = &familiar.tag {
             tags.push(format!("{}:{tag}", familiar.repository));
         }

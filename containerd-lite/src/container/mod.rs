@@ -2,6 +2,7 @@
 //! ids and names, and the OCI spec generated from an image's config and the create options.
 //! Running them is `task`'s business.
 
+pub mod commit;
 pub mod create;
 pub mod names;
 pub mod spec;

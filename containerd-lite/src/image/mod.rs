@@ -2,6 +2,7 @@
 //! platform matching, chain IDs. Every digest and size from a manifest is parsed as hostile input.
 
 pub mod archive;
+pub mod draft;
 pub mod oci_archive;
 pub mod pull;
 pub mod push;

@@ -341,7 +341,7 @@ pub async fn unpack(
 
 /// Applies one layer into a fresh active snapshot and commits it as `chain_id`; on any failure
 /// the active snapshot is removed, so a hostile or corrupt layer leaves nothing behind.
-fn apply_one(
+pub(crate) fn apply_one(
     content: &ContentStore,
     snapshots: &Snapshotter,
     layer: &Descriptor,

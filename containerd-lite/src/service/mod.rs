@@ -8,6 +8,7 @@ use ttrpc::Code;
 
 use crate::daemon::Berthd;
 
+mod build;
 mod containers;
 mod content;
 mod images;
@@ -23,8 +24,8 @@ mod volumes;
 /// Every service berthd serves, ready to register.
 pub fn all(d: &Arc<Berthd>) -> Vec<HashMap<String, Service>> {
     use berth_proto::{
-        containers_ttrpc, content_ttrpc, images_ttrpc, networks_ttrpc, snapshots_ttrpc, system_ttrpc, tasks_ttrpc,
-        version_ttrpc, volumes_ttrpc,
+        build_ttrpc, containers_ttrpc, content_ttrpc, images_ttrpc, networks_ttrpc, snapshots_ttrpc, system_ttrpc,
+        tasks_ttrpc, version_ttrpc, volumes_ttrpc,
     };
     vec![
         version_ttrpc::create_version(Arc::new(Box::new(version::VersionService(d.clone())) as _)),
@@ -36,6 +37,7 @@ pub fn all(d: &Arc<Berthd>) -> Vec<HashMap<String, Service>> {
         system_ttrpc::create_system(Arc::new(Box::new(system::SystemService(d.clone())) as _)),
         containers_ttrpc::create_containers(Arc::new(Box::new(containers::ContainersService(d.clone())) as _)),
         tasks_ttrpc::create_tasks(Arc::new(Box::new(tasks::TasksService(d.clone())) as _)),
+        build_ttrpc::create_builder(Arc::new(Box::new(build::BuilderService(d.clone())) as _)),
         volumes_ttrpc::create_volumes(Arc::new(Box::new(volumes::VolumesService(d.clone())) as _)),
         networks_ttrpc::create_networks(Arc::new(Box::new(networks::NetworksService(d.clone())) as _)),
         containerd_shim_protos::shim_async::create_events(Arc::new(

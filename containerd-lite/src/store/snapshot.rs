@@ -414,6 +414,19 @@ impl Snapshotter {
         Ok(self.fs_dir(record.id))
     }
 
+    /// The `fs` directory of snapshot `key` (any kind) and those of its committed parents, nearest
+    /// first: what a diff of an active snapshot against its parents compares.
+    pub fn layer_dirs(&self, key: &str) -> Result<(PathBuf, Vec<PathBuf>), SnapshotError> {
+        let txn = self.db.begin_read().db("layer dirs", key)?;
+        let table = txn.open_table(SNAPSHOTS).db("layer dirs", key)?;
+        let record = load(&table, "layer dirs", key)?.ok_or_else(|| not_found(key))?;
+        let parent_ids = match &record.parent {
+            Some(parent) => ancestor_ids(&table, "layer dirs", key, parent)?,
+            None => Vec::new(),
+        };
+        Ok((self.fs_dir(record.id), parent_ids.into_iter().map(|id| self.fs_dir(id)).collect()))
+    }
+
     /// Whether a snapshot of any kind has this key.
     pub fn exists(&self, key: &str) -> Result<bool, SnapshotError> {
         let txn = self.db.begin_read().db("exists", key)?;

@@ -274,7 +274,16 @@ fn gzip_and_zstd_layers_give_the_same_tree_and_the_diff_id_of_the_raw_tar() {
         let applied = apply_layer(&blob[..], compression, &fx.dest).expect("apply");
         assert_eq!(applied.diff_id, Digest::sha256(&raw), "{compression:?}");
         assert_eq!(applied.size, raw.len() as u64, "{compression:?}");
-        trees.push(tree(&fx.dest));
+        // Parent directories the layer does not list get the time of the apply: the three applies
+        // may straddle a second.
+        let implicit_now = |line: String| {
+            let mut fields: Vec<String> = line.split(' ').map(String::from).collect();
+            if fields.get(3).and_then(|t| t.parse::<i64>().ok()).is_some_and(|t| t > 1_700_000_000) {
+                fields[3] = "now".into();
+            }
+            fields.join(" ")
+        };
+        trees.push(tree(&fx.dest).into_iter().map(implicit_now).collect::<Vec<_>>());
     }
     assert!(!trees[0].is_empty());
     assert_eq!(trees[0], trees[1]);

@@ -1,0 +1,79 @@
+//! Builder: the ttrpc adapter over `container::commit` (commit, diff), `image::import`
+//! (a filesystem tar as an image) and `build` (Dockerfiles).
+
+use std::sync::Arc;
+
+use berth_proto::build::{Change as PbChange, CommitRequest, CommitResponse, DiffRequest, DiffResponse};
+use ttrpc::asynchronous::TtrpcContext;
+
+use super::containers::lookup_error;
+use super::{blocking, internal, invalid};
+use crate::container::commit::{self, CommitOptions};
+use crate::container::LookupError;
+use crate::daemon::Berthd;
+use crate::image::reference::ReferenceError;
+
+pub struct BuilderService(pub Arc<Berthd>);
+
+/// A failure as the API reports it: unknown containers are NOT_FOUND, bad references and
+/// instructions INVALID_ARGUMENT.
+fn error(e: anyhow::Error) -> ttrpc::Error {
+    if e.downcast_ref::<LookupError>().is_some() {
+        lookup_error(e)
+    } else if e.chain().any(|c| c.is::<ReferenceError>()) {
+        invalid(super::one_line(&e))
+    } else {
+        internal(e)
+    }
+}
+
+#[async_trait::async_trait]
+impl berth_proto::build_ttrpc::Builder for BuilderService {
+    async fn commit(&self, _: &TtrpcContext, req: CommitRequest) -> ttrpc::Result<CommitResponse> {
+        if !req.changes.is_empty() {
+            return Err(invalid("commit --change is not supported yet"));
+        }
+        let config = None;
+        let opts = CommitOptions {
+            reference: Some(req.reference).filter(|r| !r.is_empty()),
+            author: req.author,
+            comment: req.comment,
+            pause: req.pause,
+            config,
+        };
+        let image = commit::commit(&self.0, &req.container, opts).await.map_err(error)?;
+        Ok(response(&self.0, &image).await?)
+    }
+
+    async fn diff(&self, _: &TtrpcContext, req: DiffRequest) -> ttrpc::Result<DiffResponse> {
+        let d = self.0.clone();
+        blocking(move || {
+            let record = d.containers.lookup(&req.container).map_err(error)?;
+            let changes = commit::changes(&d, &record).map_err(error)?;
+            Ok(DiffResponse {
+                changes: changes
+                    .into_iter()
+                    .map(|c| PbChange { kind: c.kind.letter().into(), path: c.path, ..Default::default() })
+                    .collect(),
+                ..Default::default()
+            })
+        })
+        .await
+    }
+}
+
+/// The reply naming a new image and its id.
+async fn response(d: &Arc<Berthd>, image: &crate::store::meta::Image) -> ttrpc::Result<CommitResponse> {
+    let (d, target) = (d.clone(), image.target.clone());
+    let image_id = blocking(move || {
+        crate::image::resolve(&d.content, &(&target).into(), &crate::image::Platform::host())
+            .map(|r| r.manifest.config.digest.to_string())
+            .map_err(internal)
+    })
+    .await?;
+    Ok(CommitResponse {
+        image: protobuf::MessageField::some(super::images::to_pb(image)),
+        image_id,
+        ..Default::default()
+    })
+}
