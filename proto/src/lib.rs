@@ -42,5 +42,6 @@ generated!(
     build_ttrpc,
 );
 
+pub mod build_options;
 pub mod container_config;
 pub mod port_spec;

@@ -150,17 +150,14 @@ fn commit_blocking(d: &Berthd, lease: &TransferLease, record: &ContainerRecord, 
     let base = base_image(d, record)?;
     let mut draft = Draft::from_base(&base)?;
     let layer = draft::layer_from_snapshot(d, lease, &record.snapshot_key)?;
-    draft::unpack(d, lease, &draft, &layer)?;
     let created = draft::now_rfc3339();
-    draft.add_layer(
-        layer,
-        History {
-            created: created.clone(),
-            created_by: created_by(record),
-            author: opts.author.clone(),
-            comment: opts.comment.clone(),
-        },
-    );
+    let history = History {
+        created: created.clone(),
+        created_by: created_by(record),
+        author: opts.author.clone(),
+        comment: opts.comment.clone(),
+    };
+    draft.add_step(d, lease, layer, history)?;
     draft.config["created"] = json!(created);
     draft.config["container"] = json!(record.id);
     for (key, value) in [("author", &opts.author), ("comment", &opts.comment)] {
@@ -173,7 +170,7 @@ fn commit_blocking(d: &Berthd, lease: &TransferLease, record: &ContainerRecord, 
         }
     }
     draft.config["config"] = opts.config.clone().unwrap_or_else(|| effective_config(record));
-    let target = draft.store(d, lease)?;
+    let target = draft.store(d, lease)?.manifest;
     let names: Vec<String> = opts.reference.iter().filter(|r| !r.is_empty()).cloned().collect();
     let stored = draft::name_image(d, &names, &target)?;
     stored.into_iter().map(|(_, i)| i).next().context("no image was named")

@@ -91,20 +91,20 @@ impl ImageFiles {
     }
 }
 
-struct PasswdEntry {
-    name: String,
-    uid: u32,
-    gid: u32,
+pub(crate) struct PasswdEntry {
+    pub(crate) name: String,
+    pub(crate) uid: u32,
+    pub(crate) gid: u32,
     home: String,
 }
 
-struct GroupEntry {
-    name: String,
-    gid: u32,
+pub(crate) struct GroupEntry {
+    pub(crate) name: String,
+    pub(crate) gid: u32,
     members: Vec<String>,
 }
 
-fn passwd_entries(text: &str) -> Vec<PasswdEntry> {
+pub(crate) fn passwd_entries(text: &str) -> Vec<PasswdEntry> {
     text.lines()
         .filter(|l| !l.starts_with('#'))
         .filter_map(|l| {
@@ -121,7 +121,7 @@ fn passwd_entries(text: &str) -> Vec<PasswdEntry> {
         .collect()
 }
 
-fn group_entries(text: &str) -> Vec<GroupEntry> {
+pub(crate) fn group_entries(text: &str) -> Vec<GroupEntry> {
     text.lines()
         .filter(|l| !l.starts_with('#'))
         .filter_map(|l| {

@@ -100,6 +100,25 @@ impl Draft {
         self.push_history(history, false);
     }
 
+    /// Adds `layer` (unpacking it first) and its history entry; without a layer, the entry of a
+    /// step that changed nothing in the filesystem.
+    pub fn add_step(
+        &mut self,
+        d: &Berthd,
+        lease: &TransferLease,
+        layer: Option<NewLayer>,
+        history: History,
+    ) -> anyhow::Result<()> {
+        match layer {
+            Some(layer) => {
+                unpack(d, lease, self, &layer)?;
+                self.add_layer(layer, history);
+            }
+            None => self.add_empty_layer(history),
+        }
+        Ok(())
+    }
+
     /// Adds a history entry of a step that changed only the config.
     pub fn add_empty_layer(&mut self, history: History) {
         self.push_history(history, true);
@@ -125,8 +144,8 @@ impl Draft {
     }
 
     /// Stores config and manifest (blocking; the lease keeps them until the image is named) and
-    /// labels the config with the top snapshot. Returns the manifest's descriptor.
-    pub fn store(&self, d: &Berthd, lease: &TransferLease) -> anyhow::Result<Descriptor> {
+    /// labels the config with the top snapshot.
+    pub fn store(&self, d: &Berthd, lease: &TransferLease) -> anyhow::Result<Stored> {
         let config_bytes = serde_json::to_vec(&self.config).context("encoding the image config")?;
         let config_digest = Digest::sha256(&config_bytes);
         let config_desc = Descriptor {
@@ -157,15 +176,23 @@ impl Draft {
         if let Some(top) = self.chain_top()? {
             d.meta.set_content_label(&config_digest, crate::store::gc::SNAPSHOT_REF_LABEL, Some(&top))?;
         }
-        Ok(Descriptor {
+        let manifest = Descriptor {
             media_type: OCI_MANIFEST.to_string(),
             digest: manifest_digest,
             size: manifest_bytes.len() as u64,
             platform: None,
             annotations: None,
             urls: None,
-        })
+        };
+        Ok(Stored { manifest, config: config_digest })
     }
+}
+
+/// A stored draft: its manifest, and its config's digest (docker's image id).
+#[derive(Debug, Clone)]
+pub struct Stored {
+    pub manifest: Descriptor,
+    pub config: Digest,
 }
 
 /// One `history` entry of an image config.
@@ -194,32 +221,34 @@ fn ingest_ref(what: &str) -> String {
 }
 
 /// Writes a layer into the content store through `write` (blocking), protected by `lease`.
+/// `write` returns how many entries it wrote: a layer without any is not stored (docker keeps
+/// no empty layers either; the step is an `empty_layer` in the history).
 pub fn store_layer(
     d: &Berthd,
     lease: &TransferLease,
-    write: impl FnOnce(&mut dyn Write) -> anyhow::Result<()>,
-) -> anyhow::Result<NewLayer> {
+    write: impl FnOnce(&mut dyn Write) -> anyhow::Result<usize>,
+) -> anyhow::Result<Option<NewLayer>> {
     let reference = ingest_ref("layer");
     let mut writer = d.content.writer(&reference, None, None).context("opening a content ingest for the layer")?;
     let written = (|| {
         let mut out = BufWriter::with_capacity(256 << 10, &mut writer);
-        write(&mut out)?;
+        let entries = write(&mut out)?;
         out.flush().context("writing the layer")?;
-        Ok::<_, anyhow::Error>(())
+        Ok::<_, anyhow::Error>(entries)
     })();
-    if let Err(e) = written {
+    if !matches!(written, Ok(n) if n > 0) {
         drop(writer);
         if let Err(abort) = d.content.abort(&reference) {
-            tracing::warn!(reference, "removing the ingest of a failed layer: {abort}");
+            tracing::warn!(reference, "removing the ingest of a layer not kept: {abort}");
         }
-        return Err(e);
+        return written.map(|_| None);
     }
     let size = writer.offset();
     // Committed and protected under the gc lock: a collection in between would sweep it.
     let _gc = d.gc_lock.blocking_read();
     let digest = writer.commit(Some(size), None).context("committing the layer")?;
     lease.protect_held(Resource::Content(digest.clone()))?;
-    Ok(NewLayer {
+    Ok(Some(NewLayer {
         descriptor: Descriptor {
             media_type: OCI_LAYER.to_string(),
             digest: digest.clone(),
@@ -229,13 +258,13 @@ pub fn store_layer(
             urls: None,
         },
         diff_id: digest,
-    })
+    }))
 }
 
-/// The changes of active snapshot `key` as a new layer (blocking).
-pub fn layer_from_snapshot(d: &Berthd, lease: &TransferLease, key: &str) -> anyhow::Result<NewLayer> {
+/// The changes of active snapshot `key` as a new layer (blocking); none without changes.
+pub fn layer_from_snapshot(d: &Berthd, lease: &TransferLease, key: &str) -> anyhow::Result<Option<NewLayer>> {
     let (upper, lowers) = d.snapshots.layer_dirs(key)?;
-    store_layer(d, lease, |out| Layers { upper: &upper, lowers: &lowers }.write_tar(out).map(drop))
+    store_layer(d, lease, |out| Layers { upper: &upper, lowers: &lowers }.write_tar(out))
 }
 
 /// Unpacks `layer` on top of the draft's current chain as a committed snapshot (blocking).

@@ -3,6 +3,7 @@
 
 pub mod archive;
 pub mod draft;
+pub mod import;
 pub mod oci_archive;
 pub mod pull;
 pub mod push;

@@ -20,7 +20,7 @@ pub struct BuilderService(pub Arc<Berthd>);
 fn error(e: anyhow::Error) -> ttrpc::Error {
     if e.downcast_ref::<LookupError>().is_some() {
         lookup_error(e)
-    } else if e.chain().any(|c| c.is::<ReferenceError>()) {
+    } else if e.chain().any(|c| c.is::<ReferenceError>() || c.is::<crate::build::Invalid>()) {
         invalid(super::one_line(&e))
     } else {
         internal(e)
@@ -30,10 +30,17 @@ fn error(e: anyhow::Error) -> ttrpc::Error {
 #[async_trait::async_trait]
 impl berth_proto::build_ttrpc::Builder for BuilderService {
     async fn commit(&self, _: &TtrpcContext, req: CommitRequest) -> ttrpc::Result<CommitResponse> {
-        if !req.changes.is_empty() {
-            return Err(invalid("commit --change is not supported yet"));
-        }
-        let config = None;
+        let config = if req.changes.is_empty() {
+            None
+        } else {
+            let (d, id, changes) = (self.0.clone(), req.container.clone(), req.changes.clone());
+            let config = blocking(move || {
+                let record = d.containers.lookup(&id).map_err(error)?;
+                crate::build::changes::apply_changes(commit::effective_config(&record), &changes).map_err(error)
+            })
+            .await?;
+            Some(config)
+        };
         let opts = CommitOptions {
             reference: Some(req.reference).filter(|r| !r.is_empty()),
             author: req.author,
@@ -42,7 +49,7 @@ impl berth_proto::build_ttrpc::Builder for BuilderService {
             config,
         };
         let image = commit::commit(&self.0, &req.container, opts).await.map_err(error)?;
-        Ok(response(&self.0, &image).await?)
+        response(&self.0, &image).await
     }
 
     async fn diff(&self, _: &TtrpcContext, req: DiffRequest) -> ttrpc::Result<DiffResponse> {
@@ -59,6 +66,24 @@ impl berth_proto::build_ttrpc::Builder for BuilderService {
             })
         })
         .await
+    }
+
+    async fn import_filesystem(
+        &self,
+        _: &TtrpcContext,
+        stream: ServerStreamReceiver<ImportFilesystemInput>,
+    ) -> ttrpc::Result<CommitResponse> {
+        let image = crate::image::import::import_filesystem(&self.0, stream).await.map_err(error)?;
+        response(&self.0, &image).await
+    }
+
+    async fn build(
+        &self,
+        _: &TtrpcContext,
+        input: ServerStreamReceiver<BuildInput>,
+        output: ServerStreamSender<BuildOutput>,
+    ) -> ttrpc::Result<()> {
+        crate::build::run(&self.0, input, output).await.map_err(error)
     }
 }
 

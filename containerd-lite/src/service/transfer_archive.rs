@@ -214,14 +214,14 @@ impl Write for ChunkWriter {
 
 /// The blocking side of import: the received chunks as one byte stream. An error from the
 /// stream is an error here, so a cut-short upload never reads as a complete archive.
-struct ChunkReader {
+pub(crate) struct ChunkReader {
     rx: mpsc::Receiver<io::Result<Vec<u8>>>,
     chunk: Vec<u8>,
     pos: usize,
 }
 
 impl ChunkReader {
-    fn new(rx: mpsc::Receiver<io::Result<Vec<u8>>>) -> ChunkReader {
+    pub(crate) fn new(rx: mpsc::Receiver<io::Result<Vec<u8>>>) -> ChunkReader {
         ChunkReader { rx, chunk: Vec::new(), pos: 0 }
     }
 }

@@ -1,0 +1,68 @@
+//! The build context as the client streams it (a tar), extracted into a private directory under
+//! berthd's root with the layer unpacker's confinement (no entry lands outside it, no link is
+//! followed out of it) and removed when the build ends.
+
+use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{anyhow, Context as _, Result};
+use berth_proto::build::BuildInput;
+use tokio::sync::mpsc;
+use ttrpc::asynchronous::ServerStreamReceiver;
+
+use crate::daemon::Berthd;
+use crate::image::archive::{self, Compression};
+use crate::service::transfer_archive::ChunkReader;
+
+/// An extracted context; its directory goes with it.
+pub struct Context {
+    dir: tempfile::TempDir,
+}
+
+impl Context {
+    pub fn path(&self) -> PathBuf {
+        self.dir.path().join("context")
+    }
+}
+
+/// Receives the context tar: `first` (data of the options message) then every message's data.
+pub async fn receive(d: &Arc<Berthd>, first: Vec<u8>, mut input: ServerStreamReceiver<BuildInput>) -> Result<Context> {
+    let tmp = d.cfg.root.join("tmp");
+    let dir = {
+        let tmp = tmp.clone();
+        tokio::task::spawn_blocking(move || -> Result<tempfile::TempDir> {
+            std::fs::create_dir_all(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+            let dir = tempfile::Builder::new().prefix("build-").tempdir_in(&tmp).context("creating a build directory")?;
+            std::fs::create_dir(dir.path().join("context")).context("creating the context directory")?;
+            Ok(dir)
+        })
+        .await??
+    };
+    let context = Context { dir };
+    let target = context.path();
+    let (tx, rx) = mpsc::channel(4);
+    let extract = tokio::task::spawn_blocking(move || {
+        archive::apply_layer(io::BufReader::new(ChunkReader::new(rx)), Compression::None, &target)
+    });
+    if !first.is_empty() {
+        let _ = tx.send(Ok(first)).await;
+    }
+    loop {
+        let next = match input.recv().await {
+            Ok(Some(message)) => Ok(message.data),
+            Ok(None) => break,
+            Err(e) => Err(io::Error::new(io::ErrorKind::UnexpectedEof, format!("receiving the build context: {e}"))),
+        };
+        let failed = next.is_err();
+        if tx.send(next).await.is_err() || failed {
+            break;
+        }
+    }
+    drop(tx);
+    extract
+        .await
+        .map_err(|e| anyhow!("context task failed: {e}"))?
+        .map_err(|e| super::Invalid(format!("reading the build context: {e}")))?;
+    Ok(context)
+}

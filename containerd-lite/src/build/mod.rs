@@ -1,0 +1,68 @@
+//! `berth build`: Dockerfiles parsed (`dockerfile`, `shell_lex`), their context received
+//! (`context`), their steps run (`engine`: RUN through berthd's own container path, COPY/ADD/WORKDIR
+//! layers written directly in `copy`, config instructions in `changes`) and cached (`cache`).
+
+pub mod cache;
+pub mod changes;
+mod context;
+mod copy;
+pub mod dockerfile;
+mod engine;
+pub mod shell_lex;
+
+use std::sync::Arc;
+
+use anyhow::anyhow;
+use berth_proto::build::{BuildInput, BuildOutput};
+use berth_proto::build_options::BuildOptions;
+use ttrpc::asynchronous::{ServerStreamReceiver, ServerStreamSender};
+
+use crate::daemon::Berthd;
+
+/// Something in the user's input is wrong: the Dockerfile, the options, the context, a failing
+/// RUN. The API reports it as INVALID_ARGUMENT, with this text.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Invalid(pub String);
+
+/// Serves one Builder.Build call: options, then the context, then the build with its output
+/// streamed; the last message names the image.
+pub async fn run(
+    d: &Arc<Berthd>,
+    mut input: ServerStreamReceiver<BuildInput>,
+    output: ServerStreamSender<BuildOutput>,
+) -> anyhow::Result<()> {
+    let _activity = crate::memory::activity();
+    let first = input
+        .recv()
+        .await
+        .map_err(|e| anyhow!("receiving the build options: {e}"))?
+        .ok_or_else(|| Invalid("no build options were sent".into()))?;
+    let opts: BuildOptions =
+        serde_json::from_slice(&first.options).map_err(|e| Invalid(format!("bad build options: {e}")))?;
+    let context = context::receive(d, first.data, input).await?;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let log = engine::Log { tx, quiet: opts.quiet };
+    let build = async {
+        let built = engine::build(d, &opts, &context.path(), &log).await;
+        drop(log);
+        built
+    };
+    let forward = async {
+        // A client gone does not stop the build here; its output is dropped.
+        let mut client_gone = false;
+        while let Some(chunk) = rx.recv().await {
+            if !client_gone {
+                client_gone = output.send(&BuildOutput { stream: chunk, ..Default::default() }).await.is_err();
+            }
+        }
+    };
+    let (built, ()) = tokio::join!(build, forward);
+    drop(context);
+    let built = built?;
+    output
+        .send(&BuildOutput { image_id: built.image_id, tags: built.tags, ..Default::default() })
+        .await
+        .map_err(|e| anyhow!("sending the result: {e}"))?;
+    Ok(())
+}
