@@ -7,8 +7,10 @@
 //!   containers' /etc/hosts and resolv.conf, the embedded DNS;
 //! - `task`: running containers through their shims (stdio, logs, exec, exits, recovery);
 //! - `service`: the ttrpc services, thin adapters over the modules above;
+//! - `build`: the Dockerfile language of `berth build`;
 //! - `daemon`, `config`, `events`: the process, its settings and its event bus.
 
+pub mod build;
 pub mod config;
 pub mod container;
 pub mod daemon;
