@@ -34,7 +34,7 @@ fn no_env(_: &str) -> Option<String> {
 
 fn expanded(body: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Command {
     let df = parse(&format!("FROM scratch\n{body}")).expect("parses");
-    df.stages[0].instructions[0].expand_with_escape(df.escape, lookup).expect("expands").command
+    df.stages[0].instructions[0].expand(lookup).expect("expands").command
 }
 
 fn strings(items: &[&str]) -> Vec<String> {
@@ -639,6 +639,6 @@ fn expansion_errors_carry_the_line() {
 fn expansion_uses_the_dockerfile_escape() {
     let df = parse("# escape=`\nFROM a\nWORKDIR c:\\$X\\`$Y").unwrap();
     let lookup = |n: &str| (n == "X").then(|| "x".to_string());
-    let cmd = df.stages[0].instructions[0].expand_with_escape(df.escape, &lookup).unwrap().command;
+    let cmd = df.stages[0].instructions[0].expand(&lookup).unwrap().command;
     assert_eq!(cmd, Command::Workdir("c:\\x\\$Y".into()));
 }
