@@ -84,7 +84,7 @@ pub enum Command {
     Workdir(String),
     /// USER.
     User(String),
-    /// EXPOSE ports as written (`80`, `53/udp`, `8000-8010`).
+    /// EXPOSE ports (`80`, `53/udp`, `8000-8010`), sorted as docker sorts them.
     Expose(Vec<String>),
     /// LABEL pairs in order.
     Label(Vec<(String, String)>),
@@ -560,7 +560,9 @@ fn parse_command(name: &str, rest: &str, flags: &[String], original: &str, escap
             }
         }
         "expose" => {
-            let ports = split_fields(rest);
+            // docker sorts the ports as written, before their expansion.
+            let mut ports = split_fields(rest);
+            ports.sort();
             if ports.is_empty() {
                 return Err(at_least_one("EXPOSE"));
             }
