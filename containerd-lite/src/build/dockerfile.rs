@@ -57,6 +57,8 @@ pub struct Instruction {
     pub original: String,
     /// What the instruction says.
     pub command: Command,
+    /// The Dockerfile's escape character, which its expansion uses.
+    pub escape: char,
 }
 
 /// The instructions of a stage (FROM starts a [`Stage`] instead).
@@ -82,7 +84,7 @@ pub enum Command {
     Workdir(String),
     /// USER.
     User(String),
-    /// EXPOSE ports as written (`80`, `53/udp`, `8000-8010`).
+    /// EXPOSE ports (`80`, `53/udp`, `8000-8010`), sorted as docker sorts them.
     Expose(Vec<String>),
     /// LABEL pairs in order.
     Label(Vec<(String, String)>),
@@ -220,11 +222,8 @@ impl Instruction {
     /// COPY/ADD sources, destination and `--chown`, WORKDIR, USER, EXPOSE, VOLUME, STOPSIGNAL.
     /// RUN, CMD, ENTRYPOINT, SHELL, HEALTHCHECK, ONBUILD and MAINTAINER are left as written.
     /// The escape character is the Dockerfile's.
-    pub fn expand_with_escape(
-        &self,
-        escape: char,
-        lookup: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<Instruction, ParseError> {
+    pub fn expand(&self, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Instruction, ParseError> {
+        let escape = self.escape;
         let word = |w: &String| shell_lex::process_word(w, escape, lookup).map_err(|m| error_at(self.line, m));
         let words = |ws: &Vec<String>| ws.iter().map(word).collect::<Result<Vec<_>, _>>();
         let pairs = |ps: &Vec<(String, String)>| {
@@ -256,12 +255,7 @@ impl Instruction {
             Command::Volume(paths) => Command::Volume(words(paths)?),
             other => other.clone(),
         };
-        Ok(Instruction { line: self.line, original: self.original.clone(), command })
-    }
-
-    /// [`Instruction::expand_with_escape`] with the default escape character `\`.
-    pub fn expand(&self, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Instruction, ParseError> {
-        self.expand_with_escape(DEFAULT_ESCAPE, lookup)
+        Ok(Instruction { line: self.line, original: self.original.clone(), command, escape })
     }
 }
 
@@ -427,7 +421,7 @@ fn parse_logical_line(logical: &LogicalLine, escape: char) -> Result<Parsed, Par
         return Ok(Parsed::From(stage));
     }
     let command = parse_command(&name, &rest, &flags, &logical.text, escape).map_err(at)?;
-    Ok(Parsed::Instruction(Instruction { line: logical.line, original: logical.text.clone(), command }))
+    Ok(Parsed::Instruction(Instruction { line: logical.line, original: logical.text.clone(), command, escape }))
 }
 
 fn parse_from(rest: &str, flags: &[String], logical: &LogicalLine) -> Result<Stage, String> {
@@ -566,7 +560,9 @@ fn parse_command(name: &str, rest: &str, flags: &[String], original: &str, escap
             }
         }
         "expose" => {
-            let ports = split_fields(rest);
+            // docker sorts the ports as written, before their expansion.
+            let mut ports = split_fields(rest);
+            ports.sort();
             if ports.is_empty() {
                 return Err(at_least_one("EXPOSE"));
             }

@@ -34,7 +34,7 @@ fn no_env(_: &str) -> Option<String> {
 
 fn expanded(body: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Command {
     let df = parse(&format!("FROM scratch\n{body}")).expect("parses");
-    df.stages[0].instructions[0].expand_with_escape(df.escape, lookup).expect("expands").command
+    df.stages[0].instructions[0].expand(lookup).expect("expands").command
 }
 
 fn strings(items: &[&str]) -> Vec<String> {
@@ -498,8 +498,8 @@ fn workdir_user_stopsignal_expand() {
 }
 
 #[test]
-fn expose_and_volume_lists() {
-    assert_eq!(command("EXPOSE 80 53/udp  8000-8010"), Command::Expose(strings(&["80", "53/udp", "8000-8010"])));
+fn expose_sorts_its_ports_and_volume_takes_lists() {
+    assert_eq!(command("EXPOSE 80 53/udp  8000-8010"), Command::Expose(strings(&["53/udp", "80", "8000-8010"])));
     assert_eq!(command("VOLUME /a /b"), Command::Volume(strings(&["/a", "/b"])));
     assert_eq!(command("VOLUME [\"/data\", \" /x \"]"), Command::Volume(strings(&["/data", "/x"])));
     assert_eq!(body_error("EXPOSE"), "EXPOSE requires at least one argument");
@@ -639,6 +639,23 @@ fn expansion_errors_carry_the_line() {
 fn expansion_uses_the_dockerfile_escape() {
     let df = parse("# escape=`\nFROM a\nWORKDIR c:\\$X\\`$Y").unwrap();
     let lookup = |n: &str| (n == "X").then(|| "x".to_string());
-    let cmd = df.stages[0].instructions[0].expand_with_escape(df.escape, &lookup).unwrap().command;
+    let cmd = df.stages[0].instructions[0].expand(&lookup).unwrap().command;
     assert_eq!(cmd, Command::Workdir("c:\\x\\$Y".into()));
+}
+
+#[test]
+fn onbuild_maintainer_and_healthcheck_are_not_expanded() {
+    let lookup = |_: &str| Some("X".to_string());
+    assert_eq!(expanded("ONBUILD RUN echo $A", &lookup), Command::Onbuild("RUN echo $A".into()));
+    assert_eq!(expanded("MAINTAINER \"$A\"", &lookup), Command::Maintainer("\"$A\"".into()));
+    assert_eq!(
+        expanded("HEALTHCHECK CMD check $A", &lookup),
+        Command::Healthcheck(Healthcheck::Check {
+            test: ShellOrExec::Shell("check $A".into()),
+            interval: None,
+            timeout: None,
+            start_period: None,
+            retries: None,
+        })
+    );
 }
