@@ -1,8 +1,6 @@
 //! berth: the docker-like command line client of berthd. It holds no state: every command is one
 //! or a few ttrpc calls to berthd, which normalises the names users type.
 
-// `berth build` is being wired up; until then only the tests use the build context.
-#[allow(dead_code)]
 mod build_context;
 mod commands;
 mod container_flags;
@@ -24,6 +22,7 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 use commands::attach::AttachArgs;
+use commands::build::{BuildArgs, ImportArgs};
 use commands::commit::{CommitArgs, DiffArgs};
 use commands::events::EventsArgs;
 use commands::exec::ExecArgs;
@@ -196,6 +195,10 @@ enum ImageOperation {
     Load(LoadArgs),
     /// Show the history of an image.
     History(HistoryArgs),
+    /// Build an image from a Dockerfile.
+    Build(Box<BuildArgs>),
+    /// Import the contents from a tarball to create a filesystem image.
+    Import(ImportArgs),
     /// Remove unused images (`berth image prune`; docker has no top-level `prune`).
     #[command(skip)]
     Prune(ImagePruneArgs),
@@ -228,6 +231,10 @@ enum ImageCommand {
     Load(LoadArgs),
     /// Show the history of an image.
     History(HistoryArgs),
+    /// Build an image from a Dockerfile.
+    Build(Box<BuildArgs>),
+    /// Import the contents from a tarball to create a filesystem image.
+    Import(ImportArgs),
     /// Remove unused images.
     Prune(ImagePruneArgs),
     /// An `image` verb berth does not have: said so, with no guess at a similar one.
@@ -247,6 +254,8 @@ impl From<ImageCommand> for ImageOperation {
             ImageCommand::Save(args) => ImageOperation::Save(args),
             ImageCommand::Load(args) => ImageOperation::Load(args),
             ImageCommand::History(args) => ImageOperation::History(args),
+            ImageCommand::Build(args) => ImageOperation::Build(args),
+            ImageCommand::Import(args) => ImageOperation::Import(args),
             ImageCommand::Prune(args) => ImageOperation::Prune(args),
             ImageCommand::Unknown(_) => unreachable!("run reports unknown image verbs"),
         }
@@ -415,6 +424,8 @@ async fn run_image_operation(berthd: &Berthd, operation: &ImageOperation) -> Res
         ImageOperation::Load(args) => commands::load::run(berthd, args).await,
         ImageOperation::Inspect(args) => commands::inspect::run(berthd, args).await,
         ImageOperation::History(args) => commands::history::run(berthd, args).await,
+        ImageOperation::Build(args) => commands::build::run(berthd, args).await,
+        ImageOperation::Import(args) => commands::build::import(berthd, args).await,
         ImageOperation::Prune(args) => commands::image_prune::run(berthd, args).await,
     }
 }

@@ -15,7 +15,6 @@ pub mod config;
 pub mod container;
 pub mod daemon;
 pub mod diff;
-pub mod build;
 pub mod events;
 pub mod image;
 pub mod memory;

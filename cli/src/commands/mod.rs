@@ -1,6 +1,7 @@
 //! One file per command: each holds its arguments and a `run` that talks to berthd and prints.
 
 pub mod attach;
+pub mod build;
 pub mod commit;
 pub mod container;
 pub mod events;

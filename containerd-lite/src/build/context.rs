@@ -7,9 +7,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{anyhow, Context as _, Result};
-use berth_proto::build::BuildInput;
+use berth_proto::build::{BuildInput, BuildOutput};
 use tokio::sync::mpsc;
-use ttrpc::asynchronous::ServerStreamReceiver;
+use ttrpc::asynchronous::ServerStream;
 
 use crate::daemon::Berthd;
 use crate::image::archive::{self, Compression};
@@ -27,7 +27,11 @@ impl Context {
 }
 
 /// Receives the context tar: `first` (data of the options message) then every message's data.
-pub async fn receive(d: &Arc<Berthd>, first: Vec<u8>, mut input: ServerStreamReceiver<BuildInput>) -> Result<Context> {
+pub async fn receive(
+    d: &Arc<Berthd>,
+    first: Vec<u8>,
+    input: &mut ServerStream<BuildOutput, BuildInput>,
+) -> Result<Context> {
     let tmp = d.cfg.root.join("tmp");
     let dir = {
         let tmp = tmp.clone();

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use anyhow::anyhow;
 use berth_proto::build::{BuildInput, BuildOutput};
 use berth_proto::build_options::BuildOptions;
-use ttrpc::asynchronous::{ServerStreamReceiver, ServerStreamSender};
+use ttrpc::asynchronous::ServerStream;
 
 use crate::daemon::Berthd;
 
@@ -29,18 +29,18 @@ pub struct Invalid(pub String);
 /// streamed; the last message names the image.
 pub async fn run(
     d: &Arc<Berthd>,
-    mut input: ServerStreamReceiver<BuildInput>,
-    output: ServerStreamSender<BuildOutput>,
+    mut stream: ServerStream<BuildOutput, BuildInput>,
 ) -> anyhow::Result<()> {
     let _activity = crate::memory::activity();
-    let first = input
+    let first = stream
         .recv()
         .await
         .map_err(|e| anyhow!("receiving the build options: {e}"))?
         .ok_or_else(|| Invalid("no build options were sent".into()))?;
     let opts: BuildOptions =
         serde_json::from_slice(&first.options).map_err(|e| Invalid(format!("bad build options: {e}")))?;
-    let context = context::receive(d, first.data, input).await?;
+    let context = context::receive(d, first.data, &mut stream).await?;
+    let output = &stream;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let log = engine::Log { tx, quiet: opts.quiet };
     let build = async {

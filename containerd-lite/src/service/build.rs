@@ -3,8 +3,11 @@
 
 use std::sync::Arc;
 
-use berth_proto::build::{Change as PbChange, CommitRequest, CommitResponse, DiffRequest, DiffResponse};
-use ttrpc::asynchronous::TtrpcContext;
+use berth_proto::build::{
+    BuildInput, BuildOutput, Change as PbChange, CommitRequest, CommitResponse, DiffRequest, DiffResponse,
+    ImportFilesystemInput,
+};
+use ttrpc::asynchronous::{ServerStream, ServerStreamReceiver, TtrpcContext};
 
 use super::containers::lookup_error;
 use super::{blocking, internal, invalid};
@@ -80,10 +83,9 @@ impl berth_proto::build_ttrpc::Builder for BuilderService {
     async fn build(
         &self,
         _: &TtrpcContext,
-        input: ServerStreamReceiver<BuildInput>,
-        output: ServerStreamSender<BuildOutput>,
+        stream: ServerStream<BuildOutput, BuildInput>,
     ) -> ttrpc::Result<()> {
-        crate::build::run(&self.0, input, output).await.map_err(error)
+        crate::build::run(&self.0, stream).await.map_err(error)
     }
 }
 

@@ -1,0 +1,218 @@
+//! `berth build` and `berth import`: Builder.Build and Builder.ImportFilesystem. The build context
+//! is made here, as docker's client makes it (`build_context`), and streamed to berthd; the
+//! build's output streams back.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{self, IsTerminal, Read, Seek, Write};
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use berth_proto::build::{BuildInput, ImportFilesystemInput};
+use berth_proto::build_options::BuildOptions;
+use ttrpc::Code;
+
+use crate::build_context;
+use crate::daemon::{ctx, AlreadyReported, Berthd};
+
+/// Bytes per message: well under ttrpc's 4 MiB message limit.
+const CHUNK_SIZE: usize = 1 << 20;
+
+/// Build an image from a Dockerfile.
+#[derive(clap::Args, Debug)]
+pub struct BuildArgs {
+    /// Name and optionally a tag in the 'name:tag' format.
+    #[arg(short, long = "tag")]
+    tag: Vec<String>,
+    /// Name of the Dockerfile (Default is 'PATH/Dockerfile').
+    #[arg(short, long)]
+    file: Option<PathBuf>,
+    /// Set build-time variables.
+    #[arg(long = "build-arg")]
+    build_arg: Vec<String>,
+    /// Set the target build stage to build.
+    #[arg(long)]
+    target: Option<String>,
+    /// Do not use cache when building the image.
+    #[arg(long)]
+    no_cache: bool,
+    /// Always attempt to pull a newer version of the image.
+    #[arg(long)]
+    pull: bool,
+    /// Set platform if server is multi-platform capable.
+    #[arg(long)]
+    platform: Option<String>,
+    /// Set metadata for an image.
+    #[arg(long)]
+    label: Vec<String>,
+    /// Suppress the build output and print image ID on success.
+    #[arg(short, long)]
+    quiet: bool,
+    /// Set type of progress output (auto, plain, tty): berth prints the steps as plain lines in
+    /// every case.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "plain", "tty"])]
+    progress: String,
+    /// Set the networking mode for the RUN instructions during build.
+    #[arg(long)]
+    network: Option<String>,
+    /// PATH or - (a tar or a lone Dockerfile on stdin).
+    context: String,
+}
+
+/// `K=V` pairs; a `K` alone takes the value from this client's environment (unset if none).
+fn build_args(args: &[String]) -> BTreeMap<String, Option<String>> {
+    args.iter()
+        .map(|a| match a.split_once('=') {
+            Some((k, v)) => (k.to_string(), Some(v.to_string())),
+            None => (a.clone(), std::env::var(a).ok()),
+        })
+        .collect()
+}
+
+fn labels(args: &[String]) -> BTreeMap<String, String> {
+    args.iter()
+        .map(|a| match a.split_once('=') {
+            Some((k, v)) => (k.to_string(), v.to_string()),
+            None => (a.clone(), String::new()),
+        })
+        .collect()
+}
+
+/// Builds; the output streams to stdout, `-q` prints only the image id.
+pub async fn run(berthd: &Berthd, args: &BuildArgs) -> Result<()> {
+    let mut context = tempfile::tempfile().context("creating a file for the build context")?;
+    let dockerfile = if args.context == "-" {
+        if args.file.is_some() {
+            bail!("berth build -: -f is not supported with a context on stdin");
+        }
+        let mut input = Vec::new();
+        io::stdin().lock().read_to_end(&mut input).context("reading the context from stdin")?;
+        let (tar, name) = build_context::stdin_context(input)?;
+        context.write_all(&tar).context("spooling the context")?;
+        name
+    } else {
+        let out = io::BufWriter::new(&mut context);
+        build_context::write_context_tar(args.context.as_ref(), args.file.as_deref(), out)?
+    };
+    context.rewind().context("rewinding the context")?;
+    let options = BuildOptions {
+        tags: args.tag.clone(),
+        dockerfile,
+        build_args: build_args(&args.build_arg),
+        target: args.target.clone(),
+        labels: labels(&args.label),
+        no_cache: args.no_cache,
+        pull: args.pull,
+        platform: args.platform.clone(),
+        network: args.network.clone(),
+        quiet: args.quiet,
+    };
+    let stream = berthd.builder().build(ctx()).await?;
+    let first = BuildInput { options: serde_json::to_vec(&options)?, ..Default::default() };
+    stream.send(&first).await?;
+    let mut buffer = vec![0; CHUNK_SIZE];
+    loop {
+        let n = fill(&mut context, &mut buffer).context("reading the context")?;
+        if n == 0 {
+            break;
+        }
+        if stream.send(&BuildInput { data: buffer[..n].to_vec(), ..Default::default() }).await.is_err() {
+            // berthd stopped reading: its status (below) says why.
+            break;
+        }
+    }
+    stream.close_send().await?;
+    let mut stream = stream;
+    let mut out = io::stdout().lock();
+    loop {
+        match stream.recv().await {
+            Ok(message) => {
+                out.write_all(&message.stream)?;
+                out.flush()?;
+                if !message.image_id.is_empty() {
+                    if args.quiet {
+                        writeln!(out, "{}", message.image_id)?;
+                    }
+                    return Ok(());
+                }
+            }
+            // A step that failed was reported as docker reports it, without the daemon prefix.
+            Err(ttrpc::Error::RpcStatus(status)) if status.code() == Code::ABORTED => {
+                drop(out);
+                eprintln!("{}", status.message);
+                return Err(AlreadyReported.into());
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Reads until `buffer` is full or the input ends.
+fn fill(source: &mut impl Read, buffer: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buffer.len() {
+        match source.read(&mut buffer[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(filled)
+}
+
+/// Import the contents from a tarball to create a filesystem image.
+#[derive(clap::Args, Debug)]
+pub struct ImportArgs {
+    /// Apply Dockerfile instruction to the created image.
+    #[arg(short, long = "change")]
+    change: Vec<String>,
+    /// Set commit message for imported image.
+    #[arg(short, long, default_value = "")]
+    message: String,
+    /// Set platform if server is multi-platform capable.
+    #[arg(long)]
+    platform: Option<String>,
+    /// A tar file, or - for stdin.
+    file: String,
+    /// REPOSITORY[:TAG] of the new image.
+    reference: Option<String>,
+}
+
+/// Sends the tar and prints the new image's id, as docker.
+pub async fn import(berthd: &Berthd, args: &ImportArgs) -> Result<()> {
+    if args.file.contains("://") {
+        bail!("berth import: importing from a URL is not supported: {}", args.file);
+    }
+    let mut source: Box<dyn Read> = if args.file == "-" {
+        let stdin = io::stdin();
+        if stdin.is_terminal() {
+            bail!("requested import from stdin, but stdin is a terminal");
+        }
+        Box::new(stdin.lock())
+    } else {
+        Box::new(File::open(&args.file).with_context(|| format!("open {}: no such file or directory", args.file))?)
+    };
+    let mut sender = berthd.builder().import_filesystem(ctx()).await?;
+    let first = ImportFilesystemInput {
+        reference: args.reference.clone().unwrap_or_default(),
+        changes: args.change.clone(),
+        comment: args.message.clone(),
+        platform: args.platform.clone().unwrap_or_default(),
+        ..Default::default()
+    };
+    sender.send(&first).await?;
+    let mut buffer = vec![0; CHUNK_SIZE];
+    loop {
+        let n = fill(&mut source, &mut buffer).context("reading the tar")?;
+        if n == 0 {
+            break;
+        }
+        if sender.send(&ImportFilesystemInput { data: buffer[..n].to_vec(), ..Default::default() }).await.is_err() {
+            break;
+        }
+    }
+    let response = sender.close_and_recv().await?;
+    writeln!(io::stdout().lock(), "{}", response.image_id)?;
+    Ok(())
+}
