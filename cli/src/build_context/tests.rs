@@ -407,3 +407,18 @@ fn a_512_byte_text_is_no_tar() {
     assert!(!is_archive(text.as_bytes()));
     assert!(!is_archive(&[0u8; 1024]));
 }
+
+#[test]
+fn unreadable_directories_are_an_error_naming_them() {
+    if nix::unistd::geteuid().is_root() {
+        return; // root reads everything
+    }
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "Dockerfile", "FROM scratch\n");
+    write(dir.path(), "locked/file", "x");
+    let locked = dir.path().join("locked");
+    fs::set_permissions(&locked, fs::Permissions::from_mode(0o000)).unwrap();
+    let err = write_context_tar(dir.path(), None, Vec::new()).unwrap_err().to_string();
+    fs::set_permissions(&locked, fs::Permissions::from_mode(0o755)).unwrap();
+    assert_eq!(err, format!("error checking context: 'can't stat '{}''.", locked.display()));
+}
