@@ -27,6 +27,19 @@ pub fn of_process(code: i32) -> u8 {
 /// The status for `err` from `run`/`create`/`start`/`exec`. Only berthd's messages about
 /// starting a process speak about the container's command (berthd words them as docker does);
 /// the client's own errors (a missing `--env-file`, no socket) and Create's are 125.
+/// A failure already shown to the user that ends the command with this exit code (a failed
+/// build step exits with its command's code, as docker's build does).
+#[derive(Debug)]
+pub struct Reported(pub u8);
+
+impl std::fmt::Display for Reported {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "exit status {}", self.0)
+    }
+}
+
+impl std::error::Error for Reported {}
+
 pub fn of_error(err: &anyhow::Error) -> u8 {
     if err.downcast_ref::<BeforeStart>().is_some() {
         return BERTH_FAILED;

@@ -313,6 +313,9 @@ fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(status) => ExitCode::from(status),
         Err(err) if daemon::is_broken_pipe(&err) => ExitCode::SUCCESS,
+        Err(err) if err.downcast_ref::<exit_code::Reported>().is_some() => {
+            ExitCode::from(err.downcast_ref::<exit_code::Reported>().map_or(1, |r| r.0))
+        }
         Err(err) => {
             daemon::print_error(&err);
             if process_exit_codes {

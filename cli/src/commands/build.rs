@@ -13,7 +13,8 @@ use berth_proto::build_options::BuildOptions;
 use ttrpc::Code;
 
 use crate::build_context;
-use crate::daemon::{ctx, AlreadyReported, Berthd};
+use crate::daemon::{ctx, Berthd};
+use crate::exit_code::Reported;
 
 /// Bytes per message: well under ttrpc's 4 MiB message limit.
 const CHUNK_SIZE: usize = 1 << 20;
@@ -140,7 +141,14 @@ pub async fn run(berthd: &Berthd, args: &BuildArgs) -> Result<()> {
             Err(ttrpc::Error::RpcStatus(status)) if status.code() == Code::ABORTED => {
                 drop(out);
                 eprintln!("{}", status.message);
-                return Err(AlreadyReported.into());
+                // docker's build exits with the failed command's code.
+                let code = status
+                    .message
+                    .rsplit_once("non-zero code: ")
+                    .and_then(|(_, c)| c.trim().parse::<u8>().ok())
+                    .filter(|c| *c != 0)
+                    .unwrap_or(1);
+                return Err(Reported(code).into());
             }
             Err(e) => return Err(e.into()),
         }

@@ -176,7 +176,7 @@ fn inspected(response: &InspectImageResponse, listed: &[ImageSummary]) -> Inspec
         comment: text("comment").unwrap_or_default(),
         created: text("created").unwrap_or_default(),
         author: text("author").unwrap_or_default(),
-        config: config.get("config").cloned().unwrap_or_else(|| Value::Object(Default::default())),
+        config: docker_config(config.get("config")),
         architecture: text("architecture").or(platform_arch.map(str::to_string)).unwrap_or_default(),
         variant: text("variant").or(platform_variant.map(str::to_string)),
         os: text("os").or(platform_os.map(str::to_string)).unwrap_or_default(),
@@ -191,6 +191,30 @@ fn inspected(response: &InspectImageResponse, listed: &[ImageSummary]) -> Inspec
         },
         descriptor: TargetDescriptor { media_type: target.media_type, digest: target.digest, size: target.size },
     }
+}
+
+/// The image's runtime config as docker shows it: its struct's fields that are never left out
+/// (empty strings, false, null) filled in where the image's JSON has none.
+fn docker_config(config: Option<&Value>) -> Value {
+    let mut out = config.and_then(Value::as_object).cloned().unwrap_or_default();
+    for key in ["Hostname", "Domainname", "User"] {
+        out.entry(key).or_insert_with(|| Value::String(String::new()));
+    }
+    for key in ["AttachStdin", "AttachStdout", "AttachStderr", "Tty", "OpenStdin", "StdinOnce"] {
+        out.entry(key).or_insert(Value::Bool(false));
+    }
+    for key in ["Env", "Cmd"] {
+        out.entry(key).or_insert(Value::Null);
+    }
+    out.entry("Image").or_insert_with(|| Value::String(String::new()));
+    out.entry("Volumes").or_insert(Value::Null);
+    out.entry("WorkingDir").or_insert_with(|| Value::String(String::new()));
+    for key in ["Entrypoint", "OnBuild", "Labels"] {
+        out.entry(key).or_insert(Value::Null);
+    }
+    // Left out of docker's JSON when empty, but its templates read "" there.
+    out.entry("StopSignal").or_insert_with(|| Value::String(String::new()));
+    Value::Object(out)
 }
 
 /// docker's RepoTags (`busybox:latest`) and RepoDigests (`busybox@sha256:…`) from (name, target
@@ -264,7 +288,9 @@ mod tests {
         assert_eq!(object["Created"], "2024-01-02T03:04:05Z");
         assert_eq!(object["Architecture"], "amd64");
         assert_eq!(object["Os"], "linux");
-        assert_eq!(object["Config"], serde_json::json!({"Cmd": ["sh"]}));
+        assert_eq!(object["Config"]["Cmd"], serde_json::json!(["sh"]));
+        assert_eq!(object["Config"]["WorkingDir"], "", "docker's empty fields are there");
+        assert_eq!(object["Config"]["Entrypoint"], Value::Null);
         assert_eq!(object["RootFS"], serde_json::json!({"Type": "layers", "Layers": ["sha256:aa"]}));
         assert_eq!(object["Size"], 4_261_000);
         assert_eq!(object["Metadata"]["LastTagTime"], ZERO_TIME);

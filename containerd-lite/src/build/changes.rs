@@ -176,8 +176,19 @@ fn healthcheck(check: &Healthcheck, shell: &[String]) -> Value {
 }
 
 /// The instructions `commit --change` accepts (docker's list).
-const CHANGE_COMMANDS: &[&str] =
-    &["CMD", "ENTRYPOINT", "ENV", "EXPOSE", "LABEL", "ONBUILD", "USER", "VOLUME", "WORKDIR", "STOPSIGNAL", "HEALTHCHECK"];
+const CHANGE_COMMANDS: &[&str] = &[
+    "CMD",
+    "ENTRYPOINT",
+    "ENV",
+    "EXPOSE",
+    "LABEL",
+    "ONBUILD",
+    "USER",
+    "VOLUME",
+    "WORKDIR",
+    "STOPSIGNAL",
+    "HEALTHCHECK",
+];
 
 /// `commit --change`: each instruction applied to the container's config `config` (docker's
 /// `Config` object), in order.
@@ -263,7 +274,13 @@ mod tests {
         let config = json!({"Env": ["PATH=/bin"], "Cmd": ["sh"]});
         let changed = apply_changes(
             config.clone(),
-            &["ENV A=1 B=$PATH".into(), "CMD [\"echo\", \"hi\"]".into(), "EXPOSE 80".into(), "WORKDIR /w".into(), "LABEL k=v".into()],
+            &[
+                "ENV A=1 B=$PATH".into(),
+                "CMD [\"echo\", \"hi\"]".into(),
+                "EXPOSE 80".into(),
+                "WORKDIR /w".into(),
+                "LABEL k=v".into(),
+            ],
         )
         .unwrap();
         assert_eq!(changed["Env"], json!(["PATH=/bin", "A=1", "B=/bin"]));

@@ -37,7 +37,8 @@ pub async fn receive(
         let tmp = tmp.clone();
         tokio::task::spawn_blocking(move || -> Result<tempfile::TempDir> {
             std::fs::create_dir_all(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-            let dir = tempfile::Builder::new().prefix("build-").tempdir_in(&tmp).context("creating a build directory")?;
+            let dir =
+                tempfile::Builder::new().prefix("build-").tempdir_in(&tmp).context("creating a build directory")?;
             std::fs::create_dir(dir.path().join("context")).context("creating the context directory")?;
             Ok(dir)
         })
@@ -45,12 +46,32 @@ pub async fn receive(
     };
     let context = Context { dir };
     let target = context.path();
+    // The first bytes say whether the tar is compressed (a context on the client's stdin is sent
+    // as it came).
+    let mut head = first;
+    while head.is_empty() {
+        match input.recv().await {
+            Ok(Some(message)) => head = message.data,
+            Ok(None) => break,
+            Err(e) => return Err(anyhow!("receiving the build context: {e}")),
+        }
+    }
+    let compression = match head.as_slice() {
+        [0x1f, 0x8b, ..] => Compression::Gzip,
+        [0x28, 0xb5, 0x2f, 0xfd, ..] => Compression::Zstd,
+        [b'B', b'Z', b'h', ..] | [0xfd, b'7', b'z', b'X', b'Z', ..] => {
+            return Err(
+                super::Invalid("a bzip2 or xz build context is not supported: send it plain or gzipped".into()).into()
+            )
+        }
+        _ => Compression::None,
+    };
     let (tx, rx) = mpsc::channel(4);
     let extract = tokio::task::spawn_blocking(move || {
-        archive::apply_layer(io::BufReader::new(ChunkReader::new(rx)), Compression::None, &target)
+        archive::apply_layer(io::BufReader::new(ChunkReader::new(rx)), compression, &target)
     });
-    if !first.is_empty() {
-        let _ = tx.send(Ok(first)).await;
+    if !head.is_empty() {
+        let _ = tx.send(Ok(head)).await;
     }
     loop {
         let next = match input.recv().await {

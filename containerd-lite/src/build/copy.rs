@@ -163,7 +163,7 @@ pub fn expand_sources(root: &Path, patterns: &[String], what: &str) -> Result<Ve
     let mut out = Vec::new();
     for pattern in patterns {
         let Some(rel) = clean_relative(pattern) else {
-            return Err(Invalid(format!("Forbidden path outside the build context: {pattern} ()")).into());
+            return Err(Invalid(format!("COPY failed: forbidden path outside the build context: {pattern} ()")).into());
         };
         if !has_glob(pattern) {
             if resolve_in(root, &rel, true)?.is_none() {
@@ -276,11 +276,17 @@ pub fn plan(
     chmod: Option<u32>,
     extract: bool,
 ) -> Result<Plan> {
-    let dest_abs = if dest.starts_with('/') { dest.to_string() } else { format!("{}/{dest}", workdir.trim_end_matches('/')) };
+    let dest_abs =
+        if dest.starts_with('/') { dest.to_string() } else { format!("{}/{dest}", workdir.trim_end_matches('/')) };
     let dest_rel = clean_relative(&dest_abs).unwrap_or_default();
-    let dest_is_dir_syntax = dest.ends_with('/') || dest.ends_with("/.") || dest == "." || dest_rel.as_os_str().is_empty();
+    let dest_is_dir_syntax =
+        dest.ends_with('/') || dest.ends_with("/.") || dest == "." || dest_rel.as_os_str().is_empty();
     if sources.len() > 1 && !dest_is_dir_syntax {
-        return Err(Invalid("When using COPY with more than one source file, the destination must be a directory and end with a /".into()).into());
+        return Err(Invalid(
+            "When using COPY with more than one source file, the destination must be a directory and end with a /"
+                .into(),
+        )
+        .into());
     }
     let existing = resolve_in(dest_root, &dest_rel, true)?;
     let dest_exists_as_dir = existing.as_deref().is_some_and(|p| p.is_dir());
@@ -299,7 +305,10 @@ pub fn plan(
     }
     // The destination directory (or the file's parent) and its ancestors.
     let mut ancestors = Vec::new();
-    let top = if items.iter().any(|(s, t)| t == &dest_rel && !resolve_in(root, s, true).ok().flatten().is_some_and(|p| p.is_dir())) {
+    let top = if items
+        .iter()
+        .any(|(s, t)| t == &dest_rel && !resolve_in(root, s, true).ok().flatten().is_some_and(|p| p.is_dir()))
+    {
         dest_rel.parent().map(Path::to_path_buf).unwrap_or_default()
     } else {
         dest_rel.clone()
@@ -330,7 +339,9 @@ pub fn plan(
 /// name rather than copied as files.
 fn is_archive(path: &Path) -> Result<bool> {
     let mut head = [0u8; 512];
-    let n = File::open(path).and_then(|mut f| read_up_to(&mut f, &mut head)).with_context(|| format!("reading {}", path.display()))?;
+    let n = File::open(path)
+        .and_then(|mut f| read_up_to(&mut f, &mut head))
+        .with_context(|| format!("reading {}", path.display()))?;
     let head = &head[..n];
     if head.starts_with(&[0x1f, 0x8b]) {
         return Ok(true);
@@ -380,7 +391,18 @@ impl Plan {
         let mut tar = tar::Builder::new(out);
         tar.mode(tar::HeaderMode::Complete);
         let mut count = 0;
+        // Directories copied onto a destination directory write it themselves: it is not written
+        // twice (docker refuses layers with a path twice).
+        let mut written_dirs: std::collections::HashSet<PathBuf> = self
+            .items
+            .iter()
+            .filter(|(src, _)| resolve_in(&self.root, src, true).ok().flatten().is_some_and(|p| p.is_dir()))
+            .map(|(_, target)| target.clone())
+            .collect();
         for (dir, meta) in &self.keep_dirs {
+            if written_dirs.contains(dir) {
+                continue;
+            }
             let mut header = header(meta);
             header.set_entry_type(tar::EntryType::Directory);
             tar.append_data(&mut header, dir, io::empty())?;
@@ -388,14 +410,17 @@ impl Plan {
         }
         let (uid, gid) = self.owner.unwrap_or((0, 0));
         for dir in &self.make_dirs {
+            if written_dirs.contains(dir) {
+                continue;
+            }
             let mut header = tar::Header::new_gnu();
             header.set_entry_type(tar::EntryType::Directory);
             header.set_mode(0o755);
+            header.set_size(0);
             header.set_mtime(now_secs());
-            // The destination directory itself goes to the new owner; parents stay root's.
-            let (u, g) = if self.items.iter().any(|(_, t)| t == dir) { (uid, gid) } else { (0, 0) };
-            header.set_uid(u64::from(u));
-            header.set_gid(u64::from(g));
+            // Directories the copy makes belong to the new owner (docker's MkdirAllAndChownNew).
+            header.set_uid(u64::from(uid));
+            header.set_gid(u64::from(gid));
             tar.append_data(&mut header, dir, io::empty())?;
             count += 1;
         }
@@ -420,6 +445,13 @@ impl Plan {
                 let ft = meta.file_type();
                 if ft.is_dir() {
                     if rel.as_os_str().is_empty() && dest.as_os_str().is_empty() {
+                        continue;
+                    }
+                    // A second directory source onto the same destination writes it once.
+                    if rel.as_os_str().is_empty()
+                        && !written_dirs.remove(&dest)
+                        && self.items.iter().filter(|(_, t)| *t == dest).count() > 1
+                    {
                         continue;
                     }
                     header.set_entry_type(tar::EntryType::Directory);
@@ -468,7 +500,12 @@ impl Plan {
             let mut entry = entry.with_context(|| format!("reading archive {}", archive.display()))?;
             let raw = entry.path_bytes().into_owned();
             let Some(rel) = clean_relative(&String::from_utf8_lossy(&raw)) else {
-                return Err(Invalid(format!("ADD {}: entry {:?} climbs out of the destination", archive.display(), String::from_utf8_lossy(&raw))).into());
+                return Err(Invalid(format!(
+                    "ADD {}: entry {:?} climbs out of the destination",
+                    archive.display(),
+                    String::from_utf8_lossy(&raw)
+                ))
+                .into());
             };
             if rel.as_os_str().is_empty() {
                 continue;
@@ -489,7 +526,10 @@ impl Plan {
                     };
                     tar.append_link(&mut header, &dest, link)?;
                 }
-                tar::EntryType::XGlobalHeader | tar::EntryType::XHeader | tar::EntryType::GNULongName | tar::EntryType::GNULongLink => continue,
+                tar::EntryType::XGlobalHeader
+                | tar::EntryType::XHeader
+                | tar::EntryType::GNULongName
+                | tar::EntryType::GNULongLink => continue,
                 _ => {
                     let size = header.entry_size()?;
                     header.set_size(size);
@@ -516,7 +556,15 @@ pub fn workdir_plan(dir: &str, dest_root: &Path) -> Result<Plan> {
             None => make_dirs.push(at.clone()),
         }
     }
-    Ok(Plan { root: PathBuf::new(), items: Vec::new(), make_dirs, keep_dirs: Vec::new(), owner: None, chmod: None, extract: false })
+    Ok(Plan {
+        root: PathBuf::new(),
+        items: Vec::new(),
+        make_dirs,
+        keep_dirs: Vec::new(),
+        owner: None,
+        chmod: None,
+        extract: false,
+    })
 }
 
 /// Every entry under `path` (itself first, as ""), children by name, not following symlinks
@@ -597,7 +645,10 @@ mod tests {
         std::os::unix::fs::symlink("/etc/passwd", root.join("evil")).unwrap();
         let found = expand_sources(&root, &["*.txt".into()], "build context").unwrap();
         assert_eq!(found, [PathBuf::from("a.txt"), PathBuf::from("b.txt")]);
-        assert!(expand_sources(&root, &["../x".into()], "c").unwrap_err().to_string().contains("outside the build context"));
+        assert!(expand_sources(&root, &["../x".into()], "c")
+            .unwrap_err()
+            .to_string()
+            .contains("forbidden path outside"));
         // An absolute link target is taken inside the root: /etc/passwd is not there.
         assert!(expand_sources(&root, &["evil".into()], "c").is_err());
         assert!(expand_sources(&root, &["nope*".into()], "c").unwrap_err().to_string().contains("no source files"));

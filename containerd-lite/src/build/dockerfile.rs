@@ -164,6 +164,10 @@ pub struct ParseError {
 
 impl fmt::Display for ParseError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Line 0: an error about the whole file, which docker prints without a line.
+        if self.line == 0 {
+            return f.write_str(&self.message);
+        }
         write!(f, "dockerfile parse error line {}: {}", self.line, self.message)
     }
 }
@@ -187,7 +191,8 @@ pub fn parse(text: &str) -> Result<Dockerfile, ParseError> {
                 Some(stage) => stage.instructions.push(instruction),
                 None => match instruction.command {
                     Command::Arg(args) => dockerfile.meta_args.extend(args),
-                    _ => return Err(error_at(instruction.line, "no build stage in current context")),
+                    // docker reports it without a line.
+                    _ => return Err(error_at(0, "no build stage in current context")),
                 },
             },
         }

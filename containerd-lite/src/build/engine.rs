@@ -166,6 +166,16 @@ pub async fn build(d: &Arc<Berthd>, opts: &BuildOptions, context: &Path, log: &L
             (a.name.clone(), value)
         })
         .collect();
+    // From here on a failure is the build's own output (docker prints it without the daemon's
+    // prefix), whatever it is.
+    run_stages(&mut b, &df, last).await.map_err(|e| match e.downcast::<super::StepFailed>() {
+        Ok(failed) => anyhow::Error::new(failed),
+        Err(e) => anyhow::Error::new(super::StepFailed(crate::service::one_line(&e))),
+    })
+}
+
+async fn run_stages(b: &mut Builder<'_>, df: &dockerfile::Dockerfile, last: usize) -> Result<Built> {
+    let (d, opts) = (b.d, b.opts);
     let mut stages: Vec<Stage> = Vec::new();
     for def in &df.stages[..=last] {
         b.step += 1;
@@ -208,7 +218,8 @@ pub async fn build(d: &Arc<Berthd>, opts: &BuildOptions, context: &Path, log: &L
     };
     b.log.line(format!("Successfully built {}", short(&stored.config)));
     for (_, image) in named.iter().filter(|(_, i)| !draft::is_dangling_name(&i.name)) {
-        let familiar = image::reference::Reference::parse(&image.name).map(|r| r.familiar()).unwrap_or(image.name.clone());
+        let familiar =
+            image::reference::Reference::parse(&image.name).map(|r| r.familiar()).unwrap_or(image.name.clone());
         b.log.line(format!("Successfully tagged {familiar}"));
     }
     Ok(Built { image_id: stored.config.to_string(), tags })
@@ -227,10 +238,7 @@ fn read_dockerfile(context: &Path, name: &str) -> Result<String> {
 
 /// docker's predefined build args, which never count as unused.
 fn is_predefined(name: &str) -> bool {
-    matches!(
-        name.to_ascii_uppercase().as_str(),
-        "HTTP_PROXY" | "HTTPS_PROXY" | "FTP_PROXY" | "NO_PROXY" | "ALL_PROXY"
-    )
+    matches!(name.to_ascii_uppercase().as_str(), "HTTP_PROXY" | "HTTPS_PROXY" | "FTP_PROXY" | "NO_PROXY" | "ALL_PROXY")
 }
 
 fn short(digest: &crate::store::digest::Digest) -> String {
@@ -281,6 +289,18 @@ impl Builder<'_> {
             let resolved = self.base_image(base).await?;
             Draft::from_base(&resolved)?
         };
+        let mut draft = draft;
+        // docker's builder gives every stage a PATH.
+        let config = draft.runtime_config();
+        let mut env: Vec<String> = config
+            .get("Env")
+            .and_then(Value::as_array)
+            .map(|l| l.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+            .unwrap_or_default();
+        if !env.iter().any(|e| e.starts_with("PATH=")) {
+            env.push(format!("PATH={}", crate::container::spec::DEFAULT_PATH));
+            config.insert("Env".into(), json!(env));
+        }
         let shell = draft.config["config"]["Shell"]
             .as_array()
             .map(|l| l.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
@@ -330,7 +350,11 @@ impl Builder<'_> {
         if triggers.is_empty() {
             return Ok(());
         }
-        self.log.line(format!("# Executing {} build trigger{}", triggers.len(), if triggers.len() == 1 { "" } else { "s" }));
+        self.log.line(format!(
+            "# Executing {} build trigger{}",
+            triggers.len(),
+            if triggers.len() == 1 { "" } else { "s" }
+        ));
         stage.draft.runtime_config().insert("OnBuild".into(), Value::Null);
         for trigger in triggers {
             let instruction = dockerfile::parse_trigger(&trigger).map_err(|e| Invalid(e.to_string()))?;
@@ -389,9 +413,15 @@ impl Builder<'_> {
                 let job = copy.context("COPY without its sources")?;
                 let description = job.description(&key_extra);
                 let layer = self
-                    .blocking(move |d, lease| job.with_plan(d, |plan| draft::store_layer(d, lease, |out| plan.write_tar(out))))
+                    .blocking(move |d, lease| {
+                        job.with_plan(d, |plan| draft::store_layer(d, lease, |out| plan.write_tar(out)))
+                    })
                     .await?;
-                let history = History { created: created.clone(), created_by: format!("/bin/sh -c #(nop) {description}"), ..Default::default() };
+                let history = History {
+                    created: created.clone(),
+                    created_by: format!("/bin/sh -c #(nop) {description}"),
+                    ..Default::default()
+                };
                 self.add_step(stage, layer, history).await?;
             }
             Command::Workdir(dir) => {
@@ -406,8 +436,11 @@ impl Builder<'_> {
                         draft::store_layer(d, lease, |out| plan.write_tar(out))
                     })
                     .await?;
-                let history =
-                    History { created: created.clone(), created_by: format!("/bin/sh -c #(nop) WORKDIR {workdir}"), ..Default::default() };
+                let history = History {
+                    created: created.clone(),
+                    created_by: format!("/bin/sh -c #(nop) WORKDIR {workdir}"),
+                    ..Default::default()
+                };
                 self.add_step(stage, layer, history).await?;
             }
             Command::Arg(decls) => {
@@ -418,7 +451,11 @@ impl Builder<'_> {
                         None => a.name.clone(),
                     })
                     .collect();
-                stage.draft.add_empty_layer(History { created: created.clone(), created_by: nop(&format!("ARG {}", text.join(" "))), ..Default::default() });
+                stage.draft.add_empty_layer(History {
+                    created: created.clone(),
+                    created_by: nop(&format!("ARG {}", text.join(" "))),
+                    ..Default::default()
+                });
             }
             _ => {
                 let mut author = None;
@@ -426,13 +463,22 @@ impl Builder<'_> {
                 let mut cmd_set = stage.cmd_set;
                 changes::apply(
                     &instruction,
-                    Target { config: stage.draft.runtime_config(), shell: &mut shell, cmd_set: &mut cmd_set, author: &mut author },
+                    Target {
+                        config: stage.draft.runtime_config(),
+                        shell: &mut shell,
+                        cmd_set: &mut cmd_set,
+                        author: &mut author,
+                    },
                 )?;
                 if let Some(a) = author {
                     stage.draft.config["author"] = json!(a);
                 }
                 let text = history_text(&instruction, &stage.shell);
-                stage.draft.add_empty_layer(History { created: created.clone(), created_by: nop(&text), ..Default::default() });
+                stage.draft.add_empty_layer(History {
+                    created: created.clone(),
+                    created_by: nop(&text),
+                    ..Default::default()
+                });
             }
         }
         stage.draft.config["created"] = json!(created);
@@ -500,7 +546,11 @@ impl Builder<'_> {
             _ => return Err(Invalid(format!("{} is not a copy", instruction.original)).into()),
         };
         if is_add && args.sources.iter().any(|s| s.contains("://")) {
-            return Err(Invalid(format!("ADD: sources from URLs are not supported by berth: {}", args.sources.join(" "))).into());
+            return Err(Invalid(format!(
+                "ADD: sources from URLs are not supported by berth: {}",
+                args.sources.join(" ")
+            ))
+            .into());
         }
         // The source root: the context, another stage's filesystem or an image's.
         let from_chain = match args.from.as_deref() {
@@ -543,7 +593,10 @@ impl Builder<'_> {
             labels: BTreeMap::from([("berth.build.step".to_string(), self.step.to_string())]),
             ..Default::default()
         };
-        let image = Image::new(format!("{}@{}", draft::DANGLING_REPOSITORY, stage.state.manifest.digest), stage.state.manifest.target());
+        let image = Image::new(
+            format!("{}@{}", draft::DANGLING_REPOSITORY, stage.state.manifest.digest),
+            stage.state.manifest.target(),
+        );
         let record = self.blocking(move |d, _| crate::container::create::create(d, config, &image, None)).await?;
         let id = record.id.clone();
         self.log.line(format!(" ---> Running in {}", &id[..12]));
@@ -553,7 +606,10 @@ impl Builder<'_> {
                 let key = record.snapshot_key.clone();
                 self.blocking(move |d, lease| draft::layer_from_snapshot(d, lease, &key)).await
             }
-            Ok(code) => Err(Invalid(format!("The command '{}' returned a non-zero code: {code}", argv.join(" "))).into()),
+            Ok(code) => {
+                Err(super::StepFailed(format!("The command '{}' returned a non-zero code: {code}", argv.join(" ")))
+                    .into())
+            }
             Err(e) => Err(e),
         };
         if let Err(e) = Tasks::remove(self.d, &id, true, true).await {
@@ -601,7 +657,9 @@ fn history_text(instruction: &Instruction, shell: &[String]) -> String {
     match &instruction.command {
         Command::Cmd(c) => format!("CMD {}", quoted(&changes::argv(c, shell))),
         Command::Entrypoint(c) => format!("ENTRYPOINT {}", quoted(&changes::argv(c, shell))),
-        Command::Env(pairs) => format!("ENV {}", pairs.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")),
+        Command::Env(pairs) => {
+            format!("ENV {}", pairs.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" "))
+        }
         Command::Label(pairs) => {
             format!("LABEL {}", pairs.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" "))
         }
@@ -638,7 +696,8 @@ impl CopyJob {
             None => None,
         };
         let chmod = self.args.chmod.as_deref().map(copy::parse_chmod).transpose()?;
-        let plan = copy::plan(&root, sources, &self.args.dest, &self.workdir, dest_view.path(), owner, chmod, self.is_add)?;
+        let plan =
+            copy::plan(&root, sources, &self.args.dest, &self.workdir, dest_view.path(), owner, chmod, self.is_add)?;
         f(&plan)
     }
 

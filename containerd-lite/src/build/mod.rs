@@ -25,12 +25,15 @@ use crate::daemon::Berthd;
 #[error("{0}")]
 pub struct Invalid(pub String);
 
+/// A build step failed (a RUN's command exited non-zero): reported as docker reports it, as the
+/// build's last words rather than as a daemon error.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct StepFailed(pub String);
+
 /// Serves one Builder.Build call: options, then the context, then the build with its output
 /// streamed; the last message names the image.
-pub async fn run(
-    d: &Arc<Berthd>,
-    mut stream: ServerStream<BuildOutput, BuildInput>,
-) -> anyhow::Result<()> {
+pub async fn run(d: &Arc<Berthd>, mut stream: ServerStream<BuildOutput, BuildInput>) -> anyhow::Result<()> {
     let _activity = crate::memory::activity();
     let first = stream
         .recv()

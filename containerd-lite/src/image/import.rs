@@ -17,7 +17,10 @@ use crate::store::lease::TransferLease;
 use crate::store::meta::Image;
 
 /// Receives the tar and makes the image; returns its record.
-pub async fn import_filesystem(d: &Arc<Berthd>, mut input: ServerStreamReceiver<ImportFilesystemInput>) -> Result<Image> {
+pub async fn import_filesystem(
+    d: &Arc<Berthd>,
+    mut input: ServerStreamReceiver<ImportFilesystemInput>,
+) -> Result<Image> {
     let _activity = crate::memory::activity();
     let first = input
         .recv()
@@ -62,7 +65,11 @@ pub async fn import_filesystem(d: &Arc<Berthd>, mut input: ServerStreamReceiver<
         draft.config["config"] = config;
         let stored = draft.store(&d, &lease)?;
         let names: Vec<String> = Some(first.reference).filter(|r| !r.is_empty()).into_iter().collect();
-        draft::name_image(&d, &names, &stored.manifest)?.into_iter().map(|(_, i)| i).next().context("no image was named")
+        draft::name_image(&d, &names, &stored.manifest)?
+            .into_iter()
+            .map(|(_, i)| i)
+            .next()
+            .context("no image was named")
     })
     .await?
 }

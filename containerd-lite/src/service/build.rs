@@ -21,7 +21,9 @@ pub struct BuilderService(pub Arc<Berthd>);
 /// A failure as the API reports it: unknown containers are NOT_FOUND, bad references and
 /// instructions INVALID_ARGUMENT.
 fn error(e: anyhow::Error) -> ttrpc::Error {
-    if e.downcast_ref::<LookupError>().is_some() {
+    if let Some(failed) = e.downcast_ref::<crate::build::StepFailed>() {
+        super::status(ttrpc::Code::ABORTED, failed)
+    } else if e.downcast_ref::<LookupError>().is_some() {
         lookup_error(e)
     } else if e.chain().any(|c| c.is::<ReferenceError>() || c.is::<crate::build::Invalid>()) {
         invalid(super::one_line(&e))
@@ -80,11 +82,7 @@ impl berth_proto::build_ttrpc::Builder for BuilderService {
         response(&self.0, &image).await
     }
 
-    async fn build(
-        &self,
-        _: &TtrpcContext,
-        stream: ServerStream<BuildOutput, BuildInput>,
-    ) -> ttrpc::Result<()> {
+    async fn build(&self, _: &TtrpcContext, stream: ServerStream<BuildOutput, BuildInput>) -> ttrpc::Result<()> {
         crate::build::run(&self.0, stream).await.map_err(error)
     }
 }
