@@ -460,7 +460,7 @@ mod tests {
 
     #[test]
     fn unknown_verbs_are_not_guessed_at() {
-        for verb in ["psx", "swarm", "build", "cp"] {
+        for verb in ["psx", "swarm", "plugin"] {
             let cli = Cli::try_parse_from(["berth", verb, "ls"]).expect("parses");
             let Command::Unknown(argv) = cli.command else { panic!("expected an unknown command") };
             assert_eq!(argv[0], verb);

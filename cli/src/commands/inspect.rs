@@ -302,6 +302,7 @@ mod tests {
         };
         assert_eq!(render("{{.Id}}"), "sha256:cc\n");
         assert_eq!(render("{{.Config.Cmd}}"), "[sh]\n");
-        assert_eq!(render("{{json .Config}}"), "{\"Cmd\":[\"sh\"]}\n");
+        assert_eq!(render("{{json .Config.Cmd}}"), "[\"sh\"]\n");
+        assert_eq!(render("{{json .Config.StopSignal}}"), "\"\"\n");
     }
 }
