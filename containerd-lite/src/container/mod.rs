@@ -3,6 +3,7 @@
 //! Running them is `task`'s business.
 
 pub mod create;
+pub mod fs;
 pub mod names;
 pub mod spec;
 pub mod store;

@@ -8,6 +8,7 @@ use ttrpc::Code;
 
 use crate::daemon::Berthd;
 
+mod container_files;
 mod containers;
 mod content;
 mod images;
