@@ -21,8 +21,10 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 use commands::attach::AttachArgs;
+use commands::cp::CpArgs;
 use commands::events::EventsArgs;
 use commands::exec::ExecArgs;
+use commands::export::ExportArgs;
 use commands::history::HistoryArgs;
 use commands::image_prune::ImagePruneArgs;
 use commands::images::ImagesArgs;
@@ -143,6 +145,10 @@ enum ContainerOperation {
     Update(UpdateArgs),
     /// List port mappings or a specific mapping for the container.
     Port(commands::port::PortArgs),
+    /// Copy files/folders between a container and the local filesystem.
+    Cp(CpArgs),
+    /// Export a container's filesystem as a tar archive.
+    Export(ExportArgs),
 }
 
 impl ContainerOperation {
@@ -369,6 +375,8 @@ async fn run_container_operation(address: &str, operation: &ContainerOperation) 
         ContainerOperation::Stats(args) => done(commands::stats::run(&berthd()?, args).await),
         ContainerOperation::Update(args) => done(commands::update::run(&berthd()?, args).await),
         ContainerOperation::Port(args) => done(commands::port::run(&berthd()?, args).await),
+        ContainerOperation::Cp(args) => done(commands::cp::run(&berthd()?, args).await),
+        ContainerOperation::Export(args) => done(commands::export::run(&berthd()?, args).await),
     }
 }
 
@@ -436,7 +444,7 @@ mod tests {
 
     #[test]
     fn unknown_verbs_are_not_guessed_at() {
-        for verb in ["psx", "swarm", "build", "cp"] {
+        for verb in ["psx", "swarm", "build", "commit"] {
             let cli = Cli::try_parse_from(["berth", verb, "ls"]).expect("parses");
             let Command::Unknown(argv) = cli.command else { panic!("expected an unknown command") };
             assert_eq!(argv[0], verb);

@@ -2,8 +2,10 @@
 
 pub mod attach;
 pub mod container;
+pub mod cp;
 pub mod events;
 pub mod exec;
+pub mod export;
 pub mod history;
 pub mod image_prune;
 pub mod images;
