@@ -119,7 +119,8 @@ fn assert_nothing_left(b: &Berthd) {
             .collect();
         assert!(stray.is_empty(), "mounts left in {mountinfo}: {stray:?}");
     }
-    let tmp: Vec<_> = std::fs::read_dir(b.root().join("tmp")).into_iter().flatten().flatten().map(|e| e.path()).collect();
+    let tmp: Vec<_> =
+        std::fs::read_dir(b.root().join("tmp")).into_iter().flatten().flatten().map(|e| e.path()).collect();
     assert!(tmp.is_empty(), "left in berthd's tmp: {tmp:?}");
 }
 
@@ -160,7 +161,10 @@ fn cp_out_of_running_and_exited_containers_keeps_content_modes_times_and_links()
         let names: Vec<&str> = tar.iter().map(|e| e.name.as_str()).collect();
         assert_eq!(names, ["d/", "d/f", "d/l"]);
         let f = entry(&tar, "d/f");
-        assert_eq!((f.kind, f.mode, f.uid, f.gid, f.mtime, &f.data[..]), ('0', 0o751, 12, 34, 1_000_000_000, &b"hi\n"[..]));
+        assert_eq!(
+            (f.kind, f.mode, f.uid, f.gid, f.mtime, &f.data[..]),
+            ('0', 0o751, 12, 34, 1_000_000_000, &b"hi\n"[..])
+        );
         assert_eq!((entry(&tar, "d/l").kind, entry(&tar, "d/l").link.as_str()), ('2', "f"));
         let tar = entries(&berth_bytes(&b, &["cp", &format!("{name}:/d/."), "-"]));
         let names: Vec<&str> = tar.iter().map(|e| e.name.as_str()).collect();
@@ -213,7 +217,10 @@ fn cp_into_running_and_stopped_containers_keeps_owners_modes_and_names() {
         // A tar on stdin, extracted into a directory.
         let tar = Command::new("tar").arg("-cf").arg("-").arg("-C").arg(at("tree")).arg(".").output().expect("tar");
         let out = berth_in(&b, src.path(), &["cp", "-", &to("/stdin")], Stdio::null());
-        assert_eq!((out.code, out.stderr.as_str()), (1, format!("destination \"{name}:/stdin\" must be a directory\n").as_str()));
+        assert_eq!(
+            (out.code, out.stderr.as_str()),
+            (1, format!("destination \"{name}:/stdin\" must be a directory\n").as_str())
+        );
         let mut child = b.berth_cmd(&["cp", "-", &to("/tmp/")]).stdin(Stdio::piped()).spawn().expect("berth cp -");
         std::io::Write::write_all(child.stdin.as_mut().expect("stdin"), &tar.stdout).expect("writing the tar");
         drop(child.stdin.take());
@@ -300,7 +307,22 @@ fn cp_and_export_errors_match_docker_20_10() {
     let script = format!("{SETUP} && touch /ready && exec sleep 1000");
     let runs: [&[&str]; 2] = [
         &["run", "-d", "--network", "none", "--name", "ctr", "-v", "/vol", IMAGE_REF, "sh", "-c", &script],
-        &["run", "-d", "--network", "none", "--name", "ro", "--read-only", "-v", "/rw", "-v", "rov:/rov:ro", IMAGE_REF, "sleep", "1000"],
+        &[
+            "run",
+            "-d",
+            "--network",
+            "none",
+            "--name",
+            "ro",
+            "--read-only",
+            "-v",
+            "/rw",
+            "-v",
+            "rov:/rov:ro",
+            IMAGE_REF,
+            "sleep",
+            "1000",
+        ],
     ];
     for args in runs {
         b.ok(args);

@@ -47,9 +47,7 @@ pub async fn run(berthd: &Berthd, args: &CpArgs) -> Result<()> {
         (Some(container), None) => {
             copy_from_container(berthd, container, source_path, destination_path, args.follow_link).await
         }
-        (None, Some(container)) => {
-            copy_to_container(berthd, container, source_path, destination_path, args).await
-        }
+        (None, Some(container)) => copy_to_container(berthd, container, source_path, destination_path, args).await,
         (Some(_), Some(_)) => Err(PlainMessage("copying between containers is not supported".into()).into()),
         (None, None) => Err(PlainMessage("must specify at least one container source".into()).into()),
     }
@@ -489,8 +487,8 @@ fn copy_info_source_path(path: &str, follow_link: bool) -> Result<CopyInfo> {
         let rebase = (has_trailing_separator(path) && base_name(path) != base_name(&resolved)).then(|| base_name(path));
         (resolved, rebase)
     };
-    let meta = fs::symlink_metadata(&resolved)
-        .map_err(|e| PlainMessage(format!("lstat {resolved}: {}", go_error(&e))))?;
+    let meta =
+        fs::symlink_metadata(&resolved).map_err(|e| PlainMessage(format!("lstat {resolved}: {}", go_error(&e))))?;
     Ok(CopyInfo { path: resolved, exists: true, is_dir: meta.is_dir(), rebase_name })
 }
 
@@ -733,7 +731,13 @@ mod tests {
         assert_eq!(prepare_archive_copy(&file, &existing_dir).expect("into a dir"), ("/t".into(), None));
         let renamed = Some(("f".to_string(), "new".to_string()));
         assert_eq!(prepare_archive_copy(&file, &missing).expect("new name"), ("/t".into(), renamed));
-        assert_eq!(prepare_archive_copy(&dir, &existing_file).expect_err("dir onto file").to_string(), "cannot copy directory");
-        assert_eq!(prepare_archive_copy(&file, &missing_dir).expect_err("file to dir/").to_string(), "no such directory");
+        assert_eq!(
+            prepare_archive_copy(&dir, &existing_file).expect_err("dir onto file").to_string(),
+            "cannot copy directory"
+        );
+        assert_eq!(
+            prepare_archive_copy(&file, &missing_dir).expect_err("file to dir/").to_string(),
+            "no such directory"
+        );
     }
 }

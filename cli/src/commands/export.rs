@@ -27,7 +27,9 @@ pub async fn run(berthd: &Berthd, args: &ExportArgs) -> Result<()> {
     let Some(path) = &args.output else {
         let mut stdout = io::stdout().lock();
         if stdout.is_terminal() {
-            return Err(PlainMessage("cowardly refusing to save to a terminal. Use the -o flag or redirect".into()).into());
+            return Err(
+                PlainMessage("cowardly refusing to save to a terminal. Use the -o flag or redirect".into()).into()
+            );
         }
         let mut stream = berthd.containers().export(ctx(), &request).await?;
         copy_chunks(&mut stream, &mut stdout).await?;

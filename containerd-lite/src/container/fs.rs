@@ -314,7 +314,9 @@ fn binds(d: &Berthd, record: &ContainerRecord) -> Vec<Bind> {
         .mounts
         .iter()
         .filter_map(|m| match m.kind.as_str() {
-            "volume" if !m.host_path.is_empty() => Some(Bind { source: m.host_path.clone().into(), target: m.target.clone() }),
+            "volume" if !m.host_path.is_empty() => {
+                Some(Bind { source: m.host_path.clone().into(), target: m.target.clone() })
+            }
             "volume" => Some(Bind { source: d.volumes.mountpoint(&m.source), target: m.target.clone() }),
             "bind" => Some(Bind { source: m.source.clone().into(), target: m.target.clone() }),
             _ => None,
@@ -348,7 +350,8 @@ fn with_private_mount<T: Send>(
             nix::mount::mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
                 .context("making the private mount namespace's mounts private")?;
             for m in &mounts {
-                m.mount(target).with_context(|| format!("mounting the container's snapshot at {}", target.display()))?;
+                m.mount(target)
+                    .with_context(|| format!("mounting the container's snapshot at {}", target.display()))?;
             }
             let result = (|| {
                 let fd = fcntl::open(target, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
@@ -500,7 +503,8 @@ impl<W: Write> TarWriter<W> {
         }
         let mut names: Vec<OsString> = Vec::new();
         {
-            let listing_fd = fcntl::openat(&dir, ".", OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())?;
+            let listing_fd =
+                fcntl::openat(&dir, ".", OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())?;
             let mut listing = Dir::from_fd(listing_fd)?;
             for entry in listing.iter() {
                 let name = entry?.file_name().to_bytes().to_vec();
@@ -549,11 +553,15 @@ impl<W: Write> TarWriter<W> {
                     }
                     self.links.insert(key, name.to_vec());
                 }
-                let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_NOCTTY | OFlag::O_CLOEXEC;
+                let flags =
+                    OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_NOCTTY | OFlag::O_CLOEXEC;
                 let file = File::from(fcntl::openat(dir, child, flags, Mode::empty())?);
                 let st = stat::fstat(&file)?;
                 if file_type(&st) != SFlag::S_IFREG {
-                    return Err(io::Error::other(format!("{} changed while it was archived", String::from_utf8_lossy(name))));
+                    return Err(io::Error::other(format!(
+                        "{} changed while it was archived",
+                        String::from_utf8_lossy(name)
+                    )));
                 }
                 self.append_header(&st, name, None, Some(file))
             }
@@ -586,7 +594,9 @@ impl<W: Write> TarWriter<W> {
             header.set_device_major(stat::major(st.st_rdev) as u32)?;
             header.set_device_minor(stat::minor(st.st_rdev) as u32)?;
         }
-        self.set_long(&mut header, name, tar::EntryType::GNULongName, |h, bytes| h.as_old_mut().name[..bytes.len()].copy_from_slice(bytes))?;
+        self.set_long(&mut header, name, tar::EntryType::GNULongName, |h, bytes| {
+            h.as_old_mut().name[..bytes.len()].copy_from_slice(bytes)
+        })?;
         if let Some(link) = link {
             self.set_long(&mut header, link, tar::EntryType::GNULongLink, |h, bytes| {
                 h.as_old_mut().linkname[..bytes.len()].copy_from_slice(bytes)

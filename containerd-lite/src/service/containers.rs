@@ -5,13 +5,13 @@ use std::sync::Arc;
 
 use berth_proto::container_config::{CreateConfig, UpdateConfig};
 use berth_proto::containers::{
+    ArchiveChunk, ArchivePathRequest, ExportContainerRequest, ExtractToDirRequest, ExtractToDirResponse,
+    StatPathRequest, StatPathResponse,
+};
+use berth_proto::containers::{
     Container as PbContainer, ContainerResponse, ContainerState as PbState, CreateContainerRequest,
     DeleteContainerRequest, DeleteContainerResponse, GetContainerRequest, ListContainersRequest,
     ListContainersResponse, RenameContainerRequest, UpdateContainerRequest,
-};
-use berth_proto::containers::{
-    ArchiveChunk, ArchivePathRequest, ExportContainerRequest, ExtractToDirRequest, ExtractToDirResponse,
-    StatPathRequest, StatPathResponse,
 };
 use ttrpc::asynchronous::{ServerStreamReceiver, ServerStreamSender, TtrpcContext};
 use ttrpc::Code;
