@@ -17,10 +17,11 @@ use berth_integration::engines::scratch::Scratch;
 
 /// What the container writes into its own /etc/shadow, to tell it from the host's.
 const CONTAINER_SHADOW: &str = "the container's shadow\n";
-/// The container's files: /d/f (751, 12:34, mtime 1000000000), /d/l -> f, /evil -> /, a file in
-/// its volume at /vol, and its own /etc/shadow. Idempotent, for a container started again.
+/// The container's files: /d/f (751, 12:34, mtime 1000000000), /d/h hard-linked to it, /d/l -> f,
+/// /evil -> /, a file in its volume at /vol, and its own /etc/shadow. Idempotent, for a container
+/// started again.
 const SETUP: &str = "mkdir -p /d && echo hi > /d/f && chmod 751 /d/f && chown 12:34 /d/f && \
-                     touch -d @1000000000 /d/f && ln -sfn f /d/l && ln -sfn / /evil && \
+                     touch -d @1000000000 /d/f && ln -f /d/f /d/h && ln -sfn f /d/l && ln -sfn / /evil && \
                      echo in-volume > /vol/v && printf \"the container's shadow\\n\" > /etc/shadow";
 
 /// The busybox image, built once per test binary under cargo's tmp directory.
@@ -142,6 +143,8 @@ fn cp_out_of_running_and_exited_containers_keeps_content_modes_times_and_links()
         assert_eq!(std::fs::read_to_string(at("d1/f")).expect("read"), "hi\n");
         assert_eq!((f.permissions().mode() & 0o7777, f.mtime(), f.uid(), f.gid()), (0o751, 1_000_000_000, 0, 0));
         assert_eq!(std::fs::read_link(at("d1/l")).expect("a symlink kept as a link"), Path::new("f"));
+        let h = std::fs::metadata(at("d1/h")).expect("d1/h");
+        assert_eq!(h.ino(), f.ino(), "hard links stay linked");
         // Into an existing directory, under its own name.
         copy("/d", host.path());
         assert!(at("d/f").is_file());
@@ -159,7 +162,8 @@ fn cp_out_of_running_and_exited_containers_keeps_content_modes_times_and_links()
         // To stdout: a tar with the container's owners, modes and times.
         let tar = entries(&berth_bytes(&b, &["cp", &format!("{name}:/d"), "-"]));
         let names: Vec<&str> = tar.iter().map(|e| e.name.as_str()).collect();
-        assert_eq!(names, ["d/", "d/f", "d/l"]);
+        assert_eq!(names, ["d/", "d/f", "d/h", "d/l"]);
+        assert_eq!((entry(&tar, "d/h").kind, entry(&tar, "d/h").link.as_str()), ('1', "d/f"));
         let f = entry(&tar, "d/f");
         assert_eq!(
             (f.kind, f.mode, f.uid, f.gid, f.mtime, &f.data[..]),
@@ -168,7 +172,7 @@ fn cp_out_of_running_and_exited_containers_keeps_content_modes_times_and_links()
         assert_eq!((entry(&tar, "d/l").kind, entry(&tar, "d/l").link.as_str()), ('2', "f"));
         let tar = entries(&berth_bytes(&b, &["cp", &format!("{name}:/d/."), "-"]));
         let names: Vec<&str> = tar.iter().map(|e| e.name.as_str()).collect();
-        assert_eq!(names, ["./", "./f", "./l"]);
+        assert_eq!(names, ["./", "./f", "./h", "./l"]);
 
         // The volume is seen where the container sees it, running or not.
         let tar = entries(&berth_bytes(&b, &["cp", &format!("{name}:/vol/v"), "-"]));
@@ -181,6 +185,11 @@ fn cp_out_of_running_and_exited_containers_keeps_content_modes_times_and_links()
         assert_eq!(std::fs::read_to_string(at("shadow")).expect("shadow"), CONTAINER_SHADOW);
         assert_nothing_left(&b);
     }
+    // A paused container's files are reachable too.
+    b.ok(&["pause", "running"]);
+    let tar = entries(&berth_bytes(&b, &["cp", "running:/d/f", "-"]));
+    assert_eq!(entry(&tar, "f").data, b"hi\n");
+    b.ok(&["unpause", "running"]);
     b.remove_all_containers();
     assert_nothing_left(&b);
 }
@@ -247,6 +256,15 @@ fn cp_into_running_and_stopped_containers_keeps_owners_modes_and_names() {
         assert_eq!(entry(&tar, "vol/a").data, b"a\n");
         assert_nothing_left(&b);
     }
+    // -L follows a local symlink; a file may not replace a directory.
+    b.ok(&["cp", "-L", at("tree/la").to_str().expect("utf-8"), "running:/tmp/followed"]);
+    let tar = entries(&berth_bytes(&b, &["cp", "running:/tmp/followed", "-"]));
+    assert_eq!((entry(&tar, "followed").kind, &entry(&tar, "followed").data[..]), ('0', &b"a\n"[..]));
+    std::fs::write(at("sub"), "not a directory").expect("write");
+    let out = b.berth(&["cp", at("sub").to_str().expect("utf-8"), "running:/newtree"]);
+    assert_eq!(out.code, 1, "{out}");
+    assert!(out.stderr.contains("cannot overwrite directory with non-directory"), "{out}");
+    assert_nothing_left(&b);
     // -a: the container's configured user, as its own /etc/passwd resolves it.
     b.ok(&["cp", "-a", &file, "nobody:/tmp/"]);
     let tar = entries(&berth_bytes(&b, &["cp", "nobody:/tmp/a", "-"]));
@@ -278,6 +296,13 @@ fn export_tars_the_root_filesystem_without_volumes() {
     assert!(tar.iter().any(|e| e.name == "vol/"), "the volume's mountpoint is part of the rootfs");
     assert!(!tar.iter().any(|e| e.name == "vol/v"), "a volume's content is not exported");
     assert!(!tar.iter().any(|e| e.name.starts_with("proc/") && e.name != "proc/"), "no procfs in an export");
+
+    // Not onto a terminal (the pseudo-terminal `script` gives it).
+    let command =
+        format!("{} -H {} export running", berth_integration::engines::berthd::berth_bin().display(), b.host());
+    let out = run(Command::new("script").args(["-qec", &command, "/dev/null"]));
+    assert_ne!(out.code, 0, "{out}");
+    assert!(out.stdout.contains("cowardly refusing to save to a terminal. Use the -o flag or redirect"), "{out}");
 
     b.ok(&["stop", "-t", "0", "running"]);
     let out = tempfile::tempdir().expect("tempdir");

@@ -497,11 +497,15 @@ fn copy_info_source_path(path: &str, follow_link: bool) -> Result<CopyInfo> {
 fn copy_info_destination_path(path: &str) -> Result<CopyInfo> {
     let mut path = path.to_string();
     let original = path.clone();
-    let mut meta = fs::symlink_metadata(&path);
     let mut hops = 0;
-    while let Ok(m) = &meta {
-        if !m.file_type().is_symlink() {
-            return Ok(CopyInfo { path, exists: true, is_dir: m.is_dir(), rebase_name: None });
+    let missing = loop {
+        let meta = match fs::symlink_metadata(&path) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => break path,
+            Err(e) => return Err(PlainMessage(format!("lstat {path}: {}", go_error(&e))).into()),
+        };
+        if !meta.file_type().is_symlink() {
+            return Ok(CopyInfo { path, exists: true, is_dir: meta.is_dir(), rebase_name: None });
         }
         hops += 1;
         if hops > 10 {
@@ -510,21 +514,14 @@ fn copy_info_destination_path(path: &str) -> Result<CopyInfo> {
         let target = fs::read_link(&path).map_err(|e| PlainMessage(format!("readlink {path}: {}", go_error(&e))))?;
         let target = target.to_string_lossy().into_owned();
         path = if target.starts_with('/') { target } else { join(&split_path_dir_entry(&path).0, &target) };
-        meta = fs::symlink_metadata(&path);
+    };
+    // A missing destination is fine if its parent directory exists.
+    let (parent, _) = split_path_dir_entry(&missing);
+    let parent_meta = fs::metadata(&parent).map_err(|e| PlainMessage(format!("stat {parent}: {}", go_error(&e))))?;
+    if !parent_meta.is_dir() {
+        return Err(PlainMessage("not a directory".into()).into());
     }
-    match meta {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            let (parent, _) = split_path_dir_entry(&path);
-            let parent_meta =
-                fs::metadata(&parent).map_err(|e| PlainMessage(format!("stat {parent}: {}", go_error(&e))))?;
-            if !parent_meta.is_dir() {
-                return Err(PlainMessage("not a directory".into()).into());
-            }
-            Ok(CopyInfo { path, ..Default::default() })
-        }
-        Err(e) => Err(PlainMessage(format!("lstat {path}: {}", go_error(&e))).into()),
-        Ok(_) => unreachable!("the loop returns for anything but a symlink"),
-    }
+    Ok(CopyInfo { path: missing, ..Default::default() })
 }
 
 /// docker's PrepareArchiveCopy: the directory to extract into and how the source's entries are

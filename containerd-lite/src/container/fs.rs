@@ -463,7 +463,7 @@ pub fn extract(
     let fd = root.fd.try_clone().context("duplicating the root fd")?;
     archive::extract(tar, fd, dir, &options).map_err(|e| match e {
         archive::ArchiveError::Stream(e) => FsError::BadArchive(e.to_string()),
-        archive::ArchiveError::InvalidEntry { .. } => FsError::BadArchive(e.to_string()),
+        archive::ArchiveError::InvalidEntry { path, problem } => FsError::BadArchive(format!("{path:?}: {problem}")),
         other => FsError::Other(other.into()),
     })
 }

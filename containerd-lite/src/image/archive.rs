@@ -405,7 +405,7 @@ fn apply_entry<R: Read>(
 
     let slot = Slot::new(dir, name);
     if options.no_overwrite_dir_non_dir {
-        refuse_dir_non_dir_swap(&slot, &kind, &shown).map_err(|problem| invalid(&problem))?;
+        refuse_dir_non_dir_swap(&slot, &kind).map_err(invalid)?;
     }
     match kind {
         EntryKind::Directory => {
@@ -459,12 +459,12 @@ fn apply_entry<R: Read>(
 
 /// docker's NoOverwriteDirNonDir: an existing directory is not replaced by a non-directory, nor
 /// an existing non-directory by a directory.
-fn refuse_dir_non_dir_swap(slot: &Slot, kind: &EntryKind, shown: &str) -> Result<(), String> {
+fn refuse_dir_non_dir_swap(slot: &Slot, kind: &EntryKind) -> Result<(), &'static str> {
     let Ok(Some(st)) = slot.stat() else { return Ok(()) };
     let existing_dir = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR;
     match (existing_dir, matches!(kind, EntryKind::Directory)) {
-        (true, false) => Err(format!("cannot overwrite directory {shown:?} with non-directory")),
-        (false, true) => Err(format!("cannot overwrite non-directory {shown:?} with directory")),
+        (true, false) => Err("cannot overwrite directory with non-directory"),
+        (false, true) => Err("cannot overwrite non-directory with directory"),
         _ => Ok(()),
     }
 }
