@@ -15,6 +15,7 @@ use tokio::sync::mpsc;
 use ttrpc::r#async::ClientStreamReceiver;
 use ttrpc::Code;
 
+use super::load::CHUNK_SIZE;
 use crate::daemon::{ctx, Berthd, PlainMessage};
 
 /// Copy files/folders between a container and the local filesystem.
@@ -37,8 +38,6 @@ pub struct CpArgs {
 
 /// Chunks of a tar stream in flight between the network and the local disk.
 const CHUNKS_IN_FLIGHT: usize = 4;
-/// Bytes per chunk sent to berthd (ttrpc messages are limited to 4 MiB).
-const CHUNK_SIZE: usize = 1 << 20;
 
 pub async fn run(berthd: &Berthd, args: &CpArgs) -> Result<()> {
     let (source_container, source_path) = split_cp_arg(&args.source);

@@ -634,6 +634,9 @@ impl<W: Write> TarWriter<W> {
             let mut long = tar::Header::new_gnu();
             long.as_old_mut().name[..13].copy_from_slice(b"././@LongLink");
             long.set_mode(0o644);
+            long.set_uid(0);
+            long.set_gid(0);
+            long.set_mtime(0);
             long.set_entry_type(long_kind);
             let mut data = value.to_vec();
             data.push(0);
@@ -693,5 +696,91 @@ mod tests {
         assert_eq!(root.resolve(&parts("/evil"), true).expect("resolve"), Vec::<OsString>::new());
         let err = root.resolve(&parts("/loop"), true).expect_err("a loop");
         assert_eq!(err.raw_os_error(), Some(libc::ELOOP));
+    }
+
+    #[test]
+    fn archives_keep_modes_times_links_and_long_names() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path().join("d");
+        let long = "n".repeat(150);
+        std::fs::create_dir(&d).expect("mkdir");
+        std::fs::write(d.join("f"), "hi\n").expect("write");
+        std::fs::write(d.join(&long), "long").expect("write");
+        for (path, mode) in [(d.clone(), 0o750), (d.join("f"), 0o751), (d.join(&long), 0o600)] {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+        }
+        let t = nix::sys::time::TimeSpec::new(1_000_000_000, 0);
+        stat::utimensat(fcntl::AT_FDCWD, &d.join("f"), &t, &t, stat::UtimensatFlags::NoFollowSymlink)
+            .expect("utimensat");
+        std::fs::hard_link(d.join("f"), d.join("h")).expect("hard link");
+        std::os::unix::fs::symlink(&long, d.join("l")).expect("symlink");
+        let fd = fcntl::open(dir.path(), OFlag::O_PATH | OFlag::O_DIRECTORY, Mode::empty()).expect("open");
+        let root = ContainerRoot { fd };
+
+        let (resolved, stat) = root.stat_path(&ContainerPath::parse("/d/.")).expect("stat");
+        assert_eq!(stat.name, ".");
+        let mut tar = Vec::new();
+        root.archive_path(&resolved, &stat.name, &mut tar).expect("archive");
+        let mut archive = tar::Archive::new(&tar[..]);
+        let mut seen = Vec::new();
+        for entry in archive.entries().expect("entries") {
+            let entry = entry.expect("entry");
+            let header = entry.header();
+            let link = entry.link_name_bytes().map(|l| String::from_utf8_lossy(&l).into_owned()).unwrap_or_default();
+            let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+            let kind = header.entry_type().as_byte() as char;
+            let mode = if kind == '2' { 0 } else { header.mode().expect("mode") };
+            seen.push((name, kind, mode, header.mtime().expect("mtime") == 1_000_000_000, link));
+        }
+        let expected = [
+            ("./".to_string(), '5', 0o750, false, String::new()),
+            ("./f".to_string(), '0', 0o751, true, String::new()),
+            ("./h".to_string(), '1', 0o751, true, "./f".to_string()),
+            ("./l".to_string(), '2', 0, false, long.clone()),
+            (format!("./{long}"), '0', 0o600, false, String::new()),
+        ];
+        assert_eq!(seen, expected);
+    }
+
+    /// A tar of `(name, data)` regular files.
+    fn tar_of(files: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut tar = tar::Builder::new(Vec::new());
+        for (name, data) in files {
+            let mut header = tar::Header::new_gnu();
+            header.set_mode(0o640);
+            header.set_uid(0);
+            header.set_gid(0);
+            header.set_mtime(0);
+            header.set_size(data.len() as u64);
+            header.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+            header.set_cksum();
+            tar.append(&header, *data).expect("append");
+        }
+        tar.into_inner().expect("tar")
+    }
+
+    #[test]
+    fn extraction_stays_in_the_container_and_takes_whiteout_names_literally() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(dir.path().join("base")).expect("mkdir");
+        std::os::unix::fs::symlink("/", dir.path().join("base/out")).expect("symlink");
+        let open = || fcntl::open(dir.path(), OFlag::O_PATH | OFlag::O_DIRECTORY, Mode::empty()).expect("open");
+        let base = vec![OsString::from("base")];
+        let (uid, gid) = (nix::unistd::getuid().as_raw(), nix::unistd::getgid().as_raw());
+        let options = ExtractOptions { chown: Some((uid, gid)), no_overwrite_dir_non_dir: true, ..Default::default() };
+        let tar = tar_of(&[("x", b"x"), ("out/z", b"z"), (".wh.x", b"w")]);
+        archive::extract(&tar[..], open(), base.clone(), &options).expect("extract");
+        assert_eq!(std::fs::read(dir.path().join("base/x")).expect("x"), b"x");
+        assert_eq!(std::fs::read(dir.path().join("z")).expect("through the link, inside the root"), b"z");
+        assert_eq!(std::fs::read(dir.path().join("base/.wh.x")).expect("a plain file"), b"w");
+
+        let escape = tar_of(&[("../../escaped", b"e")]);
+        archive::extract(&escape[..], open(), base.clone(), &options).expect_err("climbing out is refused");
+        let onto_dir = tar_of(&[("out", b"o")]);
+        std::fs::remove_file(dir.path().join("base/out")).expect("rm");
+        std::fs::create_dir(dir.path().join("base/out")).expect("mkdir");
+        let err = archive::extract(&onto_dir[..], open(), base, &options).expect_err("a file onto a directory");
+        assert!(err.to_string().contains("cannot overwrite directory with non-directory"), "{err}");
     }
 }
