@@ -43,12 +43,16 @@ const MAX_ID_FILE: u64 = 4 << 20;
 /// Why an operation on a container's files failed, as docker words it.
 #[derive(Debug, thiserror::Error)]
 pub enum FsError {
+    /// The path (or one of its parents) does not exist in the container.
     #[error("Could not find the file {path} in container {container}")]
     NotFound { path: String, container: String },
+    /// A tar is only extracted into a directory.
     #[error("extraction point is not a directory")]
     NotADirectory,
+    /// `--read-only`: nothing is written outside a writable volume.
     #[error("container rootfs is marked read-only")]
     RootfsReadOnly,
+    /// The destination is in a read-only volume or bind.
     #[error("mounted volume is marked read-only")]
     VolumeReadOnly,
     /// The tar sent is malformed or hostile.
@@ -75,11 +79,14 @@ pub struct ContainerRoot {
 /// docker's ContainerPathStat.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PathStat {
+    /// The name the path's archive entries start with (`.` for `dir/.`, `/` for the root).
     pub name: String,
     pub size: i64,
+    /// st_mode: file type and permission bits.
     pub mode: u32,
     pub mtime_seconds: i64,
     pub mtime_nanos: u32,
+    /// A symlink's target resolved inside the container, absolute; empty for anything else.
     pub link_target: String,
 }
 
@@ -96,6 +103,7 @@ pub struct ContainerPath {
 }
 
 impl ContainerPath {
+    /// A path as the API carries it (relative ones are taken from `/`, as docker does).
     pub fn parse(path: &str) -> ContainerPath {
         let mut components: Vec<OsString> = Vec::new();
         for part in path.split('/') {

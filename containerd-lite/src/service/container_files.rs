@@ -86,6 +86,7 @@ fn to_pb(stat: &PathStat) -> PbPathStat {
     }
 }
 
+/// StatPath: what is at a path, its last element not followed (for `cp -L` and a destination).
 pub async fn stat_path(d: Arc<Berthd>, req: StatPathRequest) -> ttrpc::Result<StatPathResponse> {
     let held = Arc::new(Held::new(&d, &req.id).await?);
     let (shown, container) = (req.path.clone(), req.id.clone());
@@ -99,6 +100,7 @@ pub async fn stat_path(d: Arc<Berthd>, req: StatPathRequest) -> ttrpc::Result<St
     Ok(StatPathResponse { stat: protobuf::MessageField::some(to_pb(&stat)), ..Default::default() })
 }
 
+/// ArchivePath: the path's stat in the first message, then a tar of it.
 pub async fn archive_path(
     d: Arc<Berthd>,
     req: ArchivePathRequest,
@@ -127,6 +129,7 @@ pub async fn archive_path(
     send_chunks(first, rx, &stream, writer).await
 }
 
+/// Export: a tar of the root filesystem without volumes and binds.
 pub async fn export(
     d: Arc<Berthd>,
     req: ExportContainerRequest,
@@ -160,6 +163,7 @@ async fn send_chunks(
     written.map_err(fs_error)
 }
 
+/// ExtractToDir: the first message names the container and directory; the tar follows.
 pub async fn extract_to_dir(
     d: Arc<Berthd>,
     mut stream: ServerStreamReceiver<ExtractToDirRequest>,
