@@ -239,6 +239,15 @@ fn cp_into_running_and_stopped_containers_keeps_owners_modes_and_names() {
         assert!(!Path::new(&host_probe).exists(), "cp wrote through /evil onto the host");
         // Into the volume.
         b.ok(&["cp", &file, &to("/vol/")]);
+        // Failures leave nothing behind either.
+        let out = b.berth(&["cp", &file, &to("/tmp/a/x")]);
+        assert_eq!(
+            (out.code, out.stderr.as_str()),
+            (1, "Error response from daemon: extraction point is not a directory\n")
+        );
+        let out = b.berth(&["cp", &file, &to("/nope/x")]);
+        assert_eq!((out.code, out.stderr), (1, format!("Error: No such container:path: {name}:/nope\n")));
+        assert_nothing_left(&b);
 
         let mut tar = Vec::new();
         for dir in ["/tmp", "/newtree", "/vol"] {
@@ -264,6 +273,15 @@ fn cp_into_running_and_stopped_containers_keeps_owners_modes_and_names() {
     let out = b.berth(&["cp", at("sub").to_str().expect("utf-8"), "running:/newtree"]);
     assert_eq!(out.code, 1, "{out}");
     assert!(out.stderr.contains("cannot overwrite directory with non-directory"), "{out}");
+    assert_nothing_left(&b);
+    // A read-only container refuses, running or not, but for its writable volumes.
+    b.ok(&["create", "--name", "readonly", "--read-only", "-v", "/rw", IMAGE_REF, "true"]);
+    let out = b.berth(&["cp", &file, "readonly:/tmp/"]);
+    assert_eq!(
+        (out.code, out.stderr.as_str()),
+        (1, "Error response from daemon: container rootfs is marked read-only\n")
+    );
+    b.ok(&["cp", &file, "readonly:/rw/"]);
     assert_nothing_left(&b);
     // -a: the container's configured user, as its own /etc/passwd resolves it.
     b.ok(&["cp", "-a", &file, "nobody:/tmp/"]);
