@@ -444,7 +444,7 @@ mod tests {
 
     #[test]
     fn unknown_verbs_are_not_guessed_at() {
-        for verb in ["psx", "swarm", "build", "commit"] {
+        for verb in ["psx", "swarm", "build", "plugin"] {
             let cli = Cli::try_parse_from(["berth", verb, "ls"]).expect("parses");
             let Command::Unknown(argv) = cli.command else { panic!("expected an unknown command") };
             assert_eq!(argv[0], verb);
