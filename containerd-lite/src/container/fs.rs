@@ -205,11 +205,16 @@ impl ContainerRoot {
         Ok((resolved, st))
     }
 
-    /// docker's StatPath.
-    pub fn stat_path(&self, path: &ContainerPath) -> io::Result<(Vec<OsString>, PathStat)> {
-        let (resolved, st) = self.lookup(path)?;
+    /// docker's StatPath: what `path` names (see [`Self::lookup`]), resolved, and its stat.
+    /// `container` is the container as the user named it, for the not-found message.
+    pub fn stat_path(&self, path: &ContainerPath, container: &str) -> Result<(Vec<OsString>, PathStat), FsError> {
+        let failed = |e: io::Error| match e.raw_os_error() {
+            Some(libc::ENOENT) => FsError::NotFound { path: path.shown.clone(), container: container.to_string() },
+            _ => FsError::Other(anyhow::Error::new(e).context(format!("lstat {}", path.shown))),
+        };
+        let (resolved, st) = self.lookup(path).map_err(failed)?;
         let link_target = if file_type(&st) == SFlag::S_IFLNK {
-            ContainerPath::absolute(&self.resolve(&path.components, true)?)
+            ContainerPath::absolute(&self.resolve(&path.components, true).map_err(failed)?)
         } else {
             String::new()
         };
@@ -413,14 +418,16 @@ fn mount_bind(root: &ContainerRoot, bind: &Bind) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The directory `path` resolves to in `root`, checked writable as docker checks it: inside a
-/// volume, that volume must be writable; elsewhere the root filesystem must not be read-only.
+/// The directory `path` resolves to in `root` (its last element followed), checked writable as
+/// docker checks it: inside a volume, that volume must be writable; elsewhere the root filesystem
+/// must not be read-only. `container` is the container as the user named it.
 pub fn extraction_point(
     root: &ContainerRoot,
     record: &ContainerRecord,
     path: &ContainerPath,
+    container: &str,
 ) -> Result<Vec<OsString>, FsError> {
-    let not_found = || FsError::NotFound { path: path.shown.clone(), container: record.name.clone() };
+    let not_found = || FsError::NotFound { path: path.shown.clone(), container: container.to_string() };
     let resolved = root.resolve(&path.components, true).map_err(|e| match e.raw_os_error() {
         Some(libc::ENOENT) => not_found(),
         _ => FsError::Other(anyhow::Error::new(e).context(format!("resolving {}", path.shown))),
@@ -726,7 +733,7 @@ mod tests {
         let fd = fcntl::open(dir.path(), OFlag::O_PATH | OFlag::O_DIRECTORY, Mode::empty()).expect("open");
         let root = ContainerRoot { fd };
 
-        let (resolved, stat) = root.stat_path(&ContainerPath::parse("/d/.")).expect("stat");
+        let (resolved, stat) = root.stat_path(&ContainerPath::parse("/d/."), "c").expect("stat");
         assert_eq!(stat.name, ".");
         let mut tar = Vec::new();
         root.archive_path(&resolved, &stat.name, &mut tar).expect("archive");

@@ -66,14 +66,6 @@ fn fs_error(e: FsError) -> ttrpc::Error {
     }
 }
 
-/// A failed lookup of `shown` in `container`: a missing file is docker's "Could not find".
-fn lookup_failed(shown: &str, container: &str, e: io::Error) -> FsError {
-    match e.raw_os_error() {
-        Some(libc::ENOENT) => FsError::NotFound { path: shown.to_string(), container: container.to_string() },
-        _ => FsError::Other(anyhow::Error::new(e).context(format!("lstat {shown}"))),
-    }
-}
-
 fn to_pb(stat: &PathStat) -> PbPathStat {
     PbPathStat {
         name: stat.name.clone(),
@@ -92,8 +84,7 @@ pub async fn stat_path(d: Arc<Berthd>, req: StatPathRequest) -> ttrpc::Result<St
     let (shown, container) = (req.path.clone(), req.id.clone());
     let stat = held
         .run(d.clone(), Scope::WithMounts, move |root, _| {
-            let path = ContainerPath::parse(&shown);
-            root.stat_path(&path).map(|(_, stat)| stat).map_err(|e| lookup_failed(&shown, &container, e))
+            root.stat_path(&ContainerPath::parse(&shown), &container).map(|(_, stat)| stat)
         })
         .await
         .map_err(fs_error)?;
@@ -111,8 +102,7 @@ pub async fn archive_path(
     let (tx, rx) = mpsc::channel(CHUNKS_IN_FLIGHT);
     let (shown, container) = (req.path.clone(), req.id.clone());
     let writer = tokio::spawn(held.run(d.clone(), Scope::WithMounts, move |root, _| {
-        let path = ContainerPath::parse(&shown);
-        let (resolved, stat) = root.stat_path(&path).map_err(|e| lookup_failed(&shown, &container, e))?;
+        let (resolved, stat) = root.stat_path(&ContainerPath::parse(&shown), &container)?;
         let name = stat.name.clone();
         if stat_tx.send(stat).is_err() {
             return Ok(());
@@ -179,11 +169,7 @@ pub async fn extract_to_dir(
     let (shown, copy_uid_gid, no_overwrite) = (first.path.clone(), first.copy_uid_gid, first.no_overwrite_dir_non_dir);
     let container = first.id.clone();
     let extractor = tokio::spawn(held.run(d.clone(), Scope::WithMounts, move |root, record| {
-        let path = ContainerPath::parse(&shown);
-        let dir = fs::extraction_point(root, record, &path).map_err(|e| match e {
-            FsError::NotFound { path, .. } => FsError::NotFound { path, container },
-            other => other,
-        })?;
+        let dir = fs::extraction_point(root, record, &ContainerPath::parse(&shown), &container)?;
         fs::extract(root, record, dir, copy_uid_gid, no_overwrite, ChunkReader::new(rx))
     }));
     let mut next = Ok(first.data);
