@@ -329,6 +329,9 @@ fn export_tars_the_root_filesystem_without_volumes() {
     let tar = entries(&std::fs::read(&file).expect("the export"));
     assert_eq!(entry(&tar, "written").data, b"written\n");
     assert!(!tar.iter().any(|e| e.name == "vol/v"));
+    // A failed export leaves no partial file.
+    let failed = b.berth(&["export", "-o", out.path().join("nope.tar").to_str().expect("utf-8"), "nope"]);
+    assert_eq!((failed.code, failed.stderr.as_str()), (1, "Error response from daemon: No such container: nope\n"));
     let left: Vec<_> = std::fs::read_dir(out.path()).expect("ls").flatten().map(|e| e.file_name()).collect();
     assert_eq!(left, ["running.tar"]);
     assert_nothing_left(&b);
