@@ -425,3 +425,39 @@ fn cp_and_export_errors_match_docker_20_10() {
     b.remove_all_containers();
     assert_nothing_left(&b);
 }
+
+#[test]
+fn a_container_swapping_a_directory_for_a_symlink_to_root_never_gets_cp_onto_the_host() {
+    let b = daemon();
+    // /x/real flips between a directory and a symlink to / as fast as the container can.
+    let flipper = "mkdir -p /x/real && touch /ready && while true; do mv /x/real /x/dir; ln -s / /x/real; \
+                   rm /x/real; mv /x/dir /x/real; done";
+    b.ok(&["run", "-d", "--name", "racer", IMAGE_REF, "sh", "-c", flipper]);
+    for _ in 0..200 {
+        if b.berth(&["exec", "racer", "test", "-e", "/ready"]).code == 0 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let src = tempfile::tempdir().expect("tempdir");
+    let name = format!("berth-cp-race-{}", std::process::id());
+    let file = src.path().join(&name);
+    std::fs::write(&file, "raced").expect("write");
+    let mut landed = 0;
+    for _ in 0..40 {
+        // Some copies fail while the directory is away; none may write outside the container.
+        if b.berth(&["cp", file.to_str().expect("utf-8"), "racer:/x/real/"]).code == 0 {
+            landed += 1;
+        }
+        let out = b.berth_cmd(&["cp", "racer:/x/real/etc/hostname", "-"]).output().expect("berth cp");
+        if out.status.success() {
+            let tar = entries(&out.stdout);
+            let host = std::fs::read("/etc/hostname").unwrap_or_default();
+            assert!(tar.iter().all(|e| e.data != host || host.is_empty()), "read the host's /etc/hostname");
+        }
+    }
+    assert!(landed > 0, "no copy got through at all");
+    assert!(!Path::new("/").join(&name).exists(), "cp wrote onto the host's /");
+    b.remove_all_containers();
+    assert_nothing_left(&b);
+}
