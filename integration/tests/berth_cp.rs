@@ -234,6 +234,18 @@ fn cp_into_running_and_stopped_containers_keeps_owners_modes_and_names() {
         std::io::Write::write_all(child.stdin.as_mut().expect("stdin"), &tar.stdout).expect("writing the tar");
         drop(child.stdin.take());
         assert!(child.wait().expect("berth cp -").success());
+        // A gzipped one too, as docker takes it.
+        let gz = Command::new("gzip").arg("-c").stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().expect("gzip");
+        let gz = {
+            let mut gz = gz;
+            std::io::Write::write_all(gz.stdin.as_mut().expect("stdin"), &tar.stdout).expect("gzip input");
+            drop(gz.stdin.take());
+            gz.wait_with_output().expect("gzip").stdout
+        };
+        let mut child = b.berth_cmd(&["cp", "-", &to("/")]).stdin(Stdio::piped()).spawn().expect("berth cp -");
+        std::io::Write::write_all(child.stdin.as_mut().expect("stdin"), &gz).expect("writing the tar.gz");
+        drop(child.stdin.take());
+        assert!(child.wait().expect("berth cp -").success());
         // Through the container's /evil -> /: into the container, not the host.
         b.ok(&["cp", &file, &to(&format!("/evil{host_probe}"))]);
         assert!(!Path::new(&host_probe).exists(), "cp wrote through /evil onto the host");
@@ -250,7 +262,7 @@ fn cp_into_running_and_stopped_containers_keeps_owners_modes_and_names() {
         assert_nothing_left(&b);
 
         let mut tar = Vec::new();
-        for dir in ["/tmp", "/newtree", "/vol"] {
+        for dir in ["/tmp", "/newtree", "/vol", "/sub"] {
             tar.extend(entries(&berth_bytes(&b, &["cp", &to(dir), "-"])));
         }
         let a = entry(&tar, "tmp/a");
@@ -258,6 +270,7 @@ fn cp_into_running_and_stopped_containers_keeps_owners_modes_and_names() {
         assert_eq!((a.mode, a.uid, a.gid, a.mtime, &a.data[..]), (0o640, 1000, 2000, 1_100_000_000, &b"a\n"[..]));
         assert_eq!(entry(&tar, "tmp/renamed").data, b"a\n");
         assert_eq!(entry(&tar, "newtree/sub/s").data, b"s\n");
+        assert_eq!(entry(&tar, "sub/s").data, b"s\n", "the gzipped tar landed in /");
         assert_eq!(entry(&tar, "newtree/la").link, "a");
         assert_eq!(entry(&tar, "tmp/tree/a").uid, 1000);
         assert_eq!(entry(&tar, "tmp/sub/s").data, b"s\n");

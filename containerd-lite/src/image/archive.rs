@@ -144,17 +144,27 @@ pub struct ExtractOptions {
     pub no_overwrite_dir_non_dir: bool,
 }
 
-/// Extracts the uncompressed tar `tar` into the directory `base` (cleaned components) of the
-/// root filesystem `root`, as [`ExtractOptions`] say. Sync; call it from a blocking thread. On
-/// error what was extracted so far stays (as with docker); nothing outside `root` is touched.
+/// Extracts the tar `tar` (plain, gzip or zstd, told by its first bytes as docker tells them)
+/// into the directory `base` (cleaned components) of the root filesystem `root`, as
+/// [`ExtractOptions`] say. Sync; call it from a blocking thread. On error what was extracted so
+/// far stays (as with docker); nothing outside `root` is touched.
 pub fn extract<R: Read>(
     tar: R,
     root: std::os::fd::OwnedFd,
     base: Vec<std::ffi::OsString>,
     options: &ExtractOptions,
 ) -> Result<(), ArchiveError> {
+    let mut tar = io::BufReader::new(tar);
+    let magic = io::BufRead::fill_buf(&mut tar).map_err(ArchiveError::Stream)?;
+    let compression = if magic.starts_with(&[0x1f, 0x8b]) {
+        Compression::Gzip
+    } else if magic.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        Compression::Zstd
+    } else {
+        Compression::None
+    };
     let root = LayerRoot::within(root, base);
-    apply_stream(tar, &root, options, MAX_LAYER_ENTRIES)?;
+    apply_stream(decompress(tar, compression)?, &root, options, MAX_LAYER_ENTRIES)?;
     Ok(())
 }
 
