@@ -107,6 +107,18 @@ impl fmt::Display for AlreadyReported {
 
 impl std::error::Error for AlreadyReported {}
 
+/// A message printed as it is, without "Error: " (docker's client prints its own errors bare).
+#[derive(Debug)]
+pub struct PlainMessage(pub String);
+
+impl fmt::Display for PlainMessage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for PlainMessage {}
+
 /// A connection to berthd.
 pub struct Berthd {
     client: Client,
@@ -229,6 +241,9 @@ pub fn describe(err: &anyhow::Error) -> Option<String> {
     }
     if let Some(unknown) = err.downcast_ref::<UnknownCommand>() {
         return Some(format!("berth: {unknown}"));
+    }
+    if let Some(plain) = err.downcast_ref::<PlainMessage>() {
+        return Some(plain.0.clone());
     }
     if let Some(missing) = err.downcast_ref::<NoSuchImage>() {
         return Some(format!("Error: {missing}"));

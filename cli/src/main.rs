@@ -24,8 +24,10 @@ use clap::{Parser, Subcommand};
 use commands::attach::AttachArgs;
 use commands::build::{BuildArgs, ImportArgs};
 use commands::commit::{CommitArgs, DiffArgs};
+use commands::cp::CpArgs;
 use commands::events::EventsArgs;
 use commands::exec::ExecArgs;
+use commands::export::ExportArgs;
 use commands::history::HistoryArgs;
 use commands::image_prune::ImagePruneArgs;
 use commands::images::ImagesArgs;
@@ -150,6 +152,10 @@ enum ContainerOperation {
     Commit(CommitArgs),
     /// Inspect changes to files or directories on a container's filesystem.
     Diff(DiffArgs),
+    /// Copy files/folders between a container and the local filesystem.
+    Cp(CpArgs),
+    /// Export a container's filesystem as a tar archive.
+    Export(ExportArgs),
 }
 
 impl ContainerOperation {
@@ -391,6 +397,8 @@ async fn run_container_operation(address: &str, operation: &ContainerOperation) 
         ContainerOperation::Stats(args) => done(commands::stats::run(&berthd()?, args).await),
         ContainerOperation::Update(args) => done(commands::update::run(&berthd()?, args).await),
         ContainerOperation::Port(args) => done(commands::port::run(&berthd()?, args).await),
+        ContainerOperation::Cp(args) => done(commands::cp::run(&berthd()?, args).await),
+        ContainerOperation::Export(args) => done(commands::export::run(&berthd()?, args).await),
     }
 }
 

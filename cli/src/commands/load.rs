@@ -11,7 +11,7 @@ use crate::daemon::{ctx, Berthd};
 use crate::reference::FamiliarName;
 
 /// Bytes per Import message: well under ttrpc's 4 MiB message limit.
-const CHUNK_SIZE: usize = 1 << 20;
+pub(crate) const CHUNK_SIZE: usize = 1 << 20;
 
 /// Load images from a tar archive (`docker save` or OCI layout).
 #[derive(clap::Args, Debug)]

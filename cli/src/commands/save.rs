@@ -87,7 +87,7 @@ async fn save_to_file(berthd: &Berthd, request: &ExportRequest, path: &Path) -> 
 
 /// A new, exclusively created temp file beside `path` (so the rename stays on one filesystem),
 /// named `.FILE.XXXXXX.tmp`: whatever the user already has there is never opened or removed.
-fn partial_file(path: &Path) -> Result<NamedTempFile> {
+pub(crate) fn partial_file(path: &Path) -> Result<NamedTempFile> {
     let dir = parent_dir(path);
     let mut prefix = OsString::from(".");
     prefix.push(path.file_name().unwrap_or_else(|| "berth-save".as_ref()));
@@ -129,7 +129,7 @@ async fn copy_chunks(stream: &mut ClientStreamReceiver<Chunk>, out: &mut impl Wr
 }
 
 /// Resolves on Ctrl-C; never, if the handler cannot be installed.
-async fn interrupted() {
+pub(crate) async fn interrupted() {
     if tokio::signal::ctrl_c().await.is_err() {
         std::future::pending::<()>().await;
     }

@@ -4,6 +4,7 @@
 
 pub mod commit;
 pub mod create;
+pub mod fs;
 pub mod names;
 pub mod spec;
 pub mod store;

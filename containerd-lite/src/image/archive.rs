@@ -20,6 +20,11 @@
 //! - Sparse files (GNU type `S`, PAX `GNU.sparse.*`) are refused: the tar crate would write their
 //!   holes out as zeros, so a tiny layer could fill the disk.
 //! - A layer holds at most `MAX_LAYER_ENTRIES` entries, which bounds the directory-times list.
+//!
+//! [`extract`] applies the same rules to a tar copied into a container (`cp`, docker's PUT
+//! archive): entries land below a directory of the container's root, symlinks resolve inside that
+//! root (docker extracts chrooted into it), mounts below it are crossed, and whiteout names are
+//! plain files.
 
 mod root;
 #[cfg(test)]
@@ -34,6 +39,7 @@ use nix::sys::stat::SFlag;
 use nix::sys::time::TimeSpec;
 
 use crate::store::digest::{Algorithm, Digest, Hasher};
+pub(crate) use root::{join_components, open_in_root};
 use root::{EntryPath, LayerRoot, Slot};
 
 /// OCI whiteout prefix: `.wh.name` deletes `name` from the layers below.
@@ -126,6 +132,51 @@ pub fn apply_layer<R: Read>(layer: R, compression: Compression, dest: &Path) -> 
     apply_layer_limited(layer, compression, dest, MAX_LAYER_ENTRIES)
 }
 
+/// How entries are applied: a layer's rules, or a copy's into a container.
+#[derive(Debug, Clone, Default)]
+pub struct ExtractOptions {
+    /// OCI whiteouts become overlayfs ones (layers); otherwise `.wh.` names are plain names.
+    pub whiteouts: bool,
+    /// Every entry gets this owner instead of the one its header names (docker's ChownOpts).
+    pub chown: Option<(u32, u32)>,
+    /// Refuse to replace a directory with a non-directory or the other way round (docker's
+    /// NoOverwriteDirNonDir), instead of removing what is there.
+    pub no_overwrite_dir_non_dir: bool,
+}
+
+/// Extracts the tar `tar` (plain, gzip or zstd, told by its first bytes as docker tells them)
+/// into the directory `base` (cleaned components) of the root filesystem `root`, as
+/// [`ExtractOptions`] say. Sync; call it from a blocking thread. On error what was extracted so
+/// far stays (as with docker); nothing outside `root` is touched.
+pub fn extract<R: Read>(
+    tar: R,
+    root: std::os::fd::OwnedFd,
+    base: Vec<std::ffi::OsString>,
+    options: &ExtractOptions,
+) -> Result<(), ArchiveError> {
+    let mut tar = io::BufReader::new(tar);
+    let magic = io::BufRead::fill_buf(&mut tar).map_err(ArchiveError::Stream)?;
+    let compression = if magic.starts_with(&[0x1f, 0x8b]) {
+        Compression::Gzip
+    } else if magic.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        Compression::Zstd
+    } else {
+        Compression::None
+    };
+    let root = LayerRoot::within(root, base);
+    apply_stream(decompress(tar, compression)?, &root, options, MAX_LAYER_ENTRIES)?;
+    Ok(())
+}
+
+/// `mkdir -p` of `components` below `root` (a container's root filesystem), confined as
+/// [`extract`] is; the directory's fd.
+pub(crate) fn create_dir_all_in(
+    root: std::os::fd::OwnedFd,
+    components: Vec<std::ffi::OsString>,
+) -> io::Result<std::os::fd::OwnedFd> {
+    LayerRoot::within(root, Vec::new()).create_dir_all(&components)
+}
+
 /// `apply_layer` refusing layers of more than `max_entries` entries (tests use a small limit).
 fn apply_layer_limited<R: Read>(
     layer: R,
@@ -135,24 +186,35 @@ fn apply_layer_limited<R: Read>(
 ) -> Result<Applied, ArchiveError> {
     let root =
         LayerRoot::open(dest).map_err(|source| ArchiveError::Destination { path: dest.to_path_buf(), source })?;
-    let mut archive = tar::Archive::new(HashingReader::new(decompress(layer, compression)?));
+    let options = ExtractOptions { whiteouts: true, ..Default::default() };
+    let (diff_id, size) = apply_stream(decompress(layer, compression)?, &root, &options, max_entries)?;
+    tracing::debug!(%diff_id, size, dest = %dest.display(), "applied layer");
+    Ok(Applied { diff_id, size })
+}
+
+/// Applies every entry of the tar stream below `root`; the stream's sha256 and length.
+fn apply_stream<R: Read>(
+    stream: R,
+    root: &LayerRoot,
+    options: &ExtractOptions,
+    max_entries: usize,
+) -> Result<(Digest, u64), ArchiveError> {
+    let mut archive = tar::Archive::new(HashingReader::new(stream));
     let mut dir_times = Vec::new();
     for (index, entry) in archive.entries().map_err(ArchiveError::Stream)?.enumerate() {
         if index >= max_entries {
             return Err(ArchiveError::TooManyEntries { limit: max_entries });
         }
         let mut entry = entry.map_err(ArchiveError::Stream)?;
-        apply_entry(&root, &mut entry, &mut dir_times)?;
+        apply_entry(root, &mut entry, options, &mut dir_times)?;
     }
     // The diff_id covers the whole uncompressed stream, end-of-archive blocks and padding too.
     let mut stream = archive.into_inner();
     io::copy(&mut stream, &mut io::sink()).map_err(ArchiveError::Stream)?;
     for dir in &dir_times {
-        set_dir_times(&root, dir)?;
+        set_dir_times(root, dir)?;
     }
-    let (diff_id, size) = stream.finish();
-    tracing::debug!(%diff_id, size, dest = %dest.display(), "applied layer");
-    Ok(Applied { diff_id, size })
+    Ok(stream.finish())
 }
 
 fn decompress<'a, R: Read + 'a>(layer: R, compression: Compression) -> Result<Box<dyn Read + 'a>, ArchiveError> {
@@ -296,6 +358,7 @@ enum EntryKind {
 fn apply_entry<R: Read>(
     root: &LayerRoot,
     entry: &mut tar::Entry<'_, R>,
+    options: &ExtractOptions,
     dir_times: &mut Vec<DirTimes>,
 ) -> Result<(), ArchiveError> {
     let raw_path = entry.path_bytes().into_owned();
@@ -318,24 +381,29 @@ fn apply_entry<R: Read>(
         tracing::debug!(entry = %shown, "skipping layer entry that names the root");
         return Ok(());
     };
-    if path
-        .components()
-        .iter()
-        .any(|c| c.as_bytes().starts_with(WHITEOUT_META_PREFIX) && c.as_bytes() != WHITEOUT_OPAQUE)
+    if options.whiteouts
+        && path
+            .components()
+            .iter()
+            .any(|c| c.as_bytes().starts_with(WHITEOUT_META_PREFIX) && c.as_bytes() != WHITEOUT_OPAQUE)
     {
         tracing::debug!(entry = %shown, "skipping whiteout metadata entry");
         return Ok(());
     }
-    let meta = EntryMeta::read(entry).map_err(|problem| invalid(&problem))?;
+    let mut meta = EntryMeta::read(entry).map_err(|problem| invalid(&problem))?;
+    if let Some((uid, gid)) = options.chown {
+        (meta.uid, meta.gid) = (uid, gid);
+    }
     let shown_ref = &shown;
     let at = |op: &'static str| move |source: io::Error| ArchiveError::Apply { path: shown_ref.clone(), op, source };
 
     let dir = root.create_dir_all(parent).map_err(at("opening parent directory"))?;
-    if name.as_bytes() == WHITEOUT_OPAQUE {
+    if !options.whiteouts {
+        // Nothing to interpret.
+    } else if name.as_bytes() == WHITEOUT_OPAQUE {
         let opaque = Slot::directory_itself(dir);
         return opaque.set_xattr(OVERLAY_OPAQUE_XATTR, b"y").map_err(at("marking directory opaque"));
-    }
-    if let Some(hidden) = name.as_bytes().strip_prefix(WHITEOUT_PREFIX) {
+    } else if let Some(hidden) = name.as_bytes().strip_prefix(WHITEOUT_PREFIX) {
         if matches!(hidden, b"" | b"." | b"..") {
             return Err(invalid("whiteout names no file"));
         }
@@ -346,6 +414,9 @@ fn apply_entry<R: Read>(
     }
 
     let slot = Slot::new(dir, name);
+    if options.no_overwrite_dir_non_dir {
+        refuse_dir_non_dir_swap(&slot, &kind).map_err(invalid)?;
+    }
     match kind {
         EntryKind::Directory => {
             if !slot.clear(true).map_err(at("replacing existing entry"))? {
@@ -394,6 +465,18 @@ fn apply_entry<R: Read>(
         op,
         source,
     })
+}
+
+/// docker's NoOverwriteDirNonDir: an existing directory is not replaced by a non-directory, nor
+/// an existing non-directory by a directory.
+fn refuse_dir_non_dir_swap(slot: &Slot, kind: &EntryKind) -> Result<(), &'static str> {
+    let Ok(Some(st)) = slot.stat() else { return Ok(()) };
+    let existing_dir = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR;
+    match (existing_dir, matches!(kind, EntryKind::Directory)) {
+        (true, false) => Err("cannot overwrite directory with non-directory"),
+        (false, true) => Err("cannot overwrite non-directory with directory"),
+        _ => Ok(()),
+    }
 }
 
 /// Owner, mode, xattrs and (but for directories, done at the end) times of a new node.

@@ -5,11 +5,15 @@ use std::sync::Arc;
 
 use berth_proto::container_config::{CreateConfig, UpdateConfig};
 use berth_proto::containers::{
+    ArchiveChunk, ArchivePathRequest, ExportContainerRequest, ExtractToDirRequest, ExtractToDirResponse,
+    StatPathRequest, StatPathResponse,
+};
+use berth_proto::containers::{
     Container as PbContainer, ContainerResponse, ContainerState as PbState, CreateContainerRequest,
     DeleteContainerRequest, DeleteContainerResponse, GetContainerRequest, ListContainersRequest,
     ListContainersResponse, RenameContainerRequest, UpdateContainerRequest,
 };
-use ttrpc::asynchronous::TtrpcContext;
+use ttrpc::asynchronous::{ServerStreamReceiver, ServerStreamSender, TtrpcContext};
 use ttrpc::Code;
 
 use super::{blocking, internal, invalid, not_found, status};
@@ -206,5 +210,37 @@ impl berth_proto::containers_ttrpc::Containers for ContainersService {
             }
         })?;
         Ok(DeleteContainerResponse { id: record.id, ..Default::default() })
+    }
+
+    // --- Files of a container (cp, export): see container_files.
+
+    async fn stat_path(&self, _: &TtrpcContext, req: StatPathRequest) -> ttrpc::Result<StatPathResponse> {
+        super::container_files::stat_path(self.0.clone(), req).await
+    }
+
+    async fn archive_path(
+        &self,
+        _: &TtrpcContext,
+        req: ArchivePathRequest,
+        stream: ServerStreamSender<ArchiveChunk>,
+    ) -> ttrpc::Result<()> {
+        super::container_files::archive_path(self.0.clone(), req, stream).await
+    }
+
+    async fn extract_to_dir(
+        &self,
+        _: &TtrpcContext,
+        stream: ServerStreamReceiver<ExtractToDirRequest>,
+    ) -> ttrpc::Result<ExtractToDirResponse> {
+        super::container_files::extract_to_dir(self.0.clone(), stream).await
+    }
+
+    async fn export(
+        &self,
+        _: &TtrpcContext,
+        req: ExportContainerRequest,
+        stream: ServerStreamSender<ArchiveChunk>,
+    ) -> ttrpc::Result<()> {
+        super::container_files::export(self.0.clone(), req, stream).await
     }
 }

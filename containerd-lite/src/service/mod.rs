@@ -9,6 +9,7 @@ use ttrpc::Code;
 use crate::daemon::Berthd;
 
 mod build;
+mod container_files;
 mod containers;
 mod content;
 mod images;

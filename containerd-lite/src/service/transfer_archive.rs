@@ -21,7 +21,7 @@ use crate::store::meta::{Image, Resource};
 /// Bytes per `Chunk` sent (ttrpc messages are limited to 4 MiB).
 const CHUNK_SIZE: usize = 1 << 20;
 /// Chunks in flight between the blocking side and the stream.
-const CHUNKS_IN_FLIGHT: usize = 4;
+pub(super) const CHUNKS_IN_FLIGHT: usize = 4;
 
 /// Streams the named images as an archive in the requested format.
 pub async fn export(d: Arc<Berthd>, req: ExportRequest, stream: ServerStreamSender<Chunk>) -> ttrpc::Result<()> {
@@ -176,13 +176,13 @@ fn archive_error(e: anyhow::Error) -> ttrpc::Error {
 }
 
 /// The blocking side of export: cuts what is written into `CHUNK_SIZE` chunks for the stream.
-struct ChunkWriter {
+pub(super) struct ChunkWriter {
     tx: mpsc::Sender<Vec<u8>>,
     buf: Vec<u8>,
 }
 
 impl ChunkWriter {
-    fn new(tx: mpsc::Sender<Vec<u8>>) -> ChunkWriter {
+    pub(super) fn new(tx: mpsc::Sender<Vec<u8>>) -> ChunkWriter {
         ChunkWriter { tx, buf: Vec::with_capacity(CHUNK_SIZE) }
     }
 

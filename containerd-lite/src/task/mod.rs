@@ -95,6 +95,11 @@ impl Tasks {
         self.live.lock().map(|l| l.len()).unwrap_or(0)
     }
 
+    /// Holds off start and removal of container `id` until the guard drops (work on its files).
+    pub async fn hold(&self, id: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        self.lock_for(id).lock_owned().await
+    }
+
     fn lock_for(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {
         let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
         locks.entry(id.to_string()).or_default().clone()

@@ -56,35 +56,63 @@ impl EntryPath {
     }
 }
 
-/// The destination directory every entry is confined to.
+/// Opens `path` below `root` with `flags`, resolving every symlink in it as if `root` were `/`
+/// (openat2 `RESOLVE_IN_ROOT`: an absolute or `..`-climbing symlink stays inside, as under
+/// chroot), never through a /proc magic link. `cross_mounts` allows crossing into filesystems
+/// mounted below `root` (a container's volumes); without it such a path fails with EXDEV. An
+/// empty `path` is `root` itself.
+pub(crate) fn open_in_root(root: BorrowedFd<'_>, path: &[u8], flags: OFlag, cross_mounts: bool) -> io::Result<OwnedFd> {
+    let path = if path.is_empty() { b".".as_slice() } else { path };
+    let mut resolve = ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS;
+    if !cross_mounts {
+        resolve |= ResolveFlag::RESOLVE_NO_XDEV;
+    }
+    let how = OpenHow::new().flags(flags | OFlag::O_CLOEXEC).resolve(resolve);
+    retry_on_rename_race(|| fcntl::openat2(root, OsStr::from_bytes(path), how)).map_err(io::Error::from)
+}
+
+/// `components` joined with `/`.
+pub(crate) fn join_components(components: &[OsString]) -> Vec<u8> {
+    let mut path = Vec::new();
+    for (i, component) in components.iter().enumerate() {
+        if i > 0 {
+            path.push(b'/');
+        }
+        path.extend_from_slice(component.as_bytes());
+    }
+    path
+}
+
+/// The destination directory every entry is confined to: a directory (`base`, no components
+/// for the root itself) below a root that symlinks resolve in.
 pub(super) struct LayerRoot {
     fd: OwnedFd,
+    base: Vec<OsString>,
+    cross_mounts: bool,
 }
 
 impl LayerRoot {
     /// Opens `dest`, a trusted path from the caller; only paths below it come from the layer.
     pub(super) fn open(dest: &Path) -> io::Result<LayerRoot> {
         let fd = fcntl::open(dest, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())?;
-        Ok(LayerRoot { fd })
+        Ok(LayerRoot { fd, base: Vec::new(), cross_mounts: false })
     }
 
-    /// Opens the directory `components` names, resolving symlinks in it as if the root were `/`
-    /// (an absolute or `..`-climbing symlink stays inside, as under chroot).
+    /// The directory `base` below `root` (a container's root filesystem), crossing the mounts
+    /// below it: entries land below `base`, and symlinks resolve as if `root` were `/`.
+    pub(super) fn within(root: OwnedFd, base: Vec<OsString>) -> LayerRoot {
+        LayerRoot { fd: root, base, cross_mounts: true }
+    }
+
+    /// Opens the directory `components` (below the base) names, resolving symlinks in it as if
+    /// the root were `/`.
     pub(super) fn open_dir(&self, components: &[OsString]) -> io::Result<OwnedFd> {
-        if components.is_empty() {
+        let mut all = self.base.clone();
+        all.extend_from_slice(components);
+        if all.is_empty() {
             return self.fd.try_clone();
         }
-        let mut path = Vec::new();
-        for (i, component) in components.iter().enumerate() {
-            if i > 0 {
-                path.push(b'/');
-            }
-            path.extend_from_slice(component.as_bytes());
-        }
-        let how = OpenHow::new()
-            .flags(OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC)
-            .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS | ResolveFlag::RESOLVE_NO_XDEV);
-        retry_on_rename_race(|| fcntl::openat2(&self.fd, OsStr::from_bytes(&path), how)).map_err(io::Error::from)
+        open_in_root(self.fd.as_fd(), &join_components(&all), OFlag::O_PATH | OFlag::O_DIRECTORY, self.cross_mounts)
     }
 
     /// As [`LayerRoot::open_dir`], first creating missing directories (mode 0755) like
@@ -94,7 +122,7 @@ impl LayerRoot {
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
             found => return found,
         }
-        let mut dir = self.fd.try_clone()?;
+        let mut dir = self.open_dir(&[])?;
         for depth in 1..=components.len() {
             let prefix = &components[..depth];
             dir = match self.open_dir(prefix) {
