@@ -312,6 +312,92 @@ fn the_cache_reuses_steps_until_an_input_changes_and_survives_a_restart() {
     let other = b.ok(&["build", "-t", "localhost/arg:2", "--build-arg", "V=2", s(&with_arg)]);
     assert_eq!(cached_steps(&other), 0, "{other}");
     assert_eq!(b.ok(&["run", "--rm", "--network", "none", "localhost/arg:2", "cat", "/v"]), "2\n");
+
+    // `system prune` drops the cache no image builds on, and keeps what the tagged images use.
+    b.ok(&["rmi", "localhost/arg:1", "localhost/arg:2"]);
+    b.ok(&["system", "prune", "-f"]);
+    let again = b.ok(&["build", "-t", "localhost/arg:1", s(&with_arg)]);
+    // The ARG step adds no layer to busybox's, which an image still uses: only it stays.
+    assert_eq!(cached_steps(&again), 1, "the dropped cache is gone: {again}");
+    assert!(again.contains("Running in"), "the RUN step ran again: {again}");
+    let kept = b.ok(&build);
+    assert_eq!(cached_steps(&kept), 5, "the cache of a tagged image stays: {kept}");
+}
+
+/// Runs `cmd` with `input` on its stdin; its stdout, after checking it succeeded.
+fn with_stdin(mut cmd: Command, input: &[u8]) -> String {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
+    child.stdin.take().expect("stdin").write_all(input).expect("writing stdin");
+    let out = child.wait_with_output().expect("wait");
+    assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn a_dockerfile_or_a_tar_on_stdin_is_the_context() {
+    let b = daemon();
+    let dockerfile = "FROM localhost/busybox:latest\nRUN echo from stdin > /s\nCMD [\"cat\", \"/s\"]\n";
+    let out = with_stdin(b.berth_cmd(&["build", "-t", "localhost/stdin:1", "-"]), dockerfile.as_bytes());
+    assert!(out.contains("Successfully built"), "{out}");
+    assert_eq!(b.ok(&["run", "--rm", "--network", "none", "localhost/stdin:1"]), "from stdin\n");
+    // A gzipped tar with a Dockerfile and a file it copies.
+    let dir = context(
+        &b.dir().join("ctx-stdin"),
+        &[("Dockerfile", "FROM localhost/busybox:latest\nCOPY f /f\n"), ("f", "in the tar\n")],
+    );
+    let tar = b.dir().join("ctx.tar.gz");
+    run_ok(Command::new("tar").args(["-czf", s(&tar), "-C", s(&dir), "."]));
+    let bytes = std::fs::read(&tar).expect("read tar");
+    with_stdin(b.berth_cmd(&["build", "-t", "localhost/stdin:2", "-"]), &bytes);
+    assert_eq!(b.ok(&["run", "--rm", "--network", "none", "localhost/stdin:2", "cat", "/f"]), "in the tar\n");
+}
+
+#[test]
+fn onbuild_triggers_run_in_the_builds_that_start_from_the_image() {
+    let b = daemon();
+    let d = Docker::start("build-onbuild");
+    let parent = context(
+        &b.dir().join("ctx-parent"),
+        &[(
+            "Dockerfile",
+            "FROM localhost/busybox:latest\nONBUILD COPY marker /marker\nONBUILD RUN echo triggered > /triggered\n",
+        )],
+    );
+    let child = context(
+        &b.dir().join("ctx-child"),
+        &[
+            ("Dockerfile", "FROM localhost/onbuild-parent:1\nRUN cat /marker /triggered > /both\n"),
+            ("marker", "child's file\n"),
+        ],
+    );
+    for engine_build in [
+        &["build", "-t", "localhost/onbuild-parent:1", s(&parent)],
+        &["build", "-t", "localhost/onbuild-child:1", s(&child)],
+    ] {
+        b.ok(engine_build);
+        d.ok(engine_build);
+    }
+    assert_same_image(&b, &d, "localhost/onbuild-child:1");
+    assert_eq!(
+        b.ok(&["run", "--rm", "--network", "none", "localhost/onbuild-child:1", "cat", "/both"]),
+        "child's file\ntriggered\n"
+    );
+}
+
+#[test]
+fn a_built_image_pushes_to_a_registry_and_pulls_back() {
+    let b = daemon();
+    let registry = berth_integration::engines::registry::Registry::start();
+    let dir =
+        context(&b.dir().join("ctx-push"), &[("Dockerfile", "FROM localhost/busybox:latest\nRUN echo pushed > /p\n")]);
+    let name = format!("{}/built:1", registry.host());
+    b.ok(&["build", "-t", &name, s(&dir)]);
+    b.ok(&["push", &name]);
+    b.ok(&["rmi", &name]);
+    b.ok(&["pull", &name]);
+    assert_eq!(b.ok(&["run", "--rm", "--network", "none", &name, "cat", "/p"]), "pushed\n");
 }
 
 fn build_dirs(b: &Berthd) -> Vec<String> {

@@ -144,6 +144,32 @@ fn a_committed_image_holds_the_changes_and_the_containers_config() {
     ]));
     assert_eq!(loaded, ours, "berth's image saved and loaded into docker");
 
+    // --change sets the new image's config as a Dockerfile instruction would.
+    let changes = [
+        "commit",
+        "-c",
+        "ENV EXTRA=1",
+        "-c",
+        "CMD [\"cat\", \"/new/sub/f\"]",
+        "-c",
+        "EXPOSE 8080",
+        "-c",
+        "WORKDIR /new/sub",
+        "c1",
+        "localhost/changed:1",
+    ];
+    b.ok(&changes);
+    run_ok(dockerd.docker().args(changes));
+    for field in [".Config.Env", ".Config.Cmd", ".Config.ExposedPorts", ".Config.WorkingDir"] {
+        let format = format!("{{{{json {field}}}}}");
+        let args = ["image", "inspect", "-f", &format, "localhost/changed:1"];
+        let parse = |t: String| serde_json::from_str::<serde_json::Value>(&t).expect("JSON");
+        assert_eq!(parse(b.ok(&args)), parse(run_ok(dockerd.docker().args(args))), "--change {field}");
+    }
+    let bad = ["commit", "-c", "RUN true", "c1"];
+    let (ours, theirs) = (b.berth(&bad), run(dockerd.docker().args(bad)));
+    assert_eq!((ours.code, ours.stderr.trim()), (theirs.code, theirs.stderr.trim()));
+
     // Without a name the image is untagged, and listed as docker lists one.
     let untagged = b.ok(&["commit", "c1"]).trim().to_string();
     let listed = b.ok(&["images", "--no-trunc", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}"]);

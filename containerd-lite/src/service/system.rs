@@ -74,8 +74,15 @@ impl berth_proto::system_ttrpc::System for SystemService {
         let d = self.0.clone();
         let _gc = d.gc_lock.write().await;
         let d2 = d.clone();
-        let stats =
-            blocking(move || crate::store::gc::collect(&d2.meta, &d2.content, &d2.snapshots).map_err(internal)).await?;
+        let stats = blocking(move || {
+            // Build cache entries no image builds on go first, so gc takes what only they held.
+            let dropped = crate::build::cache::prune_unreferenced(&d2).map_err(internal)?;
+            if dropped > 0 {
+                tracing::info!(entries = dropped, "build cache entries dropped");
+            }
+            crate::store::gc::collect(&d2.meta, &d2.content, &d2.snapshots).map_err(internal)
+        })
+        .await?;
         Ok(PruneResponse {
             blobs_removed: stats.blobs_removed as i64,
             snapshots_removed: stats.snapshots_removed as i64,
