@@ -491,3 +491,47 @@ fn import_makes_an_image_of_a_filesystem_tar() {
     let bad = b.berth(&["import", "-c", "RUN true", s(&tar)]);
     assert!(bad.code != 0 && bad.stderr.contains("run is not a valid change command"), "{bad}");
 }
+
+#[test]
+fn build_flags_work_as_dockers() {
+    let b = daemon();
+    let d = Docker::start("build-flags");
+    let dir = context(
+        &b.dir().join("ctx-flags"),
+        &[
+            ("sub/Other.dockerfile", "FROM localhost/busybox:latest\nLABEL from=file\nRUN ls /sys/class/net > /nets\n"),
+            ("x", "x\n"),
+        ],
+    );
+    let outside = b.dir().join("Outside.dockerfile");
+    std::fs::write(&outside, "FROM localhost/busybox:latest\nCOPY x /x\n").expect("write");
+    // -f inside the context, --label, --platform (the host's), --progress, --network none.
+    let inside = dir.join("sub/Other.dockerfile");
+    let build = [
+        "build", "-f", s(&inside), "--label", "k=v", "--label", "from=flag", "--platform",
+        "linux/amd64", "--progress", "plain", "--network", "none", "-t", "localhost/flags:1", s(&dir),
+    ];
+    b.ok(&build);
+    d.ok(&build);
+    assert_same_config(&b, &d, "localhost/flags:1");
+    assert_eq!(
+        b.ok(&["run", "--rm", "--network", "none", "localhost/flags:1", "cat", "/nets"]),
+        "lo\n",
+        "--network none: RUN saw only lo"
+    );
+    // -f outside the context: sent under a generated name, as docker's client does.
+    let build = ["build", "-f", s(&outside), "-t", "localhost/flags:2", s(&dir)];
+    b.ok(&build);
+    d.ok(&build);
+    assert_same_image(&b, &d, "localhost/flags:2");
+    // --pull fetches the base from its registry even though it is stored.
+    let registry = berth_integration::engines::registry::Registry::start();
+    let base = format!("{}/base:1", registry.host());
+    b.ok(&["tag", "localhost/busybox:latest", &base]);
+    b.ok(&["push", &base]);
+    let pulled = context(&b.dir().join("ctx-pull"), &[("Dockerfile", &format!("FROM {base}\nRUN true\n"))]);
+    let out = b.ok(&["build", "--pull", "-t", "localhost/flags:3", s(&pulled)]);
+    assert!(out.contains("Successfully built"), "{out}");
+    let bad = ["build", "--progress", "fancy", s(&dir)];
+    assert_ne!(b.berth(&bad).code, 0, "an unknown --progress is refused");
+}
