@@ -1,0 +1,2 @@
+mod net;
+pub use net::{PipeConnection, PipeListener, ClientConnection};
