@@ -237,7 +237,8 @@ fn matches(tokens: &[Token], path: &[char]) -> bool {
 }
 
 /// Go's `filepath.Clean` for `/`-separated paths.
-fn clean_path(path: &str) -> String {
+/// Go's `filepath.Clean`.
+pub fn clean_path(path: &str) -> String {
     if path.is_empty() {
         return ".".into();
     }

@@ -508,8 +508,22 @@ fn build_flags_work_as_dockers() {
     // -f inside the context, --label, --platform (the host's), --progress, --network none.
     let inside = dir.join("sub/Other.dockerfile");
     let build = [
-        "build", "-f", s(&inside), "--label", "k=v", "--label", "from=flag", "--platform",
-        "linux/amd64", "--progress", "plain", "--network", "none", "-t", "localhost/flags:1", s(&dir),
+        "build",
+        "-f",
+        s(&inside),
+        "--label",
+        "k=v",
+        "--label",
+        "from=flag",
+        "--platform",
+        "linux/amd64",
+        "--progress",
+        "plain",
+        "--network",
+        "none",
+        "-t",
+        "localhost/flags:1",
+        s(&dir),
     ];
     b.ok(&build);
     d.ok(&build);

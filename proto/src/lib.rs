@@ -43,5 +43,6 @@ generated!(
 );
 
 pub mod build_options;
+pub mod chunks;
 pub mod container_config;
 pub mod port_spec;

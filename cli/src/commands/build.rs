@@ -12,6 +12,7 @@ use berth_proto::build::{BuildInput, ImportFilesystemInput};
 use berth_proto::build_options::BuildOptions;
 use ttrpc::Code;
 
+use super::load::fill;
 use crate::build_context;
 use crate::daemon::{ctx, Berthd};
 use crate::exit_code::Reported;
@@ -153,20 +154,6 @@ pub async fn run(berthd: &Berthd, args: &BuildArgs) -> Result<()> {
             Err(e) => return Err(e.into()),
         }
     }
-}
-
-/// Reads until `buffer` is full or the input ends.
-fn fill(source: &mut impl Read, buffer: &mut [u8]) -> io::Result<usize> {
-    let mut filled = 0;
-    while filled < buffer.len() {
-        match source.read(&mut buffer[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-            Err(err) => return Err(err),
-        }
-    }
-    Ok(filled)
 }
 
 /// Import the contents from a tarball to create a filesystem image.

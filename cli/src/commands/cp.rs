@@ -10,12 +10,14 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, Context, Result};
+use berth_proto::chunks::ChunkReader;
 use berth_proto::containers::{ArchiveChunk, ArchivePathRequest, ExtractToDirRequest, PathStat, StatPathRequest};
 use tokio::sync::mpsc;
 use ttrpc::r#async::ClientStreamReceiver;
 use ttrpc::Code;
 
 use super::load::CHUNK_SIZE;
+use crate::build_context::clean_path;
 use crate::daemon::{ctx, Berthd, PlainMessage};
 
 /// Copy files/folders between a container and the local filesystem.
@@ -146,7 +148,7 @@ async fn copy_from_container(
     renames.extend(rename);
 
     let (tx, rx) = mpsc::channel(CHUNKS_IN_FLIGHT);
-    let unpacker = tokio::task::spawn_blocking(move || untar(ChannelReader::new(rx), Path::new(&dir), &renames));
+    let unpacker = tokio::task::spawn_blocking(move || untar(ChunkReader::new(rx), Path::new(&dir), &renames));
     let mut received = Ok(());
     loop {
         match stream.recv().await {
@@ -321,7 +323,7 @@ fn not_dir_or_regular(mode: u32) -> Option<&'static str> {
 /// docker's ValidateOutputPath: the parent directory must exist; an existing path must be a
 /// directory or a regular file.
 pub fn validate_output_path(path: &str) -> Result<()> {
-    let dir = dir_name(&clean(path));
+    let dir = dir_name(&clean_path(path));
     if !dir.is_empty() && dir != "." && !Path::new(&dir).exists() {
         return Err(PlainMessage(format!("invalid output path: directory {dir:?} does not exist")).into());
     }
@@ -346,36 +348,11 @@ struct CopyInfo {
     rebase_name: Option<String>,
 }
 
-/// Go's filepath.Clean.
-fn clean(path: &str) -> String {
-    let rooted = path.starts_with('/');
-    let mut parts: Vec<&str> = Vec::new();
-    for part in path.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => {
-                if parts.last().is_some_and(|p| *p != "..") {
-                    parts.pop();
-                } else if !rooted {
-                    parts.push("..");
-                }
-            }
-            name => parts.push(name),
-        }
-    }
-    let joined = parts.join("/");
-    match (rooted, joined.is_empty()) {
-        (true, _) => format!("/{joined}"),
-        (false, true) => ".".to_string(),
-        (false, false) => joined,
-    }
-}
-
 /// Go's filepath.Dir.
 fn dir_name(path: &str) -> String {
     match path.rfind('/') {
         Some(0) => "/".to_string(),
-        Some(i) => clean(&path[..i]),
+        Some(i) => clean_path(&path[..i]),
         None => ".".to_string(),
     }
 }
@@ -391,7 +368,7 @@ fn base_name(path: &str) -> String {
 
 /// Go's filepath.Join of two elements.
 fn join(dir: &str, name: &str) -> String {
-    clean(&format!("{dir}/{name}"))
+    clean_path(&format!("{dir}/{name}"))
 }
 
 fn has_trailing_separator(path: &str) -> bool {
@@ -423,7 +400,7 @@ fn preserve_trailing_dot_or_separator(cleaned: &str, original: &str) -> String {
 
 /// docker's SplitPathDirEntry.
 fn split_path_dir_entry(path: &str) -> (String, String) {
-    let mut cleaned = clean(path);
+    let mut cleaned = clean_path(path);
     if specifies_current_dir(path) {
         cleaned.push_str("/.");
     }
@@ -438,7 +415,7 @@ fn resolve_local_path(path: &str) -> Result<String> {
         let cwd = std::env::current_dir().context("getting the current directory")?;
         format!("{}/{path}", cwd.display())
     };
-    Ok(preserve_trailing_dot_or_separator(&clean(&absolute), path))
+    Ok(preserve_trailing_dot_or_separator(&clean_path(&absolute), path))
 }
 
 /// docker's GetRebaseName: `resolved` with `path`'s trailing `/` or `/.`, and the name entries
@@ -584,7 +561,7 @@ fn untar(content: impl Read, dir: &Path, renames: &[(String, String)]) -> Result
         let mut entry = entry.context("reading the archive")?;
         let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
         let name = renames.iter().fold(raw, |name, (old, new)| rebase(&name, old, new));
-        let name = clean(&name);
+        let name = clean_path(&name);
         let name = name.trim_start_matches('/');
         if name == ".." || name.starts_with("../") {
             return Err(anyhow!("{name:?} is outside of {:?}", dir.display().to_string()));
@@ -621,7 +598,7 @@ fn untar(content: impl Read, dir: &Path, renames: &[(String, String)]) -> Result
         }
         if kind.is_hard_link() {
             let target = entry.link_name_bytes().map(|t| String::from_utf8_lossy(&t).into_owned()).unwrap_or_default();
-            let target = clean(&renames.iter().fold(target, |name, (old, new)| rebase(&name, old, new)));
+            let target = clean_path(&renames.iter().fold(target, |name, (old, new)| rebase(&name, old, new)));
             let target = target.trim_start_matches('/');
             if target == ".." || target.starts_with("../") {
                 return Err(anyhow!("invalid hardlink {target:?} -> {name:?}"));
@@ -650,38 +627,6 @@ fn untar(content: impl Read, dir: &Path, renames: &[(String, String)]) -> Result
     Ok(())
 }
 
-/// The received chunks as one byte stream for a blocking reader; an error in the stream is an
-/// error here, so a cut-short archive never reads as complete.
-struct ChannelReader {
-    rx: mpsc::Receiver<io::Result<Vec<u8>>>,
-    chunk: Vec<u8>,
-    pos: usize,
-}
-
-impl ChannelReader {
-    fn new(rx: mpsc::Receiver<io::Result<Vec<u8>>>) -> ChannelReader {
-        ChannelReader { rx, chunk: Vec::new(), pos: 0 }
-    }
-}
-
-impl Read for ChannelReader {
-    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        while self.pos == self.chunk.len() {
-            match self.rx.blocking_recv() {
-                Some(chunk) => {
-                    self.chunk = chunk?;
-                    self.pos = 0;
-                }
-                None => return Ok(0),
-            }
-        }
-        let n = out.len().min(self.chunk.len() - self.pos);
-        out[..n].copy_from_slice(&self.chunk[self.pos..self.pos + n]);
-        self.pos += n;
-        Ok(n)
-    }
-}
-
 /// Copies every chunk of an archive stream to `out`, until berthd ends it.
 pub async fn copy_chunks(stream: &mut ClientStreamReceiver<ArchiveChunk>, out: &mut impl Write) -> Result<()> {
     while let Some(chunk) = stream.recv().await? {
@@ -705,8 +650,8 @@ mod tests {
 
     #[test]
     fn paths_clean_split_and_rebase_as_go_does() {
-        assert_eq!(clean("/a/../b/./c/"), "/b/c");
-        assert_eq!(clean("a/.."), ".");
+        assert_eq!(clean_path("/a/../b/./c/"), "/b/c");
+        assert_eq!(clean_path("a/.."), ".");
         assert_eq!(split_path_dir_entry("/d/."), ("/d".to_string(), ".".to_string()));
         assert_eq!(split_path_dir_entry("/d/x/"), ("/d".to_string(), "x".to_string()));
         assert_eq!(preserve_trailing_dot_or_separator("/d", "d/."), "/d/.");

@@ -64,7 +64,7 @@ pub async fn run(berthd: &Berthd, args: &LoadArgs) -> Result<()> {
 }
 
 /// Reads until `buffer` is full or the input ends; returns how many bytes it holds.
-fn fill(source: &mut impl Read, buffer: &mut [u8]) -> io::Result<usize> {
+pub fn fill(source: &mut impl Read, buffer: &mut [u8]) -> io::Result<usize> {
     let mut filled = 0;
     while filled < buffer.len() {
         match source.read(&mut buffer[filled..]) {

@@ -13,7 +13,7 @@ use ttrpc::asynchronous::ServerStream;
 
 use crate::daemon::Berthd;
 use crate::image::archive::{self, Compression};
-use crate::service::transfer_archive::ChunkReader;
+use berth_proto::chunks::ChunkReader;
 
 /// An extracted context; its directory goes with it.
 pub struct Context {

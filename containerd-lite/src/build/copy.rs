@@ -403,7 +403,7 @@ impl Plan {
             if written_dirs.contains(dir) {
                 continue;
             }
-            let mut header = header(meta);
+            let mut header = crate::diff::header_for(meta);
             header.set_entry_type(tar::EntryType::Directory);
             tar.append_data(&mut header, dir, io::empty())?;
             count += 1;
@@ -436,7 +436,7 @@ impl Plan {
                 // The named source itself is followed (it was resolved); what is below it is not.
                 let meta = if rel.as_os_str().is_empty() { fs::metadata(&path)? } else { meta };
                 let dest = if rel.as_os_str().is_empty() { target.clone() } else { target.join(&rel) };
-                let mut header = header(&meta);
+                let mut header = crate::diff::header_for(&meta);
                 header.set_uid(u64::from(uid));
                 header.set_gid(u64::from(gid));
                 if let Some(mode) = self.chmod {
@@ -594,16 +594,6 @@ fn walk_dir(root: &Path, rel: &Path, out: &mut Vec<(PathBuf, PathBuf)>) -> Resul
         }
     }
     Ok(())
-}
-
-fn header(meta: &Metadata) -> tar::Header {
-    let mut header = tar::Header::new_gnu();
-    header.set_mode(meta.mode() & 0o7777);
-    header.set_uid(u64::from(meta.uid()));
-    header.set_gid(u64::from(meta.gid()));
-    header.set_mtime(u64::try_from(meta.mtime()).unwrap_or(0));
-    header.set_size(0);
-    header
 }
 
 fn now_secs() -> u64 {

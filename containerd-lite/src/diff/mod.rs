@@ -311,7 +311,7 @@ fn is_whiteout(meta: &Metadata) -> bool {
 }
 
 /// A tar header with `meta`'s mode, owner and modification time (numeric owners only).
-fn header_for(meta: &Metadata) -> tar::Header {
+pub(crate) fn header_for(meta: &Metadata) -> tar::Header {
     let mut header = tar::Header::new_gnu();
     header.set_mode(meta.mode() & 0o7777);
     header.set_uid(u64::from(meta.uid()));

@@ -15,11 +15,12 @@ use tokio::sync::{mpsc, OwnedMutexGuard};
 use ttrpc::asynchronous::{ServerStreamReceiver, ServerStreamSender};
 
 use super::containers::lookup;
-use super::transfer_archive::{ChunkReader, ChunkWriter, CHUNKS_IN_FLIGHT};
+use super::transfer_archive::{ChunkWriter, CHUNKS_IN_FLIGHT};
 use super::{internal, invalid, not_found};
 use crate::container::fs::{self, ContainerPath, FsError, PathStat, Scope};
 use crate::container::ContainerRecord;
 use crate::daemon::Berthd;
+use berth_proto::chunks::ChunkReader;
 
 /// A container held for work on its files: its record, its live task's init pid and bundle.
 struct Held {
