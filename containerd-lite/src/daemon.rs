@@ -143,6 +143,9 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     if let Err(e) = Tasks::recover(&d).await {
         tracing::warn!("recovering containers: {e:#}");
     }
+    if let Err(e) = crate::build::recover(&d).await {
+        tracing::warn!("clearing what interrupted builds left: {e:#}");
+    }
     server.start().await.with_context(|| format!("serving on {}", socket.display()))?;
     crate::memory::spawn_trimmer();
     tracing::info!(

@@ -549,3 +549,34 @@ fn build_flags_work_as_dockers() {
     let bad = ["build", "--progress", "fancy", s(&dir)];
     assert_ne!(b.berth(&bad).code, 0, "an unknown --progress is refused");
 }
+
+#[test]
+fn a_build_cut_short_by_a_berthd_kill_leaves_nothing_after_the_restart() {
+    let mut b = daemon();
+    let dir = context(
+        &b.dir().join("ctx-killed"),
+        &[("Dockerfile", "FROM localhost/busybox:latest\nCOPY Dockerfile /d\nRUN sleep 60\n")],
+    );
+    let mut build = berth_integration::engines::process::Background::spawn(&mut b.berth_cmd(&["build", s(&dir)]));
+    berth_integration::wait_until("the RUN step's container runs", std::time::Duration::from_secs(30), || {
+        !b.ok(&["ps", "-q"]).trim().is_empty()
+    });
+    b.kill9();
+    let _ = build.wait();
+    b.restart();
+    assert_eq!(b.ok(&["ps", "-aq"]), "", "the build's container is gone");
+    assert!(build_dirs(&b).is_empty(), "build dirs left: {:?}", build_dirs(&b));
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    assert!(!mounts.contains(s(&b.root())), "a mount is left under berthd's root");
+    // berthd builds again.
+    let again = b.ok(&[
+        "build",
+        "-t",
+        "localhost/killed:1",
+        s(&context(
+            &b.dir().join("ctx-killed2"),
+            &[("Dockerfile", "FROM localhost/busybox:latest\nCOPY Dockerfile /d\n")],
+        )),
+    ]);
+    assert!(again.contains("Successfully tagged localhost/killed:1"), "{again}");
+}

@@ -35,7 +35,7 @@ impl<'a> RootView<'a> {
         let dir = tempfile::Builder::new().prefix("build-view-").tempdir_in(&tmp).context("creating a mount point")?;
         let mut view = RootView { d, key: None, dir, mounted: false };
         if let Some(top) = chain_top {
-            let key = format!("berth/build-view/{}-{}", std::process::id(), crate::events::now_nanos());
+            let key = format!("{VIEW_PREFIX}{}-{}", std::process::id(), crate::events::now_nanos());
             let mounts = d.snapshots.view(&key, Some(top), BTreeMap::new())?;
             view.key = Some(key);
             for m in &mounts {
@@ -64,6 +64,42 @@ impl Drop for RootView<'_> {
             }
         }
     }
+}
+
+/// The key prefix of the views [`RootView`] mounts.
+const VIEW_PREFIX: &str = "berth/build-view/";
+
+/// Unmounts and removes the views and build directories a killed berthd left under its root.
+pub fn clear_leftovers(d: &Berthd) -> Result<()> {
+    let tmp = d.cfg.root.join("tmp");
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo").context("reading mountinfo")?;
+    for line in mountinfo.lines() {
+        let Some(point) = line.split(' ').nth(4) else { continue };
+        let point = Path::new(point);
+        let ours = point.parent() == Some(tmp.as_path())
+            && point.file_name().is_some_and(|n| n.to_string_lossy().starts_with("build-view-"));
+        if ours {
+            if let Err(e) = nix::mount::umount2(point, nix::mount::MntFlags::MNT_DETACH) {
+                tracing::warn!(path = %point.display(), "unmounting a leftover build view: {e}");
+            }
+        }
+    }
+    for info in d.snapshots.list()? {
+        if info.key.starts_with(VIEW_PREFIX) {
+            d.snapshots.remove(&info.key)?;
+        }
+    }
+    if let Ok(entries) = fs::read_dir(&tmp) {
+        for entry in entries.flatten() {
+            if entry.file_name().to_string_lossy().starts_with("build-") {
+                let path = entry.path();
+                if let Err(e) = fs::remove_dir_all(&path) {
+                    tracing::warn!(path = %path.display(), "removing a leftover build directory: {e}");
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// `path` resolved inside `root` as if `root` were `/` (symlinks included, `..` never above it);

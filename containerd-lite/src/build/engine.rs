@@ -590,7 +590,7 @@ impl Builder<'_> {
             entrypoint: Some(Vec::new()),
             env: args,
             network: self.opts.network.clone().filter(|n| !n.is_empty()),
-            labels: BTreeMap::from([("berth.build.step".to_string(), self.step.to_string())]),
+            labels: BTreeMap::from([(super::STEP_LABEL.to_string(), self.step.to_string())]),
             ..Default::default()
         };
         let image = Image::new(

@@ -25,6 +25,26 @@ use crate::daemon::Berthd;
 #[error("{0}")]
 pub struct Invalid(pub String);
 
+/// The label of the containers RUN steps run in (its value: the step number).
+pub const STEP_LABEL: &str = "berth.build.step";
+
+/// Clears what builds a killed berthd was running left: their RUN containers (removed, running
+/// or not), mounted views of their stages and their context directories. No build runs yet.
+pub async fn recover(d: &Arc<Berthd>) -> anyhow::Result<()> {
+    let records = {
+        let d = d.clone();
+        tokio::task::spawn_blocking(move || d.containers.list()).await??
+    };
+    for record in records.into_iter().filter(|r| r.labels.contains_key(STEP_LABEL)) {
+        tracing::info!(container = record.id, "removing the container of an interrupted build step");
+        if let Err(e) = crate::task::Tasks::remove(d, &record.id, true, true).await {
+            tracing::warn!(container = record.id, "removing an interrupted build's container: {e:#}");
+        }
+    }
+    let d = d.clone();
+    tokio::task::spawn_blocking(move || copy::clear_leftovers(&d)).await?
+}
+
 /// A build step failed (a RUN's command exited non-zero): reported as docker reports it, as the
 /// build's last words rather than as a daemon error.
 #[derive(Debug, thiserror::Error)]
