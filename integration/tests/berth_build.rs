@@ -557,7 +557,7 @@ fn a_build_cut_short_by_a_berthd_kill_leaves_nothing_after_the_restart() {
         &b.dir().join("ctx-killed"),
         &[("Dockerfile", "FROM localhost/busybox:latest\nCOPY Dockerfile /d\nRUN sleep 60\n")],
     );
-    let mut build = berth_integration::engines::process::Background::spawn(&mut b.berth_cmd(&["build", s(&dir)]));
+    let build = berth_integration::engines::process::Background::spawn(&mut b.berth_cmd(&["build", s(&dir)]));
     berth_integration::wait_until("the RUN step's container runs", std::time::Duration::from_secs(30), || {
         !b.ok(&["ps", "-q"]).trim().is_empty()
     });
