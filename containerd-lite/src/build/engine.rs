@@ -283,13 +283,14 @@ impl Builder<'_> {
                 args: Vec::new(),
             });
         }
-        let draft = if base == "scratch" {
-            Draft::scratch(&self.platform)
+        let (mut draft, base_state) = if base == "scratch" {
+            (Draft::scratch(&self.platform), None)
         } else {
             let resolved = self.base_image(base).await?;
-            Draft::from_base(&resolved)?
+            let state =
+                Stored { manifest: resolved.manifest_desc.clone(), config: resolved.manifest.config.digest.clone() };
+            (Draft::from_base(&resolved)?, Some(state))
         };
-        let mut draft = draft;
         // docker's builder gives every stage a PATH.
         let config = draft.runtime_config();
         let mut env: Vec<String> = config
@@ -297,18 +298,24 @@ impl Builder<'_> {
             .and_then(Value::as_array)
             .map(|l| l.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
             .unwrap_or_default();
+        let mut changed = base_state.is_none();
         if !env.iter().any(|e| e.starts_with("PATH=")) {
             env.push(format!("PATH={}", crate::container::spec::DEFAULT_PATH));
             config.insert("Env".into(), json!(env));
+            changed = true;
         }
         let shell = draft.config["config"]["Shell"]
             .as_array()
             .map(|l| l.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
             .filter(|s: &Vec<String>| !s.is_empty())
             .unwrap_or_else(changes::default_shell);
-        let stored = {
-            let draft = draft.clone();
-            self.blocking(move |d, lease| draft.store(d, lease)).await?
+        // The base image itself is the stage's first state unless it needed a PATH.
+        let stored = match base_state.filter(|_| !changed) {
+            Some(state) => state,
+            None => {
+                let draft = draft.clone();
+                self.blocking(move |d, lease| draft.store(d, lease)).await?
+            }
         };
         Ok(Stage { name: None, draft, state: stored, shell, cmd_set: false, args: Vec::new() })
     }
