@@ -30,6 +30,8 @@ REPO_ROOT=$(dirname "$BENCH_DIR")
 BIN=${BIN:-$REPO_ROOT/target/dist/bin}
 RUNS=${RUNS:-20}
 CONTEXT_MB=${CONTEXT_MB:-50}
+# A build that fails ends the run unless ATTEMPTS > 1 (then it is logged and run again).
+ATTEMPTS=${ATTEMPTS:-1}
 BENCH_WORK=${BENCH_WORK:-${TMPDIR:-/tmp}/berth-bench-build}
 IMAGE=localhost/busybox:latest
 BD=$BENCH_WORK/berthd
@@ -129,10 +131,10 @@ D_BUILD="DOCKER_BUILDKIT=0 $DOCKER build --network none"
 # --- traced builds: per-step times, and the images checked --------------------------
 # Prefixes each output line with the time it was read (bash's EPOCHREALTIME: no fork per line),
 # after a START line; a step's time is the gap to the next step's line.
-traced() { # $1: output file; rest: command line (eval'd). Retried like the timed builds below.
+traced() { # $1: output file; rest: command line (eval'd). Tried ATTEMPTS times, as the timed builds below.
 	local out=$1 attempt
 	shift
-	for attempt in 1 2 3 4 5; do
+	for attempt in $(seq "$ATTEMPTS"); do
 		echo "$EPOCHREALTIME START" >"$out"
 		{ eval "$*" 2>&1 || echo "FAILED: exit $?"; } | while IFS= read -r line; do
 			echo "$EPOCHREALTIME $line"
@@ -145,7 +147,7 @@ traced() { # $1: output file; rest: command line (eval'd). Retried like the time
 		} >>"$OUT/failures.log"
 		echo "  traced build: attempt $attempt failed: $(tail -3 "$out" | head -1)"
 	done
-	die "$* failed 5 times in a row (see $OUT/failures.log)"
+	die "$* failed $ATTEMPTS time(s) in a row (see $OUT/failures.log)"
 }
 : >"$OUT/failures.log"
 echo "traced builds (cold, then cached) ..."
@@ -168,15 +170,15 @@ echo "image check docker: $(echo "$d_sum" | tr '\n' ' ')" | tee -a "$OUT/check.t
 
 # --- timings ----------------------------------------------------------------------
 # A timed loop, not hyperfine: berth and docker alternate within each round (so both see the
-# same moments of a shared machine), and a build that fails is logged and run again instead of
-# ending the run (see failures.log; a failed attempt's time is not counted).
+# same moments of a shared machine). A failed build ends the run (ATTEMPTS=N runs it again up to
+# N times instead, logged in failures.log; a failed attempt's time is not counted).
 NAMES=('berth build --no-cache (cold)' 'docker build --no-cache (cold)' 'berth build (cached)' 'docker build (cached)')
 CMDS=("$B_BUILD --no-cache -t bench/build:cold $CTX" "$D_BUILD --no-cache -t bench/build:cold $CTX"
 	"$B_BUILD -t bench/build:cached $CTX" "$D_BUILD -t bench/build:cached $CTX")
 : >"$OUT/times.txt"
 timed() { # $1: round (0 = warmup), $2: command index
 	local attempt t0 t1 cpu hits log=$BENCH_WORK/build.log
-	for attempt in 1 2 3 4 5; do
+	for attempt in $(seq "$ATTEMPTS"); do
 		t0=$EPOCHREALTIME
 		if /usr/bin/time -f '%U %S' -o "$BENCH_WORK/cpu" bash -c "${CMDS[$2]}" >"$log" 2>&1; then
 			t1=$EPOCHREALTIME
@@ -191,7 +193,7 @@ timed() { # $1: round (0 = warmup), $2: command index
 		} >>"$OUT/failures.log"
 		echo "  ${NAMES[$2]}: attempt $attempt failed: $(tail -1 "$log")"
 	done
-	die "${NAMES[$2]} failed 5 times in a row (see $OUT/failures.log)"
+	die "${NAMES[$2]} failed $ATTEMPTS time(s) in a row (see $OUT/failures.log)"
 }
 echo "load before the timed builds: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$OUT/versions.txt"
 for round in $(seq 0 "$RUNS"); do
