@@ -233,6 +233,11 @@ pub fn exec(root: &Path, opts: &ExecOptions) -> Result<i32> {
             // the lock (dropping it unlocks the flock the child inherited too).
             c = None;
         }
+        // Held from before the process runs: a signal sent meanwhile is forwarded (the child
+        // was forked with the mask it had).
+        if !opts.detach {
+            super::run::block_forwarded_signals()?;
+        }
         parent_sock.send(&Message::Go)?;
         parent_sock.expect(Message::Ready)?;
         if let Some(pid_file) = &opts.pid_file {

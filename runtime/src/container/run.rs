@@ -41,6 +41,11 @@ pub fn run(root: &Path, opts: &CreateOptions, detach: bool) -> Result<i32> {
         },
         None => None,
     };
+    // Signals are held from before the container's process runs, so one sent meanwhile is
+    // forwarded rather than killing us (hooks start with an empty mask: std's spawn resets it).
+    if !detach {
+        block_forwarded_signals()?;
+    }
     if let Err(e) = super::start::start(root, &opts.id) {
         let _ = super::delete::delete(root, &opts.id, true);
         return Err(e);
@@ -75,13 +80,19 @@ impl Drop for RawMode {
     }
 }
 
-/// Forwards every catchable signal to `pid` (and copies the pty, if any) until it exits;
-/// returns its exit code.
-pub(crate) fn wait_forwarding(pid: i32, master: Option<&OwnedFd>) -> Result<i32> {
+/// Blocks every signal a foreground run or exec forwards (all it can catch); returns the set.
+pub(crate) fn block_forwarded_signals() -> Result<SigSet> {
     let mut set = SigSet::all();
     set.remove(Signal::SIGKILL);
     set.remove(Signal::SIGSTOP);
     nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None).context("blocking signals")?;
+    Ok(set)
+}
+
+/// Forwards every catchable signal to `pid` (and copies the pty, if any) until it exits;
+/// returns its exit code. Signals sent since [`block_forwarded_signals`] are forwarded too.
+pub(crate) fn wait_forwarding(pid: i32, master: Option<&OwnedFd>) -> Result<i32> {
+    let set = block_forwarded_signals()?;
     let sfd = SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC).context("signalfd")?;
     let init = Pid::from_raw(pid);
     let _raw = master.and_then(|_| RawMode::enter());
