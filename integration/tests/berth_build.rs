@@ -155,6 +155,7 @@ COPY one.txt two.txt ./
 COPY --chown=1:1 owned.txt /owned/
 ADD archive.tar.gz /unpacked/
 ADD one.txt /added-one
+COPY one.txt /usr/bin/
 RUN echo "$GREETING $SPACED" > greeting && mkdir -p /data/sub && echo x > /data/sub/x && \
     rm /etc/group && chmod 700 /data
 RUN ["sh", "-c", "echo exec form > /exec"]
@@ -459,6 +460,14 @@ fn a_context_cannot_make_the_build_read_outside_it() {
     b.ok(&build);
     d.ok(&build);
     assert_same_image(&b, &d, "localhost/hostile:1");
+    // A context file with a whiteout's name reaches berthd as a file, and COPY refuses it by
+    // name rather than making a layer that would delete it.
+    let wh = context(
+        &b.dir().join("ctx-wh"),
+        &[("Dockerfile", "FROM localhost/busybox:latest\nCOPY . /ctx/\n"), (".wh.keep", "a file\n")],
+    );
+    let refused = b.berth(&["build", s(&wh)]);
+    assert!(refused.code != 0 && refused.stderr.contains("OCI whiteout name"), "{refused}");
     let probe = "readlink /links/shadow; readlink /links/up; cat /abs-target";
     assert_eq!(
         b.ok(&["run", "--rm", "--network", "none", "localhost/hostile:1", "sh", "-c", probe]),
@@ -492,6 +501,16 @@ fn import_makes_an_image_of_a_filesystem_tar() {
     assert!(bad.code != 0 && bad.stderr.contains("run is not a valid change command"), "{bad}");
 }
 
+/// This machine's platform as registries name it.
+fn host_platform() -> String {
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    };
+    format!("linux/{arch}")
+}
+
 #[test]
 fn build_flags_work_as_dockers() {
     let b = daemon();
@@ -507,6 +526,7 @@ fn build_flags_work_as_dockers() {
     std::fs::write(&outside, "FROM localhost/busybox:latest\nCOPY x /x\n").expect("write");
     // -f inside the context, --label, --platform (the host's), --progress, --network none.
     let inside = dir.join("sub/Other.dockerfile");
+    let host = host_platform();
     let build = [
         "build",
         "-f",
@@ -516,7 +536,7 @@ fn build_flags_work_as_dockers() {
         "--label",
         "from=flag",
         "--platform",
-        "linux/amd64",
+        &host,
         "--progress",
         "plain",
         "--network",
@@ -546,6 +566,17 @@ fn build_flags_work_as_dockers() {
     let pulled = context(&b.dir().join("ctx-pull"), &[("Dockerfile", &format!("FROM {base}\nRUN true\n"))]);
     let out = b.ok(&["build", "--pull", "-t", "localhost/flags:3", s(&pulled)]);
     assert!(out.contains("Successfully built"), "{out}");
+    // FROM --platform: the host's works; another one is refused, not silently replaced.
+    let platforms = context(
+        &b.dir().join("ctx-platform"),
+        &[
+            ("Dockerfile", &format!("FROM --platform={} localhost/busybox:latest\nRUN true\n", host_platform())),
+            ("Other", "FROM --platform=linux/s390x localhost/busybox:latest\nRUN true\n"),
+        ],
+    );
+    b.ok(&["build", s(&platforms)]);
+    let other = b.berth(&["build", "-f", s(&platforms.join("Other")), s(&platforms)]);
+    assert!(other.code != 0 && other.stderr.contains("does not match the specified platform"), "{other}");
     let bad = ["build", "--progress", "fancy", s(&dir)];
     assert_ne!(b.berth(&bad).code, 0, "an unknown --progress is refused");
 }

@@ -198,8 +198,13 @@ fn commit_pauses_a_running_container_and_resumes_it() {
     b.ok(&["commit", "live", "localhost/live:1"]);
     assert_eq!(b.ok(&["inspect", "-f", "{{.State.Status}}", "live"]).trim(), "running");
     assert_eq!(b.ok(&["run", "--rm", "--network", "none", "localhost/live:1", "cat", "/state"]), "1\n");
-    b.ok(&["commit", "--pause=false", "live", "localhost/live:2"]);
+    // berth reads a running container's layer frozen only: --pause=false is refused by name.
+    let unpaused = b.berth(&["commit", "--pause=false", "live", "localhost/live:2"]);
+    assert!(unpaused.code != 0 && unpaused.stderr.contains("--pause=false"), "{unpaused}");
+    // diff pauses it too, and resumes it.
+    assert!(b.ok(&["diff", "live"]).contains("A /state"));
+    assert_eq!(b.ok(&["inspect", "-f", "{{.State.Status}}", "live"]).trim(), "running");
     b.ok(&["rm", "-f", "live"]);
-    // The images outlive the container.
-    assert_eq!(b.ok(&["run", "--rm", "--network", "none", "localhost/live:2", "cat", "/state"]), "1\n");
+    // The image outlives the container.
+    assert_eq!(b.ok(&["run", "--rm", "--network", "none", "localhost/live:1", "cat", "/state"]), "1\n");
 }

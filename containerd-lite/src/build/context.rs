@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 use ttrpc::asynchronous::ServerStream;
 
 use crate::daemon::Berthd;
-use crate::image::archive::{self, Compression};
+use crate::image::archive;
 use berth_proto::chunks::ChunkReader;
 
 /// An extracted context; its directory goes with it.
@@ -56,19 +56,18 @@ pub async fn receive(
             Err(e) => return Err(anyhow!("receiving the build context: {e}")),
         }
     }
-    let compression = match head.as_slice() {
-        [0x1f, 0x8b, ..] => Compression::Gzip,
-        [0x28, 0xb5, 0x2f, 0xfd, ..] => Compression::Zstd,
-        [b'B', b'Z', b'h', ..] | [0xfd, b'7', b'z', b'X', b'Z', ..] => {
-            return Err(
-                super::Invalid("a bzip2 or xz build context is not supported: send it plain or gzipped".into()).into()
-            )
-        }
-        _ => Compression::None,
-    };
+    // gzip and zstd are undone by the extraction; bzip2 and xz are refused by name.
+    if matches!(head.as_slice(), [b'B', b'Z', b'h', ..] | [0xfd, b'7', b'z', b'X', b'Z', ..]) {
+        return Err(
+            super::Invalid("a bzip2 or xz build context is not supported: send it plain or gzipped".into()).into()
+        );
+    }
     let (tx, rx) = mpsc::channel(4);
-    let extract = tokio::task::spawn_blocking(move || {
-        archive::apply_layer(io::BufReader::new(ChunkReader::new(rx)), compression, &target)
+    // A context is files, not a layer: `.wh.` names are plain names in it.
+    let extract = tokio::task::spawn_blocking(move || -> Result<(), archive::ArchiveError> {
+        let root = std::fs::File::open(&target).map_err(archive::ArchiveError::Stream)?;
+        let options = archive::ExtractOptions { whiteouts: false, chown: None, no_overwrite_dir_non_dir: false };
+        archive::extract(io::BufReader::new(ChunkReader::new(rx)), root.into(), Vec::new(), &options)
     });
     if !head.is_empty() {
         let _ = tx.send(Ok(head)).await;

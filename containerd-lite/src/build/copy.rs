@@ -35,7 +35,9 @@ impl<'a> RootView<'a> {
         let dir = tempfile::Builder::new().prefix("build-view-").tempdir_in(&tmp).context("creating a mount point")?;
         let mut view = RootView { d, key: None, dir, mounted: false };
         if let Some(top) = chain_top {
-            let key = format!("{VIEW_PREFIX}{}-{}", std::process::id(), crate::events::now_nanos());
+            static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+            let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let key = format!("{VIEW_PREFIX}{}-{}-{n}", std::process::id(), crate::events::now_nanos());
             let mounts = d.snapshots.view(&key, Some(top), BTreeMap::new())?;
             view.key = Some(key);
             for m in &mounts {
@@ -106,6 +108,8 @@ pub fn clear_leftovers(d: &Berthd) -> Result<()> {
 /// `None` when it does not exist. With `follow_last` a final symlink is followed too.
 pub fn resolve_in(root: &Path, path: &Path, follow_last: bool) -> Result<Option<PathBuf>> {
     let dir = File::open(root).with_context(|| format!("opening {}", root.display()))?;
+    // Compared with the kernel's name of what was opened, which has no symlinks.
+    let root = &berth_runtime::safe_path::fd_path(&dir)?;
     let mut flags = OFlag::O_PATH | OFlag::O_CLOEXEC;
     if !follow_last {
         flags |= OFlag::O_NOFOLLOW;
@@ -312,9 +316,9 @@ pub fn plan(
     chmod: Option<u32>,
     extract: bool,
 ) -> Result<Plan> {
-    let dest_abs =
-        if dest.starts_with('/') { dest.to_string() } else { format!("{}/{dest}", workdir.trim_end_matches('/')) };
-    let dest_rel = clean_relative(&dest_abs).unwrap_or_default();
+    // Cleaned as Go does (a `..` above `/` stays at `/`), then its existing part resolved inside
+    // the root as docker does: a symlinked directory (merged /usr's /bin) is written through.
+    let dest_rel = real_dest(dest_root, &super::changes::join_workdir(workdir, dest))?;
     let dest_is_dir_syntax =
         dest.ends_with('/') || dest.ends_with("/.") || dest == "." || dest_rel.as_os_str().is_empty();
     if sources.len() > 1 && !dest_is_dir_syntax {
@@ -369,6 +373,24 @@ pub fn plan(
         }
     }
     Ok(Plan { root: root.to_path_buf(), items, make_dirs, keep_dirs, owner, chmod, extract })
+}
+
+/// `abs` (clean, absolute) with its longest existing prefix resolved inside `dest_root`
+/// (symlinks followed, never out of it), relative to the root.
+fn real_dest(dest_root: &Path, abs: &str) -> Result<PathBuf> {
+    let rel = clean_relative(abs).unwrap_or_default();
+    let components: Vec<_> = rel.components().collect();
+    let root_dir = File::open(dest_root).with_context(|| format!("opening {}", dest_root.display()))?;
+    let root = berth_runtime::safe_path::fd_path(&root_dir)?;
+    for keep in (1..=components.len()).rev() {
+        let prefix: PathBuf = components[..keep].iter().collect();
+        if let Some(real) = resolve_in(dest_root, &prefix, true)? {
+            let mut out = real.strip_prefix(&root).map(Path::to_path_buf).unwrap_or_default();
+            out.extend(&components[keep..]);
+            return Ok(out);
+        }
+    }
+    Ok(rel)
 }
 
 /// A local archive ADD extracts: plain tar (ustar magic) or gzip; bzip2 and xz are refused by
@@ -472,6 +494,16 @@ impl Plan {
                 // The named source itself is followed (it was resolved); what is below it is not.
                 let meta = if rel.as_os_str().is_empty() { fs::metadata(&path)? } else { meta };
                 let dest = if rel.as_os_str().is_empty() { target.clone() } else { target.join(&rel) };
+                // An OCI layer reads such a name as a deletion: the file could never be in the
+                // image (docker writes it and loses it; berth says so).
+                if dest.file_name().is_some_and(|n| n.to_string_lossy().starts_with(".wh.")) {
+                    return Err(Invalid(format!(
+                        "COPY {}: a file named {:?} cannot be in an image layer (OCI whiteout name)",
+                        src.join(&rel).display(),
+                        dest.file_name().unwrap_or_default()
+                    ))
+                    .into());
+                }
                 let mut header = crate::diff::header_for(&meta);
                 header.set_uid(u64::from(uid));
                 header.set_gid(u64::from(gid));
@@ -546,8 +578,31 @@ impl Plan {
             if rel.as_os_str().is_empty() {
                 continue;
             }
+            if rel.file_name().is_some_and(|n| n.to_string_lossy().starts_with(".wh.")) {
+                return Err(Invalid(format!(
+                    "ADD {}: {} has a whiteout's name, which a layer cannot hold",
+                    archive.display(),
+                    rel.display()
+                ))
+                .into());
+            }
             let dest = target.join(&rel);
-            let mut header = entry.header().clone();
+            // A fresh header: sparse and extended entries of the archive become plain ones.
+            let old = entry.header();
+            let mut header = tar::Header::new_gnu();
+            header.set_entry_type(match old.entry_type() {
+                tar::EntryType::GNUSparse | tar::EntryType::Continuous => tar::EntryType::Regular,
+                other => other,
+            });
+            header.set_mode(old.mode().unwrap_or(0o644));
+            header.set_uid(old.uid().unwrap_or(0));
+            header.set_gid(old.gid().unwrap_or(0));
+            header.set_mtime(old.mtime().unwrap_or(0));
+            header.set_size(0);
+            if let (Ok(Some(major)), Ok(Some(minor))) = (old.device_major(), old.device_minor()) {
+                header.set_device_major(major)?;
+                header.set_device_minor(minor)?;
+            }
             if let Some((uid, gid)) = self.owner {
                 header.set_uid(u64::from(uid));
                 header.set_gid(u64::from(gid));
@@ -556,7 +611,16 @@ impl Plan {
                 tar::EntryType::Symlink | tar::EntryType::Link => {
                     let link = entry.link_name()?.context("link without a target")?.into_owned();
                     let link = if header.entry_type() == tar::EntryType::Link {
-                        target.join(clean_relative(&link.to_string_lossy()).unwrap_or_default())
+                        let inside = clean_relative(&link.to_string_lossy()).filter(|l| !l.as_os_str().is_empty());
+                        let Some(inside) = inside else {
+                            let shown = link.display().to_string();
+                            return Err(Invalid(format!(
+                                "ADD {}: hard link {shown:?} climbs out of the destination",
+                                archive.display()
+                            ))
+                            .into());
+                        };
+                        target.join(inside)
                     } else {
                         link
                     };
@@ -567,8 +631,7 @@ impl Plan {
                 | tar::EntryType::GNULongName
                 | tar::EntryType::GNULongLink => continue,
                 _ => {
-                    let size = header.entry_size()?;
-                    header.set_size(size);
+                    header.set_size(entry.size());
                     tar.append_data(&mut header, &dest, &mut entry)?;
                 }
             }
@@ -581,7 +644,7 @@ impl Plan {
 /// WORKDIR's layer: the directory and its missing parents, 0755 root (docker makes it so);
 /// nothing when it exists.
 pub fn workdir_plan(dir: &str, dest_root: &Path) -> Result<Plan> {
-    let rel = clean_relative(dir).unwrap_or_default();
+    let rel = real_dest(dest_root, dir)?;
     let mut make_dirs = Vec::new();
     let mut at = PathBuf::new();
     for c in rel.components() {

@@ -183,10 +183,18 @@ async fn run_stages(b: &mut Builder<'_>, df: &dockerfile::Dockerfile, last: usiz
         let meta = b.meta_args.clone();
         let lookup = |name: &str| meta.iter().rev().find(|(k, _)| k == name).and_then(|(_, v)| v.clone());
         let base = dockerfile::expand_word(&def.base, df.escape, &lookup).map_err(Invalid)?;
-        let mut stage = b.from(&base, &stages).await?;
+        // `FROM --platform=P`: this stage's base for P (meta args expand in it too).
+        let platform = match def.platform.as_deref().filter(|p| !p.is_empty()) {
+            Some(p) => {
+                let p = dockerfile::expand_word(p, df.escape, &lookup).map_err(Invalid)?;
+                p.parse::<Platform>().map_err(|e| Invalid(format!("FROM --platform={p}: {e}")))?
+            }
+            None => b.platform.clone(),
+        };
+        let mut stage = b.from(&base, &stages, &platform).await?;
         stage.name = def.name.clone();
         b.log.line(format!(" ---> {}", short(&stage.state.config)));
-        b.onbuild(&mut stage).await?;
+        b.onbuild(&mut stage, &stages).await?;
         for instruction in &def.instructions {
             b.step += 1;
             b.log.line(format!("Step {}/{} : {}", b.step, b.total, instruction.original));
@@ -271,7 +279,7 @@ impl Builder<'_> {
     }
 
     /// FROM: a previous stage, `scratch`, or an image (pulled when missing or with `--pull`).
-    async fn from(&mut self, base: &str, stages: &[Stage]) -> Result<Stage> {
+    async fn from(&mut self, base: &str, stages: &[Stage], platform: &Platform) -> Result<Stage> {
         let lowered = base.to_ascii_lowercase();
         if let Some(prev) = stages.iter().find(|s| s.name.as_deref() == Some(lowered.as_str())) {
             return Ok(Stage {
@@ -284,9 +292,9 @@ impl Builder<'_> {
             });
         }
         let (mut draft, base_state) = if base == "scratch" {
-            (Draft::scratch(&self.platform), None)
+            (Draft::scratch(platform), None)
         } else {
-            let resolved = self.base_image(base).await?;
+            let resolved = self.base_image(base, platform).await?;
             let state =
                 Stored { manifest: resolved.manifest_desc.clone(), config: resolved.manifest.config.digest.clone() };
             (Draft::from_base(&resolved)?, Some(state))
@@ -322,34 +330,42 @@ impl Builder<'_> {
 
     /// A base image, resolved for the build's platform: the local one, else (or with `--pull`)
     /// pulled.
-    async fn base_image(&self, reference: &str) -> Result<image::Resolved> {
+    async fn base_image(&self, reference: &str, platform: &Platform) -> Result<image::Resolved> {
         let local = {
-            let (reference, platform) = (reference.to_string(), self.platform.clone());
+            let (reference, platform) = (reference.to_string(), platform.clone());
             self.blocking(move |d, _| crate::container::create::find_image(d, &reference, &platform)).await?
         };
         let image = match local {
             Some(i) if !self.opts.pull => i,
             _ => {
                 let pulled =
-                    crate::image::pull::pull(self.d, reference, &self.platform, &crate::image::pull::Reporter::none())
+                    crate::image::pull::pull(self.d, reference, platform, &crate::image::pull::Reporter::none())
                         .await
                         .with_context(|| format!("pulling the base image {reference}"))?;
                 pulled.image
             }
         };
-        let platform = self.platform.clone();
+        let wanted = platform.clone();
         let resolved = self
             .blocking(move |d, lease| {
-                let r = image::resolve(&d.content, &Descriptor::from(&image.target), &platform)?;
+                let r = image::resolve(&d.content, &Descriptor::from(&image.target), &wanted)?;
                 lease.protect_blocking(crate::store::meta::Resource::Content(r.manifest_desc.digest.clone()))?;
                 Ok(r)
             })
             .await?;
+        // A stored image of another platform is not used for this one (docker's rule).
+        if !platform.matches(&resolved.platform()) {
+            return Err(Invalid(format!(
+                "image with reference {reference} was found but does not match the specified platform: wanted {platform}, actual: {}",
+                resolved.platform()
+            ))
+            .into());
+        }
         Ok(resolved)
     }
 
     /// The base image's ONBUILD triggers run first, then are dropped from the config.
-    async fn onbuild(&mut self, stage: &mut Stage) -> Result<()> {
+    async fn onbuild(&mut self, stage: &mut Stage, stages: &[Stage]) -> Result<()> {
         let triggers: Vec<String> = stage.config()["OnBuild"]
             .as_array()
             .map(|l| l.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
@@ -365,7 +381,7 @@ impl Builder<'_> {
         stage.draft.runtime_config().insert("OnBuild".into(), Value::Null);
         for trigger in triggers {
             let instruction = dockerfile::parse_trigger(&trigger).map_err(|e| Invalid(e.to_string()))?;
-            Box::pin(self.run_step(stage, &instruction, &[])).await?;
+            Box::pin(self.run_step(stage, &instruction, stages)).await?;
         }
         Ok(())
     }
@@ -567,7 +583,9 @@ impl Builder<'_> {
                 let by_index = from.parse::<usize>().ok().and_then(|i| stages.get(i));
                 match by_name.or(by_index) {
                     Some(s) => Some(s.draft.chain_top()?),
-                    None => Some(self.base_image(from).await?.chain_ids().last().map(ToString::to_string)),
+                    None => {
+                        Some(self.base_image(from, &self.platform).await?.chain_ids().last().map(ToString::to_string))
+                    }
                 }
             }
         };

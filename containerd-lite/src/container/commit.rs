@@ -31,10 +31,27 @@ pub struct CommitOptions {
     pub config: Option<Value>,
 }
 
-/// The changes of a container's writable layer (blocking).
-pub fn changes(d: &Berthd, record: &ContainerRecord) -> Result<Vec<Change>> {
-    let (upper, lowers) = d.snapshots.layer_dirs(&record.snapshot_key)?;
-    Layers { upper: &upper, lowers: &lowers }.changes()
+/// The changes of a container's writable layer; a running container is paused meanwhile (see
+/// [`commit`]).
+pub async fn changes(d: &Arc<Berthd>, record: &ContainerRecord) -> Result<Vec<Change>> {
+    let paused = record.state.status == Status::Running;
+    if paused {
+        Tasks::set_paused(d, &record.id, true).await.with_context(|| format!("pausing container {}", record.name))?;
+    }
+    let listed = {
+        let (d, key) = (d.clone(), record.snapshot_key.clone());
+        tokio::task::spawn_blocking(move || {
+            let (upper, lowers) = d.snapshots.layer_dirs(&key)?;
+            Layers { upper: &upper, lowers: &lowers }.changes()
+        })
+        .await
+    };
+    if paused {
+        if let Err(e) = Tasks::set_paused(d, &record.id, false).await {
+            tracing::warn!(id = record.id, "resuming the container after its diff: {e:#}");
+        }
+    }
+    listed?
 }
 
 /// The local image a container was made from, resolved: the image named as the container was
@@ -126,8 +143,13 @@ pub async fn commit(d: &Arc<Berthd>, arg: &str, opts: CommitOptions) -> Result<I
         let arg = arg.to_string();
         tokio::task::spawn_blocking(move || d.containers.lookup(&arg)).await??
     };
+    // A running container's layer is read while it is frozen: a process changing it during the
+    // walk (a directory swapped for a symlink) could otherwise make the walk leave it.
+    if record.state.status == Status::Running && !opts.pause {
+        bail!("berth commit --pause=false: a running container is committed paused (berth reads its layer frozen)");
+    }
     let lease = TransferLease::new(d, "commit").await?;
-    let paused = opts.pause && record.state.status == Status::Running;
+    let paused = record.state.status == Status::Running;
     if paused {
         Tasks::set_paused(d, &record.id, true).await.with_context(|| format!("pausing container {}", record.name))?;
     }

@@ -229,7 +229,9 @@ impl Layers<'_> {
         let mut gone = std::collections::BTreeSet::new();
         for (i, lower) in self.lowers.iter().enumerate() {
             let dir = lower.join(rel);
-            if !self.visible_in(i, rel)? || !dir.is_dir() {
+            let is_dir =
+                lstat_in(lower, rel).with_context(|| format!("reading {}", dir.display()))?.is_some_and(|m| m.is_dir());
+            if !self.visible_in(i, rel)? || !is_dir {
                 break;
             }
             if let Ok(list) = fs::read_dir(&dir) {
@@ -282,20 +284,22 @@ impl Layers<'_> {
     /// directory on the way hides it.
     fn lower(&self, rel: &Path) -> anyhow::Result<Option<Metadata>> {
         for lower in self.lowers {
-            match fs::symlink_metadata(lower.join(rel)) {
-                Ok(m) if is_whiteout(&m) => return Ok(None),
-                Ok(m) => return Ok(Some(m)),
-                Err(e) if e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ENOTDIR) => {}
-                Err(e) => return Err(e).with_context(|| format!("reading {}", lower.join(rel).display())),
+            match lstat_in(lower, rel).with_context(|| format!("reading {}", lower.join(rel).display()))? {
+                Some(m) if is_whiteout(&m) => return Ok(None),
+                Some(m) => return Ok(Some(m)),
+                None => {}
             }
             // Absent here: an opaque parent in this layer hides the layers below.
             let mut parent = rel.parent();
             while let Some(p) = parent.filter(|p| !p.as_os_str().is_empty()) {
                 let dir = lower.join(p);
-                if dir.is_dir() && get_xattr(&dir, OPAQUE_XATTR)?.is_some_and(|v| v == b"y") {
+                let meta = lstat_in(lower, p).with_context(|| format!("reading {}", dir.display()))?;
+                if meta.as_ref().is_some_and(Metadata::is_dir)
+                    && get_xattr(&dir, OPAQUE_XATTR)?.is_some_and(|v| v == b"y")
+                {
                     return Ok(None);
                 }
-                if fs::symlink_metadata(&dir).is_ok_and(|m| is_whiteout(&m)) {
+                if meta.as_ref().is_some_and(is_whiteout) {
                     return Ok(None);
                 }
                 parent = p.parent();
@@ -303,6 +307,31 @@ impl Layers<'_> {
         }
         Ok(None)
     }
+}
+
+/// What a layer directory holds at `rel`, without following a symlink anywhere on the way: a
+/// layer's own symlinks point into the container's filesystem, never into the host's. A
+/// non-directory on the way means nothing is there.
+fn lstat_in(layer: &Path, rel: &Path) -> io::Result<Option<Metadata>> {
+    let mut at = layer.to_path_buf();
+    let components: Vec<_> = rel.components().collect();
+    for (i, component) in components.iter().enumerate() {
+        at.push(component);
+        let meta = match fs::symlink_metadata(&at) {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ENOTDIR) => {
+                return Ok(None)
+            }
+            Err(e) => return Err(e),
+        };
+        if i + 1 == components.len() {
+            return Ok(Some(meta));
+        }
+        if !meta.is_dir() {
+            return Ok(None);
+        }
+    }
+    Ok(None)
 }
 
 /// An overlayfs whiteout: a character device 0/0.

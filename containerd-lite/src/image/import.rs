@@ -2,7 +2,9 @@
 //! config `--change` instructions make.
 
 use std::io::{self, Read, Seek, Write};
+
 use std::sync::Arc;
+use tokio::io::AsyncWriteExt;
 
 use anyhow::{anyhow, Context, Result};
 use berth_proto::build::ImportFilesystemInput;
@@ -38,16 +40,22 @@ pub async fn import_filesystem(
     let config = crate::build::changes::apply_changes(json!({}), &first.changes)?;
     // Spooled first: the upload may be slow, and nothing is stored until it is whole.
     let tmp = d.cfg.root.join("tmp");
-    std::fs::create_dir_all(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-    let mut spool = tempfile::tempfile_in(&tmp).context("creating a spool file")?;
-    spool.write_all(&first.data).context("spooling the import")?;
+    let spool = tokio::task::spawn_blocking(move || -> Result<std::fs::File> {
+        std::fs::create_dir_all(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+        tempfile::tempfile_in(&tmp).context("creating a spool file")
+    })
+    .await??;
+    let mut spool = tokio::fs::File::from_std(spool);
+    spool.write_all(&first.data).await.context("spooling the import")?;
     loop {
         match input.recv().await {
-            Ok(Some(message)) => spool.write_all(&message.data).context("spooling the import")?,
+            Ok(Some(message)) => spool.write_all(&message.data).await.context("spooling the import")?,
             Ok(None) => break,
             Err(e) => return Err(anyhow!("receiving the tar: {e}")),
         }
     }
+    spool.flush().await.context("spooling the import")?;
+    let mut spool = spool.into_std().await;
     let lease = TransferLease::new(d, "import").await?;
     let d = d.clone();
     tokio::task::spawn_blocking(move || {

@@ -58,19 +58,16 @@ impl berth_proto::build_ttrpc::Builder for BuilderService {
     }
 
     async fn diff(&self, _: &TtrpcContext, req: DiffRequest) -> ttrpc::Result<DiffResponse> {
-        let d = self.0.clone();
-        blocking(move || {
-            let record = d.containers.lookup(&req.container).map_err(error)?;
-            let changes = commit::changes(&d, &record).map_err(error)?;
-            Ok(DiffResponse {
-                changes: changes
-                    .into_iter()
-                    .map(|c| PbChange { kind: c.kind.letter().into(), path: c.path, ..Default::default() })
-                    .collect(),
-                ..Default::default()
-            })
+        let (d, id) = (self.0.clone(), req.container.clone());
+        let record = blocking(move || d.containers.lookup(&id).map_err(error)).await?;
+        let changes = commit::changes(&self.0, &record).await.map_err(error)?;
+        Ok(DiffResponse {
+            changes: changes
+                .into_iter()
+                .map(|c| PbChange { kind: c.kind.letter().into(), path: c.path, ..Default::default() })
+                .collect(),
+            ..Default::default()
         })
-        .await
     }
 
     async fn import_filesystem(
