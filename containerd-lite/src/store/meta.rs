@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use redb::{ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
+use redb::{Durability, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -193,8 +193,22 @@ impl Metadata {
         op: impl FnOnce() -> String,
         f: impl FnOnce(&WriteTransaction) -> Result<T, MetaError>,
     ) -> Result<T, MetaError> {
+        self.write_with(Durability::Immediate, op, f)
+    }
+
+    /// A write of `durability`: `None` for records a restart discards anyway (transfer leases,
+    /// deleted at start), which then cost no fsync; a later durable write persists them too.
+    fn write_with<T>(
+        &self,
+        durability: Durability,
+        op: impl FnOnce() -> String,
+        f: impl FnOnce(&WriteTransaction) -> Result<T, MetaError>,
+    ) -> Result<T, MetaError> {
         let run = || -> Result<T, MetaError> {
-            let txn = self.db.begin_write()?;
+            let mut txn = self.db.begin_write()?;
+            if matches!(durability, Durability::None) {
+                txn.set_durability(durability).map_err(redb::Error::from)?;
+            }
             let value = f(&txn)?;
             txn.commit()?;
             Ok(value)
@@ -341,7 +355,8 @@ impl Metadata {
 
     /// Creates lease `id`, expiring at `expires` (never if `None`).
     pub fn create_lease(&self, id: &str, expires: Option<SystemTime>) -> Result<Lease, MetaError> {
-        self.write(
+        self.write_with(
+            lease_durability(id),
             || format!("create lease {id:?}"),
             |txn| {
                 let mut table = txn.open_table(LEASES)?;
@@ -371,7 +386,8 @@ impl Metadata {
     }
 
     fn update_lease(&self, id: &str, change: impl FnOnce(&mut Lease)) -> Result<(), MetaError> {
-        self.write(
+        self.write_with(
+            lease_durability(id),
             || format!("update lease {id:?}"),
             |txn| {
                 let mut table = txn.open_table(LEASES)?;
@@ -386,7 +402,11 @@ impl Metadata {
 
     /// Deletes lease `id`; whether it existed. What it protected is collectable by the next gc.
     pub fn delete_lease(&self, id: &str) -> Result<bool, MetaError> {
-        self.write(|| format!("delete lease {id:?}"), |txn| Ok(txn.open_table(LEASES)?.remove(id)?.is_some()))
+        self.write_with(
+            lease_durability(id),
+            || format!("delete lease {id:?}"),
+            |txn| Ok(txn.open_table(LEASES)?.remove(id)?.is_some()),
+        )
     }
 
     /// Lease `id`.
@@ -400,6 +420,16 @@ impl Metadata {
             || "list leases".to_string(),
             |txn| Ok(all(&txn.open_table(LEASES)?, "leases")?.into_values().collect()),
         )
+    }
+}
+
+/// Transfer leases do not outlive the daemon (it deletes them at start): their writes need not
+/// reach the disk. Every other lease is written durably.
+fn lease_durability(id: &str) -> Durability {
+    if id.starts_with(crate::store::lease::TRANSFER_LEASE_PREFIX) {
+        Durability::None
+    } else {
+        Durability::Immediate
     }
 }
 
