@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, bail, Context, Result};
+use sha2::{Digest as _, Sha256};
 
 /// The Dockerfile's name when `-f` does not give one.
 pub const DEFAULT_DOCKERFILE: &str = "Dockerfile";
@@ -265,58 +266,211 @@ pub fn clean_path(path: &str) -> String {
     }
 }
 
-/// Writes the context directory as docker's CLI sends it: a tar of everything `.dockerignore`
-/// leaves (walked in name order, symlinks not followed, hard links as links to their first
-/// name, owners 0:0 as docker's CLI sets them), always with the Dockerfile and `.dockerignore`.
-/// `dockerfile` is `-f`'s path, relative to the working directory; by default
-/// `<context>/Dockerfile` (or `<context>/dockerfile`). A Dockerfile outside the context is added
-/// as `.dockerfile.<20 hex digits>` and named in the sent `.dockerignore`, as docker does.
-/// Returns the Dockerfile's name inside the tar.
-pub fn write_context_tar<W: Write>(context_dir: &Path, dockerfile: Option<&Path>, out: W) -> Result<String> {
-    let context = fs::canonicalize(context_dir)
-        .map_err(|_| anyhow!("unable to prepare context: path {:?} not found", context_dir.display().to_string()))?;
-    if !context.is_dir() {
-        bail!("unable to prepare context: context must be a directory: {}", context.display());
+/// A directory context as docker's CLI sends it: everything `.dockerignore` leaves (walked in
+/// name order, symlinks not followed, hard links as links to their first name, owners 0:0 as
+/// docker's CLI sets them), always with the Dockerfile and `.dockerignore`. Collected first, then
+/// written as a tar ([`DirContext::write_tar`]), all of it or (for a context berthd keeps
+/// between builds) all but the regular files berthd already has.
+pub struct DirContext {
+    /// The context directory, canonical.
+    pub dir: PathBuf,
+    /// The Dockerfile's name inside the context.
+    pub dockerfile: String,
+    pub entries: Vec<ContextEntry>,
+}
+
+/// One entry of the context, in tar order.
+pub struct ContextEntry {
+    /// Relative, `/`-separated (directories without their trailing `/`).
+    pub rel_path: String,
+    header: tar::Header,
+    /// A symlink's target or a hard link's first name.
+    link: Option<PathBuf>,
+    content: Content,
+    /// Regular files read from disk: the stat fields that change whenever the file does (device,
+    /// inode, size, times in nanoseconds). Empty (always sent) for generated files and for files
+    /// changed so recently that another change in the same clock tick could go unseen.
+    pub fingerprint: String,
+}
+
+enum Content {
+    None,
+    File(PathBuf),
+    Bytes(Vec<u8>),
+}
+
+impl ContextEntry {
+    /// Whether this is a regular file (the entries whose content can be left out).
+    pub fn is_regular(&self) -> bool {
+        self.header.entry_type() == tar::EntryType::Regular
     }
-    let dockerfile_path = resolve_dockerfile(&context, dockerfile)?;
-    let inside = dockerfile_path.strip_prefix(&context).ok().map(|rel| rel.to_string_lossy().into_owned());
 
-    let ignore_text = match fs::read_to_string(context.join(DOCKERIGNORE)) {
-        Ok(text) => text,
-        Err(e) if e.kind() == ErrorKind::NotFound => String::new(),
-        Err(e) => return Err(e).with_context(|| format!("reading {}", context.join(DOCKERIGNORE).display())),
-    };
-    let ignore = Dockerignore::parse(&ignore_text)?.keeping_build_files(inside.as_deref())?;
-
-    let external = match inside {
-        Some(_) => None,
-        None => {
-            let content = fs::read(&dockerfile_path)
-                .with_context(|| format!("reading the Dockerfile {}", dockerfile_path.display()))?;
-            Some((format!(".dockerfile.{}", random_hex(10)?), content))
-        }
-    };
-
-    let mut writer = ContextWriter {
-        tar: tar::Builder::new(out),
-        ignore: &ignore,
-        hard_links: HashMap::new(),
-        external_name: external.as_ref().map(|(name, _)| name.as_str()),
-        dockerignore_sent: false,
-    };
-    writer.walk(&context, "")?;
-    if let Some((name, content)) = &external {
-        writer.append_generated(name, content)?;
-        if !writer.dockerignore_sent {
-            writer.append_generated(DOCKERIGNORE, format!("{DOCKERIGNORE}\n{name}\n").as_bytes())?;
+    /// The entry as Builder.Build's context sync describes it.
+    pub fn to_proto(&self) -> berth_proto::build::ContextEntry {
+        let regular = self.is_regular();
+        berth_proto::build::ContextEntry {
+            path: self.rel_path.clone(),
+            kind: u32::from(self.header.entry_type().as_byte()),
+            mode: if regular { self.header.mode().unwrap_or(0) } else { 0 },
+            mtime: if regular { self.header.mtime().ok().and_then(|m| i64::try_from(m).ok()).unwrap_or(0) } else { 0 },
+            size: if regular { self.header.size().unwrap_or(0) } else { 0 },
+            fingerprint: if regular { self.fingerprint.clone() } else { String::new() },
+            ..Default::default()
         }
     }
-    writer.tar.finish().context("writing the build context")?;
-    Ok(match (inside, external) {
-        (Some(rel), _) => rel,
-        (None, Some((name, _))) => name,
-        (None, None) => DEFAULT_DOCKERFILE.into(),
-    })
+}
+
+impl DirContext {
+    /// Walks `context_dir` as docker's CLI does. `dockerfile` is `-f`'s path, relative to the
+    /// working directory; by default `<context>/Dockerfile` (or `<context>/dockerfile`). A
+    /// Dockerfile outside the context is added as `.dockerfile.<20 hex digits>` and named in the
+    /// sent `.dockerignore`, as docker does.
+    pub fn collect(context_dir: &Path, dockerfile: Option<&Path>) -> Result<DirContext> {
+        let context = fs::canonicalize(context_dir).map_err(|_| {
+            anyhow!("unable to prepare context: path {:?} not found", context_dir.display().to_string())
+        })?;
+        if !context.is_dir() {
+            bail!("unable to prepare context: context must be a directory: {}", context.display());
+        }
+        let dockerfile_path = resolve_dockerfile(&context, dockerfile)?;
+        let inside = dockerfile_path.strip_prefix(&context).ok().map(|rel| rel.to_string_lossy().into_owned());
+
+        let ignore_text = match fs::read_to_string(context.join(DOCKERIGNORE)) {
+            Ok(text) => text,
+            Err(e) if e.kind() == ErrorKind::NotFound => String::new(),
+            Err(e) => return Err(e).with_context(|| format!("reading {}", context.join(DOCKERIGNORE).display())),
+        };
+        let ignore = Dockerignore::parse(&ignore_text)?.keeping_build_files(inside.as_deref())?;
+
+        let external = match inside {
+            Some(_) => None,
+            None => {
+                let content = fs::read(&dockerfile_path)
+                    .with_context(|| format!("reading the Dockerfile {}", dockerfile_path.display()))?;
+                Some((format!(".dockerfile.{}", random_hex(10)?), content))
+            }
+        };
+
+        let mut walker = Walker {
+            entries: Vec::new(),
+            ignore: &ignore,
+            hard_links: HashMap::new(),
+            external_name: external.as_ref().map(|(name, _)| name.as_str()),
+            dockerignore_sent: false,
+            racy_after: unix_now_nanos().saturating_sub(RACY_NANOS),
+        };
+        walker.walk(&context, "")?;
+        let Walker { mut entries, dockerignore_sent, .. } = walker;
+        let dockerfile = match (inside, external) {
+            (Some(rel), _) => rel,
+            (None, Some((name, content))) => {
+                entries.push(generated(&name, content));
+                if !dockerignore_sent {
+                    entries.push(generated(DOCKERIGNORE, format!("{DOCKERIGNORE}\n{name}\n").into_bytes()));
+                }
+                name
+            }
+            (None, None) => DEFAULT_DOCKERFILE.into(),
+        };
+        Ok(DirContext { dir: context, dockerfile, entries })
+    }
+
+    /// The key berthd keeps this context under between builds: a digest of the directory's
+    /// path (the same directory built again finds its files there).
+    pub fn key(&self) -> String {
+        let mut h = Sha256::new();
+        h.update(b"berth build context\0");
+        h.update(self.dir.as_os_str().as_encoded_bytes());
+        hex::encode(h.finalize())
+    }
+
+    /// Writes the tar: every entry, but a regular file only when `send(index)` says so.
+    pub fn write_tar<W: Write>(&self, send: impl Fn(usize) -> bool, out: W) -> Result<()> {
+        let mut tar = tar::Builder::new(out);
+        for (index, entry) in self.entries.iter().enumerate() {
+            if entry.is_regular() && !send(index) {
+                continue;
+            }
+            let mut header = entry.header.clone();
+            let what = || format!("adding {} to the build context", entry.rel_path);
+            match (&entry.link, &entry.content) {
+                (Some(target), _) => tar.append_link(&mut header, &entry.rel_path, target).with_context(what)?,
+                (None, Content::File(path)) => {
+                    let file = File::open(path).map_err(|e| unreadable(path, e))?;
+                    let size = header.size().unwrap_or(0);
+                    let exact = Exact { inner: file.take(size), left: size, path };
+                    tar.append_data(&mut header, &entry.rel_path, exact).with_context(what)?;
+                }
+                (None, Content::Bytes(bytes)) => {
+                    tar.append_data(&mut header, &entry.rel_path, bytes.as_slice()).with_context(what)?
+                }
+                (None, Content::None) => {
+                    let name = if header.entry_type() == tar::EntryType::Directory {
+                        format!("{}/", entry.rel_path)
+                    } else {
+                        entry.rel_path.clone()
+                    };
+                    tar.append_data(&mut header, name, std::io::empty()).with_context(what)?
+                }
+            }
+        }
+        tar.finish().context("writing the build context")?;
+        Ok(())
+    }
+}
+
+/// A file changed less than this long before the walk is always sent: a second change within
+/// the same tick of the kernel's coarse clock would leave its stat fields as they were.
+const RACY_NANOS: u64 = 2_000_000_000;
+
+/// A file's bytes, exactly as many as its header says (a file that shrank while being sent is
+/// an error, not a corrupt tar).
+struct Exact<'a, R> {
+    inner: R,
+    left: u64,
+    path: &'a Path,
+}
+
+impl<R: Read> Read for Exact<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n == 0 && self.left > 0 && !buf.is_empty() {
+            return Err(std::io::Error::new(
+                ErrorKind::UnexpectedEof,
+                format!("{} changed while it was being sent", self.path.display()),
+            ));
+        }
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
+/// A file docker's CLI makes up (the outside Dockerfile, the `.dockerignore` naming it): mode
+/// 0600, owned by root, modified now; always sent.
+fn generated(name: &str, content: Vec<u8>) -> ContextEntry {
+    let mut header = tar::Header::new_gnu();
+    header.set_entry_type(tar::EntryType::Regular);
+    header.set_mode(0o600);
+    header.set_uid(0);
+    header.set_gid(0);
+    header.set_mtime(unix_now());
+    header.set_size(content.len() as u64);
+    ContextEntry {
+        rel_path: name.to_string(),
+        header,
+        link: None,
+        content: Content::Bytes(content),
+        fingerprint: String::new(),
+    }
+}
+
+fn unreadable(path: &Path, e: std::io::Error) -> anyhow::Error {
+    match e.kind() {
+        ErrorKind::PermissionDenied => {
+            anyhow!("error checking context: 'no permission to read from '{}''.", path.display())
+        }
+        _ => anyhow!(e).context(format!("opening {}", path.display())),
+    }
 }
 
 /// The Dockerfile's real path, as docker's `getDockerfileRelPath` finds it.
@@ -342,18 +496,20 @@ fn resolve_dockerfile(context: &Path, dockerfile: Option<&Path>) -> Result<PathB
     })
 }
 
-struct ContextWriter<'a, W: Write> {
-    tar: tar::Builder<W>,
+struct Walker<'a> {
+    entries: Vec<ContextEntry>,
     ignore: &'a Dockerignore,
     /// The first name of each hard-linked inode sent.
     hard_links: HashMap<(u64, u64), String>,
     /// The generated Dockerfile name to add to `.dockerignore`, for a Dockerfile outside.
     external_name: Option<&'a str>,
     dockerignore_sent: bool,
+    /// Files whose times are after this (ns since the epoch) get no fingerprint.
+    racy_after: u64,
 }
 
-impl<W: Write> ContextWriter<'_, W> {
-    /// Sends the directory `dir` (`rel` inside the context, "" for the context itself), its
+impl Walker<'_> {
+    /// Collects the directory `dir` (`rel` inside the context, "" for the context itself), its
     /// entries in name order.
     fn walk(&mut self, dir: &Path, rel: &str) -> Result<()> {
         let entries = fs::read_dir(dir).map_err(|e| check_error(dir, &e, "can't stat"))?;
@@ -373,7 +529,7 @@ impl<W: Write> ContextWriter<'_, W> {
                 }
                 continue;
             }
-            self.append(&path, &rel_path, &meta)?;
+            self.add(&path, rel_path.clone(), &meta)?;
             if meta.is_dir() {
                 self.walk(&path, &rel_path)?;
             }
@@ -381,7 +537,7 @@ impl<W: Write> ContextWriter<'_, W> {
         Ok(())
     }
 
-    fn append(&mut self, path: &Path, rel_path: &str, meta: &Metadata) -> Result<()> {
+    fn add(&mut self, path: &Path, rel_path: String, meta: &Metadata) -> Result<()> {
         let file_type = meta.file_type();
         if file_type.is_socket() {
             return Ok(()); // docker's archive cannot hold sockets and leaves them out
@@ -392,29 +548,20 @@ impl<W: Write> ContextWriter<'_, W> {
         header.set_gid(0);
         header.set_mtime(u64::try_from(meta.mtime()).unwrap_or(0));
         header.set_size(0);
-        let context = || format!("adding {} to the build context", path.display());
+        let mut entry =
+            ContextEntry { rel_path, header, link: None, content: Content::None, fingerprint: String::new() };
         if file_type.is_dir() {
-            header.set_entry_type(tar::EntryType::Directory);
-            return self.tar.append_data(&mut header, format!("{rel_path}/"), std::io::empty()).with_context(context);
-        }
-        if file_type.is_symlink() {
+            entry.header.set_entry_type(tar::EntryType::Directory);
+        } else if file_type.is_symlink() {
             let target = fs::read_link(path).with_context(|| format!("reading the symlink {}", path.display()))?;
-            header.set_entry_type(tar::EntryType::Symlink);
-            return self.tar.append_link(&mut header, rel_path, target).with_context(context);
-        }
-        if meta.nlink() > 1 {
-            match self.hard_links.get(&(meta.dev(), meta.ino())) {
-                Some(first) => {
-                    header.set_entry_type(tar::EntryType::Link);
-                    return self.tar.append_link(&mut header, rel_path, first).with_context(context);
-                }
-                None => {
-                    self.hard_links.insert((meta.dev(), meta.ino()), rel_path.to_string());
-                }
-            }
-        }
-        if file_type.is_fifo() || file_type.is_char_device() || file_type.is_block_device() {
-            header.set_entry_type(if file_type.is_fifo() {
+            entry.header.set_entry_type(tar::EntryType::Symlink);
+            entry.link = Some(target);
+        } else if let Some(first) = self.second_link(meta, &entry.rel_path) {
+            entry.header.set_entry_type(tar::EntryType::Link);
+            entry.link = Some(first.into());
+        } else if file_type.is_fifo() || file_type.is_char_device() || file_type.is_block_device() {
+            let context = || format!("adding {} to the build context", path.display());
+            entry.header.set_entry_type(if file_type.is_fifo() {
                 tar::EntryType::Fifo
             } else if file_type.is_char_device() {
                 tar::EntryType::Char
@@ -423,43 +570,60 @@ impl<W: Write> ContextWriter<'_, W> {
             });
             if !file_type.is_fifo() {
                 let rdev = meta.rdev();
-                header.set_device_major(libc_major(rdev)).with_context(context)?;
-                header.set_device_minor(libc_minor(rdev)).with_context(context)?;
+                entry.header.set_device_major(libc_major(rdev)).with_context(context)?;
+                entry.header.set_device_minor(libc_minor(rdev)).with_context(context)?;
             }
-            return self.tar.append_data(&mut header, rel_path, std::io::empty()).with_context(context);
+        } else {
+            // Opened now, as docker's CLI checks every file before it sends anything.
+            let mut file = File::open(path).map_err(|e| unreadable(path, e))?;
+            entry.header.set_entry_type(tar::EntryType::Regular);
+            if entry.rel_path == DOCKERIGNORE {
+                if let Some(name) = self.external_name {
+                    self.dockerignore_sent = true;
+                    let mut content = Vec::new();
+                    file.read_to_end(&mut content)
+                        .with_context(|| format!("adding {} to the build context", path.display()))?;
+                    content.extend_from_slice(format!("\n{name}\n").as_bytes());
+                    entry.header.set_size(content.len() as u64);
+                    entry.content = Content::Bytes(content);
+                    self.entries.push(entry);
+                    return Ok(());
+                }
+            }
+            entry.header.set_size(meta.len());
+            entry.content = Content::File(path.to_path_buf());
+            entry.fingerprint = self.fingerprint(meta);
         }
-        let mut file = File::open(path).map_err(|e| match e.kind() {
-            ErrorKind::PermissionDenied => {
-                anyhow!("error checking context: 'no permission to read from '{}''.", path.display())
-            }
-            _ => anyhow!(e).context(format!("opening {}", path.display())),
-        })?;
-        header.set_entry_type(tar::EntryType::Regular);
-        if rel_path == DOCKERIGNORE {
-            if let Some(name) = self.external_name {
-                self.dockerignore_sent = true;
-                let mut content = Vec::new();
-                file.read_to_end(&mut content).with_context(context)?;
-                content.extend_from_slice(format!("\n{name}\n").as_bytes());
-                header.set_size(content.len() as u64);
-                return self.tar.append_data(&mut header, rel_path, content.as_slice()).with_context(context);
-            }
-        }
-        header.set_size(meta.len());
-        self.tar.append_data(&mut header, rel_path, file).with_context(context)
+        self.entries.push(entry);
+        Ok(())
     }
 
-    /// A file docker's CLI makes up (the outside Dockerfile, the `.dockerignore` naming it):
-    /// mode 0600, owned by root, modified now.
-    fn append_generated(&mut self, name: &str, content: &[u8]) -> Result<()> {
-        let mut header = tar::Header::new_gnu();
-        header.set_entry_type(tar::EntryType::Regular);
-        header.set_mode(0o600);
-        header.set_uid(0);
-        header.set_gid(0);
-        header.set_mtime(unix_now());
-        header.set_size(content.len() as u64);
-        self.tar.append_data(&mut header, name, content).with_context(|| format!("adding {name} to the build context"))
+    /// A hard-linked inode's first name, if this is not it (which is then recorded).
+    fn second_link(&mut self, meta: &Metadata, rel_path: &str) -> Option<String> {
+        if meta.nlink() <= 1 || meta.is_dir() {
+            return None;
+        }
+        match self.hard_links.get(&(meta.dev(), meta.ino())) {
+            Some(first) => Some(first.clone()),
+            None => {
+                self.hard_links.insert((meta.dev(), meta.ino()), rel_path.to_string());
+                None
+            }
+        }
+    }
+
+    fn fingerprint(&self, meta: &Metadata) -> String {
+        let nanos = |secs: i64, nsecs: i64| {
+            u64::try_from(secs)
+                .unwrap_or(0)
+                .saturating_mul(1_000_000_000)
+                .saturating_add(u64::try_from(nsecs).unwrap_or(0))
+        };
+        let (mtime, ctime) = (nanos(meta.mtime(), meta.mtime_nsec()), nanos(meta.ctime(), meta.ctime_nsec()));
+        if mtime >= self.racy_after || ctime >= self.racy_after {
+            return String::new();
+        }
+        format!("{}:{}:{}:{mtime}:{ctime}", meta.dev(), meta.ino(), meta.len())
     }
 }
 
@@ -484,6 +648,10 @@ fn libc_minor(rdev: u64) -> u32 {
 
 fn unix_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+fn unix_now_nanos() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)).unwrap_or(0)
 }
 
 fn random_hex(bytes: usize) -> Result<String> {

@@ -325,6 +325,58 @@ fn the_cache_reuses_steps_until_an_input_changes_and_survives_a_restart() {
     assert_eq!(cached_steps(&kept), 5, "the cache of a tagged image stays: {kept}");
 }
 
+/// The last "receiving N of M files" berthd logged for a kept context.
+fn files_received(b: &Berthd) -> String {
+    let log = b.log_tail(200);
+    let line =
+        log.lines().rev().find(|l| l.contains("build context ")).unwrap_or_else(|| panic!("no sync logged: {log}"));
+    line.split("receiving ").nth(1).unwrap_or(line).trim().to_string()
+}
+
+#[test]
+fn a_directory_context_is_kept_and_only_changed_files_are_sent_again() {
+    let b = daemon();
+    let dir = context(
+        &b.dir().join("ctx-kept"),
+        &[
+            ("Dockerfile", "FROM localhost/busybox:latest\nCOPY . /ctx/\nCMD [\"sh\", \"-c\", \"cd /ctx && find . | sort && cat a.txt sub/c.txt\"]\n"),
+            ("a.txt", "aaa\n"),
+            ("b.txt", "bbb\n"),
+            ("sub/c.txt", "ccc\n"),
+        ],
+    );
+    // Files changed in the last 2 s are always sent (a change in the same clock tick could leave
+    // their stat fields as they were): let these age first.
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let build = ["build", "--no-cache", "-t", "localhost/kept:1", s(&dir)];
+    b.ok(&build);
+    assert_eq!(files_received(&b), "4 of 4 files");
+    b.ok(&build);
+    assert_eq!(files_received(&b), "0 of 4 files", "an unchanged context sends no file");
+    let run = || b.ok(&["run", "--rm", "--network", "none", "localhost/kept:1"]);
+    let listing = ".\n./Dockerfile\n./a.txt\n./b.txt\n./sub\n./sub/c.txt\n";
+    assert_eq!(run(), format!("{listing}aaa\nccc\n"));
+
+    // Changed, removed, replaced by a symlink, added: the next build sees exactly the new tree.
+    std::fs::write(dir.join("a.txt"), "a2a2\n").expect("write");
+    std::fs::remove_file(dir.join("b.txt")).expect("rm");
+    std::fs::remove_file(dir.join("sub/c.txt")).expect("rm");
+    std::os::unix::fs::symlink("../a.txt", dir.join("sub/c.txt")).expect("symlink");
+    std::fs::write(dir.join("d.txt"), "ddd\n").expect("write");
+    b.ok(&build);
+    assert_eq!(files_received(&b), "2 of 3 files", "the changed and the new file");
+    assert_eq!(run(), ".\n./Dockerfile\n./a.txt\n./d.txt\n./sub\n./sub/c.txt\na2a2\na2a2\n");
+    assert_eq!(b.ok(&["run", "--rm", "--network", "none", "localhost/kept:1", "cat", "/ctx/d.txt"]), "ddd\n");
+
+    // `system prune` removes the kept contexts no build is using.
+    let kept = b.root().join("build-contexts");
+    assert_eq!(std::fs::read_dir(&kept).expect("kept contexts").count(), 1);
+    b.ok(&["system", "prune", "-f"]);
+    assert_eq!(std::fs::read_dir(&kept).expect("kept contexts").count(), 0);
+    b.ok(&build);
+    assert_eq!(files_received(&b), "3 of 3 files", "a pruned context is sent whole");
+}
+
 /// Runs `cmd` with `input` on its stdin; its stdout, after checking it succeeded.
 fn with_stdin(mut cmd: Command, input: &[u8]) -> String {
     use std::io::Write;

@@ -1,5 +1,5 @@
 //! What a client asks for when it builds an image: docker's `build` flags as one struct, sent as
-//! JSON in the first message of Builder.Build (the context tar follows). The CLI resolves what
+//! JSON in the first message of Builder.Build (the context follows). The CLI resolves what
 //! only it can see (a `--build-arg NAME` takes NAME's value from the client's environment).
 
 use std::collections::BTreeMap;
@@ -30,4 +30,8 @@ pub struct BuildOptions {
     pub network: Option<String>,
     /// `-q`: print only the image id.
     pub quiet: bool,
+    /// A directory context berthd keeps between builds under this key (64 hex digits: the
+    /// client's hash of the context's path): the client sends its entries first and then only
+    /// the files berthd does not have. None: the whole context tar follows the options.
+    pub context_key: Option<String>,
 }

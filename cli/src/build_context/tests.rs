@@ -181,6 +181,13 @@ fn write(dir: &Path, rel: &str, content: &str) {
     fs::write(path, content).unwrap();
 }
 
+/// The whole context as a tar (what `berth build` sends without a context kept by berthd).
+fn write_context_tar(dir: &Path, dockerfile: Option<&Path>, out: impl Write) -> anyhow::Result<String> {
+    let context = DirContext::collect(dir, dockerfile)?;
+    context.write_tar(|_| true, out)?;
+    Ok(context.dockerfile)
+}
+
 fn context_tar(dir: &Path, dockerfile: Option<&Path>) -> (String, Vec<Entry>) {
     let mut out = Vec::new();
     let name = write_context_tar(dir, dockerfile, &mut out).expect("context written");

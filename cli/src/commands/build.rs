@@ -2,23 +2,26 @@
 //! is made here, as docker's client makes it (`build_context`), and streamed to berthd; the
 //! build's output streams back.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::fs::File;
-use std::io::{self, IsTerminal, Read, Seek, Write};
+use std::io::{self, IsTerminal, Read, Write};
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
-use berth_proto::build::{BuildInput, ImportFilesystemInput};
+use berth_proto::build::{BuildInput, BuildOutput, ImportFilesystemInput};
 use berth_proto::build_options::BuildOptions;
+use ttrpc::asynchronous::ClientStream;
 use ttrpc::Code;
 
 use super::load::fill;
-use crate::build_context;
+use crate::build_context::{self, DirContext};
 use crate::daemon::{ctx, Berthd};
 use crate::exit_code::Reported;
 
 /// Bytes per message: well under ttrpc's 4 MiB message limit.
 const CHUNK_SIZE: usize = 1 << 20;
+/// Context entries per message (each well under 4 KiB: a path and a few numbers).
+const ENTRIES_PER_MESSAGE: usize = 512;
 
 /// Build an image from a Dockerfile.
 #[derive(clap::Args, Debug)]
@@ -80,26 +83,14 @@ fn labels(args: &[String]) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// Builds; the output streams to stdout, `-q` prints only the image id.
+/// Builds; the output streams to stdout, `-q` prints only the image id. A directory context is
+/// synced: its entries go first, then only the files berthd does not already have from an
+/// earlier build of the same directory (as BuildKit's local context transfer); a context on
+/// stdin is sent whole.
 pub async fn run(berthd: &Berthd, args: &BuildArgs) -> Result<()> {
-    let mut context = tempfile::tempfile().context("creating a file for the build context")?;
-    let dockerfile = if args.context == "-" {
-        if args.file.is_some() {
-            bail!("berth build -: -f is not supported with a context on stdin");
-        }
-        let mut input = Vec::new();
-        io::stdin().lock().read_to_end(&mut input).context("reading the context from stdin")?;
-        let (tar, name) = build_context::stdin_context(input)?;
-        context.write_all(&tar).context("spooling the context")?;
-        name
-    } else {
-        let out = io::BufWriter::new(&mut context);
-        build_context::write_context_tar(args.context.as_ref(), args.file.as_deref(), out)?
-    };
-    context.rewind().context("rewinding the context")?;
-    let options = BuildOptions {
+    let mut options = BuildOptions {
         tags: args.tag.clone(),
-        dockerfile,
+        dockerfile: String::new(),
         build_args: build_args(&args.build_arg),
         target: args.target.clone(),
         labels: labels(&args.label),
@@ -108,21 +99,39 @@ pub async fn run(berthd: &Berthd, args: &BuildArgs) -> Result<()> {
         platform: args.platform.clone(),
         network: args.network.clone(),
         quiet: args.quiet,
+        context_key: None,
     };
-    let stream = berthd.builder().build(ctx()).await?;
-    let first = BuildInput { options: serde_json::to_vec(&options)?, ..Default::default() };
-    stream.send(&first).await?;
-    let mut buffer = vec![0; CHUNK_SIZE];
-    loop {
-        let n = fill(&mut context, &mut buffer).context("reading the context")?;
-        if n == 0 {
-            break;
+    let stream = if args.context == "-" {
+        if args.file.is_some() {
+            bail!("berth build -: -f is not supported with a context on stdin");
         }
-        if stream.send(&BuildInput { data: buffer[..n].to_vec(), ..Default::default() }).await.is_err() {
-            // berthd stopped reading: its status (below) says why.
-            break;
+        let mut input = Vec::new();
+        io::stdin().lock().read_to_end(&mut input).context("reading the context from stdin")?;
+        let (tar, name) = build_context::stdin_context(input)?;
+        options.dockerfile = name;
+        let stream = berthd.builder().build(ctx()).await?;
+        stream.send(&BuildInput { options: serde_json::to_vec(&options)?, ..Default::default() }).await?;
+        for chunk in tar.chunks(CHUNK_SIZE) {
+            if stream.send(&BuildInput { data: chunk.to_vec(), ..Default::default() }).await.is_err() {
+                break; // berthd stopped reading: its status (below) says why.
+            }
         }
-    }
+        stream
+    } else {
+        let context = DirContext::collect(args.context.as_ref(), args.file.as_deref())?;
+        options.dockerfile = context.dockerfile.clone();
+        options.context_key = Some(context.key());
+        let mut stream = berthd.builder().build(ctx()).await?;
+        stream.send(&BuildInput { options: serde_json::to_vec(&options)?, ..Default::default() }).await?;
+        send_entries(&stream, &context).await?;
+        let wanted = match stream.recv().await {
+            Ok(reply) if reply.context_request => reply.wanted,
+            Ok(_) => bail!("berthd did not ask for the build context"),
+            Err(e) => return Err(build_error(e)),
+        };
+        send_tar(&stream, context, wanted).await?;
+        stream
+    };
     stream.close_send().await?;
     let mut stream = stream;
     let mut out = io::stdout().lock();
@@ -138,21 +147,78 @@ pub async fn run(berthd: &Berthd, args: &BuildArgs) -> Result<()> {
                     return Ok(());
                 }
             }
-            // A step that failed was reported as docker reports it, without the daemon prefix.
-            Err(ttrpc::Error::RpcStatus(status)) if status.code() == Code::ABORTED => {
+            Err(e) => {
                 drop(out);
-                eprintln!("{}", status.message);
-                // docker's build exits with the failed command's code.
-                let code = status
-                    .message
-                    .rsplit_once("non-zero code: ")
-                    .and_then(|(_, c)| c.trim().parse::<u8>().ok())
-                    .filter(|c| *c != 0)
-                    .unwrap_or(1);
-                return Err(Reported(code).into());
+                return Err(build_error(e));
             }
-            Err(e) => return Err(e.into()),
         }
+    }
+}
+
+/// The context's entries, in messages of at most `ENTRIES_PER_MESSAGE`, the last one marked.
+async fn send_entries(stream: &ClientStream<BuildInput, BuildOutput>, context: &DirContext) -> Result<()> {
+    let entries: Vec<_> = context.entries.iter().map(|e| e.to_proto()).collect();
+    let mut chunks = entries.chunks(ENTRIES_PER_MESSAGE).peekable();
+    if chunks.peek().is_none() {
+        stream.send(&BuildInput { entries_end: true, ..Default::default() }).await?;
+    }
+    while let Some(chunk) = chunks.next() {
+        let message =
+            BuildInput { entries: chunk.to_vec(), entries_end: chunks.peek().is_none(), ..Default::default() };
+        stream.send(&message).await?;
+    }
+    Ok(())
+}
+
+/// The context tar with the `wanted` regular files, written by a blocking thread and sent in
+/// `CHUNK_SIZE` messages as it is made.
+async fn send_tar(stream: &ClientStream<BuildInput, BuildOutput>, context: DirContext, wanted: Vec<u32>) -> Result<()> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
+    let writer = tokio::task::spawn_blocking(move || {
+        let wanted: HashSet<usize> = wanted.into_iter().filter_map(|i| usize::try_from(i).ok()).collect();
+        let out = io::BufWriter::with_capacity(CHUNK_SIZE, ChannelWriter(tx));
+        context.write_tar(|i| wanted.contains(&i), out)
+    });
+    while let Some(chunk) = rx.recv().await {
+        if stream.send(&BuildInput { data: chunk, ..Default::default() }).await.is_err() {
+            break; // berthd stopped reading: its status says why.
+        }
+    }
+    writer.await.context("the context writer failed")??;
+    Ok(())
+}
+
+/// Hands what is written to the async sender (a closed channel is berthd gone).
+struct ChannelWriter(tokio::sync::mpsc::Sender<Vec<u8>>);
+
+impl Write for ChannelWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0
+            .blocking_send(buf.to_vec())
+            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "berthd stopped reading the context"))?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A build's error status: a step that failed is reported as docker reports it, without the
+/// daemon prefix, and the build exits with the failed command's code.
+fn build_error(e: ttrpc::Error) -> anyhow::Error {
+    match e {
+        ttrpc::Error::RpcStatus(status) if status.code() == Code::ABORTED => {
+            eprintln!("{}", status.message);
+            let code = status
+                .message
+                .rsplit_once("non-zero code: ")
+                .and_then(|(_, c)| c.trim().parse::<u8>().ok())
+                .filter(|c| *c != 0)
+                .unwrap_or(1);
+            Reported(code).into()
+        }
+        e => e.into(),
     }
 }
 

@@ -15,6 +15,7 @@ use anyhow::{bail, Context, Result};
 use nix::fcntl::OFlag;
 use sha2::{Digest as _, Sha256};
 
+use super::context::FileHashes;
 use super::Invalid;
 use crate::container::user::{group_entries, passwd_entries};
 use crate::daemon::Berthd;
@@ -375,6 +376,36 @@ pub fn plan(
     Ok(Plan { root: root.to_path_buf(), items, make_dirs, keep_dirs, owner, chmod, extract })
 }
 
+/// A digest of everything a COPY/ADD's result depends on in its `sources` (relative to `root`;
+/// docker's cache rule): for each, the names, types, modes, owners, sizes and link targets of
+/// what it holds and the sha256 of every file's content, taken from `known` (a kept context's
+/// digests) when it has them, else read.
+pub fn sources_digest(root: &Path, sources: &[PathBuf], known: Option<&FileHashes>) -> Result<String> {
+    let mut h = Sha256::new();
+    for src in sources {
+        h.update(format!("{}\0", src.display()).as_bytes());
+        let real = resolve_in(root, src, true)?.with_context(|| format!("source {} vanished", src.display()))?;
+        for (rel, path) in walk(&real)? {
+            let meta = fs::symlink_metadata(&path).with_context(|| format!("reading {}", path.display()))?;
+            h.update(format!("{}\0{:o}\0{}\0{}\0", rel.display(), meta.mode(), meta.uid(), meta.len()).as_bytes());
+            if meta.file_type().is_symlink() {
+                h.update(fs::read_link(&path)?.as_os_str().as_encoded_bytes());
+            } else if meta.is_file() {
+                match known.and_then(|k| k.get(&path)) {
+                    Some(digest) => h.update(digest),
+                    None => {
+                        let mut content = Sha256::new();
+                        let mut f = BufReader::with_capacity(256 << 10, File::open(&path)?);
+                        io::copy(&mut f, &mut HashWriter(&mut content))?;
+                        h.update(content.finalize());
+                    }
+                }
+            }
+        }
+    }
+    Ok(hex::encode(h.finalize()))
+}
+
 /// `abs` (clean, absolute) with its longest existing prefix resolved inside `dest_root`
 /// (symlinks followed, never out of it), relative to the root.
 fn real_dest(dest_root: &Path, abs: &str) -> Result<PathBuf> {
@@ -422,28 +453,6 @@ fn read_up_to(f: &mut File, buf: &mut [u8]) -> io::Result<usize> {
 }
 
 impl Plan {
-    /// A digest of everything the step's result depends on in its sources: names, types,
-    /// modes, sizes, link targets and contents (docker's cache rule for COPY and ADD).
-    pub fn digest(&self) -> Result<String> {
-        let mut h = Sha256::new();
-        for (src, target) in &self.items {
-            h.update(format!("{}\0{}\0", src.display(), target.display()).as_bytes());
-            let real = resolve_in(&self.root, src, true)?.context("source vanished")?;
-            for (rel, path) in walk(&real)? {
-                let meta = fs::symlink_metadata(&path).with_context(|| format!("reading {}", path.display()))?;
-                h.update(format!("{}\0{:o}\0{}\0{}\0", rel.display(), meta.mode(), meta.uid(), meta.len()).as_bytes());
-                if meta.file_type().is_symlink() {
-                    h.update(fs::read_link(&path)?.as_os_str().as_encoded_bytes());
-                } else if meta.is_file() {
-                    let mut f = BufReader::with_capacity(256 << 10, File::open(&path)?);
-                    io::copy(&mut f, &mut HashWriter(&mut h))?;
-                }
-            }
-        }
-        h.update(format!("{:?}{:?}{:?}", self.owner, self.chmod, self.make_dirs).as_bytes());
-        Ok(hex::encode(h.finalize()))
-    }
-
     /// Writes the layer; returns how many entries it has.
     pub fn write_tar(&self, out: &mut dyn Write) -> Result<usize> {
         let mut tar = tar::Builder::new(out);

@@ -16,6 +16,7 @@ use sha2::{Digest as _, Sha256};
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::changes::{self, Target};
+use super::context::{Context as BuildContext, FileHashes};
 use super::copy::{self, RootView};
 use super::dockerfile::{self, Command, Instruction, ShellOrExec};
 use super::{cache, Invalid};
@@ -113,6 +114,8 @@ struct Builder<'a> {
     d: &'a Arc<Berthd>,
     opts: &'a BuildOptions,
     context: &'a Path,
+    /// Digests of the context's files berthd already knows (a kept context).
+    context_hashes: Option<Arc<FileHashes>>,
     log: &'a Log,
     lease: Arc<TransferLease>,
     platform: Platform,
@@ -126,7 +129,8 @@ struct Builder<'a> {
 }
 
 /// Builds the Dockerfile of `context` (blocking work is done off the async workers).
-pub async fn build(d: &Arc<Berthd>, opts: &BuildOptions, context: &Path, log: &Log) -> Result<Built> {
+pub async fn build(d: &Arc<Berthd>, opts: &BuildOptions, context: &BuildContext, log: &Log) -> Result<Built> {
+    let (context_hashes, context) = (context.hashes(), context.path());
     let name = if opts.dockerfile.is_empty() { "Dockerfile" } else { opts.dockerfile.as_str() };
     let text = {
         let (context, name) = (context.to_path_buf(), name.to_string());
@@ -149,6 +153,7 @@ pub async fn build(d: &Arc<Berthd>, opts: &BuildOptions, context: &Path, log: &L
         d,
         opts,
         context,
+        context_hashes,
         log,
         lease: Arc::new(TransferLease::new(d, "build").await?),
         platform,
@@ -408,7 +413,7 @@ impl Builder<'_> {
         if let Command::Copy(_) | Command::Add(_) = &instruction.command {
             let job = Arc::new(self.copy_job(stage, &instruction, stages).await?);
             let j = job.clone();
-            key_extra = self.blocking(move |d, _| j.with_plan(d, |plan| plan.digest())).await?;
+            key_extra = self.blocking(move |d, _| j.sources_digest(d)).await?;
             copy = Some(job);
         }
         let key = sha256_hex(&format!(
@@ -591,6 +596,7 @@ impl Builder<'_> {
         };
         Ok(CopyJob {
             context: self.context.to_path_buf(),
+            context_hashes: self.context_hashes.clone(),
             from_chain,
             dest_top: stage.draft.chain_top()?,
             workdir: stage.workdir(),
@@ -695,6 +701,7 @@ fn history_text(instruction: &Instruction, shell: &[String]) -> String {
 /// A COPY or ADD, with what it needs to plan its layer (again) in a blocking task.
 struct CopyJob {
     context: std::path::PathBuf,
+    context_hashes: Option<Arc<FileHashes>>,
     /// `--from`: the chain top of the stage or image read (None inside: scratch).
     from_chain: Option<Option<String>>,
     dest_top: Option<String>,
@@ -704,6 +711,23 @@ struct CopyJob {
 }
 
 impl CopyJob {
+    /// The digest of what the copy reads (its cache key's part beyond the parent and the
+    /// instruction, which fix where and as whom it writes): mounts only a `--from` source.
+    fn sources_digest(&self, d: &Berthd) -> Result<String> {
+        let source_view = match &self.from_chain {
+            Some(chain) => Some(RootView::open(d, chain.as_deref())?),
+            None => None,
+        };
+        let (root, what, hashes) = match &source_view {
+            Some(v) => (v.path().to_path_buf(), "the source stage or image", None),
+            None => {
+                (self.context.clone(), "build context or excluded by .dockerignore", self.context_hashes.as_deref())
+            }
+        };
+        let sources = copy::expand_sources(&root, &self.args.sources, what)?;
+        copy::sources_digest(&root, &sources, hashes)
+    }
+
     /// Mounts what the copy reads, plans it and runs `f` on the plan; unmounts after.
     fn with_plan<T>(&self, d: &Berthd, f: impl FnOnce(&copy::Plan) -> Result<T>) -> Result<T> {
         let source_view = match &self.from_chain {

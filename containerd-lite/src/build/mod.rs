@@ -4,7 +4,7 @@
 
 pub mod cache;
 pub mod changes;
-mod context;
+pub mod context;
 mod copy;
 pub mod dockerfile;
 mod engine;
@@ -62,12 +62,15 @@ pub async fn run(d: &Arc<Berthd>, mut stream: ServerStream<BuildOutput, BuildInp
         .ok_or_else(|| Invalid("no build options were sent".into()))?;
     let opts: BuildOptions =
         serde_json::from_slice(&first.options).map_err(|e| Invalid(format!("bad build options: {e}")))?;
-    let context = context::receive(d, first.data, &mut stream).await?;
+    let context = match opts.context_key.as_deref() {
+        Some(key) => context::receive_kept(d, key, &mut stream).await?,
+        None => context::receive_tar(d, first.data, &mut stream).await?,
+    };
     let output = &stream;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let log = engine::Log { tx, quiet: opts.quiet };
     let build = async {
-        let built = engine::build(d, &opts, &context.path(), &log).await;
+        let built = engine::build(d, &opts, &context, &log).await;
         drop(log);
         built
     };

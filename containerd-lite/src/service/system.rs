@@ -80,6 +80,10 @@ impl berth_proto::system_ttrpc::System for SystemService {
             if dropped > 0 {
                 tracing::info!(entries = dropped, "build cache entries dropped");
             }
+            let contexts = crate::build::context::prune_kept(&d2);
+            if contexts > 0 {
+                tracing::info!(contexts, "kept build contexts removed");
+            }
             crate::store::gc::collect(&d2.meta, &d2.content, &d2.snapshots).map_err(internal)
         })
         .await?;
