@@ -17,6 +17,7 @@
 #   BIN         berth's binaries (default: target/dist/bin from scripts/build.sh)
 #   COUNT       containers for the concurrency and memory rows (default 100)
 #   RUNS        hyperfine runs (default 30); warmup 3
+#   SETTLE      seconds between the last start and reading the memory (default 5)
 #   BENCH_WORK  scratch dir (default ${TMPDIR:-/tmp}/berth-bench-run)
 #
 # Needs root, containerd + ctr + containerd-shim-runc-v2 + runc (Debian), hyperfine, umoci and
@@ -31,6 +32,7 @@ REPO_ROOT=$(dirname "$BENCH_DIR")
 BIN=${BIN:-$REPO_ROOT/target/dist/bin}
 COUNT=${COUNT:-100}
 RUNS=${RUNS:-30}
+SETTLE=${SETTLE:-5}
 BENCH_WORK=${BENCH_WORK:-${TMPDIR:-/tmp}/berth-bench-run}
 PEERS=${PEERS:-1}
 IMAGE=localhost/busybox:latest
@@ -165,6 +167,9 @@ t0=$(date +%s.%N)
 start_all berth
 t1=$(date +%s.%N)
 running=$("${BERTH[@]}" ps -q | wc -l)
+# Memory is read once the burst is over (SETTLE seconds, both engines alike): berthd gives its
+# freed heap back every 2 s after activity, Go's runtime returns memory lazily too.
+sleep "$SETTLE"
 read -r b_rss b_pss <<<"$(sum_mem "$BERTHD_PID" $(pids_of "containerd-shim-berth-v2 .*-address $BD/state/berthd.sock"))"
 "${BERTH[@]}" ps -aq | xargs -r -n 20 "${BERTH[@]}" rm -f >/dev/null
 
@@ -172,6 +177,7 @@ t2=$(date +%s.%N)
 start_all ctr
 t3=$(date +%s.%N)
 c_running=$("${CTR[@]}" tasks ls -q | wc -l)
+sleep "$SETTLE"
 read -r c_rss c_pss <<<"$(sum_mem "$CONTAINERD_PID" $(pids_of "containerd-shim-runc-v2 -namespace $NS"))"
 
 python3 - "$COUNT" "$t0" "$t1" "$t2" "$t3" "$running" "$c_running" "$b_rss" "$b_pss" "$c_rss" "$c_pss" "$OUT/latency.json" <<'PY' | tee "$OUT/summary.md"
