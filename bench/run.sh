@@ -17,7 +17,7 @@
 #   BIN         berth's binaries (default: target/dist/bin from scripts/build.sh)
 #   COUNT       containers for the concurrency and memory rows (default 100)
 #   RUNS        hyperfine runs (default 30); warmup 3
-#   SETTLE      seconds between the last start and reading the memory (default 5)
+#   SETTLE      seconds between the last start and reading the memory (default 10)
 #   BENCH_WORK  scratch dir (default ${TMPDIR:-/tmp}/berth-bench-run)
 #
 # Needs root, containerd + ctr + containerd-shim-runc-v2 + runc (Debian), hyperfine, umoci and
@@ -32,7 +32,7 @@ REPO_ROOT=$(dirname "$BENCH_DIR")
 BIN=${BIN:-$REPO_ROOT/target/dist/bin}
 COUNT=${COUNT:-100}
 RUNS=${RUNS:-30}
-SETTLE=${SETTLE:-5}
+SETTLE=${SETTLE:-10}
 BENCH_WORK=${BENCH_WORK:-${TMPDIR:-/tmp}/berth-bench-run}
 PEERS=${PEERS:-1}
 IMAGE=localhost/busybox:latest

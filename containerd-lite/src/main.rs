@@ -25,9 +25,11 @@ fn main() -> ExitCode {
         .init();
     // Two workers: the daemon is mostly idle; layer downloads and unpacks are I/O and blocking
     // work (unpack, hashing) runs on the blocking pool.
+    berthd::memory::limit_arenas();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .max_blocking_threads(8)
+        .thread_keep_alive(berthd::memory::BLOCKING_KEEP_ALIVE)
         .enable_all()
         .build()
     {
