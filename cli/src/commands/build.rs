@@ -13,13 +13,11 @@ use berth_proto::build_options::BuildOptions;
 use ttrpc::asynchronous::ClientStream;
 use ttrpc::Code;
 
-use super::load::fill;
+use super::load::{fill, ChunkSender, CHUNK_SIZE};
 use crate::build_context::{self, DirContext};
 use crate::daemon::{ctx, Berthd};
 use crate::exit_code::Reported;
 
-/// Bytes per message: well under ttrpc's 4 MiB message limit.
-const CHUNK_SIZE: usize = 1 << 20;
 /// Context entries per message (each well under 4 KiB: a path and a few numbers).
 const ENTRIES_PER_MESSAGE: usize = 512;
 
@@ -173,35 +171,21 @@ async fn send_entries(stream: &ClientStream<BuildInput, BuildOutput>, context: &
 /// The context tar with the `wanted` regular files, written by a blocking thread and sent in
 /// `CHUNK_SIZE` messages as it is made.
 async fn send_tar(stream: &ClientStream<BuildInput, BuildOutput>, context: DirContext, wanted: Vec<u32>) -> Result<()> {
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
+    let (tx, mut rx) = tokio::sync::mpsc::channel(4);
     let writer = tokio::task::spawn_blocking(move || {
         let wanted: HashSet<usize> = wanted.into_iter().filter_map(|i| usize::try_from(i).ok()).collect();
-        let out = io::BufWriter::with_capacity(CHUNK_SIZE, ChannelWriter(tx));
-        context.write_tar(|i| wanted.contains(&i), out)
+        let mut out = ChunkSender::new(tx);
+        context.write_tar(|i| wanted.contains(&i), &mut out)?;
+        out.flush().context("sending the build context")
     });
-    while let Some(chunk) = rx.recv().await {
+    // The sender sends only data; its errors come back through `writer`.
+    while let Some(Ok(chunk)) = rx.recv().await {
         if stream.send(&BuildInput { data: chunk, ..Default::default() }).await.is_err() {
             break; // berthd stopped reading: its status says why.
         }
     }
     writer.await.context("the context writer failed")??;
     Ok(())
-}
-
-/// Hands what is written to the async sender (a closed channel is berthd gone).
-struct ChannelWriter(tokio::sync::mpsc::Sender<Vec<u8>>);
-
-impl Write for ChannelWriter {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0
-            .blocking_send(buf.to_vec())
-            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "berthd stopped reading the context"))?;
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
 }
 
 /// A build's error status: a step that failed is reported as docker reports it, without the

@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 use ttrpc::r#async::ClientStreamReceiver;
 use ttrpc::Code;
 
-use super::load::CHUNK_SIZE;
+use super::load::ChunkSender;
 use crate::build_context::clean_path;
 use crate::daemon::{ctx, Berthd, PlainMessage};
 
@@ -222,7 +222,7 @@ async fn copy_to_container(
     // The tar is made (or read from stdin) on a blocking thread and sent in chunks.
     let (tx, mut rx) = mpsc::channel::<io::Result<Vec<u8>>>(CHUNKS_IN_FLIGHT);
     let producer = tokio::task::spawn_blocking(move || {
-        let mut out = ChunkSender { tx: tx.clone(), buf: Vec::with_capacity(CHUNK_SIZE) };
+        let mut out = ChunkSender::new(tx.clone());
         let written = match content {
             Content::Stdin => io::copy(&mut io::stdin().lock(), &mut out).map(|_| ()),
             Content::Local { path, name } => tar_local(&path, &name, &mut out),
@@ -280,33 +280,6 @@ enum Content {
     Stdin,
     /// A tar made of the local `path`, its entries named `name` and `name/…`.
     Local { path: PathBuf, name: String },
-}
-
-/// The blocking side of a copy into a container: cuts what is written into chunks.
-struct ChunkSender {
-    tx: mpsc::Sender<io::Result<Vec<u8>>>,
-    buf: Vec<u8>,
-}
-
-impl Write for ChunkSender {
-    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        let n = data.len().min(CHUNK_SIZE - self.buf.len());
-        self.buf.extend_from_slice(&data[..n]);
-        if self.buf.len() == CHUNK_SIZE {
-            self.flush()?;
-        }
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        if self.buf.is_empty() {
-            return Ok(());
-        }
-        let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK_SIZE));
-        self.tx
-            .blocking_send(Ok(chunk))
-            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "berthd stopped receiving the tar"))
-    }
 }
 
 /// docker's ValidateOutputPathFileMode: why a path of this mode cannot be written to.

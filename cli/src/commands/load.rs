@@ -77,6 +77,40 @@ pub fn fill(source: &mut impl Read, buffer: &mut [u8]) -> io::Result<usize> {
     Ok(filled)
 }
 
+/// The blocking side of an upload (`cp` into a container, a build context): cuts what is
+/// written into chunks of at most `CHUNK_SIZE` for the async sender.
+pub(crate) struct ChunkSender {
+    tx: tokio::sync::mpsc::Sender<io::Result<Vec<u8>>>,
+    buf: Vec<u8>,
+}
+
+impl ChunkSender {
+    pub(crate) fn new(tx: tokio::sync::mpsc::Sender<io::Result<Vec<u8>>>) -> ChunkSender {
+        ChunkSender { tx, buf: Vec::with_capacity(CHUNK_SIZE) }
+    }
+}
+
+impl Write for ChunkSender {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let n = data.len().min(CHUNK_SIZE - self.buf.len());
+        self.buf.extend_from_slice(&data[..n]);
+        if self.buf.len() == CHUNK_SIZE {
+            self.flush()?;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK_SIZE));
+        self.tx
+            .blocking_send(Ok(chunk))
+            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "berthd stopped receiving the upload"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

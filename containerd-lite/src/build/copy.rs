@@ -393,17 +393,21 @@ pub fn sources_digest(root: &Path, sources: &[PathBuf], known: Option<&FileHashe
             } else if meta.is_file() {
                 match known.and_then(|k| k.get(&path)) {
                     Some(digest) => h.update(digest),
-                    None => {
-                        let mut content = Sha256::new();
-                        let mut f = BufReader::with_capacity(256 << 10, File::open(&path)?);
-                        io::copy(&mut f, &mut HashWriter(&mut content))?;
-                        h.update(content.finalize());
-                    }
+                    None => h.update(file_sha256(&path)?),
                 }
             }
         }
     }
     Ok(hex::encode(h.finalize()))
+}
+
+/// The sha256 of the file at `path`'s content.
+pub fn file_sha256(path: &Path) -> Result<[u8; 32]> {
+    let mut h = Sha256::new();
+    let mut f =
+        BufReader::with_capacity(256 << 10, File::open(path).with_context(|| format!("opening {}", path.display()))?);
+    io::copy(&mut f, &mut HashWriter(&mut h)).with_context(|| format!("reading {}", path.display()))?;
+    Ok(h.finalize().into())
 }
 
 /// `abs` (clean, absolute) with its longest existing prefix resolved inside `dest_root`

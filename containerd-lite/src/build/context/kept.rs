@@ -8,15 +8,14 @@
 //! `system prune` removes all that no build is using.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::fs::{self, File};
-use std::io::{self, Read};
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use anyhow::{anyhow, Context as _, Result};
 use berth_proto::build::{BuildInput, BuildOutput, ContextEntry};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest as _, Sha256};
 use ttrpc::asynchronous::ServerStream;
 
 use super::{Context, FileHashes, Hold};
@@ -239,17 +238,7 @@ fn hash_regular(base: &Path, rel: &str, size: u64) -> Result<Option<[u8; 32]>> {
             return Ok(None);
         }
     }
-    let mut file = File::open(&path).with_context(|| format!("opening {}", path.display()))?;
-    let mut hasher = Sha256::new();
-    let mut buffer = vec![0u8; 256 << 10];
-    loop {
-        let n = file.read(&mut buffer).with_context(|| format!("reading {}", path.display()))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buffer[..n]);
-    }
-    Ok(Some(hasher.finalize().into()))
+    crate::build::copy::file_sha256(&path).map(Some)
 }
 
 /// Removes the contexts used least recently beyond `KEPT` (not `current`, none in use).
@@ -306,6 +295,7 @@ fn remove_file(path: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sha2::{Digest as _, Sha256};
 
     fn file(path: &str, size: u64, fingerprint: &str) -> ContextEntry {
         ContextEntry {
