@@ -192,21 +192,27 @@ pub fn create(
     }
 
     let generated = config.name.as_deref().is_none_or(str::is_empty);
-    let existing = d.containers.list()?;
     let name = match config.name.clone().filter(|n| !n.is_empty()) {
         Some(n) => {
             let n = n.strip_prefix('/').unwrap_or(&n).to_string();
             super::validate_name(&n)?;
             // Checked before anything is made; the insert checks again, atomically.
-            if let Some(other) = existing.iter().find(|r| r.name == n) {
-                return Err(super::store::name_in_use(&n, &other.id));
+            if let Some(other) = d.containers.name_owner(&n)? {
+                return Err(super::store::name_in_use(&n, &other));
             }
             n
         }
-        None => (0..)
-            .map(names::generate)
-            .find(|n| !existing.iter().any(|r| r.name == *n))
-            .unwrap_or_else(|| names::generate(1)),
+        None => {
+            let mut chosen = names::generate(1);
+            for attempt in 0..100 {
+                let n = names::generate(attempt);
+                if d.containers.name_owner(&n)?.is_none() {
+                    chosen = n;
+                    break;
+                }
+            }
+            chosen
+        }
     };
     let network = choose_network(d, &config)?;
     let mut config = config;

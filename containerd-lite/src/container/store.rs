@@ -1,6 +1,8 @@
 //! Container records in redb (table `containers`, id → JSON), with docker's lookups: full id,
-//! unique id prefix, or name. Names are unique; a record's name is reserved by the same write
-//! transaction that stores it.
+//! unique id prefix, or name. Names are unique: table `container_names` (name → id) is written by
+//! the same transaction as the record, so a lookup, an insert or a rename reads one or two
+//! records, never the whole table (a burst of concurrent creates used to decode every record,
+//! spec and all, on every call).
 
 use std::sync::Arc;
 
@@ -10,6 +12,7 @@ use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 use super::ContainerRecord;
 
 const CONTAINERS: TableDefinition<&str, &[u8]> = TableDefinition::new("containers");
+const NAMES: TableDefinition<&str, &str> = TableDefinition::new("container_names");
 
 /// Why a lookup found nothing, or too much.
 #[derive(Debug, thiserror::Error)]
@@ -34,10 +37,20 @@ pub struct ContainerStore {
 }
 
 impl ContainerStore {
-    /// Uses `db`, creating the table if needed.
+    /// Uses `db`, creating the tables if needed. The name index is rebuilt from the records, so
+    /// it is right whatever wrote the records (an older berthd kept no index).
     pub fn new(db: Arc<redb::Database>) -> Result<ContainerStore> {
         let txn = db.begin_write().context("containers: begin")?;
-        txn.open_table(CONTAINERS).context("containers: create table")?;
+        {
+            let records = txn.open_table(CONTAINERS).context("containers: create table")?;
+            let mut names = txn.open_table(NAMES).context("container names: create table")?;
+            names.retain(|_, _| false).context("container names: clear")?;
+            for entry in records.iter().context("containers: iterate")? {
+                let (key, value) = entry.context("containers: read")?;
+                let record = decode(key.value(), value.value())?;
+                names.insert(record.name.as_str(), record.id.as_str()).context("container names: insert")?;
+            }
+        }
         txn.commit().context("containers: commit")?;
         Ok(ContainerStore { db })
     }
@@ -62,19 +75,46 @@ impl ContainerStore {
         value.map(|v| decode(id, v.value())).transpose()
     }
 
+    /// The id of the container named `name`, if any.
+    pub fn name_owner(&self, name: &str) -> Result<Option<String>> {
+        let txn = self.db.begin_read().context("containers: begin")?;
+        let names = txn.open_table(NAMES).context("container names: open")?;
+        let id = names.get(name).with_context(|| format!("container names: get {name}"))?;
+        Ok(id.map(|v| v.value().to_string()))
+    }
+
     /// docker's lookup: exact id, then exact name, then unique id prefix.
     pub fn lookup(&self, arg: &str) -> Result<ContainerRecord> {
         let wanted = arg.strip_prefix('/').unwrap_or(arg);
         if wanted.is_empty() {
             return Err(LookupError::NotFound(arg.into()).into());
         }
-        let all = self.list()?;
-        if let Some(r) = all.iter().find(|r| r.id == wanted || r.name == wanted) {
-            return Ok(r.clone());
+        let txn = self.db.begin_read().context("containers: begin")?;
+        let table = txn.open_table(CONTAINERS).context("containers: open")?;
+        if let Some(v) = table.get(wanted).context("containers: get")? {
+            return decode(wanted, v.value());
         }
-        let mut prefixed = all.into_iter().filter(|r| r.id.starts_with(wanted));
-        match (prefixed.next(), prefixed.next()) {
-            (Some(r), None) => Ok(r),
+        let names = txn.open_table(NAMES).context("container names: open")?;
+        if let Some(id) = names.get(wanted).context("container names: get")? {
+            let id = id.value();
+            if let Some(v) = table.get(id).context("containers: get")? {
+                return decode(id, v.value());
+            }
+        }
+        // Keys are sorted: the ids with this prefix are the first keys from it on.
+        let mut prefixed = table.range(wanted..).context("containers: range")?;
+        let mut next = || -> Result<Option<(String, Vec<u8>)>> {
+            match prefixed.next() {
+                Some(entry) => {
+                    let (key, value) = entry.context("containers: read")?;
+                    let key = key.value();
+                    Ok(key.starts_with(wanted).then(|| (key.to_string(), value.value().to_vec())))
+                }
+                None => Ok(None),
+            }
+        };
+        match (next()?, next()?) {
+            (Some((key, bytes)), None) => decode(&key, &bytes),
             (Some(_), Some(_)) => Err(LookupError::Ambiguous(arg.into()).into()),
             _ => Err(LookupError::NotFound(arg.into()).into()),
         }
@@ -85,18 +125,16 @@ impl ContainerStore {
         let txn = self.db.begin_write().context("containers: begin")?;
         {
             let mut table = txn.open_table(CONTAINERS).context("containers: open")?;
-            for entry in table.iter().context("containers: iterate")? {
-                let (key, value) = entry.context("containers: read")?;
-                let other = decode(key.value(), value.value())?;
-                if other.id == record.id {
-                    bail!("container id {} already exists", record.id);
-                }
-                if other.name == record.name {
-                    return Err(name_in_use(&record.name, &other.id));
-                }
+            let mut names = txn.open_table(NAMES).context("container names: open")?;
+            if table.get(record.id.as_str()).context("containers: get")?.is_some() {
+                bail!("container id {} already exists", record.id);
+            }
+            if let Some(other) = names.get(record.name.as_str()).context("container names: get")? {
+                return Err(name_in_use(&record.name, other.value()));
             }
             let bytes = serde_json::to_vec(record).context("encoding a container record")?;
             table.insert(record.id.as_str(), bytes.as_slice()).context("containers: insert")?;
+            names.insert(record.name.as_str(), record.id.as_str()).context("container names: insert")?;
         }
         txn.commit().context("containers: commit")
     }
@@ -114,13 +152,15 @@ impl ContainerStore {
             let old_name = record.name.clone();
             f(&mut record);
             if record.name != old_name {
-                for entry in table.iter().context("containers: iterate")? {
-                    let (key, value) = entry.context("containers: read")?;
-                    let other = decode(key.value(), value.value())?;
-                    if other.id != record.id && other.name == record.name {
-                        return Err(name_in_use(&record.name, &other.id).context("Error when allocating new name"));
+                let mut names = txn.open_table(NAMES).context("container names: open")?;
+                if let Some(other) = names.get(record.name.as_str()).context("container names: get")? {
+                    if other.value() != record.id {
+                        let other = other.value().to_string();
+                        return Err(name_in_use(&record.name, &other).context("Error when allocating new name"));
                     }
                 }
+                names.remove(old_name.as_str()).context("container names: remove")?;
+                names.insert(record.name.as_str(), record.id.as_str()).context("container names: insert")?;
             }
             let bytes = serde_json::to_vec(&record).context("encoding a container record")?;
             table.insert(id, bytes.as_slice()).context("containers: update")?;
@@ -130,12 +170,20 @@ impl ContainerStore {
         Ok(record)
     }
 
-    /// Removes the record `id` (no error if it is gone).
+    /// Removes the record `id` and its name (no error if it is gone).
     pub fn remove(&self, id: &str) -> Result<()> {
         let txn = self.db.begin_write().context("containers: begin")?;
         {
             let mut table = txn.open_table(CONTAINERS).context("containers: open")?;
-            table.remove(id).context("containers: remove")?;
+            let removed = table.remove(id).context("containers: remove")?;
+            if let Some(v) = removed {
+                let record = decode(id, v.value())?;
+                let mut names = txn.open_table(NAMES).context("container names: open")?;
+                let owner = names.get(record.name.as_str()).context("container names: get")?.map(|o| o.value() == id);
+                if owner == Some(true) {
+                    names.remove(record.name.as_str()).context("container names: remove")?;
+                }
+            }
         }
         txn.commit().context("containers: commit")
     }
@@ -181,7 +229,31 @@ mod tests {
         assert!(s.update(&"b".repeat(64), |r| r.name = "one".into()).is_err());
         assert_eq!(s.get(&"b".repeat(64)).expect("get").expect("there").name, "two");
         s.update(&"b".repeat(64), |r| r.name = "three".into()).expect("rename");
+        assert_eq!(s.name_owner("two").expect("owner"), None, "the old name is free after a rename");
+        assert_eq!(s.lookup("three").expect("new name").id, "b".repeat(64));
+        s.insert(&record(&"c".repeat(64), "two")).expect("the old name is free");
         s.remove(&"b".repeat(64)).expect("remove");
         assert!(s.get(&"b".repeat(64)).expect("get").is_none());
+        assert_eq!(s.name_owner("three").expect("owner"), None, "a removed container's name is free");
+    }
+
+    #[test]
+    fn the_name_index_is_rebuilt_from_the_records_at_start() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("m.redb");
+        {
+            // Records as a berthd without the index wrote them.
+            let db = redb::Database::create(&path).expect("db");
+            let txn = db.begin_write().expect("begin");
+            {
+                let mut table = txn.open_table(CONTAINERS).expect("table");
+                let bytes = serde_json::to_vec(&record(&"d".repeat(64), "old")).expect("encode");
+                table.insert("d".repeat(64).as_str(), bytes.as_slice()).expect("insert");
+            }
+            txn.commit().expect("commit");
+        }
+        let s = ContainerStore::new(Arc::new(redb::Database::create(&path).expect("db"))).expect("store");
+        assert_eq!(s.lookup("old").expect("by name").id, "d".repeat(64));
+        assert!(s.insert(&record(&"e".repeat(64), "old")).is_err(), "the name stays taken");
     }
 }
