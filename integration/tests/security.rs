@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-/// What `readlink /proc/<pid>/exe` shows for a process running the runtime's sealed copy.
+/// What `readlink /proc/<pid>/exe` shows for a process running the runtime's sealed memfd copy.
 const MEMFD_EXE: &str = "/memfd:berth-runtime";
 
 fn init_pid(rt: &Runtime, id: &str) -> i32 {
@@ -45,6 +45,62 @@ fn open_raw(path: &str, flags: i32) -> std::io::Result<OwnedFd> {
 fn seals(fd: &OwnedFd) -> i32 {
     // SAFETY: F_GET_SEALS on an open fd takes no pointers.
     unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GET_SEALS) }
+}
+
+/// How a runtime process's exe is kept from being written.
+#[derive(Debug, PartialEq)]
+enum Protection {
+    /// A copy in a memfd with every write seal (the fallback).
+    SealedMemfd,
+    /// The binary seen through a private overlayfs with no upper layer (runc 1.2's way).
+    ReadOnlyOverlay,
+}
+
+impl Protection {
+    /// What writing to the exe gives once no process runs it any more.
+    fn errno_after_exit(&self) -> i32 {
+        match self {
+            Protection::SealedMemfd => libc::EPERM,
+            Protection::ReadOnlyOverlay => libc::EROFS,
+        }
+    }
+}
+
+/// Checks that `held` (an fd of a runtime process's exe) is not the host binary `bin` and tells
+/// which protection it has; panics if it has none.
+fn protection_of(held: &OwnedFd, bin: &Path) -> Protection {
+    use std::os::unix::fs::MetadataExt;
+    let exe = File::from(held.try_clone().unwrap()).metadata().unwrap();
+    let host = std::fs::metadata(bin).unwrap();
+    assert_ne!((exe.dev(), exe.ino()), (host.dev(), host.ino()), "the process runs the host binary itself");
+    assert_eq!(exe.len(), host.len(), "the copy is not the whole runtime binary");
+    let s = seals(held);
+    if s >= 0 {
+        let want = libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
+        assert_eq!(s & want, want, "memfd seals are {s:#x}");
+        return Protection::SealedMemfd;
+    }
+    // SAFETY: fstatfs/fstatvfs fill the zeroed structs they are given, for an open fd.
+    let (fs, vfs) = unsafe {
+        let mut fs: libc::statfs = std::mem::zeroed();
+        let mut vfs: libc::statvfs = std::mem::zeroed();
+        assert_eq!(libc::fstatfs(held.as_raw_fd(), &mut fs), 0, "fstatfs");
+        assert_eq!(libc::fstatvfs(held.as_raw_fd(), &mut vfs), 0, "fstatvfs");
+        (fs, vfs)
+    };
+    assert_eq!(fs.f_type, 0x794c_7630, "the exe is neither a sealed memfd nor on overlayfs");
+    assert_ne!(vfs.f_flag & libc::ST_RDONLY, 0, "the exe's overlay is not read-only");
+    Protection::ReadOnlyOverlay
+}
+
+/// The protection this host should give: the private overlay where the kernel has overlayfs.
+fn expected_protection() -> Protection {
+    let fss = std::fs::read_to_string("/proc/filesystems").unwrap_or_default();
+    if fss.lines().any(|l| l.split_whitespace().last() == Some("overlay")) {
+        Protection::ReadOnlyOverlay
+    } else {
+        Protection::SealedMemfd
+    }
 }
 
 /// The classic CVE-2019-5736 write: reopen a read-only fd of the exe for writing through
@@ -96,9 +152,9 @@ fn mkfifo(path: &Path) {
 /// CVE-2019-5736: the container's entrypoint is a script `#!/proc/self/exe`, so init's execve runs
 /// *the runtime binary* as the container's pid 1. Every way to write to it then fails, from inside
 /// the container and from outside, while it runs and after it exits, because what it runs is a
-/// sealed memfd copy, never the host file.
+/// protected copy (a private read-only overlay or a sealed memfd), never the host file.
 #[test]
-fn runtime_reexecuted_inside_the_container_is_a_sealed_copy_and_the_host_binary_is_untouched() {
+fn runtime_reexecuted_inside_the_container_is_a_protected_copy_and_the_host_binary_is_untouched() {
     let rt = Runtime::new();
     let bin = runtime_bin();
     // The interpreter line gives the runtime `--root /evil` and process.args[1..] follow: a log
@@ -120,11 +176,7 @@ fn runtime_reexecuted_inside_the_container_is_a_sealed_copy_and_the_host_binary_
         std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c.starts_with(b"/proc/self/exe\0--root\0/evil\0"))
     });
     let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
-    assert!(
-        exe.to_string_lossy().starts_with(MEMFD_EXE),
-        "the container's pid 1 runs {} instead of the sealed copy of the runtime",
-        exe.display()
-    );
+    assert_ne!(exe, bin, "the container's pid 1 runs the host binary");
 
     // The attack from inside the container: another process in its namespaces (what an exec or
     // a fork of the entrypoint would be) looks at /proc/1/exe and writes to it.
@@ -140,18 +192,16 @@ fn runtime_reexecuted_inside_the_container_is_a_sealed_copy_and_the_host_binary_
         .expect("running nsenter");
     let inside_out = String::from_utf8_lossy(&inside.stdout);
     assert!(inside.status.success(), "nsenter failed: {}", String::from_utf8_lossy(&inside.stderr));
-    assert!(inside_out.starts_with(MEMFD_EXE), "inside the container /proc/1/exe is {inside_out:?}");
+    assert_eq!(inside_out.lines().next(), Some(&*exe.to_string_lossy()), "inside the container /proc/1/exe");
     assert!(!inside_out.contains("WROTE"), "a container process wrote to the runtime's exe: {inside_out}");
 
     // From the host: a direct open for writing fails, and so does the reopen trick.
     let err =
         open_raw(&format!("/proc/{pid}/exe"), libc::O_WRONLY).expect_err("opened the running runtime for writing");
-    assert!(matches!(err.raw_os_error(), Some(libc::ETXTBSY) | Some(libc::EPERM)), "{err}");
+    assert!(matches!(err.raw_os_error(), Some(libc::ETXTBSY) | Some(libc::EPERM) | Some(libc::EROFS)), "{err}");
     let held = open_raw(&format!("/proc/{pid}/exe"), libc::O_RDONLY).unwrap();
-    let s = seals(&held);
-    assert!(s >= 0, "the container's runtime exe is not a memfd (F_GET_SEALS failed)");
-    let want = libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
-    assert_eq!(s & want, want, "memfd seals are {s:#x}");
+    let protection = protection_of(&held, &bin);
+    assert_eq!(protection, expected_protection());
     assert!(write_through_reopen(&held).is_err(), "wrote to the running runtime's exe through /proc/self/fd");
 
     // Let the runtime inside go on: it really ran (it logs its error into the fifo) and exits.
@@ -167,9 +217,9 @@ fn runtime_reexecuted_inside_the_container_is_a_sealed_copy_and_the_host_binary_
         String::from_utf8_lossy(&log).contains("does not exist")
     });
     wait_until("the container's pid 1 to exit", Duration::from_secs(10), || !alive(pid));
-    // The runtime is gone (no ETXTBSY any more): what is left is only the seal.
+    // The runtime is gone (no ETXTBSY any more): what is left is the seal or the overlay.
     let err = write_through_reopen(&held).expect_err("wrote to the runtime's exe after it exited");
-    assert_eq!(err.raw_os_error(), Some(libc::EPERM), "{err}");
+    assert_eq!(err.raw_os_error(), Some(protection.errno_after_exit()), "{err}");
     drop(held);
 
     rt.ok(&["delete", &id]);
@@ -180,36 +230,60 @@ fn runtime_reexecuted_inside_the_container_is_a_sealed_copy_and_the_host_binary_
 }
 
 /// A created container's init (waiting on the exec fifo) is the runtime itself: it must run from
-/// the sealed copy, which nobody can write, and it must not be the host binary.
+/// a protected copy, which nobody can write, and it must not be the host binary. Both ways are
+/// checked: the private overlay, and the sealed memfd the runtime falls back to when overlayfs
+/// cannot take its directory (here: a directory name with a ':', which overlayfs options cannot
+/// carry).
 #[test]
-fn created_init_runs_from_a_sealed_memfd_that_cannot_be_written() {
-    let rt = Runtime::new();
-    let bin = runtime_bin();
-    let before = snapshot(&bin);
-    let bundle = Bundle::new(&["true"]);
-    let id = unique_id("sealed");
-    rt.ok(&["create", "--bundle", bundle.path().to_str().unwrap(), &id]);
-    let pid = init_pid(&rt, &id);
-    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
-    assert!(exe.to_string_lossy().starts_with(MEMFD_EXE), "init runs {}, not the sealed copy", exe.display());
+fn created_init_runs_from_a_copy_that_cannot_be_written_overlay_or_sealed_memfd() {
+    let colon_dir = tempfile::Builder::new().prefix("berth-it-bin:").tempdir().unwrap();
+    let colon_bin = colon_dir.path().join("berth-runtime");
+    std::fs::copy(runtime_bin(), &colon_bin).unwrap();
+    for (bin, want) in [(runtime_bin(), expected_protection()), (colon_bin, Protection::SealedMemfd)] {
+        let root = tempfile::Builder::new().prefix("berth-it-root-").tempdir().unwrap();
+        // Output through files: a created init keeps the runtime's stdio open (it is the
+        // container's), so pipes would not reach EOF before the container goes.
+        let rt = |args: &[&str]| {
+            let (out, err) = (tempfile::NamedTempFile::new().unwrap(), tempfile::NamedTempFile::new().unwrap());
+            let status = Command::new(&bin)
+                .arg("--root")
+                .arg(root.path())
+                .args(args)
+                .stdin(std::process::Stdio::null())
+                .stdout(out.reopen().unwrap())
+                .stderr(err.reopen().unwrap())
+                .status()
+                .unwrap();
+            assert!(status.success(), "{args:?}: {}", std::fs::read_to_string(err.path()).unwrap_or_default());
+            std::fs::read_to_string(out.path()).unwrap()
+        };
+        let before = snapshot(&bin);
+        let bundle = Bundle::new(&["true"]);
+        let id = unique_id("sealed");
+        rt(&["create", "--bundle", bundle.path().to_str().unwrap(), &id]);
+        let state: serde_json::Value = serde_json::from_str(&rt(&["state", &id])).expect("state json");
+        let pid = state["pid"].as_i64().expect("pid") as i32;
+        let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
+        assert_ne!(exe, bin, "init runs the host binary");
+        if want == Protection::SealedMemfd {
+            assert!(exe.to_string_lossy().starts_with(MEMFD_EXE), "init runs {}", exe.display());
+        }
 
-    let err = open_raw(&format!("/proc/{pid}/exe"), libc::O_WRONLY).expect_err("opened init's exe for writing");
-    assert!(matches!(err.raw_os_error(), Some(libc::ETXTBSY) | Some(libc::EPERM)), "{err}");
-    let held = open_raw(&format!("/proc/{pid}/exe"), libc::O_RDONLY).unwrap();
-    let want = libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
-    assert_eq!(seals(&held) & want, want, "init's exe seals are {:#x}", seals(&held));
-    // The copy is the whole binary.
-    let size = File::from(held.try_clone().unwrap()).metadata().unwrap().len();
-    assert_eq!(size, before.0.len() as u64, "the memfd is not a full copy of the runtime");
-    assert!(write_through_reopen(&held).is_err(), "wrote to init's exe through /proc/self/fd");
+        let err = open_raw(&format!("/proc/{pid}/exe"), libc::O_WRONLY).expect_err("opened init's exe for writing");
+        assert!(matches!(err.raw_os_error(), Some(libc::ETXTBSY) | Some(libc::EPERM) | Some(libc::EROFS)), "{err}");
+        let held = open_raw(&format!("/proc/{pid}/exe"), libc::O_RDONLY).unwrap();
+        assert_eq!(protection_of(&held, &bin), want, "runtime {}", bin.display());
+        assert!(write_through_reopen(&held).is_err(), "wrote to init's exe through /proc/self/fd");
 
-    rt.ok(&["delete", &id]);
-    rt.assert_gone(&id);
-    wait_until("init to exit", Duration::from_secs(10), || !alive(pid));
-    let err = write_through_reopen(&held).expect_err("wrote to init's exe after it exited");
-    assert_eq!(err.raw_os_error(), Some(libc::EPERM), "{err}");
-    let after = snapshot(&bin);
-    assert!(before.0 == after.0 && before.1 == after.1, "the host runtime binary changed");
+        rt(&["delete", &id]);
+        assert!(!root.path().join(&id).exists(), "state of {id} left behind");
+        berth_integration::assert_no_cgroup(&id);
+        wait_until("init to exit", Duration::from_secs(10), || !alive(pid));
+        let err = write_through_reopen(&held).expect_err("wrote to init's exe after it exited");
+        assert_eq!(err.raw_os_error(), Some(want.errno_after_exit()), "{err}");
+        let after = snapshot(&bin);
+        assert!(before.0 == after.0 && before.1 == after.1, "the host runtime binary changed");
+    }
 }
 
 /// Host fds the runtime's caller leaked (no CLOEXEC) that point at sensitive host places.
