@@ -157,8 +157,8 @@ enum Action {
     Notify,
 }
 
-/// The seccomp agent's half of SCMP_ACT_NOTIFY: where it listens, and what it is told.
-struct Listener {
+/// `listenerPath` and `listenerMetadata`: where the seccomp agent listens, and what it is told.
+struct AgentConfig {
     path: PathBuf,
     metadata: Option<String>,
 }
@@ -179,7 +179,7 @@ pub struct Compiled {
     filters: Vec<BpfProgram>,
     flags: libc::c_uint,
     notify_flags: libc::c_uint,
-    listener: Option<Listener>,
+    agent_config: Option<AgentConfig>,
     agent: Option<Agent>,
 }
 
@@ -243,7 +243,7 @@ pub fn compile(seccomp: &LinuxSeccomp) -> Result<Compiled> {
     let Action::Kernel(default_kernel) = default.clone() else {
         bail!("SCMP_ACT_NOTIFY cannot be the seccomp default action: init's own last syscalls would wait for an agent that does not have the listener yet");
     };
-    let listener = notify_listener(seccomp)?;
+    let agent_config = agent_config(seccomp)?;
 
     // Rules per ABI and syscall number for the main (allow) filter, and per action for the others.
     let empty = || abis.iter().map(|abi| (*abi, BTreeMap::new())).collect::<Matches>();
@@ -255,7 +255,7 @@ pub fn compile(seccomp: &LinuxSeccomp) -> Result<Compiled> {
             continue;
         }
         if act == Action::Notify {
-            if listener.is_none() {
+            if agent_config.is_none() {
                 bail!("seccomp action SCMP_ACT_NOTIFY needs linux.seccomp.listenerPath (the seccomp agent's socket)");
             }
             if let Some(name) = rule.names().iter().find(|n| NOT_NOTIFIABLE.contains(&n.as_str())) {
@@ -303,21 +303,21 @@ pub fn compile(seccomp: &LinuxSeccomp) -> Result<Compiled> {
     if notify.is_none() && filters.is_empty() && abis.len() < 3 {
         filters.push(program(&[], &abis));
     }
-    let listener = if notify.is_some() { listener } else { None };
+    let agent_config = if notify.is_some() { agent_config } else { None };
     let mut notify_flags = flags | SECCOMP_FILTER_FLAG_NEW_LISTENER;
     if flags & SECCOMP_FILTER_FLAG_TSYNC != 0 {
-        // TSYNC reports a thread it cannot sync by its id, NEW_LISTENER returns the fd: with
-        // both, the kernel wants the former as ESRCH.
+        // seccomp(2) returns the id of a thread TSYNC could not sync, and NEW_LISTENER's fd: with
+        // both, the kernel wants the former reported as ESRCH instead.
         notify_flags |= SECCOMP_FILTER_FLAG_TSYNC_ESRCH;
     }
     if wait_killable_recv {
         notify_flags |= SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV;
     }
-    Ok(Compiled { notify, filters, flags, notify_flags, listener, agent: None })
+    Ok(Compiled { notify, filters, flags, notify_flags, agent_config, agent: None })
 }
 
-/// `listenerPath` and `listenerMetadata`, checked.
-fn notify_listener(seccomp: &LinuxSeccomp) -> Result<Option<Listener>> {
+/// `listenerPath` and `listenerMetadata`, checked (the metadata needs the path).
+fn agent_config(seccomp: &LinuxSeccomp) -> Result<Option<AgentConfig>> {
     let metadata = seccomp.listener_metadata().clone();
     let Some(path) = seccomp.listener_path().clone() else {
         if metadata.is_some() {
@@ -328,7 +328,7 @@ fn notify_listener(seccomp: &LinuxSeccomp) -> Result<Option<Listener>> {
     if !path.is_absolute() {
         bail!("linux.seccomp.listenerPath {} is not an absolute path", path.display());
     }
-    Ok(Some(Listener { path, metadata }))
+    Ok(Some(AgentConfig { path, metadata }))
 }
 
 /// What one filter matches for one syscall: always, or under any of some conditional rules.
@@ -429,8 +429,10 @@ const DISPATCH_LEN: usize = 11;
 const DISPATCH_ALLOW: usize = 9;
 const DISPATCH_KILL: usize = 10;
 
-/// Joins sections into as few programs as fit BPF_MAXINSNS, in order.
-fn link(sections: Vec<(Abi, BpfProgram)>, listed: &[Abi]) -> Result<Vec<BpfProgram>> {
+/// Joins sections into as few programs as fit BPF_MAXINSNS, x86_64's last: the programs are
+/// loaded in order by x86_64 code, and the main filter's x86_64 section may deny seccomp(2).
+fn link(mut sections: Vec<(Abi, BpfProgram)>, listed: &[Abi]) -> Result<Vec<BpfProgram>> {
+    sections.sort_by_key(|(abi, _)| *abi == Abi::X86_64);
     let mut programs = Vec::new();
     let mut current: Vec<(Abi, BpfProgram)> = Vec::new();
     let mut len = DISPATCH_LEN;
@@ -533,12 +535,12 @@ impl Compiled {
     /// Where the seccomp agent listens, when the profile uses SCMP_ACT_NOTIFY (otherwise
     /// `listenerPath` is ignored, as the spec says).
     pub fn listener_path(&self) -> Option<&Path> {
-        self.listener.as_ref().map(|l| l.path.as_path())
+        self.agent_config.as_ref().map(|a| a.path.as_path())
     }
 
     /// `listenerMetadata`, for [`process_state`].
     pub fn listener_metadata(&self) -> Option<&str> {
-        self.listener.as_ref().and_then(|l| l.metadata.as_deref())
+        self.agent_config.as_ref().and_then(|a| a.metadata.as_deref())
     }
 
     /// Gives the filter its agent: a socket from [`connect_agent`] and the [`process_state`]
@@ -553,7 +555,7 @@ impl Compiled {
     /// notify, so nothing waits for an agent without the fd.
     pub fn apply(&mut self) -> Result<()> {
         if let Some(program) = &self.notify {
-            let path = self.listener.as_ref().map(|l| l.path.display().to_string()).unwrap_or_default();
+            let path = self.agent_config.as_ref().map(|a| a.path.display().to_string()).unwrap_or_default();
             let agent = self.agent.as_mut().context("no seccomp agent connection for SCMP_ACT_NOTIFY")?;
             let socket = agent.socket.take().context("the seccomp agent was sent its state already")?;
             let listener = install(program, self.notify_flags)?
@@ -899,12 +901,13 @@ mod tests {
             "defaultAction": "SCMP_ACT_ERRNO",
             "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
             "syscalls": [{"names": every_syscall_name(), "action": "SCMP_ACT_ALLOW"},
-                         {"names": ["clone"], "action": "SCMP_ACT_ERRNO",
+                         {"names": ["clone"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38,
                           "args": [{"index": 0, "value": 0x7e020000u64, "op": "SCMP_CMP_MASKED_EQ", "valueTwo": 0}]}]
         }))
         .unwrap();
         let c = compile(&p).unwrap();
-        assert!(c.filters.len() >= 3, "main split into several filters: {}", c.filters.len());
+        // clone's ERRNO filter, then the main filter split into several programs.
+        assert!(c.filters.len() >= 3, "{:?}", c.program_lengths());
         assert_loadable(&c);
         for (abi, call) in [(Abi::X86_64, x86_64 as fn(i64) -> Call), (Abi::I386, i386), (Abi::X32, x32)] {
             let table = match abi {
@@ -918,6 +921,28 @@ mod tests {
             let unknown = if abi == Abi::X32 { X32 + 999 } else { 999 };
             assert_eq!(verdict(&c, &call(unknown)), ERRNO | 1, "{abi:?} 999");
         }
+    }
+
+    #[test]
+    fn a_split_main_filter_denies_seccomp_only_in_its_last_program() {
+        // A strict allow-list without seccomp, large enough to need several programs: init loads
+        // them in order, so only the last may deny seccomp(2) to x86_64.
+        let names: Vec<&str> = every_syscall_name().into_iter().filter(|n| *n != "seccomp").collect();
+        let p: LinuxSeccomp = serde_json::from_value(serde_json::json!({
+            "defaultAction": "SCMP_ACT_ERRNO",
+            "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+            "syscalls": [{"names": names, "action": "SCMP_ACT_ALLOW"}]
+        }))
+        .unwrap();
+        let c = compile(&p).unwrap();
+        let seccomp = x86_64(syscall_number("seccomp").unwrap());
+        let (last, before) = c.filters.split_last().unwrap();
+        assert!(!before.is_empty());
+        for program in before {
+            assert_eq!(run(program, &seccomp), SECCOMP_RET_ALLOW);
+        }
+        assert_eq!(run(last, &seccomp), ERRNO | 1);
+        assert_eq!(verdict(&c, &i386(Abi::I386.syscall_number("seccomp").unwrap())), ERRNO | 1);
     }
 
     #[test]
