@@ -4,7 +4,9 @@
 //! → memory policy → console → rlimits → user/groups → capabilities → no_new_privs → cwd → ready → wait on the
 //! exec fifo → startContainer hooks → seccomp → execve. Nothing but execve follows the seccomp
 //! filter, with or without no_new_privs (without it, installing the filter needs CAP_SYS_ADMIN,
-//! which init keeps permitted and effective until then; execve does not pass it on).
+//! which init keeps permitted and effective until then; execve does not pass it on). With
+//! SCMP_ACT_NOTIFY, the notify filter goes first and its listener straight to the seccomp agent
+//! (sendmsg on the connection `create` made, then close), before the other filters.
 
 use crate::cgroups::CgroupPaths;
 use crate::namespaces::Plan;
@@ -271,9 +273,11 @@ fn process_env(process: &Process) -> Vec<String> {
 }
 
 impl PreparedProcess {
-    /// The last steps: default signal dispositions, the seccomp filter, execve. Once the filter
-    /// is in, the only syscall left is execve (and, should it fail, the report and exit), so a
-    /// profile needs to allow no more than any program needs to start. A failure to install the
+    /// The last steps: default signal dispositions, the seccomp filter, execve. Once the main
+    /// filter is in, the only syscall left is execve (and, should it fail, the report and exit),
+    /// so a profile needs to allow no more than any program needs to start (the notify filter,
+    /// loaded before the others, is followed by the sendmsg and close that hand its listener to
+    /// the agent). A failure to install the
     /// filter goes to `on_seccomp_error` too. Returns only on failure, which it also reports on
     /// the process's stderr (the caller may already have been told that all went well).
     pub fn exec(mut self, on_seccomp_error: impl FnOnce(&anyhow::Error)) -> Result<Infallible> {
