@@ -72,8 +72,9 @@ const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
 const AUDIT_ARCH_I386: u32 = 0x4000_0003;
 const X32_SYSCALL_BIT: u32 = 0x4000_0000;
 
-/// The syscalls init makes between loading the notify filter and the agent holding its fd
-/// (sendmsg, then close; seccomp for the filters that follow): notified, they would wait forever.
+/// The syscalls init makes after loading the notify filter: sendmsg and close hand the listener
+/// to the agent (notified, they would wait for an agent that does not have it yet), seccomp loads
+/// the other filters (an agent answering for it could leave them out).
 const NOT_NOTIFIABLE: &[&str] = &["seccomp", "sendmsg", "close"];
 
 /// The OCI seccomp actions this build can apply (`features` reports them).
@@ -259,7 +260,7 @@ pub fn compile(seccomp: &LinuxSeccomp) -> Result<Compiled> {
                 bail!("seccomp action SCMP_ACT_NOTIFY needs linux.seccomp.listenerPath (the seccomp agent's socket)");
             }
             if let Some(name) = rule.names().iter().find(|n| NOT_NOTIFIABLE.contains(&n.as_str())) {
-                bail!("SCMP_ACT_NOTIFY cannot be used for {name}: init calls it after loading the notify filter, before the seccomp agent has the listener, and would wait forever");
+                bail!("SCMP_ACT_NOTIFY cannot be used for {name}: berth-runtime's init calls it after loading the notify filter, to hand the listener to the seccomp agent or to load the other filters");
             }
         }
         let args = rule.args().as_deref().unwrap_or_default();
@@ -581,7 +582,8 @@ fn install(program: &BpfProgram, flags: libc::c_uint) -> Result<Option<OwnedFd>>
     // the call returns, and the kernel copies the program.
     let r = unsafe { libc::syscall(libc::SYS_seccomp, SECCOMP_SET_MODE_FILTER, flags, &prog) };
     if r < 0 {
-        return Err(std::io::Error::last_os_error()).context("installing the seccomp filter");
+        return Err(std::io::Error::last_os_error())
+            .with_context(|| format!("installing a seccomp filter (seccomp(2) flags {flags:#x})"));
     }
     if flags & SECCOMP_FILTER_FLAG_NEW_LISTENER == 0 || r == 0 {
         return Ok(None);
