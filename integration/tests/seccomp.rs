@@ -426,19 +426,29 @@ const MKDIR_NRS: [i32; 2] = [libc::SYS_mkdir as i32, libc::SYS_mkdirat as i32];
 
 #[test]
 fn a_seccomp_agent_gets_the_state_and_listener_and_its_answer_is_what_the_container_sees() {
+    for no_new_privs in [true, false] {
+        notify_run(no_new_privs);
+    }
+}
+
+fn notify_run(no_new_privs: bool) {
     let agent = SeccompAgent::start(1);
     let rt = Runtime::new();
-    // The agent says mkdir succeeded, and did nothing: /x does not exist. No fd of the runtime
-    // (the agent's socket, the listener) reaches the program.
+    // The agent says mkdir succeeded, and did nothing: /x does not exist (the root is read-only:
+    // a real mkdir would fail). No fd of the runtime (the agent's socket, the listener) reaches
+    // the program.
     let bundle = Bundle::new(&["sh", "-c", "mkdir /x; echo rc=$?; ls -d /x; echo ls=$?; ls /proc/$$/fd; :"]);
     let profile = notify_mkdir(&agent.path());
-    bundle.edit(|c| c["linux"]["seccomp"] = profile);
+    bundle.edit(|c| {
+        c["linux"]["seccomp"] = profile;
+        c["process"]["noNewPrivileges"] = json!(no_new_privs);
+    });
     let id = berth_integration::unique_id("seccomp-notify");
     let (code, out, err) = rt.run_container(&bundle, &id);
     rt.assert_gone(&id);
     let (states, notified) = states_and_notified(agent.finish());
-    assert_eq!(code, 0, "{err}");
-    assert_eq!(out, "rc=0\nls=1\n0\n1\n2\n", "{err}");
+    assert_eq!(code, 0, "no_new_privs={no_new_privs}: {err}");
+    assert_eq!(out, "rc=0\nls=1\n0\n1\n2\n", "no_new_privs={no_new_privs}: {err}");
     assert!(err.contains("/x: No such file or directory"), "{err}");
     assert!(!notified.is_empty() && notified.iter().all(|nr| MKDIR_NRS.contains(nr)), "{notified:?}");
 
@@ -526,4 +536,23 @@ fn an_agent_that_hangs_up_before_start_fails_start_and_nothing_waits() {
     assert_ne!(code, 0);
     assert_eq!(out, "");
     assert!(err.contains("sending the seccomp listener to the agent at"), "{err}");
+}
+
+#[test]
+fn a_strict_allow_list_needs_neither_sendmsg_nor_close_to_hand_the_listener_over() {
+    // The notify filter and its hand-over come before the main filter, which denies everything
+    // a static busybox `echo` does not need.
+    let agent = SeccompAgent::start(1);
+    let mut profile = notify_mkdir(&agent.path());
+    profile["defaultAction"] = json!("SCMP_ACT_ERRNO");
+    profile["syscalls"].as_array_mut().expect("syscalls").push(json!({
+        "names": ["execve", "exit", "exit_group", "brk", "arch_prctl", "set_tid_address", "mmap", "munmap",
+                  "mprotect", "write", "read", "getuid", "geteuid", "getgid", "getegid", "getpid",
+                  "rt_sigaction", "rt_sigprocmask"],
+        "action": "SCMP_ACT_ALLOW"
+    }));
+    let (code, out, err) = run_with(&["/bin/echo", "strict-ok"], profile, true);
+    let (states, _) = states_and_notified(agent.finish());
+    assert_eq!((code, out.as_str()), (0, "strict-ok\n"), "{err}");
+    assert_eq!(states.len(), 1);
 }
