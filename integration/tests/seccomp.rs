@@ -556,3 +556,16 @@ fn a_strict_allow_list_needs_neither_sendmsg_nor_close_to_hand_the_listener_over
     assert_eq!((code, out.as_str()), (0, "strict-ok\n"), "{err}");
     assert_eq!(states.len(), 1);
 }
+
+#[test]
+fn a_profile_denying_seccomp_itself_is_loaded_whole() {
+    // The filter that denies seccomp(2) goes in last, or the KILL filter could not follow it.
+    let profile = json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [{"names": ["seccomp"], "action": "SCMP_ACT_ERRNO"},
+                     {"names": ["sync"], "action": "SCMP_ACT_KILL_PROCESS"}]
+    });
+    let (code, out, err) = run_with(&["sh", "-c", "echo before; exec sync"], profile, true);
+    assert_eq!(code, 128 + libc::SIGSYS, "{err}");
+    assert_eq!(out, "before\n");
+}

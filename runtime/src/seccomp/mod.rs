@@ -282,6 +282,11 @@ pub fn compile(seccomp: &LinuxSeccomp) -> Result<Compiled> {
         }
     }
 
+    // A filter with a rule on seccomp(2) loads after the others, which it could deny.
+    let seccomp_nr = syscall_number("seccomp");
+    by_action.sort_by_key(|(_, m)| {
+        m.iter().any(|(abi, m)| *abi == Abi::X86_64 && seccomp_nr.is_some_and(|nr| m.contains_key(&nr)))
+    });
     let mut notify = None;
     let mut filters = Vec::new();
     for (act, matches) in by_action {
@@ -945,6 +950,21 @@ mod tests {
         }
         assert_eq!(run(last, &seccomp), ERRNO | 1);
         assert_eq!(verdict(&c, &i386(Abi::I386.syscall_number("seccomp").unwrap())), ERRNO | 1);
+    }
+
+    #[test]
+    fn a_rule_on_seccomp_loads_after_the_other_action_filters() {
+        let p = profile(
+            r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[
+                {"names":["seccomp"],"action":"SCMP_ACT_ERRNO"},
+                {"names":["sync"],"action":"SCMP_ACT_KILL"}]}"#,
+        );
+        let c = compile(&p).unwrap();
+        let seccomp = x86_64(syscall_number("seccomp").unwrap());
+        let (last, before) = c.filters.split_last().unwrap();
+        assert_eq!(before.len(), 1);
+        assert_eq!(run(&before[0], &seccomp), SECCOMP_RET_ALLOW);
+        assert_eq!(run(last, &seccomp), ERRNO | 1);
     }
 
     #[test]
