@@ -8,6 +8,7 @@
 #   hyperfine       benchmarks
 #   iperf3          bench/network.sh's throughput through published ports and between containers
 #   strace          debugging syscalls of the runtime
+#   gcc, libc6-dev  the seccomp tests build a static program that makes i386 and x32 syscalls
 #   iproute2        `ip`: berthd removes bridges with it; tests inspect network namespaces
 #   containernetworking-plugins
 #                   the CNI plugins berthd networks containers with (bridge, host-local,
@@ -26,7 +27,7 @@
 # and skopeo to make the image from it (plus containerd for its TIER=containerd).
 set -euo pipefail
 
-PACKAGES=(busybox-static runc crun hyperfine iperf3 strace iproute2 containernetworking-plugins iptables util-linux python3
+PACKAGES=(busybox-static runc crun hyperfine iperf3 strace gcc libc6-dev iproute2 containernetworking-plugins iptables util-linux python3
 	containerd docker.io podman skopeo umoci qemu-system-x86 docker-registry apache2-utils)
 if [[ ${1:-} == --main ]]; then
 	PACKAGES=(busybox-static skopeo umoci util-linux)

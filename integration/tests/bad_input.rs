@@ -341,7 +341,7 @@ fn failing_bind_mount_is_reported_and_unwound() {
 fn unsupported_features_are_named() {
     let bundle = Bundle::new(&["true"]);
     bundle.edit(|c| c["linux"]["seccomp"] = serde_json::json!({"defaultAction": "SCMP_ACT_NOTIFY"}));
-    assert_create_refused(&bundle, "seccomp notify", &["SCMP_ACT_NOTIFY", "not supported"]);
+    assert_create_refused(&bundle, "seccomp notify as the default action", &["SCMP_ACT_NOTIFY", "default action"]);
 
     let bundle = Bundle::new(&["true"]);
     bundle.edit(|c| c["linux"]["resources"] = serde_json::json!({"network": {"classID": 1048577}}));

@@ -214,8 +214,11 @@ fn features_describes_this_build() {
     assert_eq!(v["ociVersionMax"], "1.3.0");
     assert_eq!(v["linux"]["cgroup"]["systemd"], false);
     assert_eq!(v["linux"]["seccomp"]["enabled"], true);
-    let actions = v["linux"]["seccomp"]["actions"].as_array().unwrap();
-    assert!(!actions.iter().any(|a| a == "SCMP_ACT_NOTIFY"), "notify is not supported");
+    let seccomp = &v["linux"]["seccomp"];
+    assert!(seccomp["actions"].as_array().unwrap().iter().any(|a| a == "SCMP_ACT_NOTIFY"), "{seccomp}");
+    assert_eq!(seccomp["archs"], serde_json::json!(["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"]));
+    let flags = seccomp["supportedFlags"].as_array().unwrap();
+    assert!(flags.iter().any(|f| f == "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"), "{seccomp}");
     let mount_options = v["mountOptions"].as_array().unwrap();
     for opt in ["rbind", "nosymfollow", "rro", "rnosymfollow", "rnoatime", "tmpcopyup"] {
         assert!(mount_options.iter().any(|o| o == opt), "{opt} not listed");

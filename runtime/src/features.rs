@@ -19,9 +19,9 @@ pub fn document() -> serde_json::Value {
                 "enabled": cfg!(target_arch = "x86_64"),
                 "actions": seccomp::SUPPORTED_ACTIONS,
                 "operators": ["SCMP_CMP_NE", "SCMP_CMP_LT", "SCMP_CMP_LE", "SCMP_CMP_EQ", "SCMP_CMP_GE", "SCMP_CMP_GT", "SCMP_CMP_MASKED_EQ"],
-                "archs": ["SCMP_ARCH_X86_64"],
+                "archs": seccomp::SUPPORTED_ARCHES,
                 "knownFlags": ["SECCOMP_FILTER_FLAG_TSYNC", "SECCOMP_FILTER_FLAG_LOG", "SECCOMP_FILTER_FLAG_SPEC_ALLOW", "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"],
-                "supportedFlags": ["SECCOMP_FILTER_FLAG_TSYNC", "SECCOMP_FILTER_FLAG_LOG", "SECCOMP_FILTER_FLAG_SPEC_ALLOW"]
+                "supportedFlags": seccomp::SUPPORTED_FLAGS
             },
             "apparmor": {"enabled": false},
             "selinux": {"enabled": false},

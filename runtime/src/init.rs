@@ -4,7 +4,9 @@
 //! → memory policy → console → rlimits → user/groups → capabilities → no_new_privs → cwd → ready → wait on the
 //! exec fifo → startContainer hooks → seccomp → execve. Nothing but execve follows the seccomp
 //! filter, with or without no_new_privs (without it, installing the filter needs CAP_SYS_ADMIN,
-//! which init keeps permitted and effective until then; execve does not pass it on).
+//! which init keeps permitted and effective until then; execve does not pass it on). With
+//! SCMP_ACT_NOTIFY, the notify filter goes first and its listener straight to the seccomp agent
+//! (sendmsg on the connection `create` made, then close), before the other filters.
 
 use crate::cgroups::CgroupPaths;
 use crate::namespaces::Plan;
@@ -43,10 +45,20 @@ pub struct InitArgs<'a> {
     pub no_new_keyring: bool,
     /// `--preserve-fds`: fds 3..3+N pass to the process.
     pub preserve_fds: i32,
+    /// `linux.seccomp`, compiled by the parent (a bad profile fails `create` before the clone).
+    pub seccomp: Option<crate::seccomp::Compiled>,
+    /// The connection to the seccomp agent at `listenerPath`, made by the parent on the host
+    /// when the profile uses SCMP_ACT_NOTIFY; the parent sends the state to tell it.
+    pub seccomp_agent: Option<OwnedFd>,
 }
 
 /// Runs init in the child; only returns on failure (the caller reports it and exits).
 pub fn run(args: InitArgs, sync: &SyncSocket) -> Result<Infallible> {
+    let mut seccomp = args.seccomp;
+    if let Some(socket) = args.seccomp_agent {
+        let state = sync.expect_agent_state()?;
+        seccomp.as_mut().context("a seccomp agent connection without a profile")?.set_agent(socket, state);
+    }
     sync.expect(Message::Go)?;
     // The parent saved the state with init's pid before Go: read it while the host's view of
     // the state dir is still reachable (hooks get it on stdin).
@@ -54,8 +66,6 @@ pub fn run(args: InitArgs, sync: &SyncSocket) -> Result<Infallible> {
     let spec = args.spec;
     let linux = spec.linux().as_ref().context("no linux section")?;
     let process = spec.process().as_ref().context("no process")?;
-    // Compiled now so a bad profile fails `create`; installed as late as possible (below).
-    let seccomp = linux.seccomp().as_ref().map(crate::seccomp::compile).transpose()?;
     let memory_policy = linux.memory_policy().as_ref().map(crate::mempolicy::compile).transpose()?;
 
     // 1. a network namespace made by our clone gets its loopback up (first: the namespace belongs
@@ -263,17 +273,19 @@ fn process_env(process: &Process) -> Vec<String> {
 }
 
 impl PreparedProcess {
-    /// The last steps: default signal dispositions, the seccomp filter, execve. Once the filter
-    /// is in, the only syscall left is execve (and, should it fail, the report and exit), so a
-    /// profile needs to allow no more than any program needs to start. A failure to install the
+    /// The last steps: default signal dispositions, the seccomp filter, execve. Once the main
+    /// filter is in, the only syscall left is execve (and, should it fail, the report and exit),
+    /// so a profile needs to allow no more than any program needs to start (the notify filter,
+    /// loaded before the others, is followed by the sendmsg and close that hand its listener to
+    /// the agent). A failure to install the
     /// filter goes to `on_seccomp_error` too. Returns only on failure, which it also reports on
     /// the process's stderr (the caller may already have been told that all went well).
-    pub fn exec(self, on_seccomp_error: impl FnOnce(&anyhow::Error)) -> Result<Infallible> {
+    pub fn exec(mut self, on_seccomp_error: impl FnOnce(&anyhow::Error)) -> Result<Infallible> {
         reset_signals();
         // Built before the filter goes in: nothing may allocate (brk, mmap) after it.
         let argv = null_terminated(&self.argv);
         let env = null_terminated(&self.env);
-        if let Some(filter) = &self.seccomp {
+        if let Some(filter) = &mut self.seccomp {
             if let Err(e) = filter.apply() {
                 on_seccomp_error(&e);
                 return Err(e);

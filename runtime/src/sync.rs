@@ -18,6 +18,9 @@ pub enum Message {
     Ready,
     /// init → parent: setup failed with this message.
     Error(String),
+    /// parent → init (or exec's child): the container process state for the seccomp agent
+    /// (SCMP_ACT_NOTIFY), sent before `Go`.
+    AgentState(String),
 }
 
 impl Message {
@@ -28,6 +31,7 @@ impl Message {
             Message::HooksDone => b"D".to_vec(),
             Message::Ready => b"R".to_vec(),
             Message::Error(msg) => [b"E".as_slice(), msg.as_bytes()].concat(),
+            Message::AgentState(state) => [b"A".as_slice(), state.as_bytes()].concat(),
         }
     }
 
@@ -38,10 +42,16 @@ impl Message {
             Some(b'D') => Message::HooksDone,
             Some(b'R') => Message::Ready,
             Some(b'E') => Message::Error(String::from_utf8_lossy(&buf[1..]).into_owned()),
+            Some(b'A') => {
+                Message::AgentState(String::from_utf8(buf[1..].to_vec()).context("agent state is not UTF-8")?)
+            }
             _ => bail!("unexpected sync message {buf:?}"),
         })
     }
 }
+
+/// The largest message: what `recv` reads in one datagram.
+const MAX_MESSAGE: usize = 65536;
 
 /// One end of the socketpair.
 pub struct SyncSocket(pub OwnedFd);
@@ -56,14 +66,21 @@ pub fn pair() -> Result<(SyncSocket, SyncSocket)> {
 impl SyncSocket {
     /// Sends one message.
     pub fn send(&self, msg: &Message) -> Result<()> {
-        let buf = msg.encode();
+        let mut buf = msg.encode();
+        if buf.len() > MAX_MESSAGE {
+            // An error's text is cut (it is read lossily); anything else must arrive whole.
+            if !matches!(msg, Message::Error(_)) {
+                bail!("sync message of {} bytes is larger than the {MAX_MESSAGE} the other side reads", buf.len());
+            }
+            buf.truncate(MAX_MESSAGE);
+        }
         nix::unistd::write(&self.0, &buf).context("writing to sync socket")?;
         Ok(())
     }
 
     /// Receives one message; `None` at EOF (the other side is gone).
     pub fn recv(&self) -> Result<Option<Message>> {
-        let mut buf = vec![0u8; 65536];
+        let mut buf = vec![0u8; MAX_MESSAGE];
         loop {
             match nix::unistd::read(&self.0, &mut buf) {
                 Ok(0) => return Ok(None),
@@ -71,6 +88,16 @@ impl SyncSocket {
                 Err(nix::errno::Errno::EINTR) => continue,
                 Err(e) => return Err(e).context("reading from sync socket"),
             }
+        }
+    }
+
+    /// Receives the container process state for the seccomp agent.
+    pub fn expect_agent_state(&self) -> Result<String> {
+        match self.recv()? {
+            Some(Message::AgentState(state)) => Ok(state),
+            Some(Message::Error(e)) => bail!("{e}"),
+            Some(other) => bail!("sync: expected the seccomp agent's state, got {other:?}"),
+            None => bail!("sync: the other side exited before the seccomp agent's state"),
         }
     }
 

@@ -129,6 +129,12 @@ fn setup(
     let linux = spec.linux().as_ref().context("config.json has no linux section")?;
     let t0 = std::time::Instant::now();
     let phase = |name: &str| crate::logging::debug(&format!("create {}: {name} at {:?}", opts.id, t0.elapsed()));
+    // Compiled here so that a bad profile fails before anything exists; installed by init as
+    // late as possible. The seccomp agent's socket is a host path: connected here, inherited by
+    // init, which sends the listener on it at `start`.
+    let seccomp = linux.seccomp().as_ref().map(crate::seccomp::compile).transpose()?;
+    let seccomp_agent =
+        seccomp.as_ref().and_then(|s| s.listener_path()).map(crate::seccomp::connect_agent).transpose()?;
     let mut cgroup = CgroupPaths::plan(linux.cgroups_path().as_deref(), &opts.id)?;
     let created = cgroup.create();
     undo.cgroup = Some(cgroup.clone());
@@ -220,6 +226,8 @@ fn setup(
                 no_pivot: opts.no_pivot,
                 no_new_keyring: opts.no_new_keyring,
                 preserve_fds: opts.preserve_fds,
+                seccomp,
+                seccomp_agent,
             },
             &child_sock,
         );
@@ -237,6 +245,8 @@ fn setup(
     undo.child = Some(pid);
     drop(child_sock);
     drop(console_socket);
+    // Init's copy alone: the agent sees the connection end when init has sent the state.
+    drop(seccomp_agent);
 
     drop(cgroup_dir);
     if !born_in_cgroup {
@@ -255,6 +265,14 @@ fn setup(
     // Saved before Go: init reads it for its hooks, and a create that dies from here on leaves a
     // pid that `delete --force` can kill.
     state.save(&dir.path)?;
+    if let Some(compiled) = seccomp.as_ref().filter(|c| c.listener_path().is_some()) {
+        // Init sends it once `start` lets it load the filter: the container is created by then
+        // and its program not yet running (runc, which loads the filter during create, says
+        // "creating").
+        let oci_state = state.oci_json(Status::Created);
+        let process_state = crate::seccomp::process_state(&oci_state, pid, compiled.listener_metadata());
+        parent_sock.send(&Message::AgentState(process_state))?;
+    }
     parent_sock.send(&Message::Go)?;
     phase("init in its cgroup with its id maps");
 

@@ -177,6 +177,10 @@ pub fn exec(root: &Path, opts: &ExecOptions) -> Result<i32> {
         bail!("--console-socket was given but no terminal was asked for (-t)");
     }
     let seccomp = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()).map(crate::seccomp::compile).transpose()?;
+    // Every exec'd process loads the filter anew: its own connection to the seccomp agent, made
+    // here on the host, and its own listener.
+    let seccomp_agent =
+        seccomp.as_ref().and_then(|s| s.listener_path()).map(crate::seccomp::connect_agent).transpose()?;
     let memory_policy =
         spec.linux().as_ref().and_then(|l| l.memory_policy().as_ref()).map(crate::mempolicy::compile).transpose()?;
     let affinity = crate::cpu_affinity::Plan::of(&process)?;
@@ -205,6 +209,7 @@ pub fn exec(root: &Path, opts: &ExecOptions) -> Result<i32> {
     let pid = match unsafe { nix::unistd::fork() }.context("fork")? {
         nix::unistd::ForkResult::Child => {
             drop(parent_sock);
+            let seccomp = SeccompSetup { compiled: seccomp, agent: seccomp_agent };
             let err = match child(&namespaces, process, theirs, seccomp, memory_policy, opts.preserve_fds, &child_sock)
             {
                 Ok(never) => match never {},
@@ -217,6 +222,12 @@ pub fn exec(root: &Path, opts: &ExecOptions) -> Result<i32> {
         nix::unistd::ForkResult::Parent { child } => child.as_raw(),
     };
     drop(child_sock);
+    // The child's copy alone: the agent sees the connection end when the child has sent the state.
+    drop(seccomp_agent);
+    let mut agent_state = seccomp
+        .as_ref()
+        .filter(|s| s.listener_path().is_some())
+        .map(|s| crate::seccomp::process_state(&c.state.oci_json(c.status()), pid, s.listener_metadata()));
     let mut c = Some(c);
     let setup = (|| -> Result<()> {
         let container = c.as_ref().context("the container lock is gone")?;
@@ -237,6 +248,9 @@ pub fn exec(root: &Path, opts: &ExecOptions) -> Result<i32> {
         // was forked with the mask it had).
         if !opts.detach {
             super::run::block_forwarded_signals()?;
+        }
+        if let Some(state) = agent_state.take() {
+            parent_sock.send(&Message::AgentState(state))?;
         }
         parent_sock.send(&Message::Go)?;
         parent_sock.expect(Message::Ready)?;
@@ -259,11 +273,17 @@ pub fn exec(root: &Path, opts: &ExecOptions) -> Result<i32> {
     super::run::wait_forwarding(pid, master.as_ref())
 }
 
+/// The container's compiled profile and, when it uses SCMP_ACT_NOTIFY, the agent connection.
+struct SeccompSetup {
+    compiled: Option<crate::seccomp::Compiled>,
+    agent: Option<OwnedFd>,
+}
+
 fn child(
     namespaces: &[(LinuxNamespaceType, std::fs::File)],
     process: Process,
     console: Option<OwnedFd>,
-    seccomp: Option<crate::seccomp::Compiled>,
+    seccomp: SeccompSetup,
     memory_policy: Option<crate::mempolicy::Compiled>,
     preserve_fds: i32,
     sync: &SyncSocket,
@@ -271,6 +291,11 @@ fn child(
     // SAFETY: prctl(PR_SET_DUMPABLE, 0) takes no pointers: container processes must not reach
     // our memory or /proc entries before the execve.
     unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    let mut compiled = seccomp.compiled;
+    if let Some(socket) = seccomp.agent {
+        let state = sync.expect_agent_state()?;
+        compiled.as_mut().context("a seccomp agent connection without a profile")?.set_agent(socket, state);
+    }
     sync.expect(Message::Go)?;
     for (typ, file) in namespaces {
         if !matches!(typ, LinuxNamespaceType::Pid | LinuxNamespaceType::Time) {
@@ -285,7 +310,7 @@ fn child(
     if let Some(policy) = &memory_policy {
         policy.apply()?;
     }
-    let prepared = crate::init::prepare_process(&process, console, seccomp, preserve_fds)?;
+    let prepared = crate::init::prepare_process(&process, console, compiled, preserve_fds)?;
     sync.send(&Message::Ready)?;
     // Nobody reads the sync socket after Ready: a seccomp failure goes to the process's stderr.
     prepared.exec(|e| {
