@@ -438,7 +438,15 @@ fn notify_run(no_new_privs: bool) {
     // a real mkdir would fail). No fd of the runtime (the agent's socket, the listener) reaches
     // the program.
     let bundle = Bundle::new(&["sh", "-c", "mkdir /x; echo rc=$?; ls -d /x; echo ls=$?; ls /proc/$$/fd; :"]);
-    let profile = notify_mkdir(&agent.path());
+    // Without no_new_privs the agent is named relative to the bundle, as runc allows.
+    let agent_path = if no_new_privs {
+        agent.path()
+    } else {
+        let (dir, bundle_dir) = (agent.path().parent().unwrap().to_path_buf(), bundle.path().to_path_buf());
+        assert_eq!(dir.parent(), bundle_dir.parent(), "agent and bundle in the same temp dir");
+        Path::new("..").join(dir.file_name().unwrap()).join("agent.sock")
+    };
+    let profile = notify_mkdir(&agent_path);
     bundle.edit(|c| {
         c["linux"]["seccomp"] = profile;
         c["process"]["noNewPrivileges"] = json!(no_new_privs);

@@ -133,8 +133,11 @@ fn setup(
     // late as possible. The seccomp agent's socket is a host path: connected here, inherited by
     // init, which sends the listener on it at `start`.
     let seccomp = linux.seccomp().as_ref().map(crate::seccomp::compile).transpose()?;
-    let seccomp_agent =
-        seccomp.as_ref().and_then(|s| s.listener_path()).map(crate::seccomp::connect_agent).transpose()?;
+    let seccomp_agent = seccomp
+        .as_ref()
+        .and_then(|s| s.listener_path())
+        .map(|p| crate::seccomp::connect_agent(bundle, p))
+        .transpose()?;
     let mut cgroup = CgroupPaths::plan(linux.cgroups_path().as_deref(), &opts.id)?;
     let created = cgroup.create();
     undo.cgroup = Some(cgroup.clone());

@@ -179,8 +179,11 @@ pub fn exec(root: &Path, opts: &ExecOptions) -> Result<i32> {
     let seccomp = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()).map(crate::seccomp::compile).transpose()?;
     // Every exec'd process loads the filter anew: its own connection to the seccomp agent, made
     // here on the host, and its own listener.
-    let seccomp_agent =
-        seccomp.as_ref().and_then(|s| s.listener_path()).map(crate::seccomp::connect_agent).transpose()?;
+    let seccomp_agent = seccomp
+        .as_ref()
+        .and_then(|s| s.listener_path())
+        .map(|p| crate::seccomp::connect_agent(&c.state.bundle, p))
+        .transpose()?;
     let memory_policy =
         spec.linux().as_ref().and_then(|l| l.memory_policy().as_ref()).map(crate::mempolicy::compile).transpose()?;
     let affinity = crate::cpu_affinity::Plan::of(&process)?;

@@ -331,9 +331,6 @@ fn agent_config(seccomp: &LinuxSeccomp) -> Result<Option<AgentConfig>> {
         }
         return Ok(None);
     };
-    if !path.is_absolute() {
-        bail!("linux.seccomp.listenerPath {} is not an absolute path", path.display());
-    }
     Ok(Some(AgentConfig { path, metadata }))
 }
 
@@ -505,8 +502,10 @@ fn program(sections: &[(Abi, BpfProgram)], listed: &[Abi]) -> BpfProgram {
 
 /// Connects to the seccomp agent at `path` (a host path: call before init leaves the host's
 /// mount namespace). The socket is close-on-exec: it never reaches the container's program.
-pub fn connect_agent(path: &Path) -> Result<OwnedFd> {
+pub fn connect_agent(bundle: &Path, path: &Path) -> Result<OwnedFd> {
     use nix::sys::socket::{connect, socket, AddressFamily, SockFlag, SockType, UnixAddr};
+    // A relative listenerPath is relative to the bundle, as in runc (which runs in the bundle).
+    let path = &bundle.join(path);
     let what = || format!("connecting to the seccomp agent at linux.seccomp.listenerPath {}", path.display());
     let addr = UnixAddr::new(path).with_context(what)?;
     let sock =
