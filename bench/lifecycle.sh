@@ -22,10 +22,12 @@
 #   RUNS          measured runs per command (default 30); warmup is 3
 #   MEMORY_LIMIT  realistic's linux.resources.memory.limit in bytes
 #                 (default 268435456, 256 MiB)
+#   RSS_RUNS      creates per runtime for the peak-RSS row printed after the
+#                 lifecycle group (GNU time's %M, median; default 10)
 #   BENCH_WORK    scratch dir for the bundles and state roots
 #                 (default ${TMPDIR:-/tmp}/berth-bench)
 #
-# Needs root, hyperfine, python3 and unshare (util-linux).
+# Needs root, hyperfine, python3, unshare (util-linux) and GNU time (/usr/bin/time).
 set -euo pipefail
 
 SELF=$(readlink -f "${BASH_SOURCE[0]}")
@@ -38,6 +40,7 @@ RUNC=${RUNC:-/usr/sbin/runc}
 CRUN=${CRUN:-/usr/bin/crun}
 RUNS=${RUNS:-30}
 MEMORY_LIMIT=${MEMORY_LIMIT:-268435456}
+RSS_RUNS=${RSS_RUNS:-10}
 WARMUP=3
 BENCH_WORK=${BENCH_WORK:-${TMPDIR:-/tmp}/berth-bench}
 # /bin/true for lifecycle and run; `sleep` for the exec group's containers;
@@ -214,6 +217,32 @@ inner() {
 	for group in "${SELECTED[@]}"; do
 		measure_group "$group"
 	done
+	if [[ " ${SELECTED[*]} " == *" lifecycle "* ]]; then
+		measure_create_rss | tee "$STAMP_DIR/create-rss.txt"
+	fi
+}
+
+# Peak RSS of the `create` command itself (GNU time's %M: the maximum resident set of the
+# process, over its re-execs), median of RSS_RUNS creates per runtime, each deleted after.
+measure_create_rss() {
+	local entry name bin root i id rss=()
+	echo
+	echo "== create's peak RSS (kB, median of $RSS_RUNS) =="
+	for entry in "${RUNTIMES[@]}"; do
+		name=${entry%%=*}
+		bin=${entry#*=}
+		root=$BENCH_WORK/state/$name
+		rss=()
+		for ((i = 0; i < RSS_RUNS; i++)); do
+			id=${ID_PREFIX}rss-$$-$i
+			# time writes to a file: the created init holds create's stdio open until deleted.
+			/usr/bin/time -o "$BENCH_WORK/rss" -f %M "$bin" --root "$root" create --bundle "$BUNDLE" "$id" \
+				</dev/null >/dev/null 2>&1 || echo "warning: $name create failed" >&2
+			rss+=("$(tail -n1 "$BENCH_WORK/rss")")
+			"$bin" --root "$root" delete --force "$id" >/dev/null 2>&1 || true
+		done
+		printf '%-8s %s\n' "$name" "$(printf '%s\n' "${rss[@]}" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')"
+	done
 }
 
 # Prints each runtime's mean relative to berth for every group that ran.
@@ -299,7 +328,7 @@ echo "groups: ${SELECTED[*]}   runs: $RUNS (+$WARMUP warmup)   results: $STAMP_D
 # --propagation private: the tmpfs mounted inside must never propagate back
 # to the host's /sys/fs/cgroup.
 _BERTH_BENCH_INNER=1 BENCH_GROUPS="${SELECTED[*]}" BERTH=$BERTH RUNC=$RUNC CRUN=$CRUN RUNS=$RUNS \
-	MEMORY_LIMIT=$MEMORY_LIMIT BENCH_WORK=$BENCH_WORK unshare --mount --propagation private -- "$SELF"
+	MEMORY_LIMIT=$MEMORY_LIMIT RSS_RUNS=$RSS_RUNS BENCH_WORK=$BENCH_WORK unshare --mount --propagation private -- "$SELF"
 
 print_ratios
 ln -sfn "$(basename "$STAMP_DIR")" "$RESULTS/latest"

@@ -5,7 +5,7 @@
 #
 #   busybox-static  static busybox for the offline test bundle
 #   runc, crun      peer runtimes (conformance comparisons, bench/lifecycle.sh)
-#   hyperfine       benchmarks
+#   hyperfine, time benchmarks (time: GNU time for peak RSS)
 #   iperf3          bench/network.sh's throughput through published ports and between containers
 #   strace          debugging syscalls of the runtime
 #   gcc, libc6-dev  the seccomp tests build a static program that makes i386 and x32 syscalls
@@ -27,7 +27,7 @@
 # and skopeo to make the image from it (plus containerd for its TIER=containerd).
 set -euo pipefail
 
-PACKAGES=(busybox-static runc crun hyperfine iperf3 strace gcc libc6-dev iproute2 containernetworking-plugins iptables util-linux python3
+PACKAGES=(busybox-static runc crun hyperfine time iperf3 strace gcc libc6-dev iproute2 containernetworking-plugins iptables util-linux python3
 	containerd docker.io podman skopeo umoci qemu-system-x86 docker-registry apache2-utils)
 if [[ ${1:-} == --main ]]; then
 	PACKAGES=(busybox-static skopeo umoci util-linux)

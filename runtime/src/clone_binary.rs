@@ -55,15 +55,6 @@ pub fn ensure_cloned() -> Result<()> {
     if is_cloned() {
         return Ok(());
     }
-    let exe = match overlay_view() {
-        Ok(fd) => fd,
-        Err(e) => {
-            crate::logging::debug(&format!(
-                "no private overlay of the runtime binary ({e:#}): copying it into a memfd"
-            ));
-            sealed_memfd_copy()?
-        }
-    };
     let args: Vec<CString> = std::env::args_os()
         .map(|a| CString::new(a.into_encoded_bytes()))
         .collect::<Result<_, _>>()
@@ -77,26 +68,46 @@ pub fn ensure_cloned() -> Result<()> {
         })
         .collect::<Result<_, _>>()
         .context("environment with a NUL byte")?;
-    let never = nix::unistd::fexecve(exe.as_fd(), &args, &env).context("re-executing the runtime from its copy")?;
+    let overlay_failed = match overlay_view() {
+        // Returns only if the exec failed (an LSM may refuse the overlay's file).
+        Ok(view) => match nix::unistd::fexecve(view.as_fd(), &args, &env) {
+            Ok(never) => match never {},
+            Err(e) => anyhow::Error::from(e).context("executing the binary through the overlay"),
+        },
+        Err(e) => e,
+    };
+    crate::logging::debug(&format!(
+        "no private overlay of the runtime binary ({overlay_failed:#}): re-executing from a sealed memfd copy"
+    ));
+    let copy = sealed_memfd_copy()?;
+    let never = nix::unistd::fexecve(copy.as_fd(), &args, &env).context("re-executing the runtime from its copy")?;
     match never {}
 }
 
 /// The binary opened through a private read-only overlayfs whose lower layers are the binary's
-/// directory and an empty tmpfs (overlayfs wants two lower layers when it has no upper one).
-/// Neither mount is attached anywhere: once this returns, only the open file keeps them.
+/// directory and /dev (overlayfs wants two lower layers when it has no upper one; what the second
+/// holds does not matter, the binary's directory is on top). The overlay is attached nowhere:
+/// once this returns, only the open file keeps it.
 fn overlay_view() -> Result<OwnedFd> {
+    use std::os::unix::ffi::OsStrExt;
+    const SECOND_LOWER: &str = "/dev";
     let exe = std::fs::read_link("/proc/self/exe").context("reading /proc/self/exe")?;
     let (Some(dir), Some(name)) = (exe.parent(), exe.file_name()) else {
         anyhow::bail!("{} has no directory", exe.display());
     };
-    if !exe.is_absolute() || exe.to_string_lossy().ends_with(" (deleted)") {
-        anyhow::bail!("{} is not a path overlayfs can use", exe.display());
+    let raw = dir.as_os_str().as_bytes();
+    // In overlayfs's lowerdir, ':' separates layers and '\\' escapes; layers may not overlap; a
+    // binary deleted since it started reads "<path> (deleted)".
+    if !dir.is_absolute()
+        || raw.iter().any(|b| matches!(b, b':' | b'\\' | b','))
+        || exe.as_os_str().as_bytes().ends_with(b" (deleted)")
+        || dir.starts_with(SECOND_LOWER)
+    {
+        anyhow::bail!("{} is not a directory overlayfs can take as a layer", dir.display());
     }
-    let empty = detached_mount(c"tmpfs", &[], MOUNT_ATTR_RDONLY)?;
-    let lower = format!("{}:/proc/self/fd/{}", dir.display(), empty.as_raw_fd());
-    if lower.contains(',') || dir.to_string_lossy().contains(':') {
-        anyhow::bail!("{} has a character overlayfs options cannot carry", dir.display());
-    }
+    let mut lower = raw.to_vec();
+    lower.push(b':');
+    lower.extend_from_slice(SECOND_LOWER.as_bytes());
     let lower = CString::new(lower).context("binary path with a NUL byte")?;
     let view = detached_mount(
         c"overlay",
