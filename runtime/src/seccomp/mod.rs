@@ -282,14 +282,18 @@ pub fn compile(seccomp: &LinuxSeccomp) -> Result<Compiled> {
         }
     }
 
-    // A filter with a rule on seccomp(2) loads after the others, which it could deny.
+    // Load order: the action filters, then the main filter, then the action filters with a rule
+    // on seccomp(2), which could deny the loads after them. The main filter allows seccomp(2)
+    // when a rule names it (it is in `allowed`); otherwise it may deny it, so it loads after
+    // every filter that does not name seccomp(2).
     let seccomp_nr = syscall_number("seccomp");
-    by_action.sort_by_key(|(_, m)| {
-        m.iter().any(|(abi, m)| *abi == Abi::X86_64 && seccomp_nr.is_some_and(|nr| m.contains_key(&nr)))
-    });
+    let names_seccomp =
+        |m: &Matches| m.iter().any(|(abi, m)| *abi == Abi::X86_64 && seccomp_nr.is_some_and(|nr| m.contains_key(&nr)));
     let mut notify = None;
     let mut filters = Vec::new();
+    let mut last = Vec::new();
     for (act, matches) in by_action {
+        let late = names_seccomp(&matches);
         let programs = link(sections(matches, SeccompAction::Allow, &act)?, &abis)?;
         if act == Action::Notify {
             // A process can have one listener: all notify rules live in one filter.
@@ -297,14 +301,16 @@ pub fn compile(seccomp: &LinuxSeccomp) -> Result<Compiled> {
                 bail!("the SCMP_ACT_NOTIFY rules do not fit in one seccomp filter ({BPF_MAXINSNS} instructions)");
             }
             notify = programs.into_iter().next();
+        } else if late {
+            last.extend(programs);
         } else {
             filters.extend(programs);
         }
     }
-    // The main filter last: once it is in, seccomp(2) itself may be denied.
     if default_kernel != SeccompAction::Allow {
         filters.extend(link(sections(allowed, default_kernel, &Action::Kernel(SeccompAction::Allow))?, &abis)?);
     }
+    filters.extend(last);
     // A profile that filters nothing still kills the ABIs it does not list.
     if notify.is_none() && filters.is_empty() && abis.len() < 3 {
         filters.push(program(&[], &abis));
