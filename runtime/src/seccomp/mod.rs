@@ -129,6 +129,58 @@ impl Abi {
     }
 }
 
+/// On i386, the multiplexer a socket or SysV IPC call `name` also goes through: socketcall(2)
+/// or ipc(2), with the rule matching its first argument (the call number; ipc(2) reads only its
+/// low 16 bits, the rest is a version).
+fn multiplexed_i386(name: &str) -> Result<Option<(i64, Vec<SeccompRule>)>> {
+    const SOCKETCALL: &[(&str, u64)] = &[
+        ("socket", 1),
+        ("bind", 2),
+        ("connect", 3),
+        ("listen", 4),
+        ("accept", 5),
+        ("getsockname", 6),
+        ("getpeername", 7),
+        ("socketpair", 8),
+        ("send", 9),
+        ("recv", 10),
+        ("sendto", 11),
+        ("recvfrom", 12),
+        ("shutdown", 13),
+        ("setsockopt", 14),
+        ("getsockopt", 15),
+        ("sendmsg", 16),
+        ("recvmsg", 17),
+        ("accept4", 18),
+        ("recvmmsg", 19),
+        ("sendmmsg", 20),
+    ];
+    const IPC: &[(&str, u64)] = &[
+        ("semop", 1),
+        ("semget", 2),
+        ("semctl", 3),
+        ("semtimedop", 4),
+        ("msgsnd", 11),
+        ("msgrcv", 12),
+        ("msgget", 13),
+        ("msgctl", 14),
+        ("shmat", 21),
+        ("shmdt", 22),
+        ("shmget", 23),
+        ("shmctl", 24),
+    ];
+    let (mux, op, call) = if let Some((_, call)) = SOCKETCALL.iter().find(|(n, _)| *n == name) {
+        ("socketcall", SeccompCmpOp::Eq, *call)
+    } else if let Some((_, call)) = IPC.iter().find(|(n, _)| *n == name) {
+        ("ipc", SeccompCmpOp::MaskedEq(0xffff), *call)
+    } else {
+        return Ok(None);
+    };
+    let Some(nr) = Abi::I386.syscall_number(mux) else { return Ok(None) };
+    let cond = SeccompCondition::new(0, SeccompCmpArgLen::Dword, op, call).context("seccomp multiplexer condition")?;
+    Ok(Some((nr, vec![SeccompRule::new(vec![cond]).context("seccomp multiplexer rule")?])))
+}
+
 /// The ABIs `architectures` asks for. Architectures other than x86's cannot make a syscall on
 /// an x86_64 kernel: listed, they change nothing. Without x86_64 itself, the profile was not
 /// meant for this machine.
@@ -273,10 +325,25 @@ pub fn compile(seccomp: &LinuxSeccomp) -> Result<Compiled> {
         for (i, abi) in abis.iter().enumerate() {
             let rules = rules_for(args, abi.arg_len())?;
             for name in rule.names() {
-                let Some(nr) = abi.syscall_number(name) else { continue };
-                allowed[i].1.entry(nr).or_default().add(&rules);
-                if let Some(own) = own {
-                    by_action[own].1[i].1.entry(nr).or_default().add(&rules);
+                if let Some(nr) = abi.syscall_number(name) {
+                    allowed[i].1.entry(nr).or_default().add(&rules);
+                    if let Some(own) = own {
+                        by_action[own].1[i].1.entry(nr).or_default().add(&rules);
+                    }
+                }
+                // i386 also reaches socket and SysV IPC calls through socketcall(2) and ipc(2),
+                // as libseccomp knows: the rule covers that form too. Its arguments are behind a
+                // pointer there, so a conditional rule becomes unconditional for a deny action
+                // (stricter) and is left out for ALLOW (the multiplexed form stays denied).
+                if *abi == Abi::I386 {
+                    if let Some(sub) = multiplexed_i386(name)? {
+                        if args.is_empty() {
+                            allowed[i].1.entry(sub.0).or_default().add(&sub.1);
+                        }
+                        if let Some(own) = own {
+                            by_action[own].1[i].1.entry(sub.0).or_default().add(&sub.1);
+                        }
+                    }
                 }
             }
         }
@@ -883,6 +950,34 @@ mod tests {
         assert_eq!(verdict(&c, &call(i386(136), 8)), ERRNO | 1);
         assert_eq!(verdict(&c, &call(x32(X32 + 135), 0x1_0000_0008)), ERRNO | 1);
         assert_eq!(verdict(&c, &call(i386(136), 0)), SECCOMP_RET_ALLOW);
+    }
+
+    #[test]
+    fn i386_socket_and_ipc_rules_cover_socketcall_and_ipc_too() {
+        let call = |nr, arg0| Call { arch: AUDIT_ARCH_I386, nr, args: [arg0, 0, 0, 0, 0, 0] };
+        let (socketcall, ipc) = (102, 117);
+        let deny = profile(
+            r#"{"defaultAction":"SCMP_ACT_ALLOW","architectures":["SCMP_ARCH_X86_64","SCMP_ARCH_X86"],
+                "syscalls":[{"names":["socket","shmget"],"action":"SCMP_ACT_ERRNO","errnoRet":1}]}"#,
+        );
+        let c = compile(&deny).unwrap();
+        assert_eq!(verdict(&c, &call(359, 0)), ERRNO | 1, "socket(2) itself");
+        assert_eq!(verdict(&c, &call(socketcall, 1)), ERRNO | 1, "socketcall(SYS_SOCKET)");
+        assert_eq!(verdict(&c, &call(socketcall, 2)), SECCOMP_RET_ALLOW, "socketcall(SYS_BIND)");
+        assert_eq!(verdict(&c, &call(ipc, 23)), ERRNO | 1, "ipc(SHMGET)");
+        assert_eq!(verdict(&c, &call(ipc, 23 | 1 << 16)), ERRNO | 1, "ipc(SHMGET) with a version");
+        assert_eq!(verdict(&c, &call(ipc, 13)), SECCOMP_RET_ALLOW, "ipc(MSGGET)");
+        assert_eq!(verdict(&c, &x86_64(41)), ERRNO | 1, "x86_64 socket");
+
+        let allow = profile(
+            r#"{"defaultAction":"SCMP_ACT_ERRNO","architectures":["SCMP_ARCH_X86_64","SCMP_ARCH_X86"],
+                "syscalls":[{"names":["socket"],"action":"SCMP_ACT_ALLOW"},
+                            {"names":["bind"],"action":"SCMP_ACT_ALLOW","args":[{"index":0,"value":3,"op":"SCMP_CMP_EQ"}]}]}"#,
+        );
+        let c = compile(&allow).unwrap();
+        assert_eq!(verdict(&c, &call(socketcall, 1)), SECCOMP_RET_ALLOW, "allowed socket, multiplexed");
+        assert_ne!(verdict(&c, &call(socketcall, 2)), SECCOMP_RET_ALLOW, "a conditional allow is not multiplexed");
+        assert_ne!(verdict(&c, &call(socketcall, 3)), SECCOMP_RET_ALLOW, "connect is not allowed");
     }
 
     /// Every syscall name any of the three tables knows.
