@@ -23,9 +23,6 @@ const MFD_EXEC: libc::c_uint = 0x0010;
 const SEALS: SealFlag =
     SealFlag::F_SEAL_SEAL.union(SealFlag::F_SEAL_SHRINK).union(SealFlag::F_SEAL_GROW).union(SealFlag::F_SEAL_WRITE);
 
-/// From linux/magic.h.
-const OVERLAYFS_SUPER_MAGIC: i64 = 0x794c_7630;
-
 /// True when this process already runs from a protected copy: a sealed memfd, or a file on a
 /// read-only overlayfs (what [`ensure_cloned`] makes; a binary installed on a read-only overlay
 /// is as safe, since nothing can open it for writing either).
@@ -42,7 +39,7 @@ fn on_read_only_overlay(file: &File) -> bool {
     let (Ok(fs), Ok(vfs)) = (nix::sys::statfs::fstatfs(file), nix::sys::statvfs::fstatvfs(file)) else {
         return false;
     };
-    fs.filesystem_type().0 as i64 == OVERLAYFS_SUPER_MAGIC
+    fs.filesystem_type() == nix::sys::statfs::OVERLAYFS_SUPER_MAGIC
         && vfs.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY)
 }
 
