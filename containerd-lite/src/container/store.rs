@@ -47,8 +47,13 @@ impl ContainerStore {
             names.retain(|_, _| false).context("container names: clear")?;
             for entry in records.iter().context("containers: iterate")? {
                 let (key, value) = entry.context("containers: read")?;
-                let record = decode(key.value(), value.value())?;
-                names.insert(record.name.as_str(), record.id.as_str()).context("container names: insert")?;
+                // An undecodable record keeps berthd from nothing but itself (its lookups fail).
+                match decode(key.value(), value.value()) {
+                    Ok(record) => {
+                        names.insert(record.name.as_str(), record.id.as_str()).context("container names: insert")?;
+                    }
+                    Err(e) => tracing::warn!("{e:#}"),
+                }
             }
         }
         txn.commit().context("containers: commit")?;
@@ -159,7 +164,10 @@ impl ContainerStore {
                         return Err(name_in_use(&record.name, &other).context("Error when allocating new name"));
                     }
                 }
-                names.remove(old_name.as_str()).context("container names: remove")?;
+                let owned = names.get(old_name.as_str()).context("container names: get")?.map(|o| o.value() == id);
+                if owned == Some(true) {
+                    names.remove(old_name.as_str()).context("container names: remove")?;
+                }
                 names.insert(record.name.as_str(), record.id.as_str()).context("container names: insert")?;
             }
             let bytes = serde_json::to_vec(&record).context("encoding a container record")?;
