@@ -1136,3 +1136,78 @@ fn root_path_symlinks_out_of_the_bundle_never_give_the_host_root() {
     });
     assert_eq!(run_ok(&rt, &bundle, "rootlink"), "the rootfs\n");
 }
+
+/// Mount points on and under `dir` in the test's (the host's) mount namespace.
+fn host_mounts_under(dir: &Path) -> Vec<String> {
+    let dir = dir.canonicalize().unwrap();
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4).map(str::to_string))
+        .filter(|p| Path::new(p).starts_with(&dir))
+        .collect()
+}
+
+/// A config without a mount namespace runs in the host's (as runc allows): the container's
+/// mounts are made on the host on and under its rootfs, it is chrooted into the rootfs (read-only
+/// as `runc spec` asks, through a bind of its own), and `delete` takes those mounts down again. A
+/// propagation, which would change the host's own mounts, is refused.
+#[test]
+fn a_config_without_a_mount_namespace_runs_in_the_hosts_and_delete_undoes_its_mounts() {
+    let rt = Runtime::new();
+    let bundle = Bundle::new(&[
+        "sh",
+        "-c",
+        "echo mnt=$(readlink /proc/self/ns/mnt); echo pid=$(readlink /proc/self/ns/pid); \
+         echo root=$(ls /bin/busybox); echo tmp=$(grep -c ' /tmp ' /proc/self/mountinfo); \
+         if touch /x 2>/dev/null; then echo ro=no; else echo ro=yes; fi",
+    ]);
+    bundle.edit(|c| {
+        remove_ns(c, "mount");
+        add_mount(c, json!({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["size=1m"]}));
+    });
+    let rootfs = bundle.rootfs();
+    let before = host_mounts_under(&rootfs);
+    let id = unique_id("nomntns");
+    let output = rt.create_with_output(&bundle, &id);
+    let during = host_mounts_under(&rootfs);
+    let made: Vec<&String> = during.iter().filter(|m| !before.contains(m)).collect();
+    assert!(made.iter().any(|m| m.ends_with("/proc")), "no proc mount under the rootfs on the host: {made:?}");
+    assert!(made.iter().any(|m| m.ends_with("/tmp")), "no /tmp mount under the rootfs on the host: {made:?}");
+    rt.ok(&["start", &id]);
+    rt.wait_status(&id, "stopped", Duration::from_secs(10));
+    let out = output.stdout();
+    assert_eq!(fact(&out, "mnt"), host_ns("mnt"), "{out}");
+    assert_ne!(fact(&out, "pid"), host_ns("pid"), "{out}");
+    assert_eq!(fact(&out, "root"), "/bin/busybox", "{out}");
+    assert_eq!(fact(&out, "tmp"), "1", "{out}");
+    assert_eq!(fact(&out, "ro"), "yes", "{out}");
+    // Only the rootfs's own bind is read-only, not the host mount it is on.
+    std::fs::write(bundle.path().join("host-writable"), "x").expect("the bundle's mount is writable");
+    rt.ok(&["delete", &id]);
+    rt.assert_gone(&id);
+    assert_eq!(host_mounts_under(&rootfs), before, "mounts left under the rootfs after delete");
+    std::fs::write(rootfs.join("host-writable"), "x").expect("the rootfs is writable again after delete");
+
+    // Refused, with nothing left: a propagation would change the host's mounts.
+    bundle.edit(|c| c["linux"]["rootfsPropagation"] = json!("rshared"));
+    let id = unique_id("nomntns-bad");
+    let (code, _, err) = rt.run_container(&bundle, &id);
+    assert_ne!(code, 0);
+    assert!(err.contains("rootfsPropagation needs a mount namespace"), "{err}");
+    rt.assert_gone(&id);
+    assert_eq!(host_mounts_under(&rootfs), before, "mounts left under the rootfs after a refused create");
+    bundle.edit(|c| {
+        c["linux"].as_object_mut().unwrap().remove("rootfsPropagation");
+    });
+
+    // A create that fails after init mounted things leaves none of them on the host.
+    bundle.edit(|c| {
+        add_mount(c, json!({"destination": "/nonexistent-source", "type": "bind", "source": "/no/such/path"}));
+    });
+    let id = unique_id("nomntns-fail");
+    let (code, _, err) = rt.run_container(&bundle, &id);
+    assert_ne!(code, 0, "{err}");
+    rt.assert_gone(&id);
+    assert_eq!(host_mounts_under(&rootfs), before, "mounts left under the rootfs after a failed create");
+}

@@ -92,7 +92,15 @@ pub fn run(args: InitArgs, sync: &SyncSocket) -> Result<Infallible> {
 
     // 2. rootfs, mounts, devices.
     let propagation = linux.rootfs_propagation().as_deref();
-    rootfs::prepare(args.rootfs, propagation)?;
+    // Without a mount namespace of its own the container is in the host's: nothing of the
+    // host's propagation is touched, and the switch is a chroot.
+    let own_mount_ns = linux.namespaces().iter().flatten().any(|n| n.typ() == LinuxNamespaceType::Mount);
+    if own_mount_ns {
+        rootfs::prepare(args.rootfs, propagation)?;
+    } else {
+        // A mount of the rootfs's own on the host, which root.readonly can make read-only.
+        rootfs::bind_onto_itself(args.rootfs)?;
+    }
     let has_userns = args.plan.new_user || args.plan.join.iter().any(|(t, _)| *t == LinuxNamespaceType::User);
     let ctx = rootfs::MountContext {
         rootfs: args.rootfs,
@@ -128,12 +136,16 @@ pub fn run(args: InitArgs, sync: &SyncSocket) -> Result<Infallible> {
     }
 
     // 4. the switch.
-    if args.no_pivot {
+    if !own_mount_ns {
+        rootfs::chroot(args.rootfs)?;
+    } else if args.no_pivot {
         rootfs::move_root(args.rootfs)?;
     } else {
         rootfs::pivot_root(args.rootfs)?;
     }
-    rootfs::finish_propagation(propagation)?;
+    if own_mount_ns {
+        rootfs::finish_propagation(propagation)?;
+    }
     // As runc: a missing cwd is created (root-owned, 0755) before the root can become read-only.
     let new_root = std::fs::File::open("/").context("opening /")?;
     crate::safe_path::mkdir_all_in_root(&new_root, process.cwd(), crate::safe_path::Kind::Dir)

@@ -46,9 +46,14 @@ pub fn prepare(rootfs: &Path, propagation: Option<&str>) -> Result<()> {
         mount(NONE, &parent, NONE, MsFlags::MS_PRIVATE, NONE)
             .with_context(|| format!("making {} (the rootfs's parent mount) private", parent.display()))?;
     }
+    bind_onto_itself(rootfs)
+}
+
+/// Binds the rootfs onto itself: a mount of its own, which pivot_root accepts and which can be
+/// made read-only without touching the mount it is on.
+pub fn bind_onto_itself(rootfs: &Path) -> Result<()> {
     mount(Some(rootfs), rootfs, NONE, MsFlags::MS_BIND | MsFlags::MS_REC, NONE)
-        .with_context(|| format!("bind-mounting rootfs {} onto itself", rootfs.display()))?;
-    Ok(())
+        .with_context(|| format!("bind-mounting rootfs {} onto itself", rootfs.display()))
 }
 
 /// The mount point of the mount `path` is on: the longest mount point in /proc/self/mountinfo
@@ -416,6 +421,44 @@ fn dev_links(root: &File) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Makes the rootfs `/` without a mount namespace of the container's own: chroot, as runc.
+pub fn chroot(rootfs: &Path) -> Result<()> {
+    nix::unistd::chroot(rootfs).with_context(|| format!("chroot to {}", rootfs.display()))?;
+    nix::unistd::chdir("/").context("chdir to the new root")
+}
+
+/// The mounts on and under `dir` in this mount namespace, as (mount id, mount point).
+pub fn mounts_under(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").context("reading /proc/self/mountinfo")?;
+    Ok(mountinfo
+        .lines()
+        .filter_map(|l| {
+            let mut fields = l.split(' ');
+            let id = fields.next()?.parse().ok()?;
+            let point = PathBuf::from(crate::cgroups::unescape_mountinfo(fields.nth(3)?));
+            point.starts_with(dir).then_some((id, point))
+        })
+        .collect())
+}
+
+/// The mounts made under `dir` since `before` was taken with [`mounts_under`], in mount order.
+pub fn mounts_made_under(dir: &Path, before: &[(u64, PathBuf)]) -> Result<Vec<PathBuf>> {
+    Ok(mounts_under(dir)?.into_iter().filter(|m| !before.iter().any(|b| b.0 == m.0)).map(|m| m.1).collect())
+}
+
+/// Detaches `points` (mounts made in the host's namespace for a container without its own),
+/// last made first. One that is already gone is no error.
+pub fn unmount_host_mounts(points: &[PathBuf]) -> Result<()> {
+    let mut failed = None;
+    for point in points.iter().rev() {
+        match nix::mount::umount2(point, nix::mount::MntFlags::MNT_DETACH) {
+            Ok(()) | Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => {}
+            Err(e) => failed = Some(anyhow::Error::from(e).context(format!("unmounting {}", point.display()))),
+        }
+    }
+    failed.map_or(Ok(()), Err)
 }
 
 /// Makes the rootfs `/`: pivot_root, then detaches the old root.

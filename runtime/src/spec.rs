@@ -109,7 +109,12 @@ pub fn validate(spec: &Spec) -> Result<()> {
     }
     let has = |t: LinuxNamespaceType| namespaces.iter().any(|n| n.typ() == t);
     if !has(LinuxNamespaceType::Mount) {
-        bail!("a mount namespace is required to set up the rootfs");
+        // The container runs in the runtime's mount namespace, as runc allows: its mounts are
+        // made on the host on and under the rootfs (and undone by delete), and init chroots.
+        // A propagation would change the host's own mounts: refused.
+        if linux.rootfs_propagation().as_deref().is_some_and(|p| !p.is_empty()) {
+            bail!("linux.rootfsPropagation needs a mount namespace (without one it would change the host's /)");
+        }
     }
     let has_new_userns = namespaces.iter().any(|n| n.typ() == LinuxNamespaceType::User && n.path().is_none());
     if has_new_userns && linux.uid_mappings().as_ref().is_none_or(|m| m.is_empty()) {

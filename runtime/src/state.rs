@@ -75,6 +75,10 @@ pub struct State {
     pub cgroup: crate::cgroups::CgroupPaths,
     /// config.json as it was at create time (hooks for later phases, the process for exec).
     pub config: serde_json::Value,
+    /// Mounts the container made in the host's mount namespace (it had none of its own), in
+    /// the order made: `delete` undoes them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub host_mounts: Vec<PathBuf>,
 }
 
 impl State {

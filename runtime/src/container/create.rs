@@ -76,6 +76,13 @@ pub fn create_with_console(root: &Path, opts: &CreateOptions, console: Option<Ow
             let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
             let _ = nix::sys::wait::waitpid(Pid::from_raw(pid), None);
         }
+        if let Some((rootfs, before)) = &undo.host_mounts_before {
+            if let Err(e) = crate::rootfs::mounts_made_under(rootfs, before)
+                .and_then(|made| crate::rootfs::unmount_host_mounts(&made))
+            {
+                crate::logging::warn(&format!("undoing the host mounts of a failed create: {e:#}"));
+            }
+        }
         if let Some(cg) = undo.cgroup {
             let _ = cg.remove();
         }
@@ -109,6 +116,8 @@ struct Undo {
     child: Option<i32>,
     /// Set once create-time hooks ran: the state poststop hooks get if create then fails.
     poststop: Option<serde_json::Value>,
+    /// Without a mount namespace: the rootfs and the mounts under it before init ran.
+    host_mounts_before: Option<(PathBuf, Vec<(u64, PathBuf)>)>,
 }
 
 fn borrow_fd(fd: i32) -> std::os::fd::BorrowedFd<'static> {
@@ -163,6 +172,7 @@ fn setup(
         owner: nix::unistd::geteuid().as_raw(),
         cgroup: cgroup.clone(),
         config: serde_json::to_value(spec).context("serialising config")?,
+        host_mounts: Vec::new(),
     };
     state.save(&dir.path)?;
     phase("cgroup created and resources applied");
@@ -180,6 +190,11 @@ fn setup(
     };
 
     let plan = Plan::from_spec(linux.namespaces().as_deref().unwrap_or_default());
+    // Without a mount namespace of its own, init mounts in the host's: what it mounts under the
+    // rootfs is found by comparing with what was there before, and undone by delete.
+    if !linux.namespaces().iter().flatten().any(|n| n.typ() == oci_spec::runtime::LinuxNamespaceType::Mount) {
+        undo.host_mounts_before = Some((rootfs.to_path_buf(), crate::rootfs::mounts_under(rootfs)?));
+    }
     // Entering pid/time namespaces changes what our *children* get: keep handles on our own so
     // that hooks this process starts after the clone run in the runtime's namespaces.
     let own_pid_ns = std::fs::File::open("/proc/self/ns/pid").context("opening /proc/self/ns/pid")?;
@@ -308,6 +323,9 @@ fn setup(
             Some(other) => bail!("unexpected message from init: {other:?}"),
             None => bail!("container init exited during setup"),
         }
+    }
+    if let Some((dir, before)) = &undo.host_mounts_before {
+        state.host_mounts = crate::rootfs::mounts_made_under(dir, before)?;
     }
     state.status = Status::Created;
     state.save(&dir.path)?;

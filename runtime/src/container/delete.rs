@@ -35,6 +35,7 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
         _ => bail!("cannot delete container {id} that is not stopped: {status}"),
     }
     destroy(&c)?;
+    crate::rootfs::unmount_host_mounts(&c.state.host_mounts)?;
     if let Some(hooks) = c.state.hooks()? {
         let state = c.state.oci_json(Status::Stopped);
         crate::hooks::run_all_warn(hooks.poststop().as_deref().unwrap_or_default(), &state, "poststop");
