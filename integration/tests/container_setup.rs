@@ -1189,6 +1189,23 @@ fn a_config_without_a_mount_namespace_runs_in_the_hosts_and_delete_undoes_its_mo
     assert_eq!(host_mounts_under(&rootfs), before, "mounts left under the rootfs after delete");
     std::fs::write(rootfs.join("host-writable"), "x").expect("the rootfs is writable again after delete");
 
+    // An exec'd process enters the same root (there is no mount namespace to join).
+    bundle.edit(|c| c["process"]["args"] = json!(["sleep", "30"]));
+    let id = unique_id("nomntns-exec");
+    let _output = rt.create_with_output(&bundle, &id);
+    rt.ok(&["start", &id]);
+    let seen = rt.ok(&[
+        "exec",
+        &id,
+        "sh",
+        "-c",
+        "ls /bin/busybox; if test -d /work -o -d /root/.cargo; then echo host-root; fi",
+    ]);
+    assert_eq!(seen.trim(), "/bin/busybox", "the exec'd process is not in the container's root: {seen}");
+    rt.ok(&["delete", "--force", &id]);
+    rt.assert_gone(&id);
+    assert_eq!(host_mounts_under(&rootfs), before, "mounts left under the rootfs after delete --force");
+
     // Refused, with nothing left: a propagation would change the host's mounts.
     bundle.edit(|c| c["linux"]["rootfsPropagation"] = json!("rshared"));
     let id = unique_id("nomntns-bad");

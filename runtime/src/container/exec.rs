@@ -188,6 +188,19 @@ pub fn exec(root: &Path, opts: &ExecOptions) -> Result<i32> {
         spec.linux().as_ref().and_then(|l| l.memory_policy().as_ref()).map(crate::mempolicy::compile).transpose()?;
     let affinity = crate::cpu_affinity::Plan::of(&process)?;
     let namespaces = init_namespaces(&spec, c.state.pid)?;
+    // Without a mount namespace of its own, the container is its init's chroot in the host's:
+    // the process enters that root (there is no mount namespace to join).
+    let own_mount_ns = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .is_some_and(|n| n.iter().any(|n| n.typ() == LinuxNamespaceType::Mount));
+    let root = if own_mount_ns {
+        None
+    } else {
+        let path = format!("/proc/{}/root", c.state.pid);
+        Some(std::fs::File::open(&path).with_context(|| format!("opening {path}"))?)
+    };
     let (ours, theirs): (Option<OwnedFd>, Option<OwnedFd>) = if own_pty {
         let (a, b) = nix::sys::socket::socketpair(
             nix::sys::socket::AddressFamily::Unix,
@@ -213,8 +226,16 @@ pub fn exec(root: &Path, opts: &ExecOptions) -> Result<i32> {
         nix::unistd::ForkResult::Child => {
             drop(parent_sock);
             let seccomp = SeccompSetup { compiled: seccomp, agent: seccomp_agent };
-            let err = match child(&namespaces, process, theirs, seccomp, memory_policy, opts.preserve_fds, &child_sock)
-            {
+            let err = match child(
+                &namespaces,
+                root.as_ref(),
+                process,
+                theirs,
+                seccomp,
+                memory_policy,
+                opts.preserve_fds,
+                &child_sock,
+            ) {
                 Ok(never) => match never {},
                 Err(e) => e,
             };
@@ -282,8 +303,10 @@ struct SeccompSetup {
     agent: Option<OwnedFd>,
 }
 
+#[allow(clippy::too_many_arguments)]
 fn child(
     namespaces: &[(LinuxNamespaceType, std::fs::File)],
+    root: Option<&std::fs::File>,
     process: Process,
     console: Option<OwnedFd>,
     seccomp: SeccompSetup,
@@ -305,6 +328,10 @@ fn child(
             nix::sched::setns(file, crate::namespaces::flag(*typ))
                 .with_context(|| format!("joining the container's {typ:?} namespace"))?;
         }
+    }
+    if let Some(root) = root {
+        nix::unistd::fchdir(root).context("entering the container's root")?;
+        nix::unistd::chroot(".").context("entering the container's root (it has no mount namespace)")?;
     }
     if namespaces.iter().any(|(t, _)| *t == LinuxNamespaceType::User) {
         let zero = nix::unistd::Uid::from_raw(0);
