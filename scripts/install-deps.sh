@@ -8,7 +8,7 @@
 #   hyperfine, time benchmarks (time: GNU time for peak RSS)
 #   iperf3          bench/network.sh's throughput through published ports and between containers
 #   strace          debugging syscalls of the runtime
-#   gcc, libc6-dev  the seccomp tests build a static program that makes i386 and x32 syscalls
+#   gcc, libc6-dev  integration/build.rs builds a static program that makes i386 and x32 syscalls
 #   iproute2        `ip`: berthd removes bridges with it; tests inspect network namespaces
 #   containernetworking-plugins
 #                   the CNI plugins berthd networks containers with (bridge, host-local,

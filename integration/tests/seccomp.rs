@@ -205,16 +205,15 @@ fn cap_sys_admin_kept_to_install_the_filter_does_not_reach_the_program() {
     }
 }
 
-/// Builds `fixtures/abi-mkdir.c` into the bundle's rootfs as `/abi-mkdir`.
+/// The static ABI probe (`fixtures/abi-mkdir.c`, built by this crate's build.rs).
+const ABI_MKDIR: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/abi-mkdir"));
+
+/// Puts the ABI probe into the bundle's rootfs as `/abi-mkdir`.
 fn add_abi_mkdir(bundle: &Bundle) {
-    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/abi-mkdir.c");
-    let out = std::process::Command::new("gcc")
-        .args(["-static", "-no-pie", "-O2", "-o"])
-        .arg(bundle.rootfs().join("abi-mkdir"))
-        .arg(&source)
-        .output()
-        .expect("running gcc (scripts/install-deps.sh installs gcc and libc6-dev)");
-    assert!(out.status.success(), "gcc {}: {}", source.display(), String::from_utf8_lossy(&out.stderr));
+    use std::os::unix::fs::PermissionsExt;
+    let path = bundle.rootfs().join("abi-mkdir");
+    std::fs::write(&path, ABI_MKDIR).expect("writing /abi-mkdir into the rootfs");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod /abi-mkdir");
 }
 
 /// `mkdir` through the x86_64, i386 and x32 ABIs in a container under `seccomp` (none: no
