@@ -94,7 +94,7 @@ pub fn run(args: InitArgs, sync: &SyncSocket) -> Result<Infallible> {
     let propagation = linux.rootfs_propagation().as_deref();
     // Without a mount namespace of its own the container is in the host's: nothing of the
     // host's propagation is touched, and the switch is a chroot.
-    let own_mount_ns = linux.namespaces().iter().flatten().any(|n| n.typ() == LinuxNamespaceType::Mount);
+    let own_mount_ns = crate::namespaces::listed(linux.namespaces().as_deref(), LinuxNamespaceType::Mount);
     if own_mount_ns {
         rootfs::prepare(args.rootfs, propagation)?;
     } else {

@@ -23,6 +23,11 @@ pub fn flag(typ: LinuxNamespaceType) -> CloneFlags {
     }
 }
 
+/// True when `namespaces` has an entry of type `typ` (a new namespace or one joined by path).
+pub fn listed(namespaces: Option<&[LinuxNamespace]>, typ: LinuxNamespaceType) -> bool {
+    namespaces.unwrap_or_default().iter().any(|n| n.typ() == typ)
+}
+
 /// The name of a namespace type under `/proc/<pid>/ns/`.
 pub fn proc_name(typ: LinuxNamespaceType) -> &'static str {
     match typ {

@@ -192,7 +192,7 @@ fn setup(
     let plan = Plan::from_spec(linux.namespaces().as_deref().unwrap_or_default());
     // Without a mount namespace of its own, init mounts in the host's: what it mounts under the
     // rootfs is found by comparing with what was there before, and undone by delete.
-    if !linux.namespaces().iter().flatten().any(|n| n.typ() == oci_spec::runtime::LinuxNamespaceType::Mount) {
+    if !crate::namespaces::listed(linux.namespaces().as_deref(), oci_spec::runtime::LinuxNamespaceType::Mount) {
         undo.host_mounts_before = Some((rootfs.to_path_buf(), crate::rootfs::mounts_under(rootfs)?));
     }
     // Entering pid/time namespaces changes what our *children* get: keep handles on our own so

@@ -120,27 +120,13 @@ fn build_process(spec: &Spec, opts: &ExecOptions) -> Result<Process> {
     Ok(process)
 }
 
-/// The `/proc/<pid>/ns/<name>` file name of a namespace type.
-fn ns_file(typ: LinuxNamespaceType) -> &'static str {
-    match typ {
-        LinuxNamespaceType::Mount => "mnt",
-        LinuxNamespaceType::Cgroup => "cgroup",
-        LinuxNamespaceType::Uts => "uts",
-        LinuxNamespaceType::Ipc => "ipc",
-        LinuxNamespaceType::User => "user",
-        LinuxNamespaceType::Pid => "pid",
-        LinuxNamespaceType::Network => "net",
-        LinuxNamespaceType::Time => "time",
-    }
-}
-
 /// The namespaces of init that differ from ours, user first (it grants the rights to join the
 /// rest), as open files.
 fn init_namespaces(spec: &Spec, pid: i32) -> Result<Vec<(LinuxNamespaceType, std::fs::File)>> {
     let listed = spec.linux().as_ref().and_then(|l| l.namespaces().clone()).unwrap_or_default();
     let mut out = Vec::new();
     for ns in listed {
-        let name = ns_file(ns.typ());
+        let name = crate::namespaces::proc_name(ns.typ());
         let theirs = PathBuf::from(format!("/proc/{pid}/ns/{name}"));
         let same = match (std::fs::metadata(&theirs), std::fs::metadata(format!("/proc/self/ns/{name}"))) {
             (Ok(a), Ok(b)) => std::os::unix::fs::MetadataExt::ino(&a) == std::os::unix::fs::MetadataExt::ino(&b),
@@ -190,11 +176,10 @@ pub fn exec(root: &Path, opts: &ExecOptions) -> Result<i32> {
     let namespaces = init_namespaces(&spec, c.state.pid)?;
     // Without a mount namespace of its own, the container is its init's chroot in the host's:
     // the process enters that root (there is no mount namespace to join).
-    let own_mount_ns = spec
-        .linux()
-        .as_ref()
-        .and_then(|l| l.namespaces().as_ref())
-        .is_some_and(|n| n.iter().any(|n| n.typ() == LinuxNamespaceType::Mount));
+    let own_mount_ns = crate::namespaces::listed(
+        spec.linux().as_ref().and_then(|l| l.namespaces().as_deref()),
+        LinuxNamespaceType::Mount,
+    );
     let root = if own_mount_ns {
         None
     } else {
