@@ -453,7 +453,13 @@ fn set_rlimit(rl: &oci_spec::runtime::PosixRlimit) -> Result<()> {
     Ok(())
 }
 
-fn rlimit_number(name: &str) -> Option<libc::__rlimit_resource_t> {
+/// setrlimit's resource argument: an enum in glibc's headers, an int in musl's.
+#[cfg(target_env = "gnu")]
+type RlimitResource = libc::__rlimit_resource_t;
+#[cfg(not(target_env = "gnu"))]
+type RlimitResource = libc::c_int;
+
+fn rlimit_number(name: &str) -> Option<RlimitResource> {
     Some(match name {
         "RLIMIT_CPU" => libc::RLIMIT_CPU,
         "RLIMIT_FSIZE" => libc::RLIMIT_FSIZE,

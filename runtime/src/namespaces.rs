@@ -142,13 +142,13 @@ pub fn bring_up_loopback() -> Result<()> {
     }
     // SAFETY: SIOCGIFFLAGS writes the flags into `req`, a valid ifreq naming "lo" (NUL-terminated
     // by the zeroed rest of the name).
-    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) } != 0 {
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS as _, &mut req) } != 0 {
         return Err(std::io::Error::last_os_error()).context("reading the flags of lo (SIOCGIFFLAGS)");
     }
     // SAFETY: SIOCGIFFLAGS filled the union's flags member, the one read and written here.
     unsafe { req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short };
     // SAFETY: SIOCSIFFLAGS reads a valid ifreq naming "lo" with its new flags.
-    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) } != 0 {
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS as _, &req) } != 0 {
         return Err(std::io::Error::last_os_error()).context("bringing lo up (SIOCSIFFLAGS)");
     }
     Ok(())

@@ -227,6 +227,8 @@ fn remount_bind(target: &Path, flags: MsFlags, cleared: MsFlags) -> Result<()> {
 
 fn statvfs_flags(path: &Path) -> Result<MsFlags> {
     use nix::sys::statvfs::{statvfs, FsFlags};
+    // ST_RELATIME from linux/statfs.h: nix names it only for glibc targets.
+    const ST_RELATIME: FsFlags = FsFlags::from_bits_retain(0x1000);
     let st = statvfs(path).with_context(|| format!("statvfs {}", path.display()))?;
     let f = st.flags();
     let mut out = MsFlags::empty();
@@ -237,7 +239,7 @@ fn statvfs_flags(path: &Path) -> Result<MsFlags> {
         (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
         (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
         (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
-        (FsFlags::ST_RELATIME, MsFlags::MS_RELATIME),
+        (ST_RELATIME, MsFlags::MS_RELATIME),
     ] {
         if f.contains(fs) {
             out |= ms;

@@ -686,14 +686,14 @@ fn send_state(socket: &OwnedFd, state: &[u8], listener: &OwnedFd) -> std::io::Re
             let fd_len = std::mem::size_of::<libc::c_int>() as libc::c_uint;
             msg.msg_control = control.as_mut_ptr().cast();
             // SAFETY: CMSG_SPACE is arithmetic on its argument.
-            msg.msg_controllen = unsafe { libc::CMSG_SPACE(fd_len) } as usize;
+            msg.msg_controllen = unsafe { libc::CMSG_SPACE(fd_len) } as _;
             // SAFETY: msg_control points at `control`, which is at least CMSG_SPACE(4) bytes and
             // aligned for cmsghdr, so the first header and its data lie inside it.
             unsafe {
                 let cmsg = libc::CMSG_FIRSTHDR(&msg);
                 (*cmsg).cmsg_level = libc::SOL_SOCKET;
                 (*cmsg).cmsg_type = libc::SCM_RIGHTS;
-                (*cmsg).cmsg_len = libc::CMSG_LEN(fd_len) as usize;
+                (*cmsg).cmsg_len = libc::CMSG_LEN(fd_len) as _;
                 std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::c_int>(), listener.as_raw_fd());
             }
         }
