@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Builds berth's release binaries and gathers them in target/dist/bin (what the main job, the
 # benchmarks and an install use):
-#   berth-runtime, berthd, berth    ordinary `cargo build --release` binaries
+#   berthd, berth                   ordinary `cargo build --release` binaries
+#   berth-runtime                   static, against musl where the toolchain has it, not PIE: see
+#                                   scripts/build-runtime.sh
 #   containerd-shim-berth-v2        linked statically and not PIE (see below), as containerd's shims are:
 #                                   one runs per container, and glibc's shared libc alone would add
 #                                   ~1 MB to its RSS. Cargo cannot set crt-static for one package
@@ -12,7 +14,8 @@
 # Install with e.g.: install -m 755 target/dist/bin/* /usr/local/bin/
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release --locked -p berth-runtime -p berthd -p berth-cli
+cargo build --release --locked -p berthd -p berth-cli
+runtime=$(bash scripts/build-runtime.sh)
 host=$(rustc -vV | sed -n 's/^host: //p')
 [[ -n $host ]] || { echo "${0##*/}: cannot tell the host target from rustc -vV" >&2; exit 1; }
 # With an explicit --target, RUSTFLAGS reach only the target's crates (not build scripts or
@@ -26,7 +29,8 @@ relocation=static
 RUSTFLAGS="-C target-feature=+crt-static -C relocation-model=$relocation" \
 	cargo build --release --locked -p berth-shim -p berth-init --target "$host" --target-dir target/static
 mkdir -p target/dist/bin
-for b in berth-runtime berthd berth; do
+install -m 755 "$runtime" target/dist/bin/
+for b in berthd berth; do
 	if [[ -x target/release/$b ]]; then
 		install -m 755 "target/release/$b" target/dist/bin/
 	fi

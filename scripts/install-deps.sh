@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install the Debian packages berth's tests and benchmarks use, then check
-# for a Rust toolchain. Idempotent: installs only what is missing and runs
+# for a Rust toolchain and add its musl target. Idempotent: installs only what is missing and runs
 # `apt-get update` only when something has to be installed.
 #
 #   busybox-static  static busybox for the offline test bundle
@@ -84,3 +84,16 @@ if [[ $(printf '%s\n' "$MIN_RUST" "${have%-*}" | sort -V | head -n1) != "$MIN_RU
 	die "cargo $have is too old; berth needs Rust stable >= $MIN_RUST (rustup update stable)"
 fi
 echo "cargo $have OK"
+
+# The shipped berth-runtime is a static musl binary (scripts/build-runtime.sh); rustup adds the
+# target's standard library (no Debian package: musl-tools is not needed, Rust brings its own
+# musl). Without rustup, or offline, the runtime is built against static glibc instead.
+host=$(rustc -vV | sed -n 's/^host: //p')
+musl=${host%-gnu}-musl
+if [[ $host == *-linux-gnu && ! -d $(rustc --print sysroot)/lib/rustlib/$musl/lib ]]; then
+	if command -v rustup >/dev/null 2>&1 && rustup target add "$musl"; then
+		echo "Rust target $musl added"
+	else
+		echo "${0##*/}: warning: could not add Rust target $musl; berth-runtime will be built against static glibc" >&2
+	fi
+fi

@@ -15,6 +15,13 @@ fi
 # The integration tests run the real binaries: cargo test alone does not build them.
 cargo build --workspace --locked
 cargo test --workspace --locked
+# The runtime as it ships (static, musl: scripts/build-runtime.sh) is not the debug build the suites
+# above ran: the runtime's own suites and the engines' run again against it.
+shipped_runtime=$(bash scripts/build-runtime.sh)
+BERTH_RUNTIME=$shipped_runtime cargo test -p berth-integration --locked \
+	--test lifecycle --test container_setup --test process --test security --test exec --test seccomp \
+	--test seccomp_default --test resources --test hooks --test update_events --test bad_input \
+	--test interop_containerd --test interop_docker --test interop_podman
 # The cgroup v2 lane: the suites that depend on the cgroup layout, plus cgroup_v2 and berth_run
 # (berthd, its shim and the runtime), inside a qemu VM booted in the unified hierarchy (the host's
 # cgroups may well be v1). BERTH_VM_LANE=0 skips it.
