@@ -27,6 +27,8 @@ fn main() {
             std::fs::write(dir.join(format!("lib{name}.so")), script).expect("write a stand-in linker script");
         }
         println!("cargo:rustc-link-search=native={}", dir.display());
+        println!("cargo:rustc-link-arg-bins=-static-pie");
     }
-    println!("cargo:rustc-link-arg-bins=-static-pie");
+    // With crt-static (scripts/build.sh) rustc links statically itself: a static PIE, or a static
+    // non-PIE binary with `-C relocation-model=static`, which an added -static-pie would break.
 }
