@@ -85,15 +85,15 @@ if [[ $(printf '%s\n' "$MIN_RUST" "${have%-*}" | sort -V | head -n1) != "$MIN_RU
 fi
 echo "cargo $have OK"
 
-# The shipped berth-runtime is a static musl binary (scripts/build-runtime.sh); rustup adds the
-# target's standard library (no Debian package: musl-tools is not needed, Rust brings its own
-# musl). Without rustup, or offline, the runtime is built against static glibc instead.
+# The shipped berth-runtime, shim and berth-init are static musl binaries (scripts/build.sh);
+# rustup adds the target's standard library (musl-tools is not needed: Rust brings its own musl).
+# Without rustup, or offline, they are linked against static glibc instead.
 host=$(rustc -vV | sed -n 's/^host: //p')
 musl=${host%-gnu}-musl
 if [[ $host == *-linux-gnu && ! -d $(rustc --print sysroot)/lib/rustlib/$musl/lib ]]; then
 	if command -v rustup >/dev/null 2>&1 && rustup target add "$musl"; then
 		echo "Rust target $musl added"
 	else
-		echo "${0##*/}: warning: could not add Rust target $musl; berth-runtime will be built against static glibc" >&2
+		echo "${0##*/}: warning: could not add Rust target $musl; scripts/build.sh will link against static glibc" >&2
 	fi
 fi

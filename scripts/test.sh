@@ -15,13 +15,15 @@ fi
 # The integration tests run the real binaries: cargo test alone does not build them.
 cargo build --workspace --locked
 cargo test --workspace --locked
-# The runtime as it ships (static, musl: scripts/build-runtime.sh) is not the debug build the suites
-# above ran: the runtime's own suites and the engines' run again against it.
-shipped_runtime=$(bash scripts/build-runtime.sh)
-BERTH_RUNTIME=$shipped_runtime cargo test -p berth-integration --locked \
+# The main job (README's first command): builds the release binaries as they ship (static, musl:
+# scripts/build.sh) and runs a container through berth, berthd, the shim and the runtime.
+bash scripts/run-busybox.sh
+# Those shipped binaries are not the debug builds the suites above ran: the runtime's own suites,
+# the engines' and the shim's under containerd run again against them.
+BERTH_RUNTIME=$PWD/target/dist/bin/berth-runtime cargo test -p berth-integration --locked \
 	--test lifecycle --test container_setup --test process --test security --test exec --test seccomp \
 	--test seccomp_default --test resources --test hooks --test update_events --test bad_input \
-	--test interop_containerd --test interop_docker --test interop_podman
+	--test interop_containerd --test interop_docker --test interop_podman --test shim_containerd
 # The cgroup v2 lane: the suites that depend on the cgroup layout, plus cgroup_v2 and berth_run
 # (berthd, its shim and the runtime), inside a qemu VM booted in the unified hierarchy (the host's
 # cgroups may well be v1). BERTH_VM_LANE=0 skips it.

@@ -651,9 +651,12 @@ fn display_id(id: &str, exec_id: &str) -> String {
 
 /// Returns the heap a create or start freed (the parsed spec, the runtime's output, request
 /// buffers) to the kernel: glibc keeps freed chunks resident, and a shim then idles for the
-/// container's whole life.
+/// container's whole life. (musl's allocator unmaps freed memory itself.)
 fn give_back_freed_memory() {
     // SAFETY: malloc_trim only returns free pages of glibc's arenas to the kernel; it takes the
     // arena's lock like any malloc call.
-    unsafe { libc::malloc_trim(0) };
+    #[cfg(target_env = "gnu")]
+    unsafe {
+        libc::malloc_trim(0)
+    };
 }

@@ -184,9 +184,12 @@ pub fn serve(flags: &Flags) -> Result<()> {
     if unsafe { libc::fcntl(LISTENER_FD, libc::F_SETFD, libc::FD_CLOEXEC) } < 0 {
         return Err(std::io::Error::last_os_error()).context("marking the listening socket close-on-exec");
     }
-    // Few threads, little memory: one malloc arena for all of them.
+    // Few threads, little memory: one glibc malloc arena for all of them (musl has one anyway).
     // SAFETY: mallopt only tunes the allocator.
-    unsafe { libc::mallopt(libc::M_ARENA_MAX, 1) };
+    #[cfg(target_env = "gnu")]
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 1)
+    };
     // SAFETY: PR_SET_CHILD_SUBREAPER takes an integer flag, no pointers.
     if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } < 0 {
         return Err(std::io::Error::last_os_error()).context("becoming a child subreaper");
