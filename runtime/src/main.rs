@@ -217,7 +217,7 @@ enum Command {
     },
 }
 
-/// The shipped runtime is a static musl binary (scripts/build-runtime.sh). musl's allocator maps
+/// The shipped runtime is a static musl binary (scripts/build.sh). musl's allocator maps
 /// and unmaps memory for most allocations of a few kB, ~250 of the ~1300 system calls of a `run`;
 /// dlmalloc keeps its memory. The runtime forks its container init only while single-threaded,
 /// so dlmalloc's global lock is never inherited held.

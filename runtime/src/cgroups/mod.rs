@@ -423,27 +423,46 @@ impl CgroupPaths {
     /// parents this runtime created.
     pub fn remove(&self) -> Result<()> {
         let deadline = Instant::now() + Duration::from_secs(2);
-        // Sub-cgroups the container made inside its own go first, deepest first.
-        let nested: Vec<PathBuf> =
-            self.dirs.iter().filter(|d| self.created.contains(d)).flat_map(|d| subtree_post_order(d)).collect();
-        for dir in nested.iter().chain(self.created.iter().rev()) {
-            let ours = self.dirs.contains(dir) || nested.contains(dir);
-            loop {
+        for dir in self.created.iter().rev() {
+            if !self.dirs.contains(dir) {
+                // A parent this runtime created: removed once no other container uses it.
                 match std::fs::remove_dir(dir) {
-                    Ok(()) => break,
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
-                    // A shared parent with other children: not ours to remove any more.
-                    Err(e) if !ours && e.raw_os_error() == Some(libc::EBUSY) => break,
-                    Err(e) if !ours && e.raw_os_error() == Some(libc::ENOTEMPTY) => break,
-                    // Exiting processes leave their cgroup shortly after they are reaped.
-                    Err(e) if e.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline => {
-                        std::thread::sleep(Duration::from_millis(1));
+                    Err(e) if !matches!(e.raw_os_error(), Some(libc::ENOENT | libc::EBUSY | libc::ENOTEMPTY)) => {
+                        return Err(e).with_context(|| format!("removing cgroup {}", dir.display()));
                     }
-                    Err(e) => return Err(e).with_context(|| format!("removing cgroup {}", dir.display())),
+                    _ => continue,
                 }
+            }
+            match std::fs::remove_dir(dir) {
+                Ok(()) => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                // Sub-cgroups the container made inside its own (rmdir fails with EBUSY while
+                // there are any) go first, deepest first; or processes are still leaving.
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                    for sub in subtree_post_order(dir) {
+                        remove_dir_waiting(&sub, deadline)?;
+                    }
+                    remove_dir_waiting(dir, deadline)?;
+                }
+                Err(e) => return Err(e).with_context(|| format!("removing cgroup {}", dir.display())),
             }
         }
         Ok(())
+    }
+}
+
+/// Removes cgroup `dir`, retrying while it is busy until `deadline`: exiting processes leave
+/// their cgroup shortly after they are reaped.
+fn remove_dir_waiting(dir: &Path, deadline: Instant) -> Result<()> {
+    loop {
+        match std::fs::remove_dir(dir) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Err(e) => return Err(e).with_context(|| format!("removing cgroup {}", dir.display())),
+        }
     }
 }
 

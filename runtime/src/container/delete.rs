@@ -50,9 +50,12 @@ pub fn destroy(c: &Container) -> Result<()> {
     if crate::state::init_alive(st.pid, st.init_start_time) {
         let _ = kill(Pid::from_raw(st.pid), Signal::SIGKILL);
     }
-    // Without a pid namespace, init's death does not take the rest with it.
-    for pid in st.cgroup.pids().unwrap_or_default() {
-        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+    // Init's death takes the rest of a pid namespace of its own with it (the kernel kills them),
+    // as runc relies on; without one, every process of the cgroup is killed here.
+    if !own_pid_namespace(&st.config) {
+        for pid in st.cgroup.pids().unwrap_or_default() {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
     }
     // A frozen process only dies once thawed (SIGKILL is already pending).
     if st.cgroup.is_frozen() {
@@ -62,4 +65,27 @@ pub fn destroy(c: &Container) -> Result<()> {
         bail!("container {} init (pid {}) did not exit after SIGKILL", st.id, st.pid);
     }
     st.cgroup.remove()
+}
+
+/// True when the saved config gave init a new pid namespace (not one joined by path).
+fn own_pid_namespace(config: &serde_json::Value) -> bool {
+    let namespaces = config.pointer("/linux/namespaces").and_then(|n| n.as_array());
+    namespaces.is_some_and(|all| {
+        all.iter().any(|n| n["type"] == "pid" && n.get("path").and_then(|p| p.as_str()).is_none_or(str::is_empty))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::own_pid_namespace;
+    use serde_json::json;
+
+    #[test]
+    fn only_a_new_pid_namespace_is_init_s_own() {
+        assert!(own_pid_namespace(&json!({"linux": {"namespaces": [{"type": "mount"}, {"type": "pid"}]}})));
+        assert!(own_pid_namespace(&json!({"linux": {"namespaces": [{"type": "pid", "path": ""}]}})));
+        assert!(!own_pid_namespace(&json!({"linux": {"namespaces": [{"type": "pid", "path": "/proc/1/ns/pid"}]}})));
+        assert!(!own_pid_namespace(&json!({"linux": {"namespaces": [{"type": "mount"}]}})));
+        assert!(!own_pid_namespace(&json!({})));
+    }
 }
