@@ -14,7 +14,8 @@
 # The containers run /bin/true from a busybox bundle.
 #
 # env:
-#   BERTH         berth-runtime binary (default: target/release/berth-runtime)
+#   BERTH         berth-runtime binary (default: target/dist/bin/berth-runtime, from
+#                 scripts/build.sh: the static musl binary that ships)
 #   PROFILE_TOOL  prints berth's default seccomp profile for a config.json
 #                 (default: target/release/default-seccomp-profile, from
 #                 `cargo build --release -p berth-bench`); realistic only
@@ -34,7 +35,7 @@ SELF=$(readlink -f "${BASH_SOURCE[0]}")
 BENCH_DIR=$(dirname "$SELF")
 REPO_ROOT=$(dirname "$BENCH_DIR")
 
-BERTH=${BERTH:-$REPO_ROOT/target/release/berth-runtime}
+BERTH=${BERTH:-$REPO_ROOT/target/dist/bin/berth-runtime}
 PROFILE_TOOL=${PROFILE_TOOL:-$REPO_ROOT/target/release/default-seccomp-profile}
 RUNC=${RUNC:-/usr/sbin/runc}
 CRUN=${CRUN:-/usr/bin/crun}
@@ -288,7 +289,7 @@ done
 
 # Checked here, not in select_runtimes: die in a process substitution would
 # not stop the script.
-[[ -x $BERTH ]] || die "berth-runtime not found at $BERTH (build it: cargo build --release, or set BERTH=...)"
+[[ -x $BERTH ]] || die "berth-runtime not found at $BERTH (build it: bash scripts/build.sh, or set BERTH=...)"
 mapfile -t RUNTIMES < <(select_runtimes)
 [[ ${#RUNTIMES[@]} -gt 1 ]] || echo "note: no peer runtime installed; measuring berth alone" >&2
 
