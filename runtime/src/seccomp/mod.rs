@@ -659,8 +659,14 @@ fn install(program: &BpfProgram, flags: libc::c_uint) -> Result<Option<OwnedFd>>
     // the call returns, and the kernel copies the program.
     let r = unsafe { libc::syscall(libc::SYS_seccomp, SECCOMP_SET_MODE_FILTER, flags, &prog) };
     if r < 0 {
-        return Err(std::io::Error::last_os_error())
-            .with_context(|| format!("installing a seccomp filter (seccomp(2) flags {flags:#x})"));
+        let e = std::io::Error::last_os_error();
+        // The flag the kernel most often lacks: EINVAL names it rather than leaving a bare number.
+        let hint = if e.raw_os_error() == Some(libc::EINVAL) && flags & SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV != 0 {
+            "; SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV needs Linux 5.19 or later"
+        } else {
+            ""
+        };
+        return Err(e).with_context(|| format!("installing a seccomp filter (seccomp(2) flags {flags:#x}{hint})"));
     }
     if flags & SECCOMP_FILTER_FLAG_NEW_LISTENER == 0 || r == 0 {
         return Ok(None);
