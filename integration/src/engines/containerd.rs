@@ -4,7 +4,7 @@
 //! shim (`containerd-shim-runc-v2`) runs any runc-compatible binary passed as
 //! `ctr run --runc-binary`.
 
-use super::process::{run_ok, try_run, Daemon, HANG_GUARD};
+use super::process::{run_ok, try_run, Daemon, HANG_GUARD, PROBE_GUARD};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -73,7 +73,10 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
         let mut containerd = Containerd { dir: dir.to_path_buf(), socket, daemon };
         let mut version = containerd.ctr("default");
         version.arg("version");
-        containerd.daemon.wait_ready(START_GUARD, || try_run(&mut version, HANG_GUARD).is_ok_and(|out| out.code == 0));
+        let socket = containerd.socket.clone();
+        containerd.daemon.wait_ready(START_GUARD, || {
+            socket.exists() && try_run(&mut version, PROBE_GUARD).is_ok_and(|out| out.code == 0)
+        });
         containerd
     }
 

@@ -6,7 +6,7 @@
 //! /opt/containerd. dockerd itself still creates the empty /run/docker/plugins.
 
 use super::containerd::Containerd;
-use super::process::{run_ok, try_run, Daemon, HANG_GUARD};
+use super::process::{run_ok, try_run, Daemon, HANG_GUARD, PROBE_GUARD};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -86,7 +86,7 @@ impl Dockerd {
         let mut dockerd = Dockerd { socket, cli_config, exec_root, daemon, containerd };
         let mut version = dockerd.docker();
         version.arg("version");
-        dockerd.daemon.wait_ready(START_GUARD, || try_run(&mut version, HANG_GUARD).is_ok_and(|out| out.code == 0));
+        dockerd.daemon.wait_ready(START_GUARD, || try_run(&mut version, PROBE_GUARD).is_ok_and(|out| out.code == 0));
         dockerd
     }
 

@@ -12,6 +12,10 @@ use std::time::{Duration, Instant};
 /// How long one engine command may run before the test gives up on it. A guard against hangs,
 /// never a performance check: these commands normally take well under a second.
 pub const HANG_GUARD: Duration = Duration::from_secs(120);
+/// How long one readiness probe of a starting daemon (`ctr version`, `docker version`) may take
+/// before it is killed and the next one runs: a client that dialled before the daemon's socket
+/// existed can sit in its gRPC reconnect backoff far longer than the daemon takes to start.
+pub const PROBE_GUARD: Duration = Duration::from_secs(10);
 
 /// How long a daemon gets to exit after SIGTERM before it is sent SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(30);
