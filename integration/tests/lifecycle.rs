@@ -55,8 +55,13 @@ fn foreground_run_forwards_signals_and_reports_death_as_128_plus_the_signal() {
     let rt = Runtime::new();
     // The container's init traps TERM and says so: proves the signal was forwarded to it. It says
     // when the trap is set: before that, a TERM to a pid namespace's init is simply ignored.
-    let bundle =
-        Bundle::new(&["sh", "-c", "trap 'echo got-term; exit 3' TERM; echo trapped; while :; do sleep 0.05; done"]);
+    // Realtime signals too: 34 (glibc's SIGRTMIN, which musl reserves for itself) and 40.
+    let bundle = Bundle::new(&[
+        "sh",
+        "-c",
+        "trap 'echo got-34' 34; trap 'echo got-40' 40; trap 'echo got-term; exit 3' TERM; echo trapped; \
+         while :; do sleep 0.05; done",
+    ]);
     let id = berth_integration::unique_id("sig");
     let out = tempfile::NamedTempFile::new().unwrap();
     let mut run = rt
@@ -64,14 +69,20 @@ fn foreground_run_forwards_signals_and_reports_death_as_128_plus_the_signal() {
         .stdout(out.reopen().unwrap())
         .spawn()
         .unwrap();
-    berth_integration::wait_until("the container's trap", Duration::from_secs(30), || {
-        std::fs::read_to_string(out.path()).is_ok_and(|o| o.contains("trapped"))
-    });
+    let output_has = |what: &str| std::fs::read_to_string(out.path()).is_ok_and(|o| o.contains(what));
+    berth_integration::wait_until("the container's trap", Duration::from_secs(30), || output_has("trapped"));
+    for sig in [34, 40] {
+        // SAFETY: kill(2) on the pid of our own child process.
+        unsafe { libc::kill(run.id() as i32, sig) };
+        berth_integration::wait_until(&format!("signal {sig} in the container"), Duration::from_secs(10), || {
+            output_has(&format!("got-{sig}"))
+        });
+    }
     // SAFETY: kill(2) on the pid of our own child process.
     unsafe { libc::kill(run.id() as i32, libc::SIGTERM) };
     let status = run.wait().unwrap();
     assert_eq!(status.code(), Some(3));
-    assert_eq!(std::fs::read_to_string(out.path()).unwrap(), "trapped\ngot-term\n");
+    assert_eq!(std::fs::read_to_string(out.path()).unwrap(), "trapped\ngot-34\ngot-40\ngot-term\n");
     rt.assert_gone(&id);
 
     // A container killed by a signal it cannot catch: 128 + 9.

@@ -85,8 +85,23 @@ pub(crate) fn block_forwarded_signals() -> Result<SigSet> {
     let mut set = SigSet::all();
     set.remove(Signal::SIGKILL);
     set.remove(Signal::SIGSTOP);
+    #[cfg(target_env = "musl")]
+    let set = with_signal_34(set);
     nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None).context("blocking signals")?;
     Ok(set)
+}
+
+/// musl's sigfillset leaves out signals 32-34, which it reserves for itself; glibc's only 32 and
+/// 33. 34 is glibc's SIGRTMIN, which engines may send and runc forwards: it is added by hand (a
+/// sigset_t is the kernel's bit array, signal n at bit n-1; musl's sigaddset refuses 34).
+#[cfg(target_env = "musl")]
+fn with_signal_34(set: SigSet) -> SigSet {
+    const BITS: usize = libc::c_ulong::BITS as usize;
+    let mut raw = *set.as_ref();
+    // SAFETY: sigset_t is an array of c_ulong words (128 bytes in musl); word 33 / BITS is in it.
+    unsafe { *(&mut raw as *mut libc::sigset_t).cast::<libc::c_ulong>().add(33 / BITS) |= 1 << (33 % BITS) };
+    // SAFETY: `raw` is a sigset_t made from a valid one.
+    unsafe { SigSet::from_sigset_t_unchecked(raw) }
 }
 
 /// Forwards every catchable signal to `pid` (and copies the pty, if any) until it exits;
@@ -133,9 +148,9 @@ pub(crate) fn wait_forwarding(pid: i32, master: Option<&OwnedFd>) -> Result<i32>
                         crate::console::copy_winsize(0, m.as_raw_fd());
                     }
                 } else if signo != libc::SIGCHLD {
-                    if let Ok(sig) = Signal::try_from(signo) {
-                        let _ = nix::sys::signal::kill(init, sig);
-                    }
+                    // Realtime signals too, which nix's Signal has no names for; runc forwards them.
+                    // SAFETY: kill(2) takes plain integers.
+                    unsafe { libc::kill(init.as_raw(), signo) };
                 }
             }
         }
