@@ -338,6 +338,15 @@ fn setup(
 /// In the child: run init; report a failure to the parent and exit without unwinding into the
 /// parent's code.
 fn child_main(args: InitArgs, sync: &SyncSocket) -> ! {
+    // A panic must end init alone. With panic=abort, std would call abort(), and musl's abort
+    // signals the thread id cached in the parent (init comes from a raw clone, which musl does not
+    // know about): without a pid namespace of its own, that would kill the runtime instead.
+    std::panic::set_hook(Box::new(|info| {
+        let _ =
+            std::io::Write::write_fmt(&mut std::io::stderr(), format_args!("berth-runtime: container init: {info}\n"));
+        // SAFETY: _exit ends init at once; the parent sees the sync socket close and fails create.
+        unsafe { libc::_exit(1) }
+    }));
     // SAFETY: prctl(PR_SET_DUMPABLE, 0) takes no pointers. A non-dumpable init cannot be ptraced
     // or have its /proc entries (exe, fds) opened by container processes before execve.
     unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
