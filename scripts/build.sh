@@ -4,8 +4,13 @@
 #   berthd, berth                   ordinary `cargo build --release` binaries
 #   berth-runtime                   static binaries, linked against musl when the toolchain has
 #   containerd-shim-berth-v2        the musl target (scripts/install-deps.sh adds it with rustup),
-#   berth-init                      not PIE. Cargo cannot set crt-static for some packages of a
+#                                   not PIE. Cargo cannot set crt-static for some packages of a
 #                                   workspace, so they are a second build with its own target dir.
+#   berth-init                      static, against glibc (a third build): it runs inside
+#                                   containers whose images may have no libc at all, and as their
+#                                   PID 1 it keeps glibc's behaviour (every signal but 32 and 33
+#                                   forwarded, execvp's /bin/sh fallback for scripts without #!),
+#                                   which musl does not have.
 #
 # Why static, and why musl:
 # - berth-runtime runs twice per create, run and exec (the second time from a read-only view of
@@ -16,8 +21,7 @@
 #   system calls of a `run`.
 # - containerd-shim-berth-v2 runs once per container for the container's whole life: linked
 #   against musl it idles at ~1.2 MB RSS, against static glibc ~2.0 MB, dynamic ~3 MB.
-# - berth-init runs inside containers whose images may have no libc at all.
-# Without the musl target they are linked against static glibc, with a warning. Non-PIE as
+# Without the musl target they are linked against static glibc too, with a warning. Non-PIE as
 # Debian's containerd, containerd-shim-runc-v2 and runc are (a static PIE relocates itself at
 # every start, ≈60 kB more RSS per shim); heap, stack and mmap are still randomised, and
 # BERTH_STATIC_PIE=1 makes static PIEs.
@@ -27,22 +31,26 @@ cd "$(dirname "$0")/.."
 cargo build --release --locked -p berthd -p berth-cli
 host=$(rustc -vV | sed -n 's/^host: //p')
 [[ -n $host ]] || { echo "${0##*/}: cannot tell the host target from rustc -vV" >&2; exit 1; }
-target=${host%-gnu}-musl
-if [[ $host != *-linux-gnu || ! -d $(rustc --print sysroot)/lib/rustlib/$target/lib ]]; then
-	echo "${0##*/}: warning: Rust target $target is not installed (rustup target add $target):" \
-		"berth-runtime, the shim and berth-init are linked against static glibc instead" >&2
-	target=$host
+target=$host
+if [[ $host == *-linux-gnu ]]; then
+	target=${host%-gnu}-musl
+	if [[ ! -d $(rustc --print sysroot)/lib/rustlib/$target/lib ]]; then
+		echo "${0##*/}: warning: Rust target $target is not installed (rustup target add $target):" \
+			"berth-runtime and the shim are linked against static glibc instead" >&2
+		target=$host
+	fi
 fi
 relocation=static
 [[ ${BERTH_STATIC_PIE:-0} == 1 ]] && relocation=pie
 # With an explicit --target, RUSTFLAGS reach only the target's crates (not build scripts or
 # proc macros, which cannot be static).
-RUSTFLAGS="-C target-feature=+crt-static -C relocation-model=$relocation" \
-	cargo build --release --locked -p berth-runtime -p berth-shim -p berth-init --target "$target" \
-	--target-dir target/static
+export RUSTFLAGS="-C target-feature=+crt-static -C relocation-model=$relocation"
+cargo build --release --locked -p berth-runtime -p berth-shim --target "$target" --target-dir target/static
+cargo build --release --locked -p berth-init --target "$host" --target-dir target/static
 mkdir -p target/dist/bin
 install -m 755 target/release/berthd target/release/berth target/dist/bin/
-for b in berth-runtime containerd-shim-berth-v2 berth-init; do
+for b in berth-runtime containerd-shim-berth-v2; do
 	install -m 755 "target/static/$target/release/$b" target/dist/bin/
 done
-echo "built: $(cd target/dist/bin && echo *) in target/dist/bin ($target)"
+install -m 755 "target/static/$host/release/berth-init" target/dist/bin/
+echo "built: $(cd target/dist/bin && echo *) in target/dist/bin (runtime and shim: $target)"

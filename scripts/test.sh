@@ -11,6 +11,12 @@ if cargo fmt --version >/dev/null 2>&1; then
 fi
 if cargo clippy --version >/dev/null 2>&1; then
 	cargo clippy --workspace --all-targets --locked -- -D warnings
+	# The runtime and the shim ship as musl binaries (scripts/build.sh): their musl-only code too.
+	host=$(rustc -vV | sed -n 's/^host: //p')
+	musl=${host%-gnu}-musl
+	if [[ $host == *-linux-gnu && -d $(rustc --print sysroot)/lib/rustlib/$musl/lib ]]; then
+		cargo clippy -p berth-runtime -p berth-shim --target "$musl" --locked -- -D warnings
+	fi
 fi
 # The integration tests run the real binaries: cargo test alone does not build them.
 cargo build --workspace --locked
@@ -26,9 +32,9 @@ BERTH_RUNTIME=$PWD/target/dist/bin/berth-runtime cargo test -p berth-integration
 	--test interop_containerd --test interop_docker --test interop_podman --test shim_containerd
 # The cgroup v2 lane: the suites that depend on the cgroup layout, plus cgroup_v2 and berth_run
 # (berthd, its shim and the runtime), inside a qemu VM booted in the unified hierarchy (the host's
-# cgroups may well be v1). BERTH_VM_LANE=0 skips it.
+# cgroups may well be v1), with the runtime that ships. BERTH_VM_LANE=0 skips it.
 if [[ ${BERTH_VM_LANE:-1} != 0 ]]; then
-	bash scripts/vm-test.sh
+	BERTH_RUNTIME=$PWD/target/dist/bin/berth-runtime bash scripts/vm-test.sh
 else
 	echo "${0##*/}: BERTH_VM_LANE=0: cgroup v2 lane skipped" >&2
 fi
