@@ -31,14 +31,12 @@ cd "$(dirname "$0")/.."
 cargo build --release --locked -p berthd -p berth-cli
 host=$(rustc -vV | sed -n 's/^host: //p')
 [[ -n $host ]] || { echo "${0##*/}: cannot tell the host target from rustc -vV" >&2; exit 1; }
-target=$host
-if [[ $host == *-linux-gnu ]]; then
-	target=${host%-gnu}-musl
-	if [[ ! -d $(rustc --print sysroot)/lib/rustlib/$target/lib ]]; then
-		echo "${0##*/}: warning: Rust target $target is not installed (rustup target add $target):" \
-			"berth-runtime and the shim are linked against static glibc instead" >&2
-		target=$host
-	fi
+. scripts/lib/musl-target.sh
+target=$(musl_target)
+if ! target_installed "$target"; then
+	[[ -z $target ]] || echo "${0##*/}: warning: Rust target $target is not installed (rustup target add $target):" \
+		"berth-runtime and the shim are linked against static glibc instead" >&2
+	target=$host
 fi
 relocation=static
 [[ ${BERTH_STATIC_PIE:-0} == 1 ]] && relocation=pie

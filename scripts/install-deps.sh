@@ -88,9 +88,9 @@ echo "cargo $have OK"
 # The shipped berth-runtime, shim and berth-init are static musl binaries (scripts/build.sh);
 # rustup adds the target's standard library (musl-tools is not needed: Rust brings its own musl).
 # Without rustup, or offline, they are linked against static glibc instead.
-host=$(rustc -vV | sed -n 's/^host: //p')
-musl=${host%-gnu}-musl
-if [[ $host == *-linux-gnu && ! -d $(rustc --print sysroot)/lib/rustlib/$musl/lib ]]; then
+. "$(dirname "$0")/lib/musl-target.sh"
+musl=$(musl_target)
+if [[ -n $musl ]] && ! target_installed "$musl"; then
 	if command -v rustup >/dev/null 2>&1 && rustup target add "$musl"; then
 		echo "Rust target $musl added"
 	else

@@ -12,9 +12,9 @@ fi
 if cargo clippy --version >/dev/null 2>&1; then
 	cargo clippy --workspace --all-targets --locked -- -D warnings
 	# The runtime and the shim ship as musl binaries (scripts/build.sh): their musl-only code too.
-	host=$(rustc -vV | sed -n 's/^host: //p')
-	musl=${host%-gnu}-musl
-	if [[ $host == *-linux-gnu && -d $(rustc --print sysroot)/lib/rustlib/$musl/lib ]]; then
+	. scripts/lib/musl-target.sh
+	musl=$(musl_target)
+	if target_installed "$musl"; then
 		cargo clippy -p berth-runtime -p berth-shim --target "$musl" --locked -- -D warnings
 	fi
 fi
